@@ -1,0 +1,5 @@
+import sys
+
+from decaylab.cli import main
+
+sys.exit(main())

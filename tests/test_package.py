@@ -1,0 +1,39 @@
+import subprocess
+import sys
+
+import decaylab
+from decaylab._checks import check_choice, check_int, check_real
+
+import pytest
+
+
+def test_version():
+    assert decaylab.__version__
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
+def test_check_real_rejects(value):
+    with pytest.raises(ValueError, match="lr"):
+        check_real("lr", value, low=0.0)
+
+
+def test_check_real_type():
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        check_real("lr", "0.1")
+    with pytest.raises(TypeError):
+        check_real("lr", True)
+
+
+def test_check_int_and_choice():
+    assert check_int("folds", 5, low=2) == 5
+    with pytest.raises(ValueError, match=r"folds must be an integer in \[2, inf\], got 1"):
+        check_int("folds", 1, low=2)
+    with pytest.raises(ValueError, match="decay_scaling must be one of 'lr', 'schedule', got 'x'"):
+        check_choice("decay_scaling", "x", ("lr", "schedule"))
+
+
+def test_cli_bad_command_is_one_line_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "decaylab.cli", "no-such-command"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
