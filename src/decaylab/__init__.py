@@ -1,3 +1,18 @@
 """decaylab: weight decay (L2 regularization) for PyTorch — correct in every convention, fast, and visible."""
 
 __version__ = "0.1.0"
+
+from decaylab.ridge import ridge_path  # numpy only: cheap
+
+# Public names whose modules import torch: loaded on first use so `import decaylab` stays light.
+_LAZY = {
+    "sweep": "decaylab.sweeps",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'decaylab' has no attribute {name!r}")
