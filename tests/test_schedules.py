@@ -1,0 +1,138 @@
+"""Cosine annealing with warm restarts: hand-computed values at and around restarts, torch parity,
+torch's scheduler interface (state_dict, get_last_lr, chaining) and decay_scaling="schedule"."""
+
+import copy
+import math
+import warnings
+
+import pytest
+import torch
+
+from decaylab.schedules import CosineWarmRestarts, period_of_step
+
+
+def make_optimizer(lr=1.0, groups=1):
+    params = [torch.nn.Parameter(torch.zeros(2)) for _ in range(groups)]
+    return torch.optim.SGD([{"params": [p], "lr": lr * (i + 1)} for i, p in enumerate(params)], lr=lr)
+
+
+def run(scheduler, steps):
+    """lr of group 0 at steps 0..steps-1 (optimizer.step() before scheduler.step(), as torch asks)."""
+    lrs = []
+    for _ in range(steps):
+        lrs.append(scheduler.get_last_lr()[0])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def half_cosine(t, T):
+    return (1 + math.cos(math.pi * t / T)) / 2
+
+
+def test_hand_computed_values_T0_2_Tmult_2():
+    # periods of 2, 4, 8 steps: restarts at steps 2 and 6, where the lr is back to lr_0 = 1
+    lrs = run(CosineWarmRestarts(make_optimizer(), T_0=2, T_mult=2), 8)
+    expected = [1.0, 0.5,                                           # period 0: T_i = 2
+                1.0, 0.8535533905932737, 0.5, 0.14644660940672627,  # period 1: T_i = 4
+                1.0, 0.9619397662556434]                            # period 2: T_i = 8
+    assert lrs == pytest.approx(expected, rel=1e-12)
+    assert [half_cosine(1, 4), half_cosine(3, 4), half_cosine(1, 8)] == pytest.approx(
+        [expected[3], expected[5], expected[7]], rel=1e-15)
+
+
+def test_hand_computed_values_with_eta_min_and_steps_per_epoch():
+    # T_0 = 1 epoch of 4 steps, eta_min = 0.1, lr_0 = 0.5: lr = 0.1 + 0.4·(1+cos(πt/4))/2
+    sched = CosineWarmRestarts(make_optimizer(lr=0.5), T_0=1, T_mult=1, eta_min=0.1, steps_per_epoch=4)
+    lrs = run(sched, 9)
+    one_period = [0.1 + 0.4 * half_cosine(t, 4) for t in range(4)]
+    assert lrs == pytest.approx(one_period * 2 + [0.5], rel=1e-12)
+    assert lrs[3] == pytest.approx(0.1 + 0.4 * (1 - math.sqrt(0.5)) / 2)   # just before the restart
+    assert lrs[4] == 0.5 and lrs[8] == 0.5                               # exactly lr_0 at restarts
+
+
+@pytest.mark.parametrize("T_0, T_mult, eta_min", [(3, 1, 0.0), (2, 2, 0.0), (1, 3, 0.05), (5, 2, 0.2)])
+def test_matches_torch_cosine_annealing_warm_restarts(T_0, T_mult, eta_min):
+    ours = CosineWarmRestarts(make_optimizer(groups=2), T_0, T_mult, eta_min)
+    theirs = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(make_optimizer(groups=2), T_0, T_mult, eta_min)
+    for _ in range(40):
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        for s in (ours, theirs):
+            s.optimizer.step()
+            s.step()
+
+
+def test_period_bookkeeping_gives_epochs_of_current_restart():
+    sched = CosineWarmRestarts(make_optimizer(), T_0=2, T_mult=2, steps_per_epoch=3)
+    seen = []
+    for _ in range(6 * 3 + 1):   # epochs 0..6 stepped per batch
+        seen.append((sched.restart, sched.period_epochs, sched.epochs_into_period))
+        sched.optimizer.step()
+        sched.step()
+    assert seen[0] == (0, 2, 0.0)
+    assert seen[5] == (0, 2, 5 / 3)
+    assert seen[6] == (1, 4, 0.0)            # restart after 2 epochs = 6 steps
+    assert seen[17] == (1, 4, 11 / 3)
+    assert seen[18] == (2, 8, 0.0)           # second restart after 2 + 4 epochs
+    assert period_of_step(13, 4, 3) == (1, 9, 12)
+    assert period_of_step(16, 4, 3) == (2, 0, 36)
+
+
+def test_state_dict_round_trip_resumes_identically():
+    sched = CosineWarmRestarts(make_optimizer(), T_0=3, T_mult=2)
+    run(sched, 5)
+    saved_opt, saved_sched = copy.deepcopy(sched.optimizer.state_dict()), sched.state_dict()
+    rest = run(sched, 12)
+
+    fresh_opt = make_optimizer()
+    fresh = CosineWarmRestarts(fresh_opt, T_0=1)          # different settings, overwritten by the load
+    fresh_opt.load_state_dict(saved_opt)
+    fresh.load_state_dict(saved_sched)
+    assert (fresh.T_0, fresh.T_mult) == (3, 2)
+    assert run(fresh, 12) == pytest.approx(rest, rel=1e-12)
+
+
+def test_chains_with_a_warmup_scheduler_multiplicatively():
+    # LinearLR warm-up (factor 0.25 → 1 over 4 steps) chained with restarts: the product of both.
+    opt = make_optimizer()
+    warmup = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.25, total_iters=4)
+    restarts = CosineWarmRestarts(opt, T_0=3, T_mult=1)
+    chained = torch.optim.lr_scheduler.ChainedScheduler([warmup, restarts])
+    lrs = []
+    for t in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        chained.step()
+    warm = [min(1.0, 0.25 + 0.75 * t / 4) for t in range(10)]
+    cosine = [half_cosine(t % 3, 3) for t in range(10)]
+    assert lrs == pytest.approx([w * c for w, c in zip(warm, cosine)], rel=1e-12)
+
+
+def test_multipliers_are_lr_over_initial_lr_per_group():
+    sched = CosineWarmRestarts(make_optimizer(lr=0.2, groups=2), T_0=4, eta_min=0.02)
+    run(sched, 3)
+    lrs = sched.get_last_lr()
+    assert sched.multipliers() == pytest.approx([lrs[0] / 0.2, lrs[1] / 0.4], rel=1e-12)
+    assert sched.multipliers(4) == [1.0, 1.0]
+
+
+def test_no_warning_in_the_normal_step_order():
+    opt = make_optimizer()
+    sched = CosineWarmRestarts(opt, T_0=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(T_0=0), ValueError, r"T_0 must be an integer in \[1, inf\], got 0"),
+    (dict(T_0=2.5), TypeError, r"T_0 must be an integer, got 2.5"),
+    (dict(T_0=2, T_mult=0), ValueError, r"T_mult must be an integer in \[1, inf\], got 0"),
+    (dict(T_0=2, eta_min=-1.0), ValueError, r"eta_min must be in \[0.0, inf\)"),
+    (dict(T_0=2, steps_per_epoch=0), ValueError, r"steps_per_epoch must be an integer in \[1, inf\]"),
+    (dict(T_0=2, weight_decay_norm=0.05), ValueError, r"weight_decay_norm needs batch_size and train_size"),
+])
+def test_bad_arguments_name_the_argument(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        CosineWarmRestarts(make_optimizer(), **kwargs)
