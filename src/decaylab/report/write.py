@@ -1,0 +1,70 @@
+"""Write a report to disk: ``index.html`` and ``summary.json``, never half a report.
+
+Both files are rendered in memory first (so a bad section raises before anything is
+touched), written to temporary files in the output directory, and then moved over the old
+ones with :func:`os.replace`. A failure at any point leaves the previous report as it was;
+other files in the directory are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from decaylab.report.html import render_html
+from decaylab.report.model import Section
+from decaylab.report.summary import build_summary
+
+REPORT_FILES = ("index.html", "summary.json")
+
+
+def check_out_dir(out_dir) -> Path:
+    """Return ``out_dir`` as a Path if it is a directory or can become one (it is not a file)."""
+    if isinstance(out_dir, bool) or not isinstance(out_dir, (str, os.PathLike)):
+        raise TypeError(f"out_dir must be a path (str or os.PathLike), got {out_dir!r} ({type(out_dir).__name__})")
+    path = Path(out_dir)
+    if str(out_dir) == "":
+        raise ValueError("out_dir must be a directory path, got ''")
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"out_dir must be a directory (or not exist yet), got {str(out_dir)!r}: "
+                                 f"{str(parent)!r} is a file")
+            break
+    return path
+
+
+def _replace_atomically(directory: Path, files: dict[str, str]) -> None:
+    temps: dict[str, str] = {}
+    try:
+        for name, text in files.items():
+            fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+            temps[name] = temp
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+            os.chmod(temp, 0o644)
+        for name, temp in temps.items():
+            os.replace(temp, directory / name)
+    finally:
+        for temp in temps.values():
+            if os.path.exists(temp):
+                os.unlink(temp)
+
+
+def write_report(out_dir, title: str, sections: Sequence[Section], summary: Mapping, intro: str = "") -> Path:
+    """Render ``sections`` into ``out_dir/index.html`` and write ``out_dir/summary.json``.
+
+    ``summary`` is the study's own JSON-able dict of numbers (see
+    :func:`decaylab.report.summary.build_summary` for what is added and how values convert).
+    Creates ``out_dir`` (and its parents) if needed and returns the path of ``index.html``.
+    """
+    path = check_out_dir(out_dir)
+    page = render_html(title, sections, intro)
+    data = json.dumps(build_summary(title, sections, summary, intro), indent=2, ensure_ascii=False,
+                      allow_nan=False) + "\n"
+    path.mkdir(parents=True, exist_ok=True)
+    _replace_atomically(path, {"summary.json": data, "index.html": page})
+    return path / "index.html"
