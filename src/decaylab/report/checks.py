@@ -32,13 +32,22 @@ def check_text(where: str, value: Any) -> str:
     return value
 
 
+def _check_instance(where: str, value: Any, cls: type) -> None:
+    if not isinstance(value, cls):
+        raise TypeError(f"{where} must be a decaylab.report.model.{cls.__name__}, got {type(value).__name__}")
+
+
+def _check_unique_identifier(where: str, value: Any, seen: set[str]) -> None:
+    """An identifier not seen before in the report (section keys and figure names become HTML ids)."""
+    check_identifier(where, value)
+    if value in seen:
+        raise ValueError(f"{where} must be unique within the report, got {value!r} twice")
+    seen.add(value)
+
+
 def _check_figure(where: str, figure: Any, names: set[str]) -> None:
-    if not isinstance(figure, Figure):
-        raise TypeError(f"{where} must be a decaylab.report.model.Figure, got {type(figure).__name__}")
-    name = check_identifier(f"{where}.name", figure.name)
-    if name in names:
-        raise ValueError(f"{where}.name must be unique within the report, got {name!r} twice")
-    names.add(name)
+    _check_instance(where, figure, Figure)
+    _check_unique_identifier(f"{where}.name", figure.name, names)
     if not isinstance(figure.png, (bytes, bytearray)) or not bytes(figure.png[:8]) == PNG_SIGNATURE:
         got = type(figure.png).__name__ if not isinstance(figure.png, (bytes, bytearray)) else \
             f"bytes starting {bytes(figure.png[:8])!r}"
@@ -48,8 +57,7 @@ def _check_figure(where: str, figure: Any, names: set[str]) -> None:
 
 
 def _check_table(where: str, table: Any) -> None:
-    if not isinstance(table, Table):
-        raise TypeError(f"{where} must be a decaylab.report.model.Table, got {type(table).__name__}")
+    _check_instance(where, table, Table)
     columns = list(table.columns)
     for j, column in enumerate(columns):
         check_text(f"{where}.columns[{j}]", column)
@@ -88,12 +96,8 @@ def check_sections(sections: Any) -> list[Section]:
     names: set[str] = set()
     for s, section in enumerate(sections):
         where = f"sections[{s}]"
-        if not isinstance(section, Section):
-            raise TypeError(f"{where} must be a decaylab.report.model.Section, got {type(section).__name__}")
-        key = check_identifier(f"{where}.key", section.key)
-        if key in keys:
-            raise ValueError(f"{where}.key must be unique within the report, got {key!r} twice")
-        keys.add(key)
+        _check_instance(where, section, Section)
+        _check_unique_identifier(f"{where}.key", section.key, keys)
         check_text(f"{where}.title", section.title)
         check_text(f"{where}.text", section.text)
         for i, figure in enumerate(section.figures):

@@ -118,14 +118,20 @@ def format_number(value: float) -> str:
     return f"{value:.4g}"
 
 
-def _cell(value: Any) -> str:
+def format_cell(value: Any, missing: str = "—") -> tuple[str, bool]:
+    """A table cell's text and whether it is a number (numbers are right-aligned)."""
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
         value = value.item()
     if value is None:
-        return '<td class="num">—</td>'
+        return missing, True
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return f'<td class="num">{escape(format_number(value))}</td>'
-    return f"<td>{escape(str(value))}</td>"
+        return format_number(value), True
+    return str(value), False
+
+
+def _cell(value: Any) -> str:
+    text, numeric = format_cell(value)
+    return f'<td class="num">{escape(text)}</td>' if numeric else f"<td>{escape(text)}</td>"
 
 
 def _paragraphs(text: str) -> str:
