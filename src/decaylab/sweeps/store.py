@@ -1,0 +1,134 @@
+"""The results store: one SQLite row per finished sweep member, keyed by a hash of its configuration.
+
+A member's key is the SHA-256 of its full configuration (λ, lr, seed, fold, …) joined with the
+sweep-level configuration (model, data fingerprint, optimizer, epochs, …) as canonical JSON.
+Re-running a sweep looks each key up and trains only the members that are missing, so a killed
+sweep resumes and a changed grid trains only what is new.
+
+Safety: the database runs in WAL mode with a busy timeout, every write is one transaction, and
+``INSERT OR IGNORE`` on the primary key makes a second writer of the same member a no-op — so
+concurrent writers (processes, Ray workers) neither corrupt the file nor duplicate rows. Every
+query passes values as SQL parameters, never by string formatting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sqlite3
+import time
+from typing import Any, Iterable, Mapping
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS members (
+    key        TEXT PRIMARY KEY,
+    sweep_key  TEXT NOT NULL,
+    config     TEXT NOT NULL,
+    result     TEXT NOT NULL,
+    finished   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS members_by_sweep ON members (sweep_key);
+"""
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values: tuples → lists, numpy/torch scalars → Python numbers, NaN → None."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON text (sorted keys, no spaces) used for hashing and storage."""
+    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
+
+
+def config_key(*parts: Mapping[str, Any]) -> str:
+    """SHA-256 hex digest of the canonical JSON of ``parts`` (e.g. sweep config, member config)."""
+    return hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()
+
+
+class ResultStore:
+    """A SQLite file of finished members. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0):
+        path = os.fspath(path)
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise ValueError(f"store must be a file path in an existing directory, got {path!r}")
+        self.path = path
+        self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        with self._transaction():
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                self._conn.execute(statement)
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on error): takes the write lock up front, waits if busy."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def put(self, key: str, sweep_key: str, config: Mapping[str, Any], result: Mapping[str, Any]) -> bool:
+        """Store one finished member; returns False if ``key`` was already stored (nothing changes)."""
+        return self.put_many([(key, sweep_key, config, result)]) == 1
+
+    def put_many(self, rows: Iterable[tuple[str, str, Mapping[str, Any], Mapping[str, Any]]]) -> int:
+        """Store several finished members in one transaction; returns how many were new."""
+        now = time.time()
+        params = [(k, s, canonical_json(c), canonical_json(r), now) for k, s, c, r in rows]
+        with self._transaction():
+            before = self._conn.total_changes
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO members (key, sweep_key, config, result, finished) VALUES (?, ?, ?, ?, ?)",
+                params)
+            return self._conn.total_changes - before
+
+    def get(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The stored results among ``keys``: ``{key: {"config": ..., "result": ...}}``."""
+        keys = list(keys)
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):           # stay under SQLite's parameter limit
+            chunk = keys[start:start + 500]
+            marks = ",".join("?" * len(chunk))           # placeholders only; values are parameters
+            cur = self._conn.execute(f"SELECT key, config, result FROM members WHERE key IN ({marks})", chunk)
+            for key, config, result in cur:
+                found[key] = {"config": json.loads(config), "result": json.loads(result)}
+        return found
+
+    def rows(self, sweep_key: str | None = None) -> list[dict[str, Any]]:
+        """Every stored member (of one sweep configuration if ``sweep_key`` is given), oldest first."""
+        if sweep_key is None:
+            cur = self._conn.execute("SELECT key, sweep_key, config, result FROM members ORDER BY finished, key")
+        else:
+            cur = self._conn.execute(
+                "SELECT key, sweep_key, config, result FROM members WHERE sweep_key = ? ORDER BY finished, key",
+                (sweep_key,))
+        return [{"key": k, "sweep_key": s, "config": json.loads(c), "result": json.loads(r)} for k, s, c, r in cur]
+
+    def __len__(self) -> int:
+        return self._conn.execute("SELECT COUNT(*) FROM members").fetchone()[0]
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,558 @@
+"""Train G copies of one architecture at once — each with its own λ, lr, seed and training rows.
+
+This is the engine under :func:`decaylab.sweep` (λ × fold grids) and the optimizer
+reproductions (lr × λ grids). :func:`train_batched` and :func:`train_alone` take the same
+arguments and give the same results; ``train_alone`` is the plain one-model-at-a-time
+reference and works for any ``nn.Module``.
+
+How members are stacked. ``model_factory()`` is called once per member right after
+``torch.manual_seed(member.seed)``, so member g starts from exactly the weights it would
+have alone. The G parameter sets are stacked (``torch.func.stack_module_state``) into
+tensors of shape ``[G, *shape]`` and the forward pass is
+``vmap(functional_call(base, params, x))`` over members — for ``Linear`` layers this runs
+as batched matmuls, for ``Conv2d`` as grouped convolutions. One backward pass of
+``Σ_g loss_g`` gives every member its own gradient (members share no parameters).
+
+Batches (identical in both trainers). Member g trains on the rows ``train_index`` of
+``X`` (all rows if ``None``). Each epoch it draws ``perm = randperm(len(train_index))``
+from its own generator seeded with ``member.seed`` and cuts it into batches of
+``batch_size`` (the last one smaller): exactly a shuffled ``DataLoader`` over its own
+training rows. A member's batch loss is the mean over its batch. Members whose epoch has
+fewer batches are idle on the extra steps (their parameters and optimizer state are left
+untouched), so validation rows never enter a member's loss or gradient, and folds of
+different sizes still match their runs alone.
+
+The update of each member (``decaylab.optim.functional``, the same functions the
+``decaylab.optim`` optimizers use, with per-member ``lr``/``weight_decay`` tensors of shape
+``[G, 1, …]``):
+
+- ``sgd``/``adam``: coupled decay, ``g ← ∇L + λ·w`` before momentum / Adam moments;
+- ``sgdw``/``adamw``: decoupled, ``w ← w − s_t·λ·w`` with ``s_t = lr_t``
+  (``decay_scaling="lr"``, torch's AdamW) or ``s_t = lr_t/lr_0``
+  (``decay_scaling="schedule"``, Loshchilov & Hutter);
+- ``lr_t = lr·m(t)`` with ``m = 1`` (``lr_schedule="constant"``) or
+  ``m(t) = (1 + cos(π t / T))/2`` (``"cosine"``; ``t`` the member's steps so far, ``T`` its
+  total steps).
+
+Only weights (parameters with ≥ 2 dimensions) are decayed unless ``decay_biases=True``.
+
+Divergence. A member whose batch loss or parameters become non-finite is marked
+``diverged`` at that epoch, frozen (its parameters are zeroed so NaN cannot spread) and
+reported with NaN losses; the other members are unaffected.
+
+Supported by the batched trainer: models whose forward pass is a pure function of the
+parameters (no BatchNorm statistics, no dropout); :func:`check_batchable` says why not.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from decaylab._checks import check_choice, check_int, check_real
+
+OPTIMIZERS = ("sgd", "sgdw", "adam", "adamw")
+DECAY_SCALINGS = ("lr", "schedule")
+LR_SCHEDULES = ("constant", "cosine")
+LOSSES = ("cross_entropy", "mse")
+
+__all__ = ["Member", "TrainConfig", "MemberResult", "train_batched", "train_alone", "check_batchable",
+           "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """One training run: its decay λ, learning rate, seed, and which rows of X it trains / validates on."""
+
+    weight_decay: float
+    lr: float
+    seed: int = 0
+    train_index: tuple[int, ...] | None = None   # rows of X that train it (None: every row)
+    val_index: tuple[int, ...] | None = None     # rows of X it is validated on (None: none)
+
+    def __post_init__(self):
+        check_real("weight_decay", self.weight_decay, low=0.0)
+        check_real("lr", self.lr, low=0.0, low_open=True)
+        check_int("seed", self.seed, low=0)
+        for name in ("train_index", "val_index"):
+            rows = getattr(self, name)
+            if rows is not None:
+                object.__setattr__(self, name, tuple(int(i) for i in rows))
+        if self.train_index is not None and len(self.train_index) == 0:
+            raise ValueError("train_index must name at least one row, got an empty sequence")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What every member shares: optimizer, decay convention, schedule, epochs, batches, loss.
+
+    ``optimizer`` ∈ {sgd, sgdw, adam, adamw}; ``momentum``/``dampening``/``nesterov`` for the
+    SGDs, ``betas``/``eps``/``amsgrad`` for the Adams; ``decay_scaling`` ∈ {lr, schedule}
+    (decoupled optimizers only); ``lr_schedule`` ∈ {constant, cosine}; ``loss`` ∈
+    {cross_entropy, mse}; ``dtype`` of parameters and data.
+    """
+
+    optimizer: str = "adamw"
+    epochs: int = 10
+    batch_size: int = 64
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    amsgrad: bool = False
+    decay_scaling: str = "lr"
+    lr_schedule: str = "constant"
+    loss: str = "cross_entropy"
+    decay_biases: bool = False
+    dtype: torch.dtype = torch.float32
+
+    def __post_init__(self):
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("decay_scaling", self.decay_scaling, DECAY_SCALINGS)
+        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("loss", self.loss, LOSSES)
+        check_int("epochs", self.epochs, low=1)
+        check_int("batch_size", self.batch_size, low=1)
+        check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        check_real("dampening", self.dampening, low=0.0, high=1.0)
+        check_real("eps", self.eps, low=0.0)
+        if len(self.betas) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
+        for i, beta in enumerate(self.betas):
+            check_real(f"betas[{i}]", beta, low=0.0, high=1.0, high_open=True)
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError(f"nesterov=True needs momentum > 0 and dampening = 0, got momentum={self.momentum!r}, "
+                             f"dampening={self.dampening!r}")
+        check_choice("dtype", self.dtype, (torch.float32, torch.float64))
+
+    @property
+    def decoupled(self) -> bool:
+        return self.optimizer in ("sgdw", "adamw")
+
+    @property
+    def is_adam(self) -> bool:
+        return self.optimizer in ("adam", "adamw")
+
+
+@dataclass
+class MemberResult:
+    """What one member ended with. Losses are means over the rows named; NaN where diverged or absent."""
+
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    weight_norm: float                 # ‖w‖₂ over the decayed parameters
+    epochs_run: int
+    steps: int
+    diverged: bool
+    wall_time: float                   # seconds; batched: the chunk's time divided by its members
+    eval: dict[str, dict[str, float]] = field(default_factory=dict)   # name → {"loss", "accuracy"}
+    state_dict: dict[str, torch.Tensor] | None = None                 # final weights if asked for
+
+
+# -- batches and schedules: shared by both trainers -----------------------------------------
+
+def _train_rows(member: Member, n_rows: int) -> torch.Tensor:
+    if member.train_index is None:
+        return torch.arange(n_rows)
+    rows = torch.tensor(member.train_index, dtype=torch.long)
+    if rows.min() < 0 or rows.max() >= n_rows:
+        raise ValueError(f"train_index must name rows in [0, {n_rows - 1}], got values from "
+                         f"{int(rows.min())} to {int(rows.max())}")
+    return rows
+
+
+def _steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return -(-n_train // batch_size)
+
+
+def _epoch_order(rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """This epoch's shuffled training rows of one member."""
+    return rows[torch.randperm(len(rows), generator=generator)]
+
+
+def _shuffle_generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def lr_multiplier(schedule: str, step: int | torch.Tensor, total_steps: int | torch.Tensor):
+    """``m(t)`` of ``lr_t = lr·m(t)``: 1 (constant) or ``(1 + cos(π t/T))/2`` (cosine); works on tensors."""
+    if schedule == "constant":
+        return torch.ones_like(step, dtype=torch.float64) if torch.is_tensor(step) else 1.0
+    if torch.is_tensor(step):
+        return (1.0 + torch.cos(math.pi * step.double() / total_steps)) / 2.0
+    return (1.0 + math.cos(math.pi * step / total_steps)) / 2.0
+
+
+def _per_sample_loss(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Loss of each sample, shape ``out.shape[:-1]`` (the last dim of ``out`` is the output); both trainers use it."""
+    if kind == "cross_entropy":
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1), reduction="none").view(out.shape[:-1])
+    return ((out - target.reshape(out.shape)) ** 2).mean(-1)
+
+
+def _accuracy(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Fraction of argmax hits per member, shape ``out.shape[:-2]`` (NaN for regression)."""
+    if kind != "cross_entropy":
+        return torch.full(out.shape[:-2], float("nan"), dtype=torch.float64)
+    return (out.argmax(-1) == target).double().mean(-1)
+
+
+def _is_decayed(tensor: torch.Tensor, config: TrainConfig, stacked: bool) -> bool:
+    return config.decay_biases or tensor.dim() - (1 if stacked else 0) >= 2
+
+
+def check_batchable(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be trained by :func:`train_batched` (``None`` if it can)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            return f"{name or 'model'} is {type(module).__name__} (batch statistics differ per member)"
+        if isinstance(module, nn.Dropout) and module.p > 0:
+            return f"{name or 'model'} is Dropout(p={module.p}) (random masks differ from a run alone)"
+    if any(True for _ in model.buffers()):
+        return "the model has buffers (state that the forward pass may update)"
+    return None
+
+
+def _as_tensors(X, y, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    X = torch.as_tensor(X).to(config.dtype)
+    y = torch.as_tensor(y)
+    y = y.long() if config.loss == "cross_entropy" else y.to(config.dtype)
+    if len(X) != len(y):
+        raise ValueError(f"y must have one entry per row of X ({len(X)}), got {len(y)}")
+    return X, y
+
+
+def _check_members(members: Sequence[Member]) -> list[Member]:
+    members = list(members)
+    if not members:
+        raise ValueError("members must contain at least one Member, got none")
+    for m in members:
+        if not isinstance(m, Member):
+            raise TypeError(f"members must be Member objects, got {type(m).__name__}")
+    return members
+
+
+# -- one member alone: the reference ----------------------------------------------------------
+
+def _make_optimizer(params_decay, params_plain, member: Member, config: TrainConfig) -> torch.optim.Optimizer:
+    from decaylab import optim
+
+    groups = [{"params": params_decay, "weight_decay": member.weight_decay},
+              {"params": params_plain, "weight_decay": 0.0}]
+    groups = [g for g in groups if g["params"]]
+    if config.is_adam:
+        cls = optim.AdamW if config.decoupled else optim.Adam
+        kwargs = dict(betas=config.betas, eps=config.eps, amsgrad=config.amsgrad)
+    else:
+        cls = optim.SGDW if config.decoupled else optim.SGD
+        kwargs = dict(momentum=config.momentum, dampening=config.dampening, nesterov=config.nesterov)
+    if config.decoupled:
+        kwargs["decay_scaling"] = config.decay_scaling
+    return cls(groups, lr=member.lr, **kwargs)
+
+
+def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, float]:
+    if rows is None or len(rows) == 0:
+        return float("nan"), float("nan")
+    with torch.no_grad():
+        out = model(X[rows])
+        target = y[rows]
+        return (float(_per_sample_loss(kind, out, target).mean()),
+                float(_accuracy(kind, out.unsqueeze(0), target.unsqueeze(0))[0]))
+
+
+def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[Member], config: TrainConfig, *,
+                eval_sets: Mapping[str, tuple] | None = None, keep_weights: bool = False,
+                on_member_end: Callable[[int, MemberResult], None] | None = None) -> list[MemberResult]:
+    """Train each member by itself, one after another (any ``nn.Module``); see the module docstring."""
+    X, y = _as_tensors(X, y, config)
+    members = _check_members(members)
+    evals = {name: _as_tensors(ex, ey, config) for name, (ex, ey) in (eval_sets or {}).items()}
+    results = []
+    for index, member in enumerate(members):
+        start = time.perf_counter()
+        torch.manual_seed(member.seed)
+        model = model_factory().to(config.dtype)
+        decay = [p for n, p in model.named_parameters() if _is_decayed(p, config, stacked=False)]
+        plain = [p for n, p in model.named_parameters() if not _is_decayed(p, config, stacked=False)]
+        optimizer = _make_optimizer(decay, plain, member, config)
+        rows = _train_rows(member, len(X))
+        per_epoch = _steps_per_epoch(len(rows), config.batch_size)
+        total = per_epoch * config.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda t: lr_multiplier(config.lr_schedule, t, total))
+        generator = _shuffle_generator(member.seed)
+        diverged, epochs_run, steps = False, 0, 0
+        for epoch in range(config.epochs):
+            order = _epoch_order(rows, generator)
+            for start_row in range(0, len(order), config.batch_size):
+                batch = order[start_row:start_row + config.batch_size]
+                loss = _per_sample_loss(config.loss, model(X[batch]), y[batch]).mean()
+                if not torch.isfinite(loss):
+                    diverged = True
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                steps += 1
+            diverged = diverged or not all(torch.isfinite(p).all() for p in model.parameters())
+            epochs_run = epoch + 1
+            if diverged:
+                break
+        result = _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_run, steps, decay)
+        result.wall_time = time.perf_counter() - start
+        if keep_weights:
+            result.state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        results.append(result)
+        if on_member_end is not None:
+            on_member_end(index, result)
+    return results
+
+
+def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_run, steps, decay) -> MemberResult:
+    nan = float("nan")
+    if diverged:
+        return MemberResult(nan, nan, nan, nan, epochs_run, steps, True, 0.0,
+                            {name: {"loss": nan, "accuracy": nan} for name in evals})
+    train_loss, _ = _evaluate_alone(model, X, y, rows, config.loss)
+    val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
+    val_loss, val_acc = _evaluate_alone(model, X, y, val_rows, config.loss)
+    evaluated = {}
+    for name, (ex, ey) in evals.items():
+        loss, acc = _evaluate_alone(model, ex, ey, torch.arange(len(ex)), config.loss)
+        evaluated[name] = {"loss": loss, "accuracy": acc}
+    norm = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p in decay))
+    return MemberResult(train_loss, val_loss, val_acc, norm, epochs_run, steps, False, 0.0, evaluated)
+
+
+# -- all members at once ------------------------------------------------------------------------
+
+class _StackedModel:
+    """G members' parameters stacked as ``[G, *shape]`` leaves, and their vmapped forward pass."""
+
+    def __init__(self, model_factory, members: Sequence[Member], config: TrainConfig):
+        models = []
+        for member in members:
+            torch.manual_seed(member.seed)
+            models.append(model_factory().to(config.dtype))
+        reason = check_batchable(models[0])
+        if reason is not None:
+            raise ValueError(f"model cannot be trained batched: {reason}; use engine='sequential'")
+        params, _ = torch.func.stack_module_state(models)
+        self.names = list(params)
+        self.params = [params[n].detach().clone().requires_grad_(True) for n in self.names]
+        self.base = copy.deepcopy(models[0]).to("meta")
+        self.decayed = [_is_decayed(p, config, stacked=True) for n, p in zip(self.names, self.params)]
+
+    def _call_one(self, flat_params, x):
+        return torch.func.functional_call(self.base, dict(zip(self.names, flat_params)), (x,))
+
+    def forward(self, x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
+        """``x`` is ``[G, B, …]`` (one batch per member) or ``[B, …]`` shared by all (``shared_input``)."""
+        return torch.func.vmap(self._call_one, in_dims=(0, None if shared_input else 0))(self.params, x)
+
+    def state_dict(self, g: int) -> dict[str, torch.Tensor]:
+        return {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
+
+
+def _padded_epoch(orders: list[torch.Tensor], batch_size: int, steps: int):
+    """Per step ``[G, b]`` row indices and ``[G, b]`` weights (1/batch length, 0 on padding)."""
+    G = len(orders)
+    index = torch.zeros(G, steps * batch_size, dtype=torch.long)
+    weight = torch.zeros(G, steps * batch_size, dtype=torch.float64)
+    for g, order in enumerate(orders):
+        n = len(order)
+        index[g, :n] = order
+        index[g, n:] = order[0]                        # padding reuses the member's own row, weight 0
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            weight[g, start:stop] = 1.0 / (stop - start)
+    return index.view(G, steps, batch_size), weight.view(G, steps, batch_size)
+
+
+class _BatchedOptimizer:
+    """Per-member optimizer state and one update step via ``decaylab.optim.functional``."""
+
+    def __init__(self, stacked: _StackedModel, members: Sequence[Member], config: TrainConfig,
+                 totals: torch.Tensor):
+        self.config = config
+        self.params = stacked.params
+        dtype = config.dtype
+        self.lr0 = torch.tensor([m.lr for m in members], dtype=torch.float64)
+        self.wd = torch.tensor([m.weight_decay for m in members], dtype=dtype)
+        self.decayed = stacked.decayed
+        self.totals = totals
+        self.step_count = torch.zeros(len(members), dtype=torch.long)
+        if config.is_adam:
+            self.exp_avg = [torch.zeros_like(p) for p in self.params]
+            self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+            self.max_exp_avg_sq = [torch.zeros_like(p) if config.amsgrad else None for p in self.params]
+        else:
+            self.momentum_buffer = [None for _ in self.params]
+
+    def _state(self) -> list[torch.Tensor | None]:
+        if self.config.is_adam:
+            return self.params + self.exp_avg + self.exp_avg_sq + self.max_exp_avg_sq
+        return self.params + self.momentum_buffer
+
+    def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor) -> None:
+        """Update every active member; idle members (``active[g]`` False) are left exactly as they were."""
+        from decaylab.optim import functional as Fo
+
+        config = self.config
+        all_active = bool(active.all())
+        saved = None if all_active else [None if t is None else t.detach().clone() for t in self._state()]
+        mult = lr_multiplier(config.lr_schedule, self.step_count, self.totals)
+        lr_t = (self.lr0 * mult).to(config.dtype)
+        scale = None
+        if config.decoupled and config.decay_scaling == "schedule":
+            scale = mult.to(config.dtype)
+        first_step = bool((self.step_count == 0).all())
+        with torch.no_grad():
+            for i, (param, grad) in enumerate(zip(self.params, grads)):
+                shape = (-1,) + (1,) * (param.dim() - 1)
+                lr = lr_t.view(shape)
+                wd = self.wd.view(shape) if self.decayed[i] else 0.0
+                decay_scale = None if scale is None else scale.view(shape)
+                if config.is_adam:
+                    Fo.adam_update_(param, grad, self.exp_avg[i], self.exp_avg_sq[i], self.max_exp_avg_sq[i],
+                                    (self.step_count + 1).to(config.dtype).view(shape),
+                                    lr=lr, beta1=config.betas[0], beta2=config.betas[1], eps=config.eps,
+                                    weight_decay=wd, amsgrad=config.amsgrad, decoupled=config.decoupled,
+                                    decay_scale=decay_scale)
+                else:
+                    self.momentum_buffer[i] = Fo.sgd_update_(
+                        param, grad, self.momentum_buffer[i], lr=lr, weight_decay=wd, momentum=config.momentum,
+                        dampening=config.dampening, nesterov=config.nesterov, decoupled=config.decoupled,
+                        decay_scale=decay_scale, first_step=first_step)
+            if saved is not None:
+                self._restore_idle(saved, active)
+        self.step_count += active.long()
+
+    def _restore_idle(self, saved, active: torch.Tensor) -> None:
+        for now, before in zip(self._state(), saved):
+            if now is None or before is None:
+                continue
+            keep = active.view((-1,) + (1,) * (now.dim() - 1))
+            now.copy_(torch.where(keep, now, before))
+
+    def freeze(self, members: torch.Tensor) -> None:
+        """Zero the parameters and state of diverged members so their NaNs cannot spread."""
+        with torch.no_grad():
+            for t in self._state():
+                if t is not None:
+                    t[members] = 0.0
+
+
+def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequence[Member], config: TrainConfig, *,
+                  eval_sets: Mapping[str, tuple] | None = None, keep_weights: bool = False) -> list[MemberResult]:
+    """Train all ``members`` as one stacked model; member g equals ``train_alone`` of member g.
+
+    Args:
+        model_factory: builds one member's ``nn.Module`` (called after ``torch.manual_seed(seed)``).
+        X, y: all rows (arrays or tensors); members pick theirs with ``train_index``/``val_index``.
+        members: the runs (:class:`Member`: λ, lr, seed, rows).
+        config: what they share (:class:`TrainConfig`).
+        eval_sets: extra ``{name: (X, y)}`` every member is evaluated on at the end (e.g. a test set).
+        keep_weights: also return each member's final ``state_dict``.
+    Returns:
+        one :class:`MemberResult` per member, in order.
+    """
+    start = time.perf_counter()
+    X, y = _as_tensors(X, y, config)
+    members = _check_members(members)
+    evals = {name: _as_tensors(ex, ey, config) for name, (ex, ey) in (eval_sets or {}).items()}
+    G = len(members)
+    stacked = _StackedModel(model_factory, members, config)
+    rows = [_train_rows(m, len(X)) for m in members]
+    per_epoch = torch.tensor([_steps_per_epoch(len(r), config.batch_size) for r in rows])
+    steps_per_epoch = int(per_epoch.max())
+    optimizer = _BatchedOptimizer(stacked, members, config, per_epoch * config.epochs)
+    generators = [_shuffle_generator(m.seed) for m in members]
+    alive = torch.ones(G, dtype=torch.bool)
+    epochs_run = torch.zeros(G, dtype=torch.long)
+    for epoch in range(config.epochs):
+        orders = [_epoch_order(r, gen) for r, gen in zip(rows, generators)]
+        index, weight = _padded_epoch(orders, config.batch_size, steps_per_epoch)
+        weight = weight.to(config.dtype)
+        for s in range(steps_per_epoch):
+            active = alive & (s < per_epoch)
+            idx = index[:, s]
+            out = stacked.forward(X[idx])
+            losses = (_per_sample_loss(config.loss, out, y[idx]) * weight[:, s]).sum(1)
+            finite = torch.isfinite(losses.detach())
+            if not bool(finite[active].all()):
+                newly = active & ~finite
+                alive &= ~newly
+                epochs_run[newly] = epoch + 1
+                optimizer.freeze(newly)
+                active = alive & (s < per_epoch)
+                out = stacked.forward(X[idx])
+                losses = (_per_sample_loss(config.loss, out, y[idx]) * weight[:, s]).sum(1)
+            grads = torch.autograd.grad(losses.sum(), stacked.params)
+            optimizer.step(grads, active)
+        finite_params = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0)
+        epochs_run[alive] = epoch + 1
+        if not bool(finite_params[alive].all()):
+            newly = alive & ~finite_params
+            epochs_run[newly] = epoch + 1
+            alive &= ~newly
+            optimizer.freeze(newly)
+        if not bool(alive.any()):
+            break
+    results = _summarize_batched(stacked, X, y, rows, members, config, evals, alive, epochs_run,
+                                 optimizer.step_count, keep_weights)
+    per_member = (time.perf_counter() - start) / G
+    for r in results:
+        r.wall_time = per_member
+    return results
+
+
+def _rows_mean(per_row: torch.Tensor, rows: torch.Tensor | None) -> float:
+    if rows is None or len(rows) == 0:
+        return float("nan")
+    return float(per_row[rows].double().mean())
+
+
+def _summarize_batched(stacked, X, y, rows, members, config, evals, alive, epochs_run, steps,
+                       keep_weights) -> list[MemberResult]:
+    nan = float("nan")
+    with torch.no_grad():
+        out = stacked.forward(X, shared_input=True)                     # [G, N, ...]
+        target = y.expand(len(members), *y.shape)
+        per_loss = _per_sample_loss(config.loss, out, target)           # [G, N]
+        per_hit = (out.argmax(-1) == target).double() if config.loss == "cross_entropy" else None
+        eval_out = {}
+        for name, (ex, ey) in evals.items():
+            o = stacked.forward(ex, shared_input=True)
+            t = ey.expand(len(members), *ey.shape)
+            eval_out[name] = (_per_sample_loss(config.loss, o, t).double().mean(1), _accuracy(config.loss, o, t))
+        sq = sum((p.detach().double() ** 2).view(len(members), -1).sum(1)
+                 for p, d in zip(stacked.params, stacked.decayed) if d)
+    results = []
+    for g, member in enumerate(members):
+        evaluated = {name: {"loss": float(l[g]), "accuracy": float(a[g])} for name, (l, a) in eval_out.items()}
+        if not bool(alive[g]):
+            results.append(MemberResult(nan, nan, nan, nan, int(epochs_run[g]), int(steps[g]), True, 0.0,
+                                        {name: {"loss": nan, "accuracy": nan} for name in evals}))
+            continue
+        val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
+        val_acc = nan if per_hit is None else _rows_mean(per_hit[g], val_rows)
+        result = MemberResult(_rows_mean(per_loss[g], rows[g]), _rows_mean(per_loss[g], val_rows), val_acc,
+                              math.sqrt(float(sq[g])) if torch.is_tensor(sq) else 0.0,
+                              int(epochs_run[g]), int(steps[g]), False, 0.0, evaluated)
+        if keep_weights:
+            result.state_dict = stacked.state_dict(g)
+        results.append(result)
+    return results
