@@ -7,6 +7,7 @@ from decaylab.ridge import ridge_path  # numpy only: cheap
 # Public names whose modules import torch: loaded on first use so `import decaylab` stays light.
 _LAZY = {
     "sweep": "decaylab.sweeps",
+    "fit": "decaylab.train",
 }
 
 
