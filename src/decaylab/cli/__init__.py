@@ -14,6 +14,7 @@ import sys
 
 # Sub-command modules, in the order ``decaylab --help`` lists them.
 COMMANDS = (
+    "demo",
 )
 
 

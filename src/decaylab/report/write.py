@@ -21,19 +21,23 @@ from decaylab.report.summary import build_summary
 REPORT_FILES = ("index.html", "summary.json")
 
 
-def check_out_dir(out_dir) -> Path:
-    """Return ``out_dir`` as a Path if it is a directory or can become one (it is not a file)."""
+def check_out_dir(out_dir, name: str = "out_dir") -> Path:
+    """Return ``out_dir`` as a Path if it is a directory, or can be created as one, and is writable.
+
+    ``name`` is how errors call the argument (``--out`` on the command line).
+    """
     if isinstance(out_dir, bool) or not isinstance(out_dir, (str, os.PathLike)):
-        raise TypeError(f"out_dir must be a path (str or os.PathLike), got {out_dir!r} ({type(out_dir).__name__})")
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {out_dir!r} ({type(out_dir).__name__})")
     path = Path(out_dir)
     if str(out_dir) == "":
-        raise ValueError("out_dir must be a directory path, got ''")
-    for parent in (path, *path.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"out_dir must be a directory (or not exist yet), got {str(out_dir)!r}: "
-                                 f"{str(parent)!r} is a file")
-            break
+        raise ValueError(f"{name} must be a directory path, got ''")
+    existing = next(parent for parent in (path.absolute(), *path.absolute().parents) if parent.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{name} must be a directory (or not exist yet), got {str(out_dir)!r}: "
+                         f"{str(existing)!r} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{name} must be a directory you can write to, got {str(out_dir)!r}: "
+                         f"{str(existing)!r} is not writable")
     return path
 
 
