@@ -15,11 +15,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Debian's Chromium for the browser test of the HTML report (never a Playwright download).
+# Debian's Chromium for the browser test of the HTML report (never a Playwright download):
+# tests/test_browser.py drives /usr/bin/chromium through Playwright's Python package.
+CHROMIUM := /usr/bin/chromium
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@test -x $(CHROMIUM) || { \
 	  echo "installing Debian's chromium for the report's browser test"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	  SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@$(CHROMIUM) --version 2>/dev/null
 
 demo: $(STAMP)
 	$(VENV)/bin/decaylab demo --out decaylab-report
