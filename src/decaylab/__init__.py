@@ -7,7 +7,18 @@ from decaylab.ridge import ridge_path  # numpy only: cheap
 # Public names whose modules import torch: loaded on first use so `import decaylab` stays light.
 _LAZY = {
     "sweep": "decaylab.sweeps",
+    "l2_penalty": "decaylab.penalty",
+    "l1_penalty": "decaylab.penalty",
+    "param_groups": "decaylab.groups",
+    "convert": "decaylab.conventions",
+    "normalized_weight_decay": "decaylab.conventions",
+    "DecayMonitor": "decaylab.monitor",
+    "doctor": "decaylab.doctor",
     "fit": "decaylab.train",
+    "SGD": "decaylab.optim",
+    "SGDW": "decaylab.optim",
+    "Adam": "decaylab.optim",
+    "AdamW": "decaylab.optim",
 }
 
 

@@ -1,0 +1,18 @@
+"""Weight-decay optimizers: SGD/SGDW and Adam/AdamW as drop-in ``torch.optim`` optimizers.
+
+- :class:`SGD`, :class:`Adam`: coupled L2 decay, the same updates as torch's.
+- :class:`SGDW`, :class:`AdamW`: decoupled decay ``w ← w − s_t·λ·w`` with
+  ``decay_scaling`` "lr" (s_t = lr_t, torch's AdamW), "schedule" (s_t = lr_t/lr_0)
+  or "corrected" (s_t = lr_t²/lr_0, AdamC), and the variants ``cautious`` and
+  ``l1_decay`` (proximal L1).
+- :mod:`decaylab.optim.functional`: the single-tensor update math, reusable on
+  stacked parameters of many model copies.
+"""
+
+from decaylab.optim import functional
+from decaylab.optim._decay import DECAY_SCALINGS, timescale_weight_decay
+from decaylab.optim.adam import Adam, AdamW
+from decaylab.optim.sgd import SGD, SGDW
+
+__all__ = ["SGD", "SGDW", "Adam", "AdamW", "functional", "DECAY_SCALINGS",
+           "timescale_weight_decay"]

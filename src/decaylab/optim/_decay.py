@@ -1,0 +1,185 @@
+"""Decoupled-decay options shared by SGD/SGDW and Adam/AdamW: checks, s_t, group keys, timescales.
+
+Decay scalings (the factor s_t in ``w ← w − s_t·λ·w``):
+
+- ``"lr"``:        s_t = lr_t                    (torch.optim.AdamW, optax, Keras)
+- ``"schedule"``:  s_t = lr_t / lr_0             (Loshchilov & Hutter 2019, Composer)
+- ``"corrected"``: s_t = lr_t² / lr_0            (AdamC / SGDC, Defazio 2025,
+  arXiv:2506.02285, with lr_0 the schedule's peak lr; meant for layers followed
+  by normalization, so give those their own param group)
+
+lr_0 is stored in each param group under ``"decay_reference_lr"`` (default: the
+group's lr when the group is added to the optimizer). It travels with the
+optimizer's state_dict; loading a state dict that lacks it (e.g. one saved by
+torch.optim.AdamW) keeps the value this optimizer already had.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import _use_grad_for_differentiable
+
+from decaylab._checks import check_choice, check_int, check_real
+
+DECAY_SCALINGS = ("lr", "schedule", "corrected")
+
+#: Param-group keys that decaylab adds to torch's, with their meaning.
+DECAY_GROUP_KEYS = ("decoupled_weight_decay", "decay_scaling", "decay_reference_lr",
+                    "cautious", "l1_decay")
+
+
+def check_lr(lr: Any) -> float | Tensor:
+    """Check a learning rate: a finite float >= 0 or a 1-element tensor holding one."""
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            raise ValueError(f"lr as a Tensor must have 1 element, got shape {tuple(lr.shape)}")
+        check_real("lr", float(lr), low=0.0)
+        return lr
+    return check_real("lr", lr, low=0.0)
+
+
+def check_decay_options(decay_scaling: Any, cautious: Any, l1_decay: Any) -> None:
+    """Check the decoupled-decay options of SGDW/AdamW and their param groups."""
+    check_choice("decay_scaling", decay_scaling, DECAY_SCALINGS)
+    if not isinstance(cautious, bool):
+        raise TypeError(f"cautious must be a bool, got {cautious!r} ({type(cautious).__name__})")
+    check_real("l1_decay", l1_decay, low=0.0)
+
+
+def check_group_decay(group: dict) -> None:
+    """Check one param group's decay keys once it is complete (called by add_param_group)."""
+    check_decay_options(group["decay_scaling"], group["cautious"], group["l1_decay"])
+    decoupled = group["decoupled_weight_decay"]
+    if not decoupled and (group["cautious"] or group["l1_decay"] != 0
+                          or group["decay_scaling"] != "lr"):
+        raise ValueError("decay_scaling other than 'lr', cautious and l1_decay need decoupled "
+                         "weight decay: use SGDW or AdamW")
+    ref = group["decay_reference_lr"]
+    check_real("decay_reference_lr", float(ref), low=0.0)
+    if group["decay_scaling"] != "lr" and float(ref) == 0.0:
+        raise ValueError(f"decay_scaling={group['decay_scaling']!r} divides by the initial lr "
+                         "(decay_reference_lr), which must be > 0, got 0.0")
+
+
+def decay_scale(group: dict) -> float:
+    """The factor s_t of the decoupled decay ``w ← w − s_t·λ·w`` for this group now."""
+    lr = float(group["lr"])
+    scaling = group["decay_scaling"]
+    if scaling == "lr":
+        return lr
+    ratio = lr / float(group["decay_reference_lr"])
+    return ratio if scaling == "schedule" else lr * ratio
+
+
+def kernel_weight_decay(group: dict) -> float:
+    """λ' with lr_t·λ' = s_t·λ: the weight_decay to hand a torch kernel that computes lr·λ'.
+
+    This is how ``schedule``/``corrected`` scalings (and SGDW without momentum) run
+    on torch's own fused/foreach kernels: a per-step reparametrization of λ.
+    """
+    lam = group["weight_decay"]
+    if group["decay_scaling"] == "lr":
+        return lam
+    lr = float(group["lr"])
+    return 0.0 if lr == 0 else decay_scale(group) * lam / lr
+
+
+def timescale_weight_decay(lr: Any, tau_epochs: Any, steps_per_epoch: Any,
+                           decay_scaling: str = "lr") -> float:
+    """λ giving an EMA timescale of ``tau_epochs`` epochs (Wang & Aitchison 2024).
+
+    Decoupled decay makes the weights an exponential moving average of the updates
+    with timescale τ_iter = 1/(s_0·λ) iterations, s_0 the decay scale at the initial
+    lr. With τ_iter = τ_epochs·steps_per_epoch:
+    ``lr`` and ``corrected`` scalings (s_0 = lr): λ = 1/(lr·τ_iter);
+    ``schedule`` scaling (s_0 = 1): λ = 1/τ_iter.
+    """
+    lr = check_real("lr", lr, low=0.0, low_open=True)
+    tau_epochs = check_real("tau_epochs", tau_epochs, low=0.0, low_open=True)
+    steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
+    check_choice("decay_scaling", decay_scaling, DECAY_SCALINGS)
+    tau_iter = tau_epochs * steps_per_epoch
+    s0 = 1.0 if decay_scaling == "schedule" else lr
+    return 1.0 / (s0 * tau_iter)
+
+
+class DecayGroupsMixin:
+    """Optimizer behaviour common to the four classes: the decay keys of each param group.
+
+    - every group gets ``decay_reference_lr`` (its own lr) when it is added, and is checked;
+    - ``__setstate__`` (used by ``load_state_dict`` and unpickling) fills keys missing
+      from an older or torch-saved state from the defaults;
+    - ``load_state_dict`` keeps this optimizer's lr_0 for groups whose saved state has none.
+    """
+
+    #: Set by SGDW/AdamW: the decay is decoupled whatever a loaded state dict says.
+    _forced_decoupled: bool | None = None
+
+    def add_param_group(self, param_group: dict) -> None:
+        params = param_group.get("params") if isinstance(param_group, dict) else None
+        if params is not None and not isinstance(params, (Tensor, set)):
+            param_group["params"] = params = list(params)
+            for p in params:
+                tensor = p[1] if isinstance(p, tuple) and len(p) == 2 else p
+                if not isinstance(tensor, Tensor):
+                    raise TypeError("params must contain only torch.Tensor or (name, Tensor) "
+                                    f"pairs, got {p!r} ({type(p).__name__})")
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if self._forced_decoupled is not None:
+            group["decoupled_weight_decay"] = self._forced_decoupled
+        group.setdefault("decay_reference_lr", float(group["lr"]))
+        for key in ("lr", "weight_decay"):
+            value = group[key]
+            check_real(key, float(value) if isinstance(value, Tensor) else value, low=0.0)
+        check_group_decay(group)
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key in DECAY_GROUP_KEYS:
+                if key != "decay_reference_lr":
+                    group.setdefault(key, self.defaults[key])
+            group.setdefault("decay_reference_lr", float(group.get("initial_lr", group["lr"])))
+            if self._forced_decoupled is not None:
+                group["decoupled_weight_decay"] = self._forced_decoupled
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        previous = [group.get("decay_reference_lr") for group in self.param_groups]
+        saved_groups = state_dict["param_groups"]
+        super().load_state_dict(state_dict)
+        for group, saved, prev in zip(self.param_groups, saved_groups, previous):
+            if "decay_reference_lr" not in saved and prev is not None:
+                group["decay_reference_lr"] = prev
+
+    @_use_grad_for_differentiable
+    def step(self, closure=None):
+        """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        if "capturable" in self.defaults:
+            self._accelerator_graph_capture_health_check()
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    @classmethod
+    def from_timescale(cls, params, lr: float, tau_epochs: float, steps_per_epoch: int,
+                       **kwargs):
+        """Build the optimizer with λ set from an EMA timescale of ``tau_epochs`` epochs.
+
+        τ_iter = tau_epochs·steps_per_epoch; λ = 1/(lr·τ_iter) for ``decay_scaling="lr"``
+        (and ``"corrected"``), λ = 1/τ_iter for ``"schedule"`` (Wang & Aitchison 2024,
+        "How to set AdamW's weight decay as you scale model and dataset size").
+        """
+        if "weight_decay" in kwargs:
+            raise TypeError("from_timescale sets weight_decay from tau_epochs; "
+                            "do not pass weight_decay too")
+        scaling = kwargs.get("decay_scaling", "lr")
+        lam = timescale_weight_decay(lr, tau_epochs, steps_per_epoch, scaling)
+        return cls(params, lr=lr, weight_decay=lam, **kwargs)

@@ -1,0 +1,64 @@
+"""Which implementation runs a step (reference / foreach / fused), and the decay work around torch's kernels.
+
+The fast paths hand the gradient step to torch's own foreach or fused kernels and
+do only what the kernel cannot express around it: a decoupled decay before the
+kernel (``w ← (1 − s_t·λ)·w`` with one ``_foreach_mul_``), and the L1 proximal
+step after it (one soft-threshold pass per tensor, ``torch.nn.functional.softshrink``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import _default_to_fused_or_foreach, _device_dtype_check_for_fused
+
+from decaylab.optim._decay import decay_scale
+
+PATHS = ("reference", "foreach", "fused")
+
+
+def check_fused_flags(fused: bool | None, foreach: bool | None, differentiable: bool) -> None:
+    """Reject the flag combinations torch rejects, with torch's exception type."""
+    if fused and differentiable:
+        raise RuntimeError("`fused` does not support `differentiable`")
+    if fused and foreach:
+        raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+
+
+def check_fused_device(param: Tensor) -> None:
+    """``fused=True`` needs floating-point params on a device with fused kernels (as torch)."""
+    _device_dtype_check_for_fused(param)
+
+
+def select(group: dict, params: list[Tensor]) -> str:
+    """The path for this group's step: the user's ``fused``/``foreach`` choice, else torch's default.
+
+    Cautious decay needs the update direction inside the kernel, so it always runs
+    the reference path.
+    """
+    if group["cautious"]:
+        return "reference"
+    fused, foreach = group["fused"], group["foreach"]
+    if fused is None and foreach is None:
+        fused, foreach = _default_to_fused_or_foreach(params, group["differentiable"],
+                                                      use_fused=False)
+    if fused:
+        return "fused"
+    return "foreach" if foreach else "reference"
+
+
+def decay_before_kernel(group: dict, params: list[Tensor]) -> None:
+    """Decoupled decay ``w ← (1 − s_t·λ)·w`` on all params at once, before a λ = 0 kernel step."""
+    decay = decay_scale(group) * group["weight_decay"]
+    if decay != 0 and params:
+        torch._foreach_mul_(params, 1 - decay)
+
+
+def l1_after_kernel(group: dict, params: list[Tensor]) -> None:
+    """Proximal L1 step ``w ← sign(w)·max(|w| − s_t·λ₁, 0)`` after the kernel step."""
+    threshold = decay_scale(group) * group["l1_decay"]
+    if threshold == 0:
+        return
+    for p in params:
+        real = torch.view_as_real(p) if torch.is_complex(p) else p
+        torch._C._nn.softshrink(real, threshold, out=real)  # one in-place pass
