@@ -1,0 +1,169 @@
+"""Which parameters decay: split a model into decay / no-decay parameter groups for any torch optimizer.
+
+By default weight decay is applied to the weight matrices and kernels of a model and *not* to
+
+- biases: any parameter whose name matches the pattern ``*bias`` (``fc.bias``, ``in_proj_bias``);
+- normalization layers' parameters: every parameter owned directly by a
+  ``BatchNorm*``/``SyncBatchNorm``/``InstanceNorm*``/``LayerNorm``/``GroupNorm``/``RMSNorm``/
+  ``LocalResponseNorm`` module, or by any module whose class name ends in ``Norm`` or
+  ``Norm1d/2d/3d`` (custom ``LlamaRMSNorm``-style layers);
+- embeddings: parameters owned by ``nn.Embedding`` / ``nn.EmbeddingBag``.
+
+Decaying these shrinks scales and offsets that carry no overfitting capacity (a norm layer's
+gain, a bias) or rows that are seen only rarely (embeddings), which is why most training recipes
+exclude them.
+
+Rules, applied to every *occurrence* of a parameter (a shared tensor has several names/owners):
+
+1. ``decay_names`` patterns force decay (they win over everything else);
+2. otherwise a parameter is not decayed if any of its owners is an instance of
+   ``no_decay_types`` or any of its names matches ``no_decay_names``;
+3. otherwise it is decayed.
+
+A tied (shared) tensor is listed once, and is not decayed if *any* of its names or owners says
+so (e.g. an embedding tied to an output ``Linear`` follows the embedding). Frozen parameters
+(``requires_grad=False``) are in no group. Name patterns are matched against the full dotted name
+from ``model.named_parameters()`` (``encoder.layers.0.norm1.weight``): with
+``pattern_syntax="glob"`` (default) by :func:`fnmatch.fnmatchcase` against the whole name
+(``*`` also crosses dots), with ``pattern_syntax="regex"`` by :func:`re.search` (anchor with
+``^``/``$`` yourself).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from decaylab._checks import check_choice, check_real
+
+__all__ = ["param_groups", "classify_parameters", "ParamDecision", "NORM_TYPES", "EMBEDDING_TYPES",
+           "DEFAULT_NO_DECAY_NAMES"]
+
+NORM_TYPES: tuple[type, ...] = tuple(t for t in (
+    nn.modules.batchnorm._NormBase,  # BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm*, lazy variants
+    nn.LayerNorm, nn.GroupNorm, getattr(nn, "RMSNorm", None), nn.LocalResponseNorm, nn.CrossMapLRN2d,
+) if t is not None)
+EMBEDDING_TYPES: tuple[type, ...] = (nn.Embedding, nn.EmbeddingBag)
+DEFAULT_NO_DECAY_NAMES: tuple[str, ...] = ("*bias",)
+
+_NORM_CLASS_NAME = re.compile(r"Norm(\dd)?$")
+
+
+@dataclass(frozen=True)
+class ParamDecision:
+    """Whether one trainable parameter decays, and why (``reason`` names the rule that decided)."""
+
+    name: str
+    param: torch.Tensor
+    decay: bool
+    reason: str
+
+
+def _owner_reason(module: nn.Module, no_decay_types: tuple[type, ...] | None) -> str | None:
+    """Why ``module``'s own parameters are not decayed, or ``None``."""
+    if no_decay_types is None:  # the defaults, including custom norm classes found by name
+        if isinstance(module, NORM_TYPES) or _NORM_CLASS_NAME.search(type(module).__name__):
+            return f"normalization layer ({type(module).__name__})"
+        if isinstance(module, EMBEDDING_TYPES):
+            return f"embedding ({type(module).__name__})"
+        return None
+    if isinstance(module, no_decay_types):
+        return f"no_decay_types ({type(module).__name__})"
+    return None
+
+
+def _matcher(patterns: Iterable[str], syntax: str, arg: str):
+    """A function name -> first matching pattern (or None) for glob or regex ``patterns``."""
+    if isinstance(patterns, str):
+        patterns = (patterns,)
+    patterns = tuple(patterns)
+    for p in patterns:
+        if not isinstance(p, str):
+            raise TypeError(f"{arg} must be strings, got {p!r} ({type(p).__name__})")
+    if syntax == "glob":
+        return lambda name: next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
+    compiled = []
+    for p in patterns:
+        try:
+            compiled.append((p, re.compile(p)))
+        except re.error as exc:
+            raise ValueError(f"{arg} must be valid regular expressions, got {p!r} ({exc})") from None
+    return lambda name: next((p for p, rx in compiled if rx.search(name)), None)
+
+
+def classify_parameters(model: nn.Module, *, no_decay_types: Iterable[type] | None = None,
+                        no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES,
+                        decay_names: Iterable[str] = (), pattern_syntax: str = "glob",
+                        ) -> list[ParamDecision]:
+    """Decide, for each trainable parameter of ``model`` (each shared tensor once, in
+    ``model.named_parameters()`` order), whether it decays; see the module docstring for the rules.
+
+    ``no_decay_types=None`` means the defaults (normalization layers and embeddings); a tuple of
+    module classes replaces them (pass ``()`` to exclude by name only).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_choice("pattern_syntax", pattern_syntax, ("glob", "regex"))
+    if no_decay_types is not None:
+        no_decay_types = tuple(no_decay_types)
+        for t in no_decay_types:
+            if not (isinstance(t, type) and issubclass(t, nn.Module)):
+                raise TypeError(f"no_decay_types must be torch.nn.Module subclasses, got {t!r}")
+    no_decay_match = _matcher(no_decay_names, pattern_syntax, "no_decay_names")
+    decay_match = _matcher(decay_names, pattern_syntax, "decay_names")
+
+    # every (name, owner) occurrence of each tensor, shared ones included
+    occurrences: dict[int, list[tuple[str, nn.Module]]] = {}
+    for mod_name, module in model.named_modules(remove_duplicate=False):
+        for p_name, p in module.named_parameters(recurse=False):
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            occurrences.setdefault(id(p), []).append((full, module))
+
+    decisions = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        occ = occurrences[id(p)]
+        forced = next((f"decay_names ({pat!r} matches {n})" for n, _ in occ if (pat := decay_match(n))), None)
+        if forced:
+            decisions.append(ParamDecision(name, p, True, forced))
+            continue
+        reason = next((f"{why}: {n}" for n, m in occ if (why := _owner_reason(m, no_decay_types))), None)
+        if reason is None:
+            reason = next((f"no_decay_names ({pat!r} matches {n})" for n, _ in occ if (pat := no_decay_match(n))), None)
+        decisions.append(ParamDecision(name, p, reason is None, reason or "decayed by default"))
+    return decisions
+
+
+def param_groups(model: nn.Module, weight_decay: float, *, no_decay_types: Iterable[type] | None = None,
+                 no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES, decay_names: Iterable[str] = (),
+                 pattern_syntax: str = "glob", with_names: bool = False) -> list[dict]:
+    """Return parameter groups ``[{"params": decayed, "weight_decay": weight_decay},
+    {"params": not_decayed, "weight_decay": 0.0}]`` for any ``torch.optim.Optimizer``.
+
+    Every trainable parameter of ``model`` is in exactly one group (a shared tensor once), frozen
+    ones in none; an empty group is left out. ``with_names=True`` gives ``(name, tensor)`` pairs,
+    which torch ≥ 2.6 optimizers store as the group's ``param_names``. Which parameters decay: see
+    the module docstring and :func:`classify_parameters` (same keyword arguments).
+
+    Example: ``torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3)``.
+    """
+    weight_decay = check_real("weight_decay", weight_decay, low=0.0)
+    if not isinstance(with_names, bool):
+        raise TypeError(f"with_names must be a bool, got {with_names!r}")
+    decisions = classify_parameters(model, no_decay_types=no_decay_types, no_decay_names=no_decay_names,
+                                    decay_names=decay_names, pattern_syntax=pattern_syntax)
+    if not decisions:
+        raise ValueError("model must have at least one trainable parameter, got none "
+                         "(all parameters are frozen or the model has none)")
+    groups = []
+    for decay, wd in ((True, weight_decay), (False, 0.0)):
+        params = [(d.name, d.param) if with_names else d.param for d in decisions if d.decay == decay]
+        if params:
+            groups.append({"params": params, "weight_decay": wd})
+    return groups

@@ -1,0 +1,122 @@
+import pytest
+import torch
+from torch import nn
+
+from decaylab.groups import classify_parameters, param_groups
+
+
+class TinyLM(nn.Module):
+    """A transformer-like model: tied embedding/output, learned positions, LayerNorm, attention."""
+
+    def __init__(self, vocab=11, d=8, tie=True):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, d)
+        self.pos = nn.Parameter(torch.zeros(5, d))
+        self.block = nn.TransformerEncoderLayer(d, nhead=2, dim_feedforward=16, batch_first=True)
+        self.norm = nn.LayerNorm(d)
+        self.head = nn.Linear(d, vocab, bias=False)
+        if tie:
+            self.head.weight = self.wte.weight
+
+    def forward(self, idx):
+        return self.head(self.norm(self.block(self.wte(idx) + self.pos[: idx.shape[1]])))
+
+
+def _names(groups, model):
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return [sorted(by_id[id(p)] for p in g["params"]) for g in groups]
+
+
+def _assert_partition(groups, model):
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert len(ids) == len(set(ids)), "a parameter is in two groups"
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert set(ids) == trainable
+
+
+def test_transformer_defaults():
+    model = TinyLM(tie=False)
+    groups = param_groups(model, 0.1)
+    _assert_partition(groups, model)
+    decay, no_decay = _names(groups, model)
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    assert decay == sorted(["block.self_attn.in_proj_weight", "block.self_attn.out_proj.weight",
+                            "block.linear1.weight", "block.linear2.weight", "head.weight", "pos"])
+    assert "wte.weight" in no_decay and "norm.weight" in no_decay and "block.norm1.weight" in no_decay
+    assert "block.self_attn.in_proj_bias" in no_decay and "block.linear1.bias" in no_decay
+
+
+def test_tied_embedding_listed_once_and_follows_embedding():
+    model = TinyLM(tie=True)
+    groups = param_groups(model, 0.1)
+    _assert_partition(groups, model)
+    decay, no_decay = _names(groups, model)
+    assert "wte.weight" in no_decay and "head.weight" not in decay + no_decay
+    reasons = {d.name: d.reason for d in classify_parameters(model)}
+    assert reasons["wte.weight"].startswith("embedding")
+    # forcing decay by one of the tied names decays the shared tensor once
+    decay, no_decay = _names(param_groups(model, 0.1, decay_names=["head.weight"]), model)
+    assert "wte.weight" in decay and "wte.weight" not in no_decay
+
+
+def test_frozen_parameters_are_in_no_group():
+    model = TinyLM(tie=False)
+    model.block.requires_grad_(False)
+    groups = param_groups(model, 0.1)
+    _assert_partition(groups, model)
+    assert not any(n.startswith("block.") for g in _names(groups, model) for n in g)
+
+
+def test_custom_glob_and_regex_patterns_and_types():
+    model = TinyLM(tie=False)
+    decay, no_decay = _names(param_groups(model, 0.1, no_decay_names=["*bias", "pos"]), model)
+    assert "pos" in no_decay
+    decay, no_decay = _names(param_groups(model, 0.1, no_decay_names=[r"^pos$", r"\.bias$"],
+                                          pattern_syntax="regex"), model)
+    assert "pos" in no_decay and "block.linear1.bias" in no_decay
+    assert "block.self_attn.in_proj_bias" in decay  # regex anchored on '.bias' only
+    # replacing the type list: embeddings decayed, LayerNorm still excluded, biases decayed
+    decay, no_decay = _names(param_groups(model, 0.1, no_decay_types=[nn.LayerNorm], no_decay_names=()), model)
+    assert "wte.weight" in decay and "block.linear1.bias" in decay
+    assert no_decay == sorted(["norm.weight", "norm.bias", "block.norm1.weight", "block.norm1.bias",
+                               "block.norm2.weight", "block.norm2.bias"])
+
+
+def test_custom_norm_class_found_by_name_and_groups_build_an_optimizer():
+    class MyRMSNorm(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(d))
+
+        def forward(self, x):
+            return x * self.scale / x.pow(2).mean(-1, keepdim=True).add(1e-6).sqrt()
+
+    model = nn.Sequential(nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4), nn.Flatten(), nn.Linear(8, 3), MyRMSNorm(3))
+    groups = param_groups(model, 0.05, with_names=True)
+    decay_names = [n for n, _ in groups[0]["params"]]
+    assert decay_names == ["0.weight", "3.weight"]
+    opt = torch.optim.AdamW(groups, lr=1e-2)
+    assert opt.param_groups[0]["param_names"] == decay_names
+    assert opt.param_groups[1]["weight_decay"] == 0.0
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = model(torch.randn(5, 2, 4)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_bad_input():
+    model = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match="weight_decay must be in"):
+        param_groups(model, -0.1)
+    with pytest.raises(ValueError, match="pattern_syntax must be one of 'glob', 'regex', got 're'"):
+        param_groups(model, 0.1, pattern_syntax="re")
+    with pytest.raises(ValueError, match=r"no_decay_names must be valid regular expressions, got '\('"):
+        param_groups(model, 0.1, no_decay_names=["("], pattern_syntax="regex")
+    with pytest.raises(TypeError, match="no_decay_types must be torch.nn.Module subclasses"):
+        param_groups(model, 0.1, no_decay_types=[int])
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        param_groups([torch.ones(2)], 0.1)
+    model.requires_grad_(False)
+    with pytest.raises(ValueError, match="model must have at least one trainable parameter"):
+        param_groups(model, 0.1)
