@@ -15,6 +15,7 @@ import sys
 # Sub-command modules, in the order ``decaylab --help`` lists them.
 COMMANDS = (
     "demo",
+    "convert",
 )
 
 
