@@ -297,7 +297,8 @@ def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[
             order = _epoch_order(rows, generator)
             for start_row in range(0, len(order), config.batch_size):
                 batch = order[start_row:start_row + config.batch_size]
-                loss = _per_sample_loss(config.loss, model(X[batch]), y[batch]).mean()
+                per_sample = _per_sample_loss(config.loss, model(X[batch]), y[batch])
+                loss = (per_sample * torch.full_like(per_sample, 1.0 / len(batch))).sum()   # as batched
                 if not torch.isfinite(loss):
                     diverged = True
                     break

@@ -1,0 +1,202 @@
+"""The batched trainer equals members trained alone; folds, divergence and argument checks."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from decaylab.train.batched import Member, TrainConfig, check_batchable, lr_multiplier, train_alone, train_batched
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only add contention on a shared machine
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_data(n=60, d=5, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=gen, dtype=dtype)
+    y = ((X[:, 0] + 0.5 * X[:, 1] ** 2) > 0.3).long()
+    return X, y
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(5, 12), nn.Tanh(), nn.Linear(12, 2))
+
+
+def cnn():
+    return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(3 * 3 * 3, 2))
+
+
+def members_of_different_folds(n):
+    # different λ, lr, seed, and training sets of different sizes (so some members idle at epoch ends)
+    return [Member(1e-3, 0.05, seed=1, train_index=range(0, 48), val_index=range(48, n)),
+            Member(3e-2, 0.02, seed=2, train_index=range(12, n), val_index=range(0, 12)),
+            Member(0.0, 0.08, seed=3, train_index=range(0, n, 2), val_index=range(1, n, 2))]
+
+
+def max_weight_gap(alone, batched):
+    return max(float((a.state_dict[k] - b.state_dict[k]).abs().max())
+               for a, b in zip(alone, batched) for k in a.state_dict)
+
+
+OPTIMIZER_SETUPS = [
+    dict(optimizer="sgd", momentum=0.9),
+    dict(optimizer="sgdw", momentum=0.9, nesterov=True, lr_schedule="cosine", decay_scaling="schedule"),
+    dict(optimizer="adam"),
+    dict(optimizer="adamw", lr_schedule="cosine", decay_scaling="lr"),
+]
+
+
+@pytest.mark.parametrize("setup", OPTIMIZER_SETUPS, ids=lambda s: s["optimizer"])
+def test_float64_mlp_matches_alone_after_200_steps(setup):
+    X, y = make_data()
+    members = members_of_different_folds(len(X))
+    # 5 steps per epoch for the 48- and 48-row members, 4 for the 30-row one: ≥ 200 steps each
+    config = TrainConfig(epochs=50, batch_size=10, dtype=torch.float64, **setup)
+    alone = train_alone(mlp, X, y, members, config, keep_weights=True)
+    batched = train_batched(mlp, X, y, members, config, keep_weights=True)
+    assert [r.steps for r in batched] == [r.steps for r in alone] == [250, 250, 150]
+    assert min(r.steps for r in alone) >= 150 and max(r.steps for r in alone) >= 200
+    assert max_weight_gap(alone, batched) < 1e-8
+    for a, b in zip(alone, batched):
+        assert not b.diverged
+        assert b.val_accuracy == a.val_accuracy
+        assert b.train_loss == pytest.approx(a.train_loss, abs=1e-9)
+        assert b.weight_norm == pytest.approx(a.weight_norm, rel=1e-9)
+
+
+def test_float32_mlp_matches_alone_after_20_steps():
+    X, y = make_data(dtype=torch.float32)
+    members = members_of_different_folds(len(X))[:2]
+    members.append(Member(0.1, 0.01, seed=3, train_index=[i for i in range(60) if i % 3], val_index=range(0, 60, 3)))
+    config = TrainConfig(optimizer="adamw", epochs=5, batch_size=12, dtype=torch.float32)
+    alone = train_alone(mlp, X, y, members, config, keep_weights=True)
+    batched = train_batched(mlp, X, y, members, config, keep_weights=True)
+    assert [r.steps for r in batched] == [20, 20, 20]
+    assert max_weight_gap(alone, batched) < 1e-5
+
+
+def test_float64_cnn_matches_alone_after_200_steps():
+    gen = torch.Generator().manual_seed(1)
+    X = torch.randn(24, 1, 6, 6, generator=gen, dtype=torch.float64)
+    y = (X[:, 0, :3].mean((1, 2)) > 0).long()
+    members = [Member(1e-2, 0.05, seed=5, train_index=range(0, 16), val_index=range(16, 24)),
+               Member(1e-4, 0.1, seed=6, train_index=range(8, 24), val_index=range(0, 8))]
+    config = TrainConfig(optimizer="sgdw", momentum=0.9, epochs=50, batch_size=4, dtype=torch.float64)
+    alone = train_alone(cnn, X, y, members, config, keep_weights=True)
+    batched = train_batched(cnn, X, y, members, config, keep_weights=True)
+    assert [r.steps for r in batched] == [200, 200]
+    assert max_weight_gap(alone, batched) < 1e-8
+
+
+def relu_regressor():
+    return nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 1))
+
+
+def test_diverged_member_is_reported_and_others_unaffected():
+    X, _ = make_data()
+    y = 2.0 * X[:, 0] - X[:, 1]
+    good = members_of_different_folds(len(X))[:2]
+    exploding = Member(0.0, 1e60, seed=4, train_index=range(0, 40), val_index=range(40, 60))
+    config = TrainConfig(optimizer="sgd", momentum=0.9, loss="mse", epochs=4, batch_size=10, dtype=torch.float64)
+    batched = train_batched(relu_regressor, X, y, [good[0], exploding, good[1]], config, keep_weights=True)
+    alone = train_alone(relu_regressor, X, y, good, config, keep_weights=True)
+    assert batched[1].diverged and math.isnan(batched[1].val_loss) and math.isnan(batched[1].train_loss)
+    assert batched[1].steps < 16
+    ref_alone = train_alone(relu_regressor, X, y, [exploding], config)[0]
+    assert ref_alone.diverged and ref_alone.steps == batched[1].steps and ref_alone.epochs_run == batched[1].epochs_run
+    assert not batched[0].diverged and not batched[2].diverged
+    assert max_weight_gap(alone, [batched[0], batched[2]]) < 1e-12
+
+
+def test_validation_rows_never_train_their_member():
+    X, y = make_data()
+    member = Member(1e-2, 0.05, seed=7, train_index=range(0, 40), val_index=range(40, 60))
+    config = TrainConfig(optimizer="adamw", epochs=6, batch_size=8, dtype=torch.float64)
+    poisoned_X, poisoned_y = X.clone(), y.clone()
+    poisoned_X[40:] = 1e6 * torch.randn(20, 5, dtype=torch.float64)
+    poisoned_y[40:] = 1 - poisoned_y[40:]
+    clean = train_batched(mlp, X, y, [member], config, keep_weights=True)[0]
+    poisoned = train_batched(mlp, poisoned_X, poisoned_y, [member], config, keep_weights=True)[0]
+    for k in clean.state_dict:
+        assert torch.equal(clean.state_dict[k], poisoned.state_dict[k])
+    # and training on rows 0..39 of X is exactly training on the 40-row subset alone
+    subset = train_alone(mlp, X[:40], y[:40], [Member(1e-2, 0.05, seed=7)], config, keep_weights=True)[0]
+    assert max_weight_gap([subset], [clean]) < 1e-12
+    assert clean.val_loss != poisoned.val_loss  # validation does see the (changed) held-out rows
+
+
+def test_eval_sets_are_each_members_own_predictions():
+    X, y = make_data()
+    X_test, y_test = make_data(n=30, seed=9)
+    members = members_of_different_folds(len(X))
+    config = TrainConfig(optimizer="adam", epochs=3, batch_size=16, dtype=torch.float64)
+    results = train_batched(mlp, X, y, members, config, eval_sets={"test": (X_test, y_test)}, keep_weights=True)
+    for r in results:
+        model = mlp().double()
+        model.load_state_dict(r.state_dict)
+        with torch.no_grad():
+            out = model(X_test)
+        assert r.eval["test"]["loss"] == pytest.approx(float(nn.functional.cross_entropy(out, y_test)), rel=1e-9)
+        assert r.eval["test"]["accuracy"] == pytest.approx(float((out.argmax(1) == y_test).double().mean()))
+
+
+def test_regression_loss_is_mean_squared_error():
+    X, _ = make_data()
+    y = X[:, 0] * 2.0 - 1.0
+    config = TrainConfig(optimizer="sgd", loss="mse", epochs=30, batch_size=60, dtype=torch.float64)
+    results = train_batched(lambda: nn.Linear(5, 1), X, y, [Member(0.0, 0.2, seed=0)], config, keep_weights=True)
+    assert results[0].train_loss < 1e-3
+    assert math.isnan(results[0].val_accuracy)
+
+
+def test_cosine_multiplier():
+    assert lr_multiplier("constant", 7, 10) == 1.0
+    assert lr_multiplier("cosine", 0, 10) == 1.0
+    assert lr_multiplier("cosine", 5, 10) == pytest.approx(0.5)
+    steps = torch.tensor([0, 5, 10])
+    assert torch.allclose(lr_multiplier("cosine", steps, torch.tensor([10, 10, 10])),
+                          torch.tensor([1.0, 0.5, 0.0], dtype=torch.float64))
+
+
+def test_unbatchable_models_are_refused():
+    assert "BatchNorm1d" in check_batchable(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3)))
+    assert "Dropout" in check_batchable(nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)))
+    assert check_batchable(mlp()) is None
+    X, y = make_data()
+    with pytest.raises(ValueError, match="engine='sequential'"):
+        train_batched(lambda: nn.Sequential(nn.Linear(5, 2), nn.BatchNorm1d(2)), X, y, [Member(0.0, 0.1)],
+                      TrainConfig(epochs=1))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(optimizer="rmsprop"), "optimizer must be one of"),
+    (dict(decay_scaling="corrected"), "decay_scaling must be one of"),
+    (dict(lr_schedule="step"), "lr_schedule must be one of"),
+    (dict(epochs=0), "epochs must be an integer"),
+    (dict(momentum=1.5), "momentum must be in"),
+    (dict(betas=(0.9,)), "betas must be a pair"),
+])
+def test_bad_config(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig(**kwargs)
+
+
+def test_bad_members():
+    with pytest.raises(ValueError, match="weight_decay must be in"):
+        Member(-1.0, 0.1)
+    with pytest.raises(ValueError, match="lr must be in"):
+        Member(0.0, 0.0)
+    with pytest.raises(ValueError, match="train_index must name at least one row"):
+        Member(0.0, 0.1, train_index=[])
+    X, y = make_data()
+    with pytest.raises(ValueError, match="train_index must name rows in"):
+        train_batched(mlp, X, y, [Member(0.0, 0.1, train_index=[0, 99])], TrainConfig(epochs=1))
+    with pytest.raises(TypeError, match="members must be Member objects"):
+        train_batched(mlp, X, y, [(0.0, 0.1)], TrainConfig(epochs=1))
