@@ -1,0 +1,262 @@
+"""``decaylab.sweep``: cross-validate a grid of λ (× lr × seed) and choose λ, resuming from a results store."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from decaylab._checks import check_choice, check_int
+from decaylab.sweeps.engines import ENGINES, RUNNERS, TrainingJob
+from decaylab.sweeps.grid import check_grid, fold_splits, grid_points
+from decaylab.sweeps.result import SweepResult
+from decaylab.sweeps.select import HIGHER_IS_BETTER, choose, summarize
+from decaylab.sweeps.store import ResultStore, config_key
+from decaylab.train.batched import Member, MemberResult, TrainConfig, check_batchable
+
+BUILTIN_MODELS = ("mlp", "linear")
+STORE_FORMAT = 1          # part of every key: bump when the meaning of a stored row changes
+
+
+def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, seed=0, folds: int | None = 5,
+          holdout: float | None = None, optimizer: str = "adamw", decay_scaling: str = "lr", momentum: float = 0.0,
+          betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, lr_schedule: str = "constant",
+          epochs: int = 20, batch_size: int = 64, decay_biases: bool = False, loss: str | None = None,
+          metric: str | None = None, engine: str = "auto", store: str | None = None, chunk_size: int | None = None,
+          split_seed: int = 0, dtype: torch.dtype = torch.float32, hidden: Sequence[int] = (64,),
+          test_data: Any = None, model_key: str | None = None) -> SweepResult:
+    """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ.
+
+    Args:
+        model: a built-in name (``"mlp"`` with ``hidden`` widths, ``"linear"``) or a zero-argument
+            factory returning a fresh ``nn.Module`` (called after ``torch.manual_seed(seed)``).
+        data: a built-in dataset name (``decaylab.data``; its train+val rows are cross-validated
+            and its test split is evaluated), ``(X, y)`` arrays/tensors, or a torch ``Dataset`` of
+            ``(x, y)`` items.
+        lambdas: λ values (``weight_decay``, ≥ 0) — a sequence or a grid string ``"1e-6:1e1:16"``.
+        lr, seed: a value or a sequence of values (the grid is λ × lr × seed × fold).
+        folds / holdout: K-fold cross-validation (stratified for classification) or one random
+            holdout split of this fraction; give one of them (``holdout`` overrides ``folds``).
+        optimizer, decay_scaling, momentum, betas, eps, lr_schedule, epochs, batch_size,
+            decay_biases, dtype: the training configuration of every member
+            (see :class:`decaylab.train.batched.TrainConfig`; λ uses that module's conventions:
+            coupled ``g + λw`` for sgd/adam, decoupled ``w − s_t λ w`` for sgdw/adamw).
+        loss: ``"cross_entropy"`` (default for integer targets) or ``"mse"`` (float targets).
+        metric: what chooses λ: ``"accuracy"`` (default for classification) or ``"loss"``.
+        engine: ``"batched"`` (all members stacked), ``"sequential"`` (one at a time, any model),
+            ``"ray"`` (chunks as Ray tasks), or ``"auto"`` (batched where the model allows it).
+        store: path of a SQLite results file; finished members are written as they finish and
+            reused on the next call with the same configuration (resume; a changed grid trains
+            only what is new). ``None``: keep results in memory only.
+        chunk_size: members stacked per batched chunk (``None``: all at once; the store is written
+            after each chunk).
+        split_seed: seed of the fold split (the same for every member).
+        test_data: extra ``(X, y)`` to evaluate every member on (reported as ``test_*``).
+        model_key: a name for a factory ``model`` used in store keys instead of its qualified name.
+    Returns:
+        :class:`~decaylab.sweeps.result.SweepResult`.
+    """
+    start = time.perf_counter()
+    lambdas = check_grid("lambdas", lambdas)
+    lrs = check_grid("lr", lr, low_open=True)
+    seeds = [check_int("seed", s, low=0) for s in (seed if isinstance(seed, (list, tuple, range)) else [seed])]
+    engine = check_choice("engine", engine, ENGINES)
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, low=1)
+    split_seed = check_int("split_seed", split_seed, low=0)
+    if holdout is not None:
+        folds = None
+
+    X, y, eval_sets, data_spec = _resolve_data(data, test_data)
+    if loss is None:
+        loss = "cross_entropy" if not torch.is_floating_point(y) else "mse"
+    check_choice("loss", loss, ("cross_entropy", "mse"))
+    classification = loss == "cross_entropy"
+    metric = check_choice("metric", metric if metric is not None else ("accuracy" if classification else "loss"),
+                          tuple(HIGHER_IS_BETTER))
+    if metric == "accuracy" and not classification:
+        raise ValueError(f"metric='accuracy' needs a classification loss, got loss={loss!r}")
+    config = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, momentum=momentum,
+                         betas=tuple(betas), eps=eps, decay_scaling=decay_scaling, lr_schedule=lr_schedule,
+                         loss=loss, decay_biases=decay_biases, dtype=dtype)
+    model_factory, model_spec = _resolve_model(model, X, y, classification, hidden, model_key)
+    if engine == "auto":
+        engine = "batched" if check_batchable(model_factory()) is None else "sequential"
+
+    splits = fold_splits(y.numpy(), folds=folds, holdout=holdout, classification=classification,
+                         split_seed=split_seed)
+    sweep_config = {"format": STORE_FORMAT, "model": model_spec, "data": data_spec, "folds": folds,
+                    "holdout": holdout, "split_seed": split_seed, "train": _config_dict(config)}
+    sweep_key = config_key(sweep_config)
+    points = grid_points(lambdas, lrs, seeds, len(splits))
+    keys = [config_key(sweep_config, p.config()) for p in points]
+    members = {k: Member(p.weight_decay, p.lr, p.seed, tuple(splits[p.fold][0]), tuple(splits[p.fold][1]))
+               for k, p in zip(keys, points)}
+    rows_of = _StoreRows(sweep_key, {k: {**p.config(), "sweep": sweep_config} for k, p in zip(keys, points)})
+
+    found: dict[str, dict] = {}
+    fresh: set[str] = set()
+    db = ResultStore(store) if store is not None else None
+    try:
+        if db is not None:
+            found.update({k: v["result"] for k, v in db.get(keys).items()})
+        pending = [(k, members[k]) for k in dict.fromkeys(keys) if k not in found]
+
+        def on_done(pairs: list[tuple[str, MemberResult]]) -> None:
+            if db is not None:
+                db.put_many(rows_of(pairs))
+            for k, r in pairs:
+                found[k] = result_dict(r)
+                fresh.add(k)
+
+        if pending:
+            job = TrainingJob(model_factory, X, y, config, eval_sets)
+            RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size,
+                            store_path=store if engine == "ray" else None, rows_of=rows_of)
+    finally:
+        if db is not None:
+            db.close()
+
+    table = [_table_row(p, k, found[k], metric, from_store=k not in fresh) for p, k in zip(points, keys)]
+    summary = summarize(table)
+    best, lambda_1se = choose(summary, HIGHER_IS_BETTER[metric])
+    return SweepResult(table=table, summary=summary, best_lambda=None if best is None else best["lambda"],
+                       best_lr=None if best is None else best["lr"], lambda_1se=lambda_1se, metric=metric,
+                       config=sweep_config, engine=engine, wall_time=time.perf_counter() - start,
+                       trained=len(fresh))
+
+
+def result_dict(result: MemberResult) -> dict:
+    """The stored form of a member's result (no weights)."""
+    out = dataclasses.asdict(dataclasses.replace(result, state_dict=None))
+    out.pop("state_dict")
+    return out
+
+
+class _StoreRows:
+    """Turns ``(key, MemberResult)`` pairs into store rows (picklable, for Ray workers)."""
+
+    def __init__(self, sweep_key: str, configs: Mapping[str, dict]):
+        self.sweep_key = sweep_key
+        self.configs = dict(configs)
+
+    def __call__(self, pairs):
+        return [(k, self.sweep_key, self.configs[k], result_dict(r)) for k, r in pairs]
+
+
+def _nan(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _table_row(point, key: str, result: Mapping, metric: str, from_store: bool) -> dict:
+    test = (result.get("eval") or {}).get("test", {})
+    row = {"lambda": point.weight_decay, "lr": point.lr, "seed": point.seed, "fold": point.fold,
+           "train_loss": _nan(result["train_loss"]), "val_loss": _nan(result["val_loss"]),
+           "val_accuracy": _nan(result["val_accuracy"]), "weight_norm": _nan(result["weight_norm"]),
+           "epochs_run": result["epochs_run"], "steps": result["steps"], "diverged": bool(result["diverged"]),
+           "wall_time": result["wall_time"], "test_loss": _nan(test.get("loss")),
+           "test_accuracy": _nan(test.get("accuracy")), "from_store": from_store, "key": key}
+    row["val_metric"] = row["val_accuracy"] if metric == "accuracy" else row["val_loss"]
+    return row
+
+
+def _config_dict(config: TrainConfig) -> dict:
+    out = dataclasses.asdict(config)
+    out["dtype"] = str(config.dtype)
+    return out
+
+
+def _fingerprint(*arrays: torch.Tensor) -> str:
+    digest = hashlib.sha256()
+    for a in arrays:
+        a = a.detach().cpu().contiguous()
+        digest.update(str((tuple(a.shape), str(a.dtype))).encode())
+        digest.update(a.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _as_xy(name: str, value) -> tuple[torch.Tensor, torch.Tensor]:
+    if isinstance(value, torch.utils.data.Dataset):
+        items = [value[i] for i in range(len(value))]
+        if not items:
+            raise ValueError(f"{name} must not be empty")
+        X = torch.stack([torch.as_tensor(x) for x, _ in items])
+        y = torch.stack([torch.as_tensor(t) for _, t in items])
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        X, y = (torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v for v in value)
+    else:
+        raise TypeError(f"{name} must be a dataset name, an (X, y) pair or a torch Dataset, got "
+                        f"{type(value).__name__}")
+    if X.dim() < 2 or len(X) != len(y):
+        raise ValueError(f"{name} must have X of shape [n, …] and y with n entries, got X {tuple(X.shape)}, "
+                         f"y {tuple(y.shape)}")
+    if len(X) < 2:
+        raise ValueError(f"{name} must have at least 2 rows, got {len(X)}")
+    X = X.to(torch.float64) if not torch.is_floating_point(X) else X
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{name} X must contain only finite numbers")
+    if not torch.is_floating_point(y):
+        if y.dim() != 1 or bool((y < 0).any()):
+            raise ValueError(f"{name} class labels y must be a 1-D array of integers ≥ 0")
+        y = y.long()
+    return X, y
+
+
+def _resolve_data(data, test_data):
+    """``(X, y, eval_sets, spec)`` for a dataset name, an (X, y) pair or a torch Dataset."""
+    eval_sets = {}
+    if isinstance(data, str):
+        from decaylab import data as datasets
+
+        loaded = datasets.load(data, seed=0)
+        rows = loaded.train_and_val()
+        X, y = rows.X, rows.y
+        eval_sets["test"] = (loaded.test.X, loaded.test.y)
+        spec = {"dataset": data, "rows": _fingerprint(X, y)}
+    else:
+        X, y = _as_xy("data", data)
+        spec = {"rows": _fingerprint(X, y)}
+    if test_data is not None:
+        eval_sets["test"] = _as_xy("test_data", test_data)
+        spec["test"] = _fingerprint(*eval_sets["test"])
+    return X, y, eval_sets, spec
+
+
+def _resolve_model(model, X, y, classification: bool, hidden, model_key):
+    """``(factory, spec)``: a built-in name or a user factory (its spec names it and its parameter shapes)."""
+    if isinstance(model, str):
+        check_choice("model", model, BUILTIN_MODELS)
+        from decaylab.models import MLP
+
+        widths = [] if model == "linear" else [check_int("hidden", h, low=1) for h in hidden]
+        n_in = int(np.prod(X.shape[1:]))
+        n_out = int(y.max()) + 1 if classification else (1 if y.dim() == 1 else int(y.shape[1]))
+        factory = _BuiltinFactory(n_in, n_out, tuple(widths))
+        return factory, {"builtin": model, "in": n_in, "out": n_out, "hidden": widths}
+    if isinstance(model, nn.Module) or not callable(model):
+        raise TypeError("model must be a built-in name ('mlp', 'linear') or a zero-argument factory returning a "
+                        f"fresh nn.Module (so each seed gets its own initialization), got {type(model).__name__}")
+    probe = model()
+    if not isinstance(probe, nn.Module):
+        raise TypeError(f"model factory must return an nn.Module, got {type(probe).__name__}")
+    name = model_key or f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', type(model).__name__)}"
+    shapes = {n: list(p.shape) for n, p in probe.named_parameters()}
+    return model, {"factory": name, "parameters": shapes}
+
+
+class _BuiltinFactory:
+    """``MLP(n_in, n_out, hidden)`` from :mod:`decaylab.models` (picklable, unlike a lambda)."""
+
+    def __init__(self, n_in: int, n_out: int, hidden: tuple[int, ...]):
+        self.n_in, self.n_out, self.hidden = n_in, n_out, hidden
+
+    def __call__(self) -> nn.Module:
+        from decaylab.models import MLP
+
+        return MLP(self.n_in, self.n_out, self.hidden)

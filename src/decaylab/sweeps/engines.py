@@ -1,0 +1,96 @@
+"""Engines that train the pending members of a sweep: ``sequential``, ``batched`` and ``ray``.
+
+Each engine gets the members still missing from the store as ``(key, Member)`` pairs and calls
+``on_done([(key, MemberResult), …])`` as members finish — after every member (sequential), after
+every chunk of ``chunk_size`` stacked members (batched), or as each Ray task returns (ray, whose
+workers also write their rows to the store themselves, so a dead driver loses nothing).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from decaylab.train.batched import Member, MemberResult, TrainConfig, train_alone, train_batched
+
+ENGINES = ("auto", "batched", "sequential", "ray")
+
+Done = Callable[[list[tuple[str, MemberResult]]], None]
+
+
+@dataclass
+class TrainingJob:
+    """Everything the members of one sweep share."""
+
+    model_factory: Callable
+    X: object
+    y: object
+    config: TrainConfig
+    eval_sets: Mapping[str, tuple] | None = None
+
+
+def _chunks(pending: Sequence, size: int | None) -> list[Sequence]:
+    size = len(pending) if not size else size
+    return [pending[i:i + size] for i in range(0, len(pending), size)]
+
+
+def run_sequential(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, **_) -> None:
+    """One member at a time with :func:`~decaylab.train.batched.train_alone` (any model)."""
+    keys = [k for k, _ in pending]
+    train_alone(job.model_factory, job.X, job.y, [m for _, m in pending], job.config, eval_sets=job.eval_sets,
+                on_member_end=lambda i, result: on_done([(keys[i], result)]))
+
+
+def run_batched(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,
+                chunk_size: int | None = None, **_) -> None:
+    """Chunks of ``chunk_size`` members (all at once if ``None``) with :func:`train_batched`."""
+    for chunk in _chunks(pending, chunk_size):
+        results = train_batched(job.model_factory, job.X, job.y, [m for _, m in chunk], job.config,
+                                eval_sets=job.eval_sets)
+        on_done([(k, r) for (k, _), r in zip(chunk, results)])
+
+
+def _ray_chunk(job: TrainingJob, chunk, batched: bool, store_path: str | None, rows_of: Callable | None):
+    """A Ray task: train one chunk, write its rows to the store (if any), return the results."""
+    members = [m for _, m in chunk]
+    trainer = train_batched if batched else train_alone
+    results = trainer(job.model_factory, job.X, job.y, members, job.config, eval_sets=job.eval_sets)
+    pairs = [(k, r) for (k, _), r in zip(chunk, results)]
+    if store_path is not None and rows_of is not None:
+        from decaylab.sweeps.store import ResultStore
+
+        with ResultStore(store_path) as store:
+            store.put_many(rows_of(pairs))
+    return pairs
+
+
+def run_ray(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,
+            chunk_size: int | None = None, batched: bool = True, store_path: str | None = None,
+            rows_of: Callable | None = None, **_) -> None:
+    """Ray tasks, one per chunk (batched chunks, or single members when ``batched=False``).
+
+    Connects to a running Ray (``ray.init()`` done by the caller, e.g. ``address="auto"``) or
+    starts a local one. Each task trains its chunk and writes it to the SQLite store at
+    ``store_path`` itself (the store's transactions make concurrent writers safe).
+    """
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the optional extra
+        raise ValueError("engine='ray' needs Ray: pip install 'decaylab[ray]'") from exc
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    if chunk_size is None:
+        workers = max(1, int(ray.available_resources().get("CPU", 1)))
+        chunk_size = -(-len(pending) // workers) if batched else 1
+    task = ray.remote(num_cpus=1)(_ray_chunk)
+    job_ref = ray.put(job)
+    store_path = None if store_path is None else os.path.abspath(store_path)
+    waiting = [task.remote(job_ref, list(chunk), batched, store_path, rows_of)
+               for chunk in _chunks(list(pending), chunk_size)]
+    while waiting:
+        finished, waiting = ray.wait(waiting, num_returns=1)
+        on_done(ray.get(finished[0]))
+
+
+RUNNERS = {"sequential": run_sequential, "batched": run_batched, "ray": run_ray}
