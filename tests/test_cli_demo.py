@@ -56,3 +56,4 @@ def test_console_script_entry_point_parses_demo():
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [
         "decaylab demo: error: argument --seed: must be an integer in [0, 4294967295], got -3"]
+

@@ -100,7 +100,7 @@ def test_write_report_files_sections_and_images(tmp_path, sections):
     expected = [sections[0].slider.frames[0].png, sections[0].figures[0].png, sections[1].figures[0].png]
     assert [base64.b64decode(s.split(",", 1)[1]) for s in srcs] == expected
     text = "".join(doc.text)
-    assert "1. Decision boundaries vs λ" in text and "2. Ridge overlay" in text and "A second paragraph." in text
+    assert "Decision boundaries vs λ" in text and "Ridge overlay" in text and "A second paragraph." in text
     assert "What decay does." in text and "λ = 0" in text  # intro and the slider's value label
     assert doc.tags.count("tr") == 1 + len(LAMBDAS) and doc.tags.count("p") >= 4
     summary = json.loads((index.parent / "summary.json").read_text(encoding="utf-8"))
@@ -150,7 +150,7 @@ def test_hostile_strings_are_escaped_everywhere(tmp_path):
     assert "<script>alert" not in page and "<img src=x" not in page and "onerror=alert(2)>" not in page
     doc = parse(page)
     assert set(doc.tags) <= {"html", "head", "meta", "title", "style", "body", "header", "div", "h1", "h2", "p",
-                             "nav", "ol", "li", "a", "main", "section", "figure", "img", "figcaption", "label",
+                             "nav", "ul", "li", "a", "main", "section", "figure", "img", "figcaption", "label",
                              "input", "output", "script", "table", "caption", "thead", "tbody", "tr", "th", "td",
                              "footer"}
     assert doc.tags.count("script") == 2  # the page's own script and the slider's JSON data

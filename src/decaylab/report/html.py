@@ -37,8 +37,8 @@ header.top .intro { margin: 0 0 1.2rem; color: var(--muted); max-width: 60rem; }
 .layout { display: grid; grid-template-columns: 15rem minmax(0, 1fr); gap: 2.5rem; }
 nav.toc { position: sticky; top: 0; align-self: start; max-height: 100vh; overflow: auto; padding: 1.5rem 0; }
 nav.toc h2 { font-size: 0.8rem; text-transform: uppercase; letter-spacing: 0.06em; color: var(--muted); margin: 0 0 0.5rem; }
-nav.toc ol { margin: 0; padding-left: 1.3rem; }
-nav.toc li { margin: 0.3rem 0; }
+nav.toc ul { margin: 0; padding: 0; list-style: none; }
+nav.toc li { margin: 0.35rem 0; line-height: 1.35; }
 a { color: var(--accent); text-decoration: none; }
 a:hover { text-decoration: underline; }
 main { min-width: 0; padding-bottom: 3rem; }
@@ -174,9 +174,9 @@ def _slider(key: str, slider: Slider) -> str:
             f'<script type="application/json">{script_json(data)}</script></div>')
 
 
-def _section(number: int, section: Section) -> str:
+def _section(section: Section) -> str:
     parts = [f'<section class="study" id="{escape(section.key)}">',
-             f"<h2>{number}. {escape(section.title)}</h2>", _paragraphs(section.text)]
+             f"<h2>{escape(section.title)}</h2>", _paragraphs(section.text)]
     if section.slider is not None:
         parts.append(_slider(section.key, section.slider))
     if section.figures:
@@ -187,12 +187,15 @@ def _section(number: int, section: Section) -> str:
 
 
 def render_html(title: str, sections: Sequence[Section], intro: str = "") -> str:
-    """The whole page as a string: header, table of contents, one ``<section>`` per study."""
+    """The whole page as a string: header, table of contents, one ``<section>`` per study.
+
+    Section titles are shown as given (number them in the title if the order matters).
+    """
     check_text("title", title)
     check_text("intro", intro)
     sections = check_sections(sections)
     toc = "\n".join(f'<li><a href="#{escape(s.key)}">{escape(s.title)}</a></li>' for s in sections)
-    body = "\n".join(_section(i, s) for i, s in enumerate(sections, start=1))
+    body = "\n".join(_section(s) for s in sections)
     intro_html = f'<p class="intro">{escape(intro)}</p>' if intro.strip() else ""
     return f"""<!doctype html>
 <html lang="en">
@@ -207,9 +210,9 @@ def render_html(title: str, sections: Sequence[Section], intro: str = "") -> str
 <body>
 <header class="top"><div class="inner"><h1>{escape(title)}</h1>{intro_html}</div></header>
 <div class="layout">
-<nav class="toc" aria-label="Contents"><h2>Contents</h2><ol>
+<nav class="toc" aria-label="Contents"><h2>Contents</h2><ul>
 {toc}
-</ol></nav>
+</ul></nav>
 <main>
 {body}
 <footer>Made by decaylab {escape(__version__)}. Every number on this page is also in summary.json beside it.</footer>
