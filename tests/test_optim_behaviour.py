@@ -1,0 +1,340 @@
+"""The decaylab optimizers behave as torch optimizers do: state dicts, copies, hooks, groups, schedulers.
+
+Modelled on the ideas of torch's test/optim/test_optim.py: save/load mid-training
+continues as if uninterrupted, deepcopy, hooks fire, per-group options, every LR
+scheduler, state dicts exchanged with torch's optimizers, zero_grad, closures,
+complex params, params without gradients, named parameters, NaN gradients.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+
+import pytest
+import torch
+
+from decaylab.optim import SGD, SGDW, Adam, AdamW
+
+OPTIMIZERS = {
+    "SGD": (SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+    "SGDW": (SGDW, None, dict(lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True)),
+    "Adam": (Adam, torch.optim.Adam, dict(lr=0.01, weight_decay=0.01, amsgrad=True)),
+    "AdamW": (AdamW, torch.optim.AdamW, dict(lr=0.01, weight_decay=0.1)),
+    "AdamW-schedule": (AdamW, None, dict(lr=0.01, weight_decay=1e-3, decay_scaling="schedule")),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _model(seed=0, dtype=torch.float64):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
+                               torch.nn.Linear(8, 2)).to(dtype)
+
+
+def _batches(n, seed=0, dtype=torch.float64):
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(8, 4, generator=gen, dtype=dtype),
+             torch.randn(8, 2, generator=gen, dtype=dtype)) for _ in range(n)]
+
+
+def _train(model, opt, batches, scheduler=None):
+    for X, y in batches:
+        opt.zero_grad()
+        loss = ((model(X) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+    return loss.item()
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_state_dict_save_load_mid_training_continues_as_uninterrupted(name):
+    cls, _, kwargs = OPTIMIZERS[name]
+    batches = _batches(20)
+    model = _model()
+    opt = cls(model.parameters(), **kwargs)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20)
+    _train(model, opt, batches[:10], sched)
+
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict()}, buffer)
+    _train(model, opt, batches[10:], sched)
+
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    resumed = _model(seed=123)  # different init: everything must come from the checkpoint
+    resumed.load_state_dict(saved["model"])
+    opt2 = cls(resumed.parameters(), **{**kwargs, "lr": 0.5})  # lr too: from the checkpoint
+    opt2.load_state_dict(saved["opt"])
+    sched2 = torch.optim.lr_scheduler.CosineAnnealingLR(opt2, T_max=20)
+    sched2.load_state_dict(saved["sched"])
+    _train(resumed, opt2, batches[10:], sched2)
+    assert torch.equal(_weights(resumed), _weights(model))
+
+
+def test_decay_reference_lr_survives_state_dict_round_trip():
+    model = _model()
+    opt = AdamW(model.parameters(), lr=0.1, weight_decay=1e-3, decay_scaling="schedule")
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    _train(model, opt, _batches(3), sched)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0125)
+    other = AdamW(_model().parameters(), lr=0.7, decay_scaling="schedule")
+    other.load_state_dict(opt.state_dict())
+    assert other.param_groups[0]["decay_reference_lr"] == 0.1
+    assert copy.deepcopy(other).param_groups[0]["decay_reference_lr"] == 0.1
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_torch_saved_state_dict_loads_into_decaylab_and_continues_identically(name):
+    cls, torch_cls, kwargs = OPTIMIZERS[name]
+    batches = _batches(16)
+    model = _model()
+    opt = torch_cls(model.parameters(), **kwargs)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.7)
+    _train(model, opt, batches[:8], sched)
+    checkpoint = copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict(),
+                                "sched": sched.state_dict()})
+    _train(model, opt, batches[8:], sched)  # torch continues
+
+    ours_model = _model(seed=5)
+    ours_model.load_state_dict(checkpoint["model"])
+    ours = cls(ours_model.parameters(), **kwargs)
+    ours.load_state_dict(checkpoint["opt"])
+    ours_sched = torch.optim.lr_scheduler.StepLR(ours, step_size=3, gamma=0.7)
+    ours_sched.load_state_dict(checkpoint["sched"])
+    _train(ours_model, ours, batches[8:], ours_sched)
+    assert torch.equal(_weights(ours_model), _weights(model))
+    # ...and ours saves a state dict torch loads back
+    back = torch_cls(_model().parameters(), **kwargs)
+    back.load_state_dict(ours.state_dict())
+    assert back.state_dict()["state"].keys() == ours.state_dict()["state"].keys()
+
+
+def test_torch_adamw_state_dict_keeps_our_schedule_reference_lr():
+    model = _model()
+    torch_opt = torch.optim.AdamW(model.parameters(), lr=0.02)
+    _train(model, torch_opt, _batches(2))
+    torch_opt.param_groups[0]["lr"] = 0.005  # as a scheduler would have left it
+    ours = AdamW(_model().parameters(), lr=0.02, weight_decay=1e-3, decay_scaling="schedule")
+    ours.load_state_dict(torch_opt.state_dict())
+    group = ours.param_groups[0]
+    assert group["decay_scaling"] == "schedule" and group["decay_reference_lr"] == 0.02
+    assert group["lr"] == 0.005 and group["decoupled_weight_decay"] is True
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_deepcopy_trains_on_independently_and_identically(name):
+    cls, _, kwargs = OPTIMIZERS[name]
+    batches = _batches(10)
+    model = _model()
+    opt = cls(model.parameters(), **kwargs)
+    _train(model, opt, batches[:5])
+    twin = copy.deepcopy({"model": model, "opt": opt})  # the copy's state refers to its params
+    _train(model, opt, batches[5:])
+    assert not torch.equal(_weights(model), _weights(twin["model"]))
+    _train(twin["model"], twin["opt"], batches[5:])
+    assert torch.equal(_weights(model), _weights(twin["model"]))
+
+
+def test_hooks_fire():
+    model = _model()
+    opt = AdamW(model.parameters(), lr=0.01)
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kw: calls.append("pre"))
+    opt.register_step_post_hook(lambda o, args, kw: calls.append("post"))
+    opt.register_state_dict_pre_hook(lambda o: calls.append("sd-pre"))
+
+    def tag_state_dict(o, state_dict):
+        state_dict["tag"] = 7
+        calls.append("sd-post")
+    opt.register_state_dict_post_hook(tag_state_dict)
+    opt.register_load_state_dict_pre_hook(lambda o, sd: calls.append("load-pre"))
+    opt.register_load_state_dict_post_hook(lambda o: calls.append("load-post"))
+    _train(model, opt, _batches(1))
+    state = opt.state_dict()
+    assert state["tag"] == 7
+    del state["tag"]
+    opt.load_state_dict(state)
+    assert calls == ["pre", "post", "sd-pre", "sd-post", "load-pre", "load-post"]
+
+
+def test_param_groups_with_their_own_options():
+    """Each group uses its own lr, λ, momentum and scaling; equal to one optimizer per group."""
+    batches = _batches(12)
+    model = _model()
+    first, second = model[0], model[2]
+    opt = SGDW([{"params": first.parameters(), "lr": 0.1, "momentum": 0.5},
+                {"params": second.parameters(), "weight_decay": 0.2, "decay_scaling": "schedule"}],
+               lr=0.05, momentum=0.9, weight_decay=0.01)
+    twin = copy.deepcopy(model)
+    opt_a = SGDW(twin[0].parameters(), lr=0.1, momentum=0.5, weight_decay=0.01)
+    opt_b = SGDW(twin[2].parameters(), lr=0.05, momentum=0.9, weight_decay=0.2,
+                 decay_scaling="schedule")
+    for X, y in batches:
+        for m, opts in ((model, [opt]), (twin, [opt_a, opt_b])):
+            for o in opts:
+                o.zero_grad()
+            ((m(X) - y) ** 2).mean().backward()
+            for o in opts:
+                o.step()
+    assert torch.equal(_weights(model), _weights(twin))
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "lr": 0.3})
+    assert opt.param_groups[-1]["decay_reference_lr"] == 0.3
+
+
+SCHEDULERS = {
+    "StepLR": lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=4, gamma=0.5),
+    "CosineAnnealingLR": lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=20),
+    "LambdaLR": lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda t: 1 / (1 + t)),
+    "OneCycleLR": lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=20),
+    "ReduceLROnPlateau": lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=0,
+                                                                              factor=0.5),
+}
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_lr_schedulers_drive_decaylab_as_torch(scheduler, name):
+    """Every scheduler (OneCycleLR cycles momentum/betas too) gives torch's trajectory."""
+    cls, torch_cls, kwargs = OPTIMIZERS[name]
+    batches = _batches(20)
+    runs = []
+    for make in (cls, torch_cls):
+        model = _model()
+        opt = make(model.parameters(), **kwargs)
+        sched = SCHEDULERS[scheduler](opt)
+        for X, y in batches:
+            opt.zero_grad()
+            loss = ((model(X) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            sched.step(loss.item()) if scheduler == "ReduceLROnPlateau" else sched.step()
+        runs.append((_weights(model), opt.param_groups[0]["lr"]))
+    (ours, lr_ours), (theirs, lr_theirs) = runs
+    assert lr_ours == lr_theirs
+    assert torch.allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_zero_grad(set_to_none):
+    model = _model()
+    opt = Adam(model.parameters())
+    _train(model, opt, _batches(1))
+    model(torch.randn(2, 4, dtype=torch.float64)).sum().backward()
+    opt.zero_grad(set_to_none=set_to_none)
+    for p in model.parameters():
+        assert p.grad is None if set_to_none else torch.count_nonzero(p.grad) == 0
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_closure_is_evaluated_and_its_loss_returned(name):
+    cls, _, kwargs = OPTIMIZERS[name]
+    model = _model()
+    opt = cls(model.parameters(), **kwargs)
+    X, y = _batches(1)[0]
+    before = _weights(model)
+
+    def closure():
+        opt.zero_grad()
+        loss = ((model(X) - y) ** 2).mean()
+        loss.backward()
+        return loss
+    loss = opt.step(closure)
+    assert torch.is_tensor(loss) and loss.item() > 0
+    assert not torch.equal(before, _weights(model))
+
+
+@pytest.mark.parametrize("path", [{}, {"foreach": True}])
+@pytest.mark.parametrize("ours,theirs,kwargs", [
+    (SGD, torch.optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.1)),
+    (Adam, torch.optim.Adam, dict(lr=0.05, weight_decay=0.1, amsgrad=True)),
+    (AdamW, torch.optim.AdamW, dict(lr=0.05, weight_decay=0.1)),
+])
+def test_complex_params_match_torch(ours, theirs, kwargs, path):
+    torch.manual_seed(0)
+    target = torch.randn(5, dtype=torch.complex128)
+    results = []
+    for cls in (ours, theirs):
+        w = torch.nn.Parameter(torch.zeros(5, dtype=torch.complex128))
+        opt = cls([w], **kwargs, **path)
+        for _ in range(20):
+            opt.zero_grad()
+            (w - target).abs().pow(2).sum().backward()
+            opt.step()
+        results.append(w.detach())
+    assert torch.allclose(results[0], results[1], rtol=1e-12, atol=1e-14)
+    assert (results[0] - target).abs().max() < (target.abs().max())  # it moved toward target
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_params_without_grad_are_skipped(name):
+    cls, _, kwargs = OPTIMIZERS[name]
+    used, unused = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))
+    opt = cls([used, unused], **kwargs)
+    used.sum().backward()
+    opt.step()
+    assert torch.equal(unused.detach(), torch.ones(3)) and unused not in opt.state
+    assert not torch.equal(used.detach(), torch.ones(3)) and used in opt.state
+
+
+def test_named_parameters_match_torch_and_are_saved():
+    runs = []
+    for cls in (AdamW, torch.optim.AdamW):
+        model = _model()
+        opt = cls(model.named_parameters(), lr=0.01)
+        _train(model, opt, _batches(5))
+        runs.append((_weights(model), opt.state_dict()["param_groups"][0]["param_names"]))
+    assert torch.equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+
+
+@pytest.mark.parametrize("path", [{"foreach": False}, {"foreach": True}, {"fused": True}])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_nan_gradient_step_is_whole_and_local(name, path):
+    """A NaN gradient coordinate is not skipped: it poisons exactly that coordinate's weight
+    and state, while every step count advances and all other coordinates and params take
+    the same step they would without the NaN (torch semantics, documented in the classes)."""
+    cls, _, kwargs = OPTIMIZERS[name]
+    torch.manual_seed(0)
+    start = [torch.randn(4, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)]
+    grads = [torch.randn(4, 3, dtype=torch.float64), torch.randn(5, dtype=torch.float64)]
+    runs = []
+    for poison in (False, True):
+        params = [torch.nn.Parameter(s.clone()) for s in start]
+        opt = cls(params, **kwargs, **path)
+        for step in range(3):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            if poison and step == 1:
+                params[0].grad[2, 1] = float("nan")
+            opt.step()
+        runs.append((params, opt))
+    (clean, clean_opt), (dirty, dirty_opt) = runs
+    nan_mask = torch.zeros(4, 3, dtype=torch.bool)
+    nan_mask[2, 1] = True
+    assert torch.isnan(dirty[0].detach()).equal(nan_mask)
+    assert torch.equal(dirty[0].detach()[~nan_mask], clean[0].detach()[~nan_mask])
+    assert torch.equal(dirty[1].detach(), clean[1].detach())
+    for p_dirty, p_clean in zip(dirty, clean):
+        for key, value in clean_opt.state[p_clean].items():
+            other = dirty_opt.state[p_dirty][key]
+            if key == "step":
+                assert other.item() == value.item() == 3
+            else:
+                finite = ~torch.isnan(other)
+                assert torch.equal(other[finite], value[finite])
+                assert finite.sum() >= value.numel() - 1
