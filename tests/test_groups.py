@@ -52,8 +52,10 @@ def test_tied_embedding_listed_once_and_follows_embedding():
     _assert_partition(groups, model)
     decay, no_decay = _names(groups, model)
     assert "wte.weight" in no_decay and "head.weight" not in decay + no_decay
-    reasons = {d.name: d.reason for d in classify_parameters(model)}
-    assert reasons["wte.weight"].startswith("embedding")
+    decisions = {d.name: d for d in classify_parameters(model)}
+    assert decisions["wte.weight"].rule == "embedding" and "Embedding owns wte.weight" in decisions["wte.weight"].reason
+    assert decisions["block.linear1.bias"].rule == "no_decay_names"
+    assert decisions["norm.weight"].rule == "normalization" and decisions["pos"].rule == "default"
     # forcing decay by one of the tied names decays the shared tensor once
     decay, no_decay = _names(param_groups(model, 0.1, decay_names=["head.weight"]), model)
     assert "wte.weight" in decay and "wte.weight" not in no_decay

@@ -296,7 +296,7 @@ class GroupDecay:
         convention, i.e. lr_0/λ for ``schedule``); ``None`` where the result does not apply."""
         if self.kind != "decoupled" or self.family != "adam" or self.weight_decay == 0:
             return None
-        return (1.0 if self.decay_scaling == "lr" else self.peak_lr) / self.weight_decay
+        return (self.peak_lr if self.decay_scaling == "schedule" else 1.0) / self.weight_decay
 
 
 def group_decay(optimizer: torch.optim.Optimizer, group: dict) -> GroupDecay:

@@ -56,25 +56,26 @@ _NORM_CLASS_NAME = re.compile(r"Norm(\dd)?$")
 
 @dataclass(frozen=True)
 class ParamDecision:
-    """Whether one trainable parameter decays, and why (``reason`` names the rule that decided)."""
+    """Whether one trainable parameter decays, and why: ``rule`` is the rule that decided
+    (``"decay_names"``, ``"normalization"``, ``"embedding"``, ``"no_decay_types"``,
+    ``"no_decay_names"`` or ``"default"``), ``reason`` says it in words."""
 
     name: str
     param: torch.Tensor
     decay: bool
     reason: str
+    rule: str
 
 
-def _owner_reason(module: nn.Module, no_decay_types: tuple[type, ...] | None) -> str | None:
-    """Why ``module``'s own parameters are not decayed, or ``None``."""
+def _owner_rule(module: nn.Module, no_decay_types: tuple[type, ...] | None) -> str | None:
+    """The rule by which ``module``'s own parameters are not decayed, or ``None``."""
     if no_decay_types is None:  # the defaults, including custom norm classes found by name
         if isinstance(module, NORM_TYPES) or _NORM_CLASS_NAME.search(type(module).__name__):
-            return f"normalization layer ({type(module).__name__})"
+            return "normalization"
         if isinstance(module, EMBEDDING_TYPES):
-            return f"embedding ({type(module).__name__})"
+            return "embedding"
         return None
-    if isinstance(module, no_decay_types):
-        return f"no_decay_types ({type(module).__name__})"
-    return None
+    return "no_decay_types" if isinstance(module, no_decay_types) else None
 
 
 def _matcher(patterns: Iterable[str], syntax: str, arg: str):
@@ -131,12 +132,15 @@ def classify_parameters(model: nn.Module, *, no_decay_types: Iterable[type] | No
         occ = occurrences[id(p)]
         forced = next((f"decay_names ({pat!r} matches {n})" for n, _ in occ if (pat := decay_match(n))), None)
         if forced:
-            decisions.append(ParamDecision(name, p, True, forced))
+            decisions.append(ParamDecision(name, p, True, forced, "decay_names"))
             continue
-        reason = next((f"{why}: {n}" for n, m in occ if (why := _owner_reason(m, no_decay_types))), None)
-        if reason is None:
-            reason = next((f"no_decay_names ({pat!r} matches {n})" for n, _ in occ if (pat := no_decay_match(n))), None)
-        decisions.append(ParamDecision(name, p, reason is None, reason or "decayed by default"))
+        owner = next(((rule, f"{rule} ({type(m).__name__} owns {n})") for n, m in occ
+                      if (rule := _owner_rule(m, no_decay_types))), None)
+        if owner is None:
+            owner = next((("no_decay_names", f"no_decay_names ({pat!r} matches {n})") for n, _ in occ
+                          if (pat := no_decay_match(n))), None)
+        rule, reason = owner or ("default", "decayed by default")
+        decisions.append(ParamDecision(name, p, owner is None, reason, rule))
     return decisions
 
 

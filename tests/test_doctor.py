@@ -1,0 +1,151 @@
+import pytest
+import torch
+from torch import nn
+
+import decaylab
+import decaylab.optim as dopt
+from decaylab.doctor import Finding, Findings, doctor
+from decaylab.groups import param_groups
+
+RUN = dict(total_steps=50_000, steps_per_epoch=500)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 8)
+        self.lin = nn.Linear(8, 8)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 2)
+
+
+def healthy(model, opt_class=torch.optim.AdamW, **kw):
+    """AdamW(lr=1e-3, λ=0.1) on the decay/no-decay split: τ_iter = 1e4 steps, inside a 5e4-step run."""
+    kw = {"lr": 1e-3, **kw}
+    return opt_class(param_groups(model, kw.pop("weight_decay", 0.1)), **kw)
+
+
+def codes(findings):
+    return sorted(set(findings.codes))
+
+
+@pytest.mark.parametrize("make", [
+    lambda m: healthy(m),
+    lambda m: healthy(m, dopt.AdamW),
+    lambda m: healthy(m, dopt.AdamW, weight_decay=1e-4, decay_scaling="schedule"),
+    lambda m: healthy(m, torch.optim.SGD, lr=0.1, weight_decay=1e-3),
+    lambda m: healthy(m, dopt.SGDW, lr=0.1, momentum=0.9, weight_decay=1e-3),
+    lambda m: torch.optim.Adam(m.parameters(), lr=1e-3),  # no decay at all: nothing to say
+], ids=["torch-adamw", "decaylab-adamw", "decaylab-adamw-schedule", "torch-sgd", "decaylab-sgdw", "adam-no-decay"])
+def test_healthy_setups_have_no_findings(make):
+    model = Net()
+    findings = doctor(model, make(model), **RUN)
+    assert findings == [], str(findings)
+    assert str(findings) == "decaylab doctor: no weight-decay problems found."
+
+
+def test_missing_params():
+    model = Net()
+    groups = param_groups(model, 0.1)
+    groups[0]["params"] = [p for p in groups[0]["params"] if p is not model.head.weight]
+    findings = doctor(model, torch.optim.AdamW(groups, lr=1e-3), **RUN)
+    assert codes(findings) == ["missing-params"]
+    assert findings[0].severity == "error" and findings[0].params == ("head.weight",)
+
+
+@pytest.mark.parametrize("opt_class", [torch.optim.Adam, dopt.Adam])
+def test_coupled_adaptive(opt_class):
+    model = Net()
+    findings = doctor(model, healthy(model, opt_class, weight_decay=1e-2), **RUN)
+    assert codes(findings) == ["coupled-adaptive"]
+    assert set(findings[0].params) == {"lin.weight", "head.weight"} and "AdamW" in findings[0].fix
+    # torch's Adam with decoupled_weight_decay=True is AdamW: no finding
+    assert doctor(model, healthy(model, torch.optim.Adam, decoupled_weight_decay=True), **RUN) == []
+
+
+def test_coupled_sgd_momentum_is_info():
+    model = Net()
+    findings = doctor(model, healthy(model, torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=1e-4), **RUN)
+    assert codes(findings) == ["coupled-sgd-momentum"] and findings[0].severity == "info"
+
+
+def test_decay_on_biases_norms_embeddings():
+    model = Net()
+    findings = doctor(model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1), **RUN)
+    assert codes(findings) == ["decay-on-no-decay"]
+    assert set(findings[0].params) == {"emb.weight", "lin.bias", "norm.weight", "norm.bias", "head.bias"}
+    assert "embeddings" in findings[0].why and "normalization layers" in findings[0].why
+    assert "param_groups" in findings[0].fix
+
+
+def test_decay_inert_and_dominates():
+    model = Net()
+    # torch AdamW λ=0.01, lr=1e-3: τ = 1e5 steps > 5e4-step run
+    inert = doctor(model, healthy(model, weight_decay=0.01), **RUN)
+    assert codes(inert) == ["decay-inert"]
+    assert "0.02" in inert[0].fix  # λ for τ = the run: 0.01·1e5/5e4
+    assert doctor(model, healthy(model, weight_decay=0.01), total_steps=200_000) == []
+    # SGD lr=0.1, λ=0.05: τ = 200 steps < a 500-step epoch
+    dominated = doctor(model, healthy(model, torch.optim.SGD, lr=0.1, weight_decay=0.05), **RUN)
+    assert codes(dominated) == ["decay-dominates"]
+    assert "0.02" in dominated[0].fix  # λ for τ = one epoch: 0.05·200/500
+    # without the run's length the timescale checks say nothing
+    assert doctor(model, healthy(model, torch.optim.SGD, lr=0.1, weight_decay=0.05)) == []
+
+
+def test_lambda_copied_across_conventions():
+    model = Net()
+    # a torch-AdamW value with the paper's schedule scaling: 10% of every weight per step
+    sched = doctor(model, healthy(model, dopt.AdamW, weight_decay=0.1, decay_scaling="schedule"))
+    assert codes(sched) == ["lambda-convention"]
+    assert "0.0001" in sched[0].fix  # 0.1·lr_0
+    # a paper value in torch's lr-scaled AdamW: lr·λ = 1e-7 per step
+    lr_scaled = doctor(model, healthy(model, weight_decay=1e-4))
+    assert codes(lr_scaled) == ["lambda-convention"]
+    assert "weight_decay=0.1" in lr_scaled[0].fix  # λ/lr
+    assert doctor(model, healthy(model, dopt.AdamW, weight_decay=1e-4, decay_scaling="schedule")) == []
+
+
+def test_frozen_parameters_in_a_decayed_group():
+    model = Net()
+    model.lin.requires_grad_(False)
+    groups = param_groups(model, 0.1)
+    groups[0]["params"].append(model.lin.weight)
+    findings = doctor(model, torch.optim.AdamW(groups, lr=1e-3), **RUN)
+    assert codes(findings) == ["frozen-decayed"] and findings[0].params == ("lin.weight",)
+    assert doctor(model, torch.optim.AdamW(param_groups(model, 0.1), lr=1e-3), **RUN) == []
+
+
+def test_params_not_in_model_and_report_text():
+    model = Net()
+    stray = nn.Parameter(torch.zeros(3))
+    opt = torch.optim.Adam([*model.parameters(), stray], lr=1e-3, weight_decay=0.1)
+    findings = doctor(model, opt, **RUN)
+    assert findings.codes[0] == "coupled-adaptive" and findings[-1].code == "params-not-in-model"
+    assert [f.severity for f in findings] == sorted((f.severity for f in findings),
+                                                    key=("error", "warning", "info").index)
+    text = str(findings)
+    assert text.startswith("decaylab doctor: 2 warnings, 1 info")
+    assert "[warning] coupled-adaptive:" in text and "    fix: " in text and "(+" in text
+
+
+def test_decaylab_doctor_is_callable_after_importing_the_module():
+    import decaylab.doctor  # noqa: F401  (binds decaylab.doctor to the module)
+
+    model = Net()
+    result = decaylab.doctor(model, healthy(model), **RUN)
+    assert isinstance(result, Findings) and result == []
+    assert isinstance(Finding("info", "x", (), "w", "f"), Finding)
+
+
+def test_bad_input():
+    model = Net()
+    opt = healthy(model)
+    with pytest.raises(ValueError, match="total_steps must be an integer in"):
+        doctor(model, opt, total_steps=0)
+    with pytest.raises(TypeError, match="steps_per_epoch must be an integer"):
+        doctor(model, opt, steps_per_epoch=1.5)
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer"):
+        doctor(model, "adamw")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        doctor(opt, opt)
