@@ -147,3 +147,57 @@ def test_group_decay_reads_torch_optimizers():
     group = dict(adamw.param_groups[0], lr=5e-4, decay_scaling="schedule", decay_reference_lr=1e-3)
     d = group_decay(adamw, group)
     assert d.step_decay == pytest.approx(0.5 * 0.1) and d.max_abs_bound == pytest.approx(1e-3 / 0.1)
+
+
+def _adamw_run(opt_factory, steps=40):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    X, y = torch.randn(32, 4, dtype=torch.float64), torch.randn(32, 1, dtype=torch.float64)
+    opt = opt_factory(model.parameters())
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(X), y).backward()
+        opt.step()
+        sched.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_schedule_and_normalized_values_are_exactly_torch_adamw_under_a_cosine_schedule():
+    """The decoupled family converts exactly: same update at every step of an lr schedule."""
+    import decaylab.optim
+
+    lr, lam = 3e-3, 0.2
+    ref = _adamw_run(lambda ps: torch.optim.AdamW(ps, lr=lr, weight_decay=lam))
+    sched_lam = convert(lam, "torch-adamw", "schedule", lr=lr)
+    ours = _adamw_run(lambda ps: decaylab.optim.AdamW(ps, lr=lr, weight_decay=sched_lam, decay_scaling="schedule"))
+    assert torch.allclose(ours, ref, rtol=1e-10, atol=1e-12)
+    norm = convert(lam, "torch-adamw", "normalized", lr=lr, batch_size=32, dataset_size=32, epochs=40)
+    via_norm = normalized_weight_decay(norm, 32, 32, 40)
+    assert via_norm == pytest.approx(sched_lam, rel=1e-12)
+    # and the conversion mattered: the unconverted value is a different run
+    wrong = _adamw_run(lambda ps: decaylab.optim.AdamW(ps, lr=lr, weight_decay=lam, decay_scaling="schedule"))
+    assert not torch.allclose(wrong, ref, rtol=1e-3)
+
+
+def test_timescale_is_the_e_folding_time_of_decoupled_decay():
+    lr, lam = 0.01, 0.5
+    tau = timescale_iters(lr, lam)  # 200 steps
+    w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt = torch.optim.AdamW([w], lr=lr, weight_decay=lam)
+    for _ in range(int(tau)):
+        w.grad = torch.zeros_like(w)  # only the decay acts
+        opt.step()
+    assert w.detach() == pytest.approx([math.exp(-1)] * 3, rel=5e-3)  # (1 − 1/τ)^τ ≈ e^{-1}
+
+
+def test_coupled_equals_torch_adamw_value_for_plain_sgd_only():
+    """Cross-family conversions hold for plain SGD: SGD(weight_decay=c) == SGDW(weight_decay=c)."""
+    import decaylab.optim
+
+    def run(cls, momentum):
+        return _adamw_run(lambda ps: cls(ps, lr=0.05, momentum=momentum,
+                                         weight_decay=convert(0.3, "torch-adamw", "coupled")))
+
+    assert torch.allclose(run(torch.optim.SGD, 0.0), run(decaylab.optim.SGDW, 0.0), rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(run(torch.optim.SGD, 0.9), run(decaylab.optim.SGDW, 0.9), rtol=1e-4)
