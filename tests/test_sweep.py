@@ -9,18 +9,12 @@ import torch
 from torch import nn
 
 import decaylab
+from test_batched import one_thread  # noqa: F401  (autouse: one torch thread for tiny models)
 from decaylab import ridge_path
 from decaylab.sweeps.grid import fold_splits, parse_grid
 from decaylab.sweeps.select import choose, summarize
 from decaylab.train.batched import Member, TrainConfig, train_batched
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
 
 
 def moons(n=160):

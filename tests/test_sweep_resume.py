@@ -13,16 +13,10 @@ import pytest
 import torch
 
 import decaylab
+from test_batched import one_thread  # noqa: F401  (autouse: one torch thread for tiny models)
 
 LAMBDAS = [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
 
 
 def data():
