@@ -136,3 +136,45 @@ def test_no_warning_in_the_normal_step_order():
 def test_bad_arguments_name_the_argument(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         CosineWarmRestarts(make_optimizer(), **kwargs)
+
+
+@pytest.mark.parametrize("make", ["sgdwr", "adamwr"])
+def test_schedule_scaled_decay_follows_the_multiplier_and_returns_to_one_at_restarts(make):
+    # Zero gradients isolate the decoupled decay: w_{k+1} = w_k·(1 − (lr_k/lr_0)·λ).
+    from decaylab import schedules
+
+    w = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    lam = 0.05
+    opt, sched = getattr(schedules, make)([w], lr=0.3, T_0=2, T_mult=2, weight_decay=lam)
+    assert opt.param_groups[0]["decay_scaling"] == "schedule"
+    expected, factors = 1.0, []
+    for k in range(14):
+        s_k = opt.param_groups[0]["lr"] / 0.3
+        factors.append(s_k)
+        w.grad = torch.zeros_like(w)
+        before = w.detach().clone()
+        opt.step()
+        sched.step()
+        expected *= 1 - s_k * lam
+        torch.testing.assert_close(w.detach(), before * (1 - s_k * lam), rtol=1e-14, atol=0)
+    torch.testing.assert_close(w.detach(), torch.full((3,), expected, dtype=torch.float64), rtol=1e-12, atol=0)
+    assert [factors[k] for k in (0, 2, 6)] == [1.0, 1.0, 1.0]          # restarts: s_t = 1 exactly
+    assert factors[1] == pytest.approx(0.5) and factors[4] == pytest.approx(0.5)
+
+
+def test_normalized_decay_is_renormalized_to_each_period():
+    # λ = λ_norm·√(b/(B·T_i)) with λ_norm = 0.05, b = 10, B = 1000, T_i = 2, 4, 8 epochs.
+    from decaylab.schedules import adamwr
+
+    w = torch.nn.Parameter(torch.ones(2))
+    opt, sched = adamwr([w], lr=1e-3, T_0=2, T_mult=2, steps_per_epoch=100, weight_decay_norm=0.05,
+                        batch_size=10, train_size=1000)
+    seen = {}
+    for k in range(14 * 100):
+        seen.setdefault(sched.period_epochs, opt.param_groups[0]["weight_decay"])
+        w.grad = torch.zeros_like(w)
+        opt.step()
+        sched.step()
+    assert seen == pytest.approx({2: 0.05 * math.sqrt(10 / 2000), 4: 0.0025, 8: 0.05 * math.sqrt(10 / 8000)},
+                                 rel=1e-12)
+    assert sched.normalized_weight_decay(0.1) == pytest.approx(0.1 * math.sqrt(10 / (1000 * 16)))

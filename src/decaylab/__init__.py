@@ -19,6 +19,9 @@ _LAZY = {
     "SGDW": "decaylab.optim",
     "Adam": "decaylab.optim",
     "AdamW": "decaylab.optim",
+    "CosineWarmRestarts": "decaylab.schedules",
+    "sgdwr": "decaylab.schedules",
+    "adamwr": "decaylab.schedules",
 }
 
 

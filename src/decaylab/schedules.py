@@ -21,13 +21,15 @@ Chaining: :class:`CosineWarmRestarts` is *multiplicative*. Each step it multipli
 current ``lr`` by ``m(k)/m(k−1)``, where ``m(k) = lr_k/lr_0`` is the multiplier above, never
 reading ``lr_0`` back into the group. So it composes with torch's other chainable schedulers
 (``LinearLR`` warm-up, ``ExponentialLR``, ``ChainedScheduler``) the way they compose with each
-other, and alone it gives exactly the closed form (``m(k) > 0`` always, because ``T_cur < T_i``).
+other, and alone it gives the closed form to rounding (``m(k) > 0`` always, because ``T_cur < T_i``).
+At a restart an lr within 1e-12 (relative) of ``lr_0`` is set to exactly ``lr_0``, so that
+``lr_t/lr_0 = 1`` exactly there when nothing else is chained.
 
 Normalized weight decay (Loshchilov & Hutter 2019, Appendix B.1): with ``weight_decay_norm``
 set, the scheduler also writes ``weight_decay = λ_norm · √(b / (B · T_i))`` into every group at
 the start of each period, ``b`` the batch size, ``B`` the training-set size and ``T_i`` the
 epochs of the *current* restart period (:attr:`CosineWarmRestarts.period_epochs`). The
-arithmetic is :func:`decaylab.conventions.normalized_decay`'s.
+arithmetic is :func:`decaylab.conventions.normalized_weight_decay`'s.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from decaylab._checks import check_int, check_real
 
 __all__ = ["CosineWarmRestarts", "period_of_step", "sgdwr", "adamwr"]
+
+_SNAP = 1e-12   # relative distance within which a restart's lr is set to exactly lr_0
 
 
 def period_of_step(step: int, period_0: int, period_mult: int) -> tuple[int, int, int]:
@@ -139,8 +143,12 @@ class CosineWarmRestarts(LRScheduler):
         if step == 0:
             return [group["lr"] for group in self.optimizer.param_groups]
         now, before = self.multipliers(step), self.multipliers(step - 1)
-        return [group["lr"] * (m_now / m_before)
-                for group, m_now, m_before in zip(self.optimizer.param_groups, now, before)]
+        lrs = [group["lr"] * (m_now / m_before)
+               for group, m_now, m_before in zip(self.optimizer.param_groups, now, before)]
+        if self._position(step)[1] == 0:   # a restart: undo the product's rounding (≤ a few ulp)
+            lrs = [base if abs(float(lr) - float(base)) <= _SNAP * abs(float(base)) else lr
+                   for lr, base in zip(lrs, self.base_lrs)]
+        return lrs
 
     def _get_closed_form_lr(self) -> list[float]:
         """Closed form ``lr_0 · m(k)``, used by torch for the deprecated ``step(epoch)``."""
@@ -158,14 +166,14 @@ class CosineWarmRestarts(LRScheduler):
 
     def normalized_weight_decay(self, weight_decay_norm: float | None = None) -> float:
         """``λ_norm·√(b/(B·T_i))`` for the current period (λ_norm defaults to the constructor's)."""
-        from decaylab.conventions import normalized_decay
+        from decaylab.conventions import normalized_weight_decay
 
         lam = self.weight_decay_norm if weight_decay_norm is None else weight_decay_norm
         if lam is None or self.batch_size is None or self.train_size is None:
             raise ValueError("normalized_weight_decay needs weight_decay_norm, batch_size and train_size; got "
                              f"{lam!r}, {self.batch_size!r}, {self.train_size!r}")
-        return normalized_decay(lam, batch_size=self.batch_size, train_size=self.train_size,
-                                epochs=self.period_epochs)
+        return normalized_weight_decay(lam, batch_size=self.batch_size, dataset_size=self.train_size,
+                                       epochs=self.period_epochs)
 
 
 def _with_restarts(optimizer: torch.optim.Optimizer, T_0: int, T_mult: int, eta_min: float, steps_per_epoch: int,
