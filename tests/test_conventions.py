@@ -1,5 +1,6 @@
 import itertools
 import math
+import re
 import warnings
 
 import numpy as np
@@ -28,6 +29,16 @@ def test_every_pair_round_trips_and_needs_only_what_it_says(src, dst):
     for k in needs:
         with pytest.raises(ValueError, match=rf"converting '{src}' to '{dst}' needs .*{k}"):
             convert(value, src, dst, **{j: CTX[j] for j in needs if j != k})
+
+
+@pytest.mark.parametrize("src,dst", PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
+def test_printed_formula_computes_the_converted_value(src, dst):
+    lhs, rhs = formula(src, dst).split(" = ")
+    assert lhs == CONVENTIONS[dst].symbol
+    expr = rhs.replace(CONVENTIONS[src].symbol, "V").replace("·", "*").replace("^", "**")
+    expr = re.sub(r"√(\w+)", r"sqrt(\1)", expr).replace("√(", "sqrt(")
+    names = dict(V=0.0123, lr=CTX["lr"], b=CTX["batch_size"], N=CTX["dataset_size"], T=CTX["epochs"], sqrt=math.sqrt)
+    assert eval(expr, {"__builtins__": {}}, names) == pytest.approx(convert(0.0123, src, dst, **CTX), rel=1e-12)
 
 
 def test_chains_agree_with_direct_conversion():

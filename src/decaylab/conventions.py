@@ -205,10 +205,10 @@ def formula(from_: Any, to: Any) -> str:
         num, den = den, num
         coef = 1 / coef
     top = _product(num) or "1"
-    if coef != 1:
-        top = f"{coef:g}·{top}" if coef > 1 else top
-        if coef < 1:
-            den.insert(0, (f"{1 / coef:g}", 1))
+    if coef > 1:
+        top = f"{coef:g}" if top == "1" else f"{coef:g}·{top}"
+    elif coef < 1:
+        den.insert(0, (f"{1 / coef:g}", 1))
     if not den:
         return f"{dst.symbol} = {top}"
     bottom = _product(den)
