@@ -1,0 +1,108 @@
+"""Bad input to the optimizers raises ValueError/TypeError naming the argument, the value and what is allowed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from decaylab.optim import SGD, SGDW, Adam, AdamW
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _params():
+    return [torch.nn.Parameter(torch.ones(3))]
+
+
+ALL = [SGD, SGDW, Adam, AdamW]
+
+
+@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize("arg", ["lr", "weight_decay"])
+@pytest.mark.parametrize("value,error,says", [
+    (-0.1, ValueError, r"must be in \[0.0, inf\), got -0.1"),
+    (NAN, ValueError, "must be finite, got nan"),
+    (INF, ValueError, "must be finite, got inf"),
+    ("0.1", TypeError, "must be a real number, got '0.1'"),
+])
+def test_lr_and_weight_decay_must_be_finite_and_nonnegative(cls, arg, value, error, says):
+    with pytest.raises(error, match=f"^{arg} {says}"):
+        cls(_params(), **{arg: value})
+
+
+@pytest.mark.parametrize("cls", [Adam, AdamW])
+@pytest.mark.parametrize("value,says", [(-1e-8, r"in \[0.0, inf\)"), (NAN, "finite"),
+                                        (INF, "finite")])
+def test_eps_must_be_finite_and_nonnegative(cls, value, says):
+    with pytest.raises(ValueError, match=f"^eps must be {says}"):
+        cls(_params(), eps=value)
+
+
+@pytest.mark.parametrize("cls", [Adam, AdamW])
+@pytest.mark.parametrize("betas,name", [((1.0, 0.999), "betas\\[0\\]"),
+                                        ((-0.1, 0.999), "betas\\[0\\]"),
+                                        ((0.9, 1.0), "betas\\[1\\]"),
+                                        ((0.9, NAN), "betas\\[1\\]")])
+def test_betas_must_lie_in_unit_interval(cls, betas, name):
+    with pytest.raises(ValueError, match=f"^{name} must be .*got"):
+        cls(_params(), betas=betas)
+    with pytest.raises(TypeError, match="betas must be a pair"):
+        cls(_params(), betas=0.9)
+
+
+@pytest.mark.parametrize("cls", [SGD, SGDW])
+@pytest.mark.parametrize("kwargs", [dict(nesterov=True), dict(nesterov=True, momentum=0.9,
+                                                               dampening=0.1)])
+def test_nesterov_needs_momentum_and_no_dampening(cls, kwargs):
+    with pytest.raises(ValueError, match="^nesterov=True requires momentum > 0 and dampening"):
+        cls(_params(), lr=0.1, **kwargs)
+
+
+@pytest.mark.parametrize("cls", [SGD, SGDW])
+def test_momentum_must_be_nonnegative(cls):
+    with pytest.raises(ValueError, match=r"^momentum must be in \[0.0, inf\), got -0.5"):
+        cls(_params(), momentum=-0.5)
+
+
+@pytest.mark.parametrize("cls", [SGDW, AdamW])
+def test_decay_options_are_checked(cls):
+    with pytest.raises(ValueError, match="^decay_scaling must be one of 'lr', 'schedule', "
+                                         "'corrected', got 'cosine'"):
+        cls(_params(), decay_scaling="cosine")
+    with pytest.raises(TypeError, match="^cautious must be a bool, got 1"):
+        cls(_params(), cautious=1)
+    with pytest.raises(ValueError, match=r"^l1_decay must be in \[0.0, inf\), got -1.0"):
+        cls(_params(), l1_decay=-1.0)
+    with pytest.raises(ValueError, match="decay_reference_lr"):
+        cls(_params(), lr=0.0, weight_decay=0.1, decay_scaling="schedule")
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_non_tensor_in_params(cls):
+    with pytest.raises(TypeError, match=r"^params must contain only torch.Tensor .*got 3 \(int\)"):
+        cls([torch.nn.Parameter(torch.ones(2)), 3])
+    with pytest.raises(TypeError, match="params must contain only torch.Tensor"):
+        cls([{"params": [torch.nn.Parameter(torch.ones(2)), "w"]}])
+
+
+def test_param_group_options_are_checked_like_constructor_arguments():
+    opt = AdamW(_params(), lr=0.1)
+    with pytest.raises(ValueError, match=r"^lr must be in \[0.0, inf\), got -1.0"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "lr": -1.0})
+    with pytest.raises(ValueError, match="^decay_scaling must be one of"):
+        AdamW([{"params": _params(), "decay_scaling": "linear"}])
+    with pytest.raises(ValueError, match="need decoupled weight decay: use SGDW or AdamW"):
+        SGD([{"params": _params(), "decay_scaling": "schedule"}], lr=0.1)
+
+
+@pytest.mark.parametrize("cls", ALL)
+def test_torch_errors_kept(cls):
+    """Empty params, sets of params and conflicting kernel flags fail as in torch."""
+    with pytest.raises(ValueError, match="empty parameter list"):
+        cls([])
+    with pytest.raises(TypeError, match="ordered collections"):
+        cls([{"params": set(_params())}])
+    with pytest.raises(RuntimeError, match="`fused` and `foreach` cannot be `True` together"):
+        cls(_params(), fused=True, foreach=True)
+    with pytest.raises(RuntimeError, match="`fused` does not support `differentiable`"):
+        cls(_params(), fused=True, differentiable=True)
