@@ -25,6 +25,12 @@ def healthy(model, opt_class=torch.optim.AdamW, **kw):
     return opt_class(param_groups(model, kw.pop("weight_decay", 0.1)), **kw)
 
 
+def with_warmup(opt):
+    torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.01, total_iters=100)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+    return opt
+
+
 def codes(findings):
     return sorted(set(findings.codes))
 
@@ -36,7 +42,9 @@ def codes(findings):
     lambda m: healthy(m, torch.optim.SGD, lr=0.1, weight_decay=1e-3),
     lambda m: healthy(m, dopt.SGDW, lr=0.1, momentum=0.9, weight_decay=1e-3),
     lambda m: torch.optim.Adam(m.parameters(), lr=1e-3),  # no decay at all: nothing to say
-], ids=["torch-adamw", "decaylab-adamw", "decaylab-adamw-schedule", "torch-sgd", "decaylab-sgdw", "adam-no-decay"])
+    lambda m: with_warmup(healthy(m)),  # judged at the peak lr, not the warm-up's first 1e-5
+], ids=["torch-adamw", "decaylab-adamw", "decaylab-adamw-schedule", "torch-sgd", "decaylab-sgdw", "adam-no-decay",
+        "torch-adamw-warmup"])
 def test_healthy_setups_have_no_findings(make):
     model = Net()
     findings = doctor(model, make(model), **RUN)

@@ -54,6 +54,7 @@ is ``½``·MSE; against torch's ``MSELoss`` (no ½) the equivalent coefficient i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,6 +259,10 @@ class GroupDecay:
     decay_scaling: str
     beta: float
     dampening: float = 0.0
+
+    def at_peak(self) -> "GroupDecay":
+        """The same group at its peak (initial) lr, e.g. before a warm-up scheduler raises it."""
+        return dataclasses.replace(self, lr=self.peak_lr)
 
     @property
     def step_decay(self) -> float | None:

@@ -22,7 +22,8 @@ code                        severity  what
 ``params-not-in-model``     info      optimizer parameters that are not the model's
 ==========================  ========  ==================================================================
 
-Timescales are per parameter group at its current lr (the peak when called before training): τ_iter = 1/(s_0·λ) for decoupled decay
+Timescales are per parameter group at its peak (initial) lr — ``decay_reference_lr`` of decaylab's
+optimizers, ``initial_lr`` set by torch's LR schedulers, else the current lr: τ_iter = 1/(s_0·λ) for decoupled decay
 (Wang & Aitchison 2024), (1−μ)/(lr·λ·(1−dampening)) for SGD with coupled decay; coupled Adam has no
 fixed rate and is reported by ``coupled-adaptive`` instead. Works with torch's optimizers and
 decaylab's (``SGD``, ``SGDW``, ``Adam``, ``AdamW`` and their ``decay_scaling`` group key).
@@ -274,7 +275,7 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps
                                     pattern_syntax=pattern_syntax)
     setup = _Setup(model=model, optimizer=optimizer,
                    names={id(p): n for n, p in model.named_parameters()},
-                   decays=[group_decay(optimizer, g) for g in optimizer.param_groups],
+                   decays=[group_decay(optimizer, g).at_peak() for g in optimizer.param_groups],
                    should_decay={id(d.param): (d.decay, d.rule) for d in decisions},
                    total_steps=total_steps, steps_per_epoch=steps_per_epoch)
     findings = [f for check in CHECKS for f in check(setup)]
