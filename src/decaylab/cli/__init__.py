@@ -16,6 +16,7 @@ import sys
 COMMANDS = (
     "demo",
     "convert",
+    "sweep",
 )
 
 

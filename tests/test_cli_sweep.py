@@ -1,0 +1,96 @@
+"""``decaylab sweep``: outputs for CSV and NPZ files, resume, and one-line errors for bad input."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from decaylab.cli import main
+from test_batched import one_thread  # noqa: F401  (autouse: one torch thread for tiny models)
+
+FAST = ["--epochs", "3", "--batch-size", "16", "--hidden", "8", "--lr", "0.01"]
+
+
+@pytest.fixture
+def csv_file(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    label = (X[:, 0] + X[:, 1] > 0).astype(int)
+    lines = ["x1,x2,x3,label"] + [f"{a:.4f},{b:.4f},{c:.4f},{t}" for (a, b, c), t in zip(X, label)]
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_cli(capsys, *argv):
+    code = main(["sweep", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_csv_sweep_writes_results_and_resumes(tmp_path, capsys, csv_file):
+    out_dir = tmp_path / "out"
+    code, out, err = run_cli(capsys, csv_file, "--target", "label", "--lambdas", "1e-4:1e-1:4", "--folds", "3",
+                             "--out", out_dir, *FAST)
+    assert code == 0, err
+    assert "best λ =" in out and "12 trained, 0 from the store" in out
+    for name in ("results.json", "results.csv", "validation_curve.png", "index.html", "summary.json",
+                 "sweep.sqlite"):
+        assert (out_dir / name).is_file(), name
+    results = json.loads((out_dir / "results.json").read_text())
+    assert results["metric"] == "accuracy" and len(results["table"]) == 12
+    assert results["best_lambda"] in [s["lambda"] for s in results["summary"]]
+    assert len((out_dir / "results.csv").read_text().splitlines()) == 13
+    assert "validation_curve" in (out_dir / "index.html").read_text()
+    code, out, _ = run_cli(capsys, csv_file, "--target", "label", "--lambdas", "1e-4:1e-1:4", "--folds", "3",
+                           "--out", out_dir, *FAST)
+    assert code == 0 and "0 trained, 12 from the store" in out
+
+
+def test_npz_regression_with_holdout(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(50, 2))
+    np.savez(tmp_path / "d.npz", X=X, target=X @ np.array([1.0, -1.0]) + 0.1 * rng.normal(size=50))
+    code, out, err = run_cli(capsys, tmp_path / "d.npz", "--target", "target", "--model", "linear",
+                             "--lambdas", "0,0.01,1", "--holdout", "0.3", "--out", tmp_path / "o", *FAST)
+    assert code == 0, err
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert results["metric"] == "loss" and len(results["table"]) == 3
+    assert results["config"]["train"]["loss"] == "mse"
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d, csv: [d / "missing.csv", "--target", "label"], "no such built-in dataset or file"),
+    (lambda d, csv: [csv], "name its target column with --target"),
+    (lambda d, csv: [csv, "--target", "nope"], "--target 'nope' is not a column"),
+    (lambda d, csv: [csv, "--target", "label", "--lambdas", "1e-6:1e1"], "lambdas must be START:STOP:COUNT"),
+    (lambda d, csv: [csv, "--target", "label", "--lambdas", "1e-6:x:3"], "lambdas must be START:STOP:COUNT"),
+    (lambda d, csv: [csv, "--target", "label", "--folds", "500"],
+     r"folds must be at most the number of samples \(60\), got 500"),
+    (lambda d, csv: [csv, "--target", "label", "--lr", "0"], "lr must be in"),
+    (lambda d, csv: [csv, "--target", "label", "--epochs", "0"], "epochs must be an integer"),
+    (lambda d, csv: [csv, "--target", "label", "--seeds", "a"], "--seeds must be comma-separated integers"),
+])
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys, csv_file, make_args, message):
+    code, out, err = run_cli(capsys, *make_args(tmp_path, csv_file), "--out", tmp_path / "o")
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+
+
+def test_non_numeric_column(tmp_path, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_text("size,colour,label\n1.0,red,0\n2.0,blue,1\n3.0,red,0\n")
+    code, _, err = run_cli(capsys, path, "--target", "label", "--out", tmp_path / "o")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "column 'colour' is not numeric: line 2 holds 'red'" in err
+
+
+def test_argparse_errors_and_help_from_a_real_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "decaylab.cli", "sweep", "moons", "--folds", "3", "--holdout",
+                           "0.2"], capture_output=True, text=True)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "not allowed with argument" in proc.stderr
