@@ -150,7 +150,7 @@ def test_hostile_strings_are_escaped_everywhere(tmp_path):
     assert "<script>alert" not in page and "<img src=x" not in page and "onerror=alert(2)>" not in page
     doc = parse(page)
     assert set(doc.tags) <= {"html", "head", "meta", "title", "style", "body", "header", "div", "h1", "h2", "p",
-                             "nav", "ul", "li", "a", "main", "section", "figure", "img", "figcaption", "label",
+                             "nav", "ul", "li", "a", "main", "section", "figure", "img", "figcaption", "label", "span",
                              "input", "output", "script", "table", "caption", "thead", "tbody", "tr", "th", "td",
                              "footer"}
     assert doc.tags.count("script") == 2  # the page's own script and the slider's JSON data

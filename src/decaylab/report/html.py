@@ -45,16 +45,19 @@ main { min-width: 0; padding-bottom: 3rem; }
 section.study { padding: 1.5rem 0 1rem; border-bottom: 1px solid var(--line); }
 section.study h2 { margin: 0 0 0.6rem; font-size: 1.35rem; }
 section.study p { max-width: 60rem; margin: 0 0 0.8rem; }
-.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(24rem, 1fr)); gap: 1.2rem; margin: 1rem 0; }
-figure { margin: 0; }
+.figures { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 1.2rem; margin: 1rem 0; }
+figure { margin: 0; flex: 1 1 20rem; min-width: 0; max-width: 100%; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid var(--line); border-radius: 4px; background: #fff; }
 figcaption, .frame-caption, caption { color: var(--muted); font-size: 0.9rem; margin-top: 0.35rem; }
-.slider { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 1rem; margin: 1rem 0; max-width: 48rem; }
-.slider .control { display: flex; align-items: center; gap: 1rem; margin-bottom: 0.8rem; flex-wrap: wrap; }
-.slider label { font-weight: 600; }
-.slider input[type=range] { flex: 1 1 16rem; accent-color: var(--accent); }
-.slider output { font-variant-numeric: tabular-nums; min-width: 9rem; }
+.slider { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 1rem;
+  margin: 1rem 0; width: fit-content; min-width: min(100%, 22rem); max-width: 100%; }
+.slider .control { margin-bottom: 0.8rem; }
+.slider output { display: block; font-weight: 600; font-variant-numeric: tabular-nums; margin-bottom: 0.3rem; }
+.slider input[type=range] { display: block; width: 100%; margin: 0; accent-color: var(--accent); }
+.slider .ticks { display: flex; justify-content: space-between; color: var(--muted); font-size: 0.78rem;
+  font-variant-numeric: tabular-nums; }
 .slider img { display: block; max-width: 100%; height: auto; background: #fff; border: 1px solid var(--line); border-radius: 4px; }
+.visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap; }
 .table-wrap { overflow-x: auto; margin: 1rem 0; }
 table { border-collapse: collapse; font-size: 0.92rem; font-variant-numeric: tabular-nums; }
 caption { caption-side: top; text-align: left; margin-bottom: 0.35rem; }
@@ -165,10 +168,12 @@ def _slider(key: str, slider: Slider) -> str:
         "captions": captions,
     }
     input_id = f"slider-{escape(key)}"
-    return (f'<div class="slider" data-slider="{escape(key)}">'
-            f'<div class="control"><label for="{input_id}">{escape(slider.label)}</label>'
+    ticks = "".join(f"<span>{escape(format_number(v))}</span>" for v in slider.values)
+    return (f'<div class="slider" data-slider="{escape(key)}"><div class="control">'
+            f'<label class="visually-hidden" for="{input_id}">{escape(slider.label)}</label>'
+            f'<output for="{input_id}">{escape(values[0])}</output>'
             f'<input type="range" id="{input_id}" min="0" max="{len(frames) - 1}" step="1" value="0">'
-            f'<output for="{input_id}">{escape(values[0])}</output></div>'
+            f'<div class="ticks" aria-hidden="true">{ticks}</div></div>'
             f'<img src="{data["srcs"][0]}" alt="{escape(data["alts"][0])}">'
             f'<p class="frame-caption">{escape(captions[0])}</p>'
             f'<script type="application/json">{script_json(data)}</script></div>')
