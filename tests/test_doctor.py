@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -135,6 +137,8 @@ def test_params_not_in_model_and_report_text():
     text = str(findings)
     assert text.startswith("decaylab doctor: 2 warnings, 1 info")
     assert "[warning] coupled-adaptive:" in text and "    fix: " in text and "(+" in text
+    rows = json.loads(json.dumps(findings.to_dicts()))
+    assert [r["code"] for r in rows] == findings.codes and rows[-1]["params"] == ["group0.param7"]
 
 
 def test_decaylab_doctor_is_callable_after_importing_the_module():

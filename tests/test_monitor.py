@@ -155,3 +155,17 @@ def test_bad_input():
         mon.plot(params=["x"])
     with pytest.raises(ValueError, match="param must be one of weight, bias, got 'w'"):
         mon.series("w", "angle")
+
+
+def test_sparse_gradients_and_parameters_outside_the_model():
+    emb = torch.nn.Embedding(10, 4, sparse=True)
+    extra = torch.nn.Parameter(torch.ones(2))
+    opt = torch.optim.SGD([*emb.parameters(), extra], lr=0.5)
+    mon = DecayMonitor(emb, opt)
+    emb(torch.tensor([1, 2])).sum().backward()
+    extra.grad = torch.ones(2)
+    opt.step()
+    rows = {r["param"]: r for r in mon.history}
+    assert set(rows) == {"weight", "group0.param1"}
+    assert rows["weight"]["grad_norm"] == pytest.approx(math.sqrt(8))  # two rows of ones(4)
+    assert rows["group0.param1"]["update_ratio"] == pytest.approx(0.5)

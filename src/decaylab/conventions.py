@@ -274,7 +274,7 @@ class GroupDecay:
             scale = {"lr": self.lr, "schedule": self.lr / self.peak_lr if self.peak_lr else 0.0,
                      "corrected": self.lr ** 2 / self.peak_lr if self.peak_lr else 0.0}[self.decay_scaling]
             return scale * self.weight_decay
-        if self.family == "sgd":
+        if self.family == "sgd" and self.beta < 1:
             return self.lr * self.weight_decay * (1 - self.dampening) / (1 - self.beta)
         return None
 
@@ -316,7 +316,7 @@ def group_decay(optimizer: torch.optim.Optimizer, group: dict) -> GroupDecay:
         family, beta = "sgd", float(group["momentum"])
     else:
         family, beta = "other", float(group.get("momentum", 0.0))
-    lr = float(group["lr"])
+    lr = float(group.get("lr", 0.0))
     peak = float(group.get("decay_reference_lr", group.get("initial_lr", lr)))
     return GroupDecay(kind="decoupled" if decoupled else "coupled", family=family, optimizer=name,
                       weight_decay=float(group.get("weight_decay", 0.0)), lr=lr, peak_lr=peak,

@@ -31,6 +31,7 @@ decaylab's (``SGD``, ``SGDW``, ``Adam``, ``AdamW`` and their ``decay_scaling`` g
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import types
@@ -77,6 +78,10 @@ class Findings(list):
     @property
     def codes(self) -> list[str]:
         return [f.code for f in self]
+
+    def to_dicts(self) -> list[dict]:
+        """Plain dicts (``severity``, ``code``, ``params`` as a list, ``why``, ``fix``), ready for JSON."""
+        return [{**dataclasses.asdict(f), "params": list(f.params)} for f in self]
 
     def __str__(self) -> str:
         if not self:

@@ -48,6 +48,11 @@ __all__ = ["DecayMonitor", "METRICS"]
 METRICS = ("weight_norm", "grad_norm", "update_ratio", "angle", "max_abs")
 
 
+def _norm(t: torch.Tensor) -> float:
+    """‖t‖₂ of a dense or sparse tensor."""
+    return float(torch.linalg.vector_norm(t.coalesce().values() if t.is_sparse else t))
+
+
 def _angle(before: torch.Tensor, after: torch.Tensor) -> float:
     """Angle in radians between two tensors seen as vectors (nan if either is zero)."""
     nb, na = torch.linalg.vector_norm(before), torch.linalg.vector_norm(after)
@@ -179,7 +184,7 @@ class DecayMonitor:
             decay = self._decay[gi]
             self.history.append({
                 "step": self._steps, "param": name, "group": gi,
-                "weight_norm": w_norm, "grad_norm": float(torch.linalg.vector_norm(p.grad)),
+                "weight_norm": w_norm, "grad_norm": _norm(p.grad),
                 "update_ratio": update / before_norm if before_norm > 0 else math.nan,
                 "angle": _angle(before, after), "max_abs": float(after.abs().max()) if after.numel() else 0.0,
                 "lr": decay.lr, "weight_decay": decay.weight_decay,
