@@ -38,7 +38,8 @@ def _train(model, opt, X, y, steps, batch=16, seed=0):
     lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=1.0),           # angle √(2·lr·λ·(1−β₁)/(1+β₁))
     lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),  # angle √(2·lr·λ/(1+μ))
     lambda ps: decaylab.optim.AdamW(ps, lr=1e-2, weight_decay=1e-2, decay_scaling="schedule"),  # = the first
-], ids=["torch-adamw", "sgd-momentum", "decaylab-adamw-schedule"])
+    lambda ps: decaylab.optim.SGDW(ps, lr=0.05, momentum=0.9, weight_decay=0.2),  # √(2·lr·λ·(1−μ)/(1+μ))
+], ids=["torch-adamw", "sgd-momentum", "decaylab-adamw-schedule", "decaylab-sgdw"])
 def test_scale_invariant_weights_reach_predicted_equilibrium_angle(make_opt):
     torch.manual_seed(0)
     X, y = torch.randn(512, 16), torch.randint(0, 2, (512,))  # random labels: noise-dominated gradients

@@ -14,7 +14,8 @@ and puts beside them what the parameter's optimizer group predicts (see
 - ``predicted_angle``: the equilibrium rotation of a *scale-invariant* weight (one followed by a
   normalization, e.g. a bias-free Linear before ``LayerNorm``), where the gradient's growth of ‖w‖
   balances the decay's shrinkage (Kosson et al. 2024, "Rotational equilibrium"):
-  √(2·lr·λ·(1−β₁)/(1+β₁)) for AdamW, √(2·lr·λ/(1+μ)) for SGD with momentum μ and coupled decay;
+  √(2·lr·λ·(1−β₁)/(1+β₁)) for AdamW, √(2·lr·λ/(1+μ)) for SGD with momentum μ and coupled decay,
+  and, by the same random-walk argument, √(2·lr·λ·(1−μ)/(1+μ)) for SGDW (checked in the tests);
   for weights that are not scale-invariant it is only a reference line;
 - ``max_abs_bound``: 1/λ, the ℓ∞ ball that AdamW with a constant lr converges inside (Xie & Li
   2024, "Implicit bias of AdamW: ℓ∞-norm constrained optimization"): every update
