@@ -13,7 +13,7 @@ _LAZY = {
     "convert": "decaylab.conventions",
     "normalized_weight_decay": "decaylab.conventions",
     "DecayMonitor": "decaylab.monitor",
-    "doctor": "decaylab.doctor",
+    "doctor": "decaylab.diagnosis",
     "fit": "decaylab.train",
     "SGD": "decaylab.optim",
     "SGDW": "decaylab.optim",

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
-import types
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -286,14 +284,3 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps
     findings = [f for check in CHECKS for f in check(setup)]
     findings.sort(key=lambda f: SEVERITIES.index(f.severity))
     return Findings(findings)
-
-
-class _CallableModule(types.ModuleType):
-    """Lets ``decaylab.doctor(model, optimizer)`` work even when ``decaylab.doctor`` is this module
-    (Python binds a package attribute to a submodule once the submodule is imported)."""
-
-    def __call__(self, *args, **kwargs) -> Findings:
-        return doctor(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
