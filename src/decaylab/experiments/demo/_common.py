@@ -19,6 +19,11 @@ class StudyResult:
     summary: dict
     rows: list[dict] = field(default_factory=list)
 
+    @classmethod
+    def with_headline(cls, section: Section, summary: dict, study: str, headline: str) -> "StudyResult":
+        """A result whose terminal table gets the one row ``{"study": study, "result": headline}``."""
+        return cls(section, summary, [{"study": study, "result": headline}])
+
 
 def new_figure(width: float, height: float, **subplots):
     """A matplotlib figure with Agg-only rendering (no pyplot, no global state) and its axes."""

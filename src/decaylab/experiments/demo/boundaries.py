@@ -71,9 +71,9 @@ def run_boundaries(quick: bool = False, seed: int = 0, progress: bool = False, *
         slider=Slider(label="λ (AdamW weight_decay)", values=[r["lam"] for r in runs], frames=frames,
                       captions=[_frame_caption(r) for r in runs]),
     )
-    rows = [{"study": "1 boundaries", "result": f"best test acc {summary['best_test_acc']:.3f} at λ={summary['best_lambda']:g}; "
-             f"‖θ‖ {summary['weight_norm'][0]:.3g} → {summary['weight_norm'][-1]:.3g}"}]
-    return StudyResult(section, summary, rows)
+    return StudyResult.with_headline(section, summary, "1 boundaries",
+                                     f"best test acc {summary['best_test_acc']:.3f} at λ={summary['best_lambda']:g}; "
+                                     f"‖θ‖ {summary['weight_norm'][0]:.3g} → {summary['weight_norm'][-1]:.3g}")
 
 
 def _summary(runs, cfg, ds) -> dict:

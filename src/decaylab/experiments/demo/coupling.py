@@ -85,10 +85,9 @@ def run_coupling(quick: bool = False, seed: int = 0, progress: bool = False, *, 
                               f"λ {SGD_LAMBDA}; Adam lr {ADAM_LR}, λ {ADAM_LAMBDA}")],
     )
     nm, m = summary["sgd_vs_sgdw_no_momentum"], summary["sgd_vs_sgdw_momentum"]
-    rows = [{"study": "3 coupled/decoupled",
-             "result": f"SGD−SGDW max |Δw| {nm['max_abs_weight_diff']:.1e} (no momentum), "
-                       f"{m['max_abs_weight_diff']:.2g} (momentum)"}]
-    return StudyResult(section, summary, rows)
+    return StudyResult.with_headline(section, summary, "3 coupled/decoupled",
+                                     f"SGD−SGDW max |Δw| {nm['max_abs_weight_diff']:.1e} (no momentum), "
+                                     f"{m['max_abs_weight_diff']:.2g} (momentum)")
 
 
 def _norm_curve(history) -> list[float]:

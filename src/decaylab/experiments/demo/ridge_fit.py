@@ -128,9 +128,9 @@ def run_ridge_fit(quick: bool = False, seed: int = 0, progress: bool = False, *,
                                 summary["max_abs_curve_diff"])],
                       caption=f"Gradient descent ran {steps} full-batch steps (all λ together)")],
     )
-    rows = [{"study": "2 ridge", "result": f"GD vs closed form max diff {summary['ridge_overlay_max_diff']:.1e}; "
-             f"best test MSE {summary['best_test_mse']:.3f} at λ={summary['best_lambda']:.3g}"}]
-    return StudyResult(section, summary, rows)
+    return StudyResult.with_headline(section, summary, "2 ridge",
+                                     f"GD vs closed form max diff {summary['ridge_overlay_max_diff']:.1e}; "
+                                     f"best test MSE {summary['best_test_mse']:.3f} at λ={summary['best_lambda']:.3g}")
 
 
 def _paragraph(s) -> str:
