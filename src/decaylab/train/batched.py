@@ -363,6 +363,12 @@ class _StackedModel:
         """``x`` is ``[G, B, …]`` (one batch per member) or ``[B, …]`` shared by all (``shared_input``)."""
         return torch.func.vmap(self._call_one, in_dims=(0, None if shared_input else 0))(self.params, x)
 
+    def predict(self, x: torch.Tensor, rows_per_pass: int = 1024) -> torch.Tensor:
+        """Every member's outputs ``[G, N, …]`` on the shared rows ``x``, a slice of rows at a time."""
+        with torch.no_grad():
+            return torch.cat([self.forward(x[i:i + rows_per_pass], shared_input=True)
+                              for i in range(0, len(x), rows_per_pass)], dim=1)
+
     def state_dict(self, g: int) -> dict[str, torch.Tensor]:
         return {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
 
@@ -530,13 +536,13 @@ def _summarize_batched(stacked, X, y, rows, members, config, evals, alive, epoch
                        keep_weights) -> list[MemberResult]:
     nan = float("nan")
     with torch.no_grad():
-        out = stacked.forward(X, shared_input=True)                     # [G, N, ...]
+        out = stacked.predict(X)                                        # [G, N, outputs]
         target = y.expand(len(members), *y.shape)
         per_loss = _per_sample_loss(config.loss, out, target)           # [G, N]
         per_hit = (out.argmax(-1) == target).double() if config.loss == "cross_entropy" else None
         eval_out = {}
         for name, (ex, ey) in evals.items():
-            o = stacked.forward(ex, shared_input=True)
+            o = stacked.predict(ex)
             t = ey.expand(len(members), *ey.shape)
             eval_out[name] = (_per_sample_loss(config.loss, o, t).double().mean(1), _accuracy(config.loss, o, t))
         sq = sum((p.detach().double() ** 2).view(len(members), -1).sum(1)
