@@ -17,6 +17,7 @@ COMMANDS = (
     "demo",
     "convert",
     "sweep",
+    "repro",
 )
 
 

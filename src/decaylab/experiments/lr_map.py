@@ -1,0 +1,203 @@
+"""The learning rate × weight decay map of a model on its data: every cell trained, batched.
+
+:func:`lr_decay_map` trains one member per (seed, lr, λ) with the batched engine
+(:func:`decaylab.train.batched.train_batched`: G stacked copies of the model, each with its
+own lr, λ and seed; member g equals the same run trained alone) and records, per cell, the
+final training loss and the test error (1 − accuracy for classification, the test loss for
+regression). Seeds change the initial weights and the batch order; every cell of one seed
+starts from the same weights and sees the same batches, so differences across a row or a
+column are the optimizer's, not the draw's.
+
+The result's :meth:`LrDecayMap.basin` is the basin statistic of
+:mod:`decaylab.experiments.basin` (slope of log best-λ against log lr, with a bootstrap
+interval over seeds), and :meth:`LrDecayMap.plot` draws test error and train loss side by
+side with the best λ of each lr and the fitted line.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from decaylab._checks import check_choice, check_int, check_real
+from decaylab.experiments.basin import BasinFit, fit_basin
+
+__all__ = ["LrDecayMap", "lr_decay_map", "plot_maps"]
+
+
+@dataclass
+class LrDecayMap:
+    """Per-cell results of an lr × λ grid; arrays are ``[seed, lr, λ]``."""
+
+    optimizer: str
+    decay_scaling: str | None         # None for the coupled optimizers (sgd, adam)
+    lrs: np.ndarray
+    decays: np.ndarray
+    seeds: tuple[int, ...]
+    test_error: np.ndarray            # NaN where the member diverged
+    train_loss: np.ndarray            # NaN where the member diverged
+    metric: str                       # "test error" (classification) or "test loss" (regression)
+    seconds: float
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        names = {"sgd": "SGD (coupled L2)", "adam": "Adam (coupled L2)", "sgdw": "SGDW", "adamw": "AdamW"}
+        name = names.get(self.optimizer, self.optimizer)
+        return name if self.decay_scaling is None else f"{name}, decay_scaling={self.decay_scaling!r}"
+
+    @property
+    def diverged(self) -> np.ndarray:
+        return np.isnan(self.train_loss)
+
+    def mean_error(self) -> np.ndarray:
+        """Test error averaged over seeds, NaN where any seed diverged."""
+        return self.test_error.mean(axis=0)
+
+    def basin(self, **kwargs: Any) -> BasinFit:
+        """The basin statistic of the test-error map (keyword arguments go to :func:`fit_basin`)."""
+        return fit_basin(self.test_error, self.lrs, self.decays, **kwargs)
+
+    def best_cell(self) -> tuple[float, float, float]:
+        """``(lr, λ, mean test error)`` of the best cell of the seed-mean map."""
+        mean = np.where(np.isnan(self.mean_error()), np.inf, self.mean_error())
+        i, j = np.unravel_index(np.argmin(mean), mean.shape)
+        return float(self.lrs[i]), float(self.decays[j]), float(mean[i, j])
+
+    def cells(self) -> list[dict]:
+        """Every member as a flat record (JSON-ready; NaN becomes None)."""
+        def num(x):
+            return None if not np.isfinite(x) else float(x)
+
+        return [{"optimizer": self.optimizer, "decay_scaling": self.decay_scaling, "seed": seed,
+                 "lr": float(lr), "weight_decay": float(lam), "test_error": num(self.test_error[s, i, j]),
+                 "train_loss": num(self.train_loss[s, i, j]), "diverged": bool(self.diverged[s, i, j])}
+                for s, seed in enumerate(self.seeds) for i, lr in enumerate(self.lrs)
+                for j, lam in enumerate(self.decays)]
+
+    def plot(self, fit: BasinFit | None = None):
+        """A matplotlib figure: mean test error and mean final train loss over the grid."""
+        return plot_maps([self], [fit if fit is not None else self.basin()])
+
+
+def _xy(split) -> tuple[Any, Any]:
+    if hasattr(split, "X") and hasattr(split, "y"):
+        return split.X, split.y
+    if isinstance(split, (tuple, list)) and len(split) == 2:
+        return split[0], split[1]
+    raise TypeError(f"train and test must be (X, y) pairs or objects with .X and .y, got {type(split).__name__}")
+
+
+def _grid(name: str, values) -> np.ndarray:
+    grid = np.asarray(values, dtype=float)
+    if grid.ndim != 1 or grid.size < 3 or not np.all(np.isfinite(grid)) or not np.all(grid > 0):
+        raise ValueError(f"{name} must be at least 3 positive finite values, got {np.asarray(values).tolist()}")
+    if np.any(np.diff(grid) <= 0):
+        raise ValueError(f"{name} must be strictly increasing, got {grid.tolist()}")
+    return grid
+
+
+def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, optimizer: str = "adamw",
+                 lrs: Sequence[float], decays: Sequence[float], seeds: Sequence[int] = (0, 1, 2),
+                 decay_scaling: str = "schedule", epochs: int = 100, batch_size: int = 64,
+                 lr_schedule: str = "cosine", momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999),
+                 loss: str = "cross_entropy", decay_biases: bool = False, dtype: torch.dtype = torch.float32,
+                 progress: bool = False) -> LrDecayMap:
+    """Train ``model_factory()`` at every (lr, λ, seed) of the grid and return the map.
+
+    Args:
+        model_factory: builds one model (called after ``torch.manual_seed(seed)``); no
+            BatchNorm or dropout (see :func:`decaylab.train.batched.check_batchable`).
+        train, test: ``(X, y)`` pairs (or objects with ``.X``/``.y``, e.g. ``decaylab.data`` splits).
+        optimizer: ``"sgd"`` / ``"adam"`` (coupled L2: ``g ← ∇L + λw``) or ``"sgdw"`` /
+            ``"adamw"`` (decoupled: ``w ← w − s_t·λ·w``).
+        lrs, decays: increasing grids (≥ 3 values each; log-spaced for the basin statistic).
+        decay_scaling: for sgdw/adamw, ``s_t = lr_t/lr_0`` (``"schedule"``) or ``lr_t`` (``"lr"``).
+        epochs, batch_size, lr_schedule, momentum (SGDs), betas (Adams), loss, decay_biases,
+        dtype: as :class:`decaylab.train.batched.TrainConfig`.
+        progress: a progress bar over seeds on stderr.
+    """
+    from decaylab._progress import progress_bar
+    from decaylab.train.batched import Member, TrainConfig, train_batched
+
+    check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
+    lr_grid, decay_grid = _grid("lrs", lrs), _grid("decays", decays)
+    seeds = tuple(check_int("seeds[]", s, low=0) for s in seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct non-negative integers (at least one), got {list(seeds)}")
+    decoupled = optimizer in ("sgdw", "adamw")
+    adam = optimizer.startswith("adam")
+    config = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+                         momentum=0.0 if adam else check_real("momentum", momentum, low=0.0, high=1.0, high_open=True),
+                         betas=betas, decay_scaling=decay_scaling if decoupled else "lr", lr_schedule=lr_schedule,
+                         loss=loss, decay_biases=decay_biases, dtype=dtype)
+    X, y = _xy(train)
+    X_test, y_test = _xy(test)
+    shape = (len(seeds), lr_grid.size, decay_grid.size)
+    test_error, train_loss = np.full(shape, np.nan), np.full(shape, np.nan)
+    start = time.perf_counter()
+    for s, seed in enumerate(progress_bar(seeds, desc=f"{optimizer} lr×λ", enabled=progress, unit="seed")):
+        members = [Member(weight_decay=float(lam), lr=float(lr), seed=seed) for lr in lr_grid for lam in decay_grid]
+        results = train_batched(model_factory, X, y, members, config, eval_sets={"test": (X_test, y_test)})
+        for k, r in enumerate(results):
+            i, j = divmod(k, decay_grid.size)
+            if r.diverged:
+                continue
+            train_loss[s, i, j] = r.train_loss
+            test = r.eval["test"]
+            test_error[s, i, j] = 1.0 - test["accuracy"] if loss == "cross_entropy" else test["loss"]
+    settings = dict(epochs=epochs, batch_size=batch_size, lr_schedule=lr_schedule, loss=loss,
+                    decay_biases=decay_biases, momentum=None if adam else momentum,
+                    betas=list(betas) if adam else None)
+    return LrDecayMap(optimizer=optimizer, decay_scaling=decay_scaling if decoupled else None, lrs=lr_grid,
+                      decays=decay_grid, seeds=seeds, test_error=test_error, train_loss=train_loss,
+                      metric="test error" if loss == "cross_entropy" else "test loss",
+                      seconds=time.perf_counter() - start, settings=settings)
+
+
+def _log_edges(grid: np.ndarray) -> np.ndarray:
+    """Cell edges in log space for pcolormesh (midpoints, extended half a step at both ends)."""
+    logs = np.log10(grid)
+    mids = (logs[1:] + logs[:-1]) / 2
+    return 10 ** np.concatenate([[logs[0] - (mids[0] - logs[0])], mids, [logs[-1] + (logs[-1] - mids[-1])]])
+
+
+def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
+    """One row per map: mean test error (best λ per lr as dots, the fitted line dashed) | mean train loss."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9.5, 3.4 * len(maps)), dpi=100, layout="constrained")
+    axes = fig.subplots(len(maps), 2, squeeze=False)
+    for (ax_err, ax_loss), m, fit in zip(axes, maps, fits):
+        x_edges, y_edges = _log_edges(m.decays), _log_edges(m.lrs)
+        err = np.ma.masked_invalid(m.mean_error())
+        mesh = ax_err.pcolormesh(x_edges, y_edges, err, cmap="viridis_r", shading="flat")
+        ax_err.set_facecolor("0.85")   # diverged cells: grey
+        fig.colorbar(mesh, ax=ax_err, label=f"{m.metric} (mean of {len(m.seeds)} seeds)")
+        kept = fit.kept
+        ax_err.plot(fit.best_decay[kept], m.lrs[kept], "o", color="red", ms=4, label="best λ per lr")
+        if np.isfinite(fit.slope):
+            line = np.exp(fit.intercept) * m.lrs ** fit.slope
+            ax_err.plot(line, m.lrs, "--", color="red", lw=1,
+                        label=f"slope {fit.slope:+.2f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]")
+        ax_err.set_xlim(x_edges[0], x_edges[-1])
+        ax_err.set_ylim(y_edges[0], y_edges[-1])
+        ax_err.legend(loc="lower left", fontsize=7, framealpha=0.8)
+        loss = np.ma.masked_invalid(m.train_loss.mean(axis=0))
+        positive = loss.compressed()[loss.compressed() > 0]
+        norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size and positive.min() < positive.max() else None
+        mesh = ax_loss.pcolormesh(x_edges, y_edges, loss, cmap="magma_r", shading="flat", norm=norm)
+        ax_loss.set_facecolor("0.85")
+        fig.colorbar(mesh, ax=ax_loss, label="final train loss (mean)")
+        for ax in (ax_err, ax_loss):
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("weight decay λ")
+            ax.set_ylabel("learning rate lr_0")
+            ax.set_title(m.label, fontsize=9)
+    return fig
