@@ -25,7 +25,7 @@ class Recorder(Callback):
         self.events.append(("step", state.epoch, state.step))
 
     def on_epoch_end(self, state):
-        assert len(state.history) == state.epoch  # the epoch's metrics are in before the hook
+        assert state.history.epoch[-1] == state.epoch  # the epoch's metrics are in before the hook
         self.events.append(("epoch", state.epoch, state.step))
 
     def on_train_end(self, state):
@@ -158,3 +158,16 @@ def test_bad_input():
         fit(m, opt, d, epochs=1, scheduler_interval="batch")
     with pytest.raises(ValueError, match="patience"):
         EarlyStopping(patience=0)
+
+
+def test_eval_every_records_every_kth_and_the_last_epoch():
+    d, m = _moons_mlp()
+    rec = Recorder()
+    opt = torch.optim.SGD(m.parameters(), lr=1.0)
+    h = fit(m, opt, d, epochs=5, batch_size=None, eval_every=2, callbacks=[rec],
+            scheduler=torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5))
+    assert h.epoch == [2, 4, 5] and h.step == [2, 4, 5] and h.lr == [0.5, 0.125, 0.0625]
+    assert [e for e in rec.events if e[0] == "epoch"] == [("epoch", 2, 2), ("epoch", 4, 4), ("epoch", 5, 5)]
+    assert all(len(v) == 3 for v in h.weight_norms.values())
+    with pytest.raises(ValueError, match="eval_every"):
+        fit(m, opt, d, epochs=1, eval_every=0)

@@ -54,7 +54,8 @@ class EarlyStopping(Callback):
 
     ``monitor`` is a :class:`~decaylab.train.fit.History` series: "val_loss" (lower is better)
     or "val_acc" (higher is better). An epoch improves on the best so far when it beats it by
-    more than ``min_delta``. With ``restore_best`` the model gets the parameters (and buffers)
+    more than ``min_delta`` (with ``fit(eval_every=k)`` patience counts evaluations, every k
+    epochs). With ``restore_best`` the model gets the parameters (and buffers)
     of the best epoch back when training ends; ``history.best_epoch`` and
     ``history.stopped_epoch`` record what happened (``stopped_epoch`` is None if it never fired).
     """
@@ -105,15 +106,15 @@ class ProgressBar(Callback):
         self.epochs, self.desc = epochs, desc
 
     def on_train_begin(self, state: TrainState) -> None:
-        from tqdm.auto import tqdm
+        from .._progress import progress_bar
 
-        self.bar = tqdm(total=self.epochs, desc=self.desc, leave=False, dynamic_ncols=True)
+        self.bar = progress_bar(total=self.epochs, desc=self.desc, unit="epoch")
 
     def on_epoch_end(self, state: TrainState) -> None:
         h = state.history
         shown = {k: getattr(h, k)[-1] for k in ("train_loss", "val_loss", "val_acc")}
         self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items() if v is not None}, refresh=False)
-        self.bar.update(1)
+        self.bar.update(state.epoch - self.bar.n)
 
     def on_train_end(self, state: TrainState) -> None:
         self.bar.close()

@@ -5,7 +5,8 @@ One epoch is one pass over the training rows in a seeded random order, in batche
 ``optimizer.step(closure)`` with a closure that zeroes the gradients, computes the batch loss
 and back-propagates it, so closure-based optimizers (LBFGS) work as well. After each epoch the
 model is evaluated (``model.eval()``, no gradients) on the whole training split and on the
-validation split, and the norm of every named parameter is recorded.
+validation split, and the norm of every named parameter is recorded (every ``eval_every``
+epochs and after the last).
 
 Losses: "cross_entropy" (classification: logits ``[n, C]``, labels ``[n]``) and "mse"
 (regression: mean of ``(f(x) − y)²``, an output of shape ``[n, 1]`` is compared with ``y`` of
@@ -69,7 +70,7 @@ class History:
 def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data, *, epochs: int,
         batch_size: int | None = 32, loss: str | Callable = None, scheduler=None,
         scheduler_interval: str = "epoch", callbacks: Sequence = (), progress: bool | str = False,
-        early_stopping: int | EarlyStopping | None = None, seed: int = 0) -> History:
+        early_stopping: int | EarlyStopping | None = None, seed: int = 0, eval_every: int = 1) -> History:
     """Train ``model`` with ``optimizer`` on ``data`` for up to ``epochs`` epochs; return its :class:`History`.
 
     Args:
@@ -88,12 +89,17 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data, *, epoch
         early_stopping: ``None`` (off), a patience in epochs (stop on validation loss and
             restore the best epoch's weights), or an :class:`EarlyStopping` callback.
         seed: fixes the batch order and dropout.
+        eval_every: record metrics (and call ``on_epoch_end``, step an epoch scheduler with a
+            metric, let early stopping look) every this many epochs and after the last one;
+            ``1`` records every epoch. Larger values save the evaluation passes when only the
+            end of training matters.
     """
     epochs = check_int("epochs", epochs, low=1)
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, low=1)
     check_choice("scheduler_interval", scheduler_interval, SCHEDULER_INTERVALS)
     seed = check_int("seed", seed, low=0)
+    eval_every = check_int("eval_every", eval_every, low=1)
     (X, y), val, task = _training_data(data)
     loss_fn = _loss_function(loss, task)
     callbacks = list(callbacks)
@@ -121,10 +127,14 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data, *, epoch
                 _call(callbacks, "on_step_end", state)
                 if state.stop:
                     break
-            _record_epoch(history, model, loss_fn, task, (X, y), val, epoch, state.step, lr)
-            if scheduler is not None and scheduler_interval == "epoch":
-                _step_scheduler(scheduler, history.val_loss[-1] if val is not None else history.train_loss[-1])
-            _call(callbacks, "on_epoch_end", state)
+            recorded = state.stop or epoch % eval_every == 0 or epoch == epochs
+            if recorded:
+                _record_epoch(history, model, loss_fn, task, (X, y), val, epoch, state.step, lr)
+            if scheduler is not None and scheduler_interval == "epoch" and (recorded or not _needs_metric(scheduler)):
+                _step_scheduler(scheduler, (history.val_loss if val is not None else history.train_loss)[-1]
+                                if recorded else None)
+            if recorded:
+                _call(callbacks, "on_epoch_end", state)
             if state.stop:
                 break
         _call(callbacks, "on_train_end", state)
@@ -221,8 +231,12 @@ def _training_data(data):
     return train, val, _task_of(train[1])
 
 
-def _step_scheduler(scheduler, metric: float) -> None:
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+def _needs_metric(scheduler) -> bool:
+    return isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+
+
+def _step_scheduler(scheduler, metric: float | None) -> None:
+    if _needs_metric(scheduler):
         scheduler.step(metric)
     else:
         scheduler.step()

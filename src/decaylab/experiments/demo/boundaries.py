@@ -49,7 +49,7 @@ def run_boundaries(quick: bool = False, seed: int = 0, progress: bool = False, *
     for lam in progress_bar(cfg["lambdas"], desc="1 boundaries vs λ", enabled=progress):
         model = models.build("mlp", in_features=2, out_features=2, hidden=cfg["hidden"], seed=seed)
         history = fit(model, AdamW(model.parameters(), lr=LR, weight_decay=lam), ds, epochs=cfg["epochs"],
-                      batch_size=None, seed=seed)
+                      batch_size=None, seed=seed, eval_every=cfg["epochs"])
         model.eval()
         with torch.no_grad():
             prob = torch.softmax(model(points), dim=1)[:, 1].reshape(GRID, GRID)
@@ -121,7 +121,8 @@ def _paragraph(s, cfg, ds) -> str:
 def _boundary_png(run, ds) -> bytes:
     fig, ax = new_figure(4.2, 4.0)
     axis = torch.linspace(-EXTENT, EXTENT, GRID)
-    ax.contourf(axis, axis, run["prob"], levels=torch.linspace(0, 1, 11).tolist(), cmap="RdBu_r", alpha=0.75)
+    ax.imshow(run["prob"], origin="lower", extent=(-EXTENT, EXTENT, -EXTENT, EXTENT), cmap="RdBu_r", vmin=0, vmax=1,
+              alpha=0.75, interpolation="bilinear")
     ax.contour(axis, axis, run["prob"], levels=[0.5], colors="k", linewidths=1.2)
     X, y = ds.train.X, ds.train.y
     ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", edgecolors="k", linewidths=0.5, s=16, vmin=-0.2, vmax=1.2)

@@ -20,6 +20,7 @@ from decaylab.train import fit
 from ._common import StudyResult, accuracy, as_floats, fig_to_png, new_figure
 
 DROPOUT, LAMBDA, LR = 0.5, 3.0, 0.01
+EVAL_EVERY = 10  # epochs between validation points of the curve
 FULL = dict(hidden=(128, 128), epochs=400)
 QUICK = dict(hidden=(64, 64), epochs=250)
 CONFIGS = (("neither", 0.0, 0.0), ("dropout only", DROPOUT, 0.0), ("decay only", 0.0, LAMBDA),
@@ -37,11 +38,11 @@ def run_dropout(quick: bool = False, seed: int = 0, progress: bool = False, *, e
         model = models.build("mlp", in_features=ds.n_features, out_features=ds.n_classes, hidden=cfg["hidden"],
                              dropout=p, seed=seed)
         history = fit(model, AdamW(model.parameters(), lr=LR, weight_decay=lam), ds, epochs=cfg["epochs"],
-                      batch_size=None, seed=seed)
+                      batch_size=None, seed=seed, eval_every=EVAL_EVERY)
         layer_norms = [float(m.weight.detach().norm()) for m in model.modules() if isinstance(m, torch.nn.Linear)]
         runs[name] = {"dropout": p, "weight_decay": lam, "train_acc": history.train_acc[-1],
                       "test_acc": accuracy(model, ds.test.X, ds.test.y), "weight_norm": models.weight_norm(model),
-                      "layer_weight_norms": as_floats(layer_norms), "val_acc": as_floats(history.val_acc)}
+                      "layer_weight_norms": as_floats(layer_norms), "val_acc": as_floats(history.val_acc), "val_epochs": history.epoch}
 
     base = runs["neither"]["weight_norm"]
     summary = {
@@ -93,7 +94,7 @@ def _figure_png(s) -> bytes:
         run = s["runs"][name]
         axes[0].bar([j + (i - (len(names) - 1) / 2) * width for j in range(n_layers)], run["layer_weight_norms"],
                     width=width, color=f"C{i}", label=name)
-        axes[1].plot(range(1, len(run["val_acc"]) + 1), run["val_acc"], color=f"C{i}", label=name)
+        axes[1].plot(run["val_epochs"], run["val_acc"], color=f"C{i}", label=name)
     axes[0].set_xticks(range(n_layers), [f"layer {j + 1}" for j in range(n_layers)])
     axes[0].set(ylabel="‖W‖ (Frobenius)")
     axes[1].set(xlabel="epoch", ylabel="validation accuracy")

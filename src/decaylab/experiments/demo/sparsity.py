@@ -42,7 +42,7 @@ def run_sparsity(quick: bool = False, seed: int = 0, progress: bool = False, *, 
         model = models.build("mlp", in_features=ds.n_features, out_features=ds.n_classes, hidden=(), seed=seed)
         optimizer = (SGDW(model.parameters(), lr=LR, weight_decay=0.0, l1_decay=lam) if kind == "L1"
                      else SGD(model.parameters(), lr=LR, weight_decay=lam))
-        fit(model, optimizer, ds, epochs=epochs, batch_size=BATCH, seed=seed)
+        fit(model, optimizer, ds, epochs=epochs, batch_size=BATCH, seed=seed, eval_every=epochs)
         flat = torch.cat([p.detach().flatten() for p in model.parameters()])
         runs[kind].append(dict(lam=lam, zeros=int((flat == 0).sum()), weights=model.layers[0].weight.detach().flatten(),
                                test_acc=accuracy(model, ds.test.X, ds.test.y), weight_norm=float(flat.norm())))
