@@ -15,6 +15,7 @@ _LAZY = {
     "DecayMonitor": "decaylab.monitor",
     "doctor": "decaylab.diagnosis",
     "fit": "decaylab.train",
+    "run_demo": "decaylab.experiments.demo",
     "SGD": "decaylab.optim",
     "SGDW": "decaylab.optim",
     "Adam": "decaylab.optim",

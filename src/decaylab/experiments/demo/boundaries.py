@@ -120,11 +120,11 @@ def _paragraph(s, cfg, ds) -> str:
 
 def _boundary_png(run, ds) -> bytes:
     fig, ax = new_figure(4.2, 4.0)
-    axis = torch.linspace(-EXTENT, EXTENT, GRID)
-    ax.imshow(run["prob"], origin="lower", extent=(-EXTENT, EXTENT, -EXTENT, EXTENT), cmap="RdBu_r", vmin=0, vmax=1,
+    axis, prob = torch.linspace(-EXTENT, EXTENT, GRID).numpy(), run["prob"].numpy()
+    ax.imshow(prob, origin="lower", extent=(-EXTENT, EXTENT, -EXTENT, EXTENT), cmap="RdBu_r", vmin=0, vmax=1,
               alpha=0.75, interpolation="bilinear")
-    ax.contour(axis, axis, run["prob"], levels=[0.5], colors="k", linewidths=1.2)
-    X, y = ds.train.X, ds.train.y
+    ax.contour(axis, axis, prob, levels=[0.5], colors="k", linewidths=1.2)
+    X, y = ds.train.X.numpy(), ds.train.y.numpy()
     ax.scatter(X[:, 0], X[:, 1], c=y, cmap="RdBu_r", edgecolors="k", linewidths=0.5, s=16, vmin=-0.2, vmax=1.2)
     ax.set(xlim=(-EXTENT, EXTENT), ylim=(-EXTENT, EXTENT), xticks=[], yticks=[],
            title=f"λ = {lam_label(run['lam'])}   test acc {run['test_acc']:.3f}   ‖θ‖ {run['weight_norm']:.3g}")

@@ -149,12 +149,13 @@ def _paragraph(s) -> str:
 
 def _fits_png(ds, x_plot, Phi_plot, trained, closed, lambdas) -> bytes:
     fig, ax = new_figure(6.0, 4.0)
-    ax.plot(x_plot, data.poly_target(x_plot.numpy()), color="0.6", lw=2, label="sin(πx) (truth)")
+    x = x_plot.numpy()
+    ax.plot(x, data.poly_target(x), color="0.6", lw=2, label="sin(πx) (truth)")
     for i, lam in enumerate(lambdas):
-        ax.plot(x_plot, Phi_plot @ trained[i], color=f"C{i}", lw=1.8, label=f"λ={lam_label(lam)}")
-        ax.plot(x_plot, Phi_plot @ closed[i], color="k", lw=0.8, ls="--")
+        ax.plot(x, (Phi_plot @ trained[i]).numpy(), color=f"C{i}", lw=1.8, label=f"λ={lam_label(lam)}")
+        ax.plot(x, (Phi_plot @ closed[i]).numpy(), color="k", lw=0.8, ls="--")
     ax.plot([], [], color="k", lw=0.8, ls="--", label="closed-form ridge")
-    ax.scatter(ds.train.X[:, 0], ds.train.y, color="k", s=18, zorder=5, label="training points")
+    ax.scatter(ds.train.X[:, 0].numpy(), ds.train.y.numpy(), color="k", s=18, zorder=5, label="training points")
     ax.set(ylim=(-2.5, 2.5), xlabel="x", ylabel="y")
     ax.legend(fontsize=7, ncols=2, loc="upper left")
     return fig_to_png(fig)
