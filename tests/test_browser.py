@@ -7,11 +7,14 @@ a browser here. Every request the page makes is recorded, and any that is not ``
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from playwright.sync_api import sync_playwright
 
 from decaylab.report import write_report
 from decaylab.report.html import png_data_uri
+from test_cli_demo import quick_demo
 from test_report import HOSTILE, sample_sections
 
 CHROMIUM = "/usr/bin/chromium"
@@ -135,3 +138,17 @@ def test_network_guard_sees_remote_requests(offline_page):
     offline_page.page.wait_for_load_state("load")
     assert sorted(offline_page.remote_requests) == ["http://example.invalid/a.css", "https://example.invalid/x.png"]
 
+
+def test_quick_demo_report_renders_offline_and_slider_scrubs(offline_page, tmp_path_factory, tmp_path):
+    run, report = quick_demo(tmp_path_factory)  # shared with test_cli_demo.py: one demo per test run
+    assert run["returncode"] == 0, run["stderr"][-3000:]
+    outline = json.loads((report / "summary.json").read_text(encoding="utf-8"))["report"]["sections"]
+    n_images = sum(len(section["figures"]) + ("slider" in section) for section in outline)
+    check_report_renders(offline_page, report / "index.html", len(outline), n_images, tmp_path / "demo.png")
+    key = outline[0]["key"]
+    frames = json.loads(offline_page.page.locator(f'[data-slider="{key}"] script').text_content())
+    assert len(frames["srcs"]) == len(outline[0]["slider"]["values"]) >= 6
+    assert len(set(frames["srcs"])) == len(frames["srcs"])  # every λ has its own boundary plot
+    labels = check_slider_scrubs(offline_page, key, frames["srcs"])
+    assert labels[0].endswith(" = 0")
+    assert offline_page.remote_requests == [] and offline_page.errors == []

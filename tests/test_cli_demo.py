@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
+import json
+import os
 import subprocess
 import sys
 
@@ -57,3 +60,85 @@ def test_console_script_entry_point_parses_demo():
     assert proc.stderr.strip().splitlines() == [
         "decaylab demo: error: argument --seed: must be an integer in [0, 4294967295], got -3"]
 
+
+def quick_demo(tmp_path_factory):
+    """One ``decaylab demo --quick`` per test run (it costs ~30 s), shared by every module and xdist worker.
+
+    The first caller runs the command in a subprocess (the real entry point, progress bars on)
+    under a file lock; later callers, in this process or another worker, read its record.
+    Returns (record of the run: returncode/stdout/stderr, report directory).
+    """
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's base directory, common to all workers
+    record, report = shared / "quick-demo.json", shared / "quick-demo"
+    with open(shared / "quick-demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not record.exists():
+            proc = subprocess.run([sys.executable, "-m", "decaylab.cli", "demo", "--quick", "--seed", "0",
+                                   "--out", str(report)], capture_output=True, text=True, timeout=600)
+            record.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout,
+                                          "stderr": proc.stderr}))
+    return json.loads(record.read_text()), report
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    run, report = quick_demo(tmp_path_factory)
+    assert run["returncode"] == 0, run["stderr"][-3000:]
+    return run, report, json.loads((report / "summary.json").read_text(encoding="utf-8"))
+
+
+def test_quick_demo_writes_a_complete_report(demo):
+    run, report, summary = demo
+    assert sorted(p.name for p in report.iterdir()) == ["index.html", "summary.json"]
+    outline = summary["report"]["sections"]
+    assert len(outline) == 6
+    page = (report / "index.html").read_text(encoding="utf-8")
+    for section in outline:
+        assert f'<section class="study" id="{section["key"]}">' in page
+        assert len(section["text"]) > 80  # a paragraph written from the numbers
+        assert section["figures"] or section.get("slider")
+        for figure in section["figures"]:
+            assert f'id="fig-{figure["name"]}"' in page
+    slider = outline[0]["slider"]
+    assert len(slider["values"]) >= 6 and slider["values"][0] == 0 and slider["values"] == sorted(slider["values"])
+    assert page.count("data:image/png;base64,") == sum(len(s["figures"]) for s in outline) + len(slider["values"]) + 1
+    assert summary["run"]["quick"] is True and summary["run"]["seed"] == 0
+    # the terminal: a results table and where the report went on stdout, progress bars on stderr
+    assert "report: " + str(report / "index.html") in run["stdout"]
+    assert len(run["stdout"].strip().splitlines()) >= 4
+    assert "it/s" in run["stderr"] or "s/it" in run["stderr"]
+
+
+def test_quick_demo_summary_shows_the_expected_directions(demo):
+    """Checked on the measured numbers themselves, not only on the studies' own verdicts."""
+    _, _, summary = demo
+    studies, checks = summary["studies"], summary["checks"]
+    assert list(studies) == ["boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation"]
+    # 1. weights shrink as λ grows (AdamW on two moons), and the boundary gets shorter
+    b = studies["boundaries"]
+    assert b["lambdas"] == sorted(b["lambdas"]) and len(b["lambdas"]) >= 6 and b["lambdas"][0] == 0
+    assert all(later < earlier for earlier, later in zip(b["weight_norm"], b["weight_norm"][1:]))
+    assert b["boundary_flips"][-1] < b["boundary_flips"][0]
+    assert checks["weights_shrink_with_lambda"] is True
+    # 2. gradient descent with decay lands on the closed-form ridge solution
+    r = studies["ridge"]
+    assert max(r["max_abs_weight_diff"]) <= 1e-4 and max(r["max_abs_curve_diff"]) <= 1e-4
+    assert checks["ridge_overlay_matches"] is True and checks["ridge_overlay_max_diff"] <= 1e-4
+    # 3. SGD == SGDW without momentum; they differ with momentum
+    c = studies["coupling"]
+    assert c["sgd_vs_sgdw_no_momentum"]["max_abs_weight_diff"] <= 1e-10
+    assert c["sgd_vs_sgdw_no_momentum"]["max_abs_loss_diff"] <= 1e-10
+    assert c["sgd_vs_sgdw_momentum"]["max_abs_weight_diff"] > 1e-3
+    assert checks["sgd_equals_sgdw_without_momentum"] is True
+    assert checks["sgd_differs_from_sgdw_with_momentum"] is True
+    # 4. L1 (proximal) gives exact zeros, more as λ grows; L2 none
+    s = studies["sparsity"]
+    assert s["l1_zeros"][-1] > 0 and s["l1_zeros"] == sorted(s["l1_zeros"])
+    assert s["l2_zeros"] == [0] * len(s["lambdas"])
+    assert checks["l1_gives_zeros"] is True and checks["l2_gives_no_zeros"] is True
+    # the terminal table: a header, a rule of dashes, at least one line per study
+    run, _, _ = demo
+    table = run["stdout"].split("\n\n")[0].splitlines()
+    assert set(table[1]) == {"-", " "} and len(table) - 2 >= len(studies)
