@@ -57,7 +57,7 @@ def run_study(key: str, quick: bool = False, seed: int = 0, progress: bool = Fal
     return runner(quick=bool(quick), seed=check_int("seed", seed, low=0), progress=bool(progress), **options)
 
 
-def run_demo(quick: bool = False, seed: int = 0, progress: bool = True, studies=STUDIES) -> DemoResult:
+def run_demo(quick: bool = False, seed: int = 0, progress: bool = True, studies=STUDIES, on_study=None) -> DemoResult:
     """Run the demo's studies and collect their sections, summaries and table rows.
 
     ``summary`` is ``{"studies": {key: study summary}, "checks": {...}, "seconds": {key: s}}``
@@ -65,6 +65,7 @@ def run_demo(quick: bool = False, seed: int = 0, progress: bool = True, studies=
     (study 1), the ridge overlay matches (study 2), SGD equals SGDW without momentum and differs
     with it (study 3), L1 gives exact zeros and L2 none (study 4). Checks of studies not run are
     absent. The studies' tiny models run with one intra-op thread (restored afterwards).
+    ``on_study(key, result)``, if given, is called with each study's StudyResult as it finishes.
     """
     from decaylab._progress import progress_bar
 
@@ -82,6 +83,8 @@ def run_demo(quick: bool = False, seed: int = 0, progress: bool = True, studies=
             sections.append(result.section)
             summaries[key] = result.summary
             rows.extend(result.rows)
+            if on_study is not None:  # e.g. the CLI keeps finished studies if a later one fails
+                on_study(key, result)
     return DemoResult(sections=sections, summary={"studies": summaries, "checks": _checks(summaries),
                                                   "seconds": seconds}, rows=rows)
 
