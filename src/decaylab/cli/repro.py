@@ -11,24 +11,12 @@ stdout and writes ``DIR/index.html`` and ``DIR/summary.json`` (every cell of eve
 from __future__ import annotations
 
 import argparse
-import sys
 
+from decaylab._checks import check_int
 from decaylab.cli import UsageError
 
 STUDIES = ("decoupling",)
 TITLE = "Decoupled weight decay: learning rate × λ maps (Loshchilov & Hutter 2019, Fig. 2)"
-
-
-def _positive_int(name: str, high: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer in [1, {high}], got {text!r}") from None
-        if not 1 <= value <= high:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer in [1, {high}], got {value}")
-        return value
-    return parse
 
 
 def register(subparsers) -> None:
@@ -41,9 +29,9 @@ def register(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", default="decaylab-repro",
                         help="directory for index.html and summary.json (default: %(default)s)")
     parser.add_argument("--quick", action="store_true", help="5×5 grids and half the steps (about a minute)")
-    parser.add_argument("--seeds", metavar="N", type=_positive_int("--seeds", 100), default=3,
+    parser.add_argument("--seeds", metavar="N", type=int, default=3,
                         help="seeds per cell, for the confidence intervals (default: %(default)s)")
-    parser.add_argument("--epochs", metavar="N", type=_positive_int("--epochs", 100_000), default=None,
+    parser.add_argument("--epochs", metavar="N", type=int, default=None,
                         help="training steps per member (default: 400, or 200 with --quick)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="do not draw progress bars on stderr")
@@ -59,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     from decaylab.experiments.decoupling import run_decoupling
+
+    check_int("--seeds", args.seeds, low=1, high=100)
+    if args.epochs is not None:
+        check_int("--epochs", args.epochs, low=1, high=100_000)
 
     result = run_decoupling(quick=args.quick, seeds=args.seeds, epochs=args.epochs, progress=args.progress)
     summary = dict(result.summary, run={"quick": args.quick, "seeds": args.seeds, "epochs": args.epochs,

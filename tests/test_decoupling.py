@@ -1,0 +1,115 @@
+"""lr_decay_map (cells in the right place, same numbers as runs alone), the lr-vs-schedule
+reparametrization the report relies on, and `decaylab repro decoupling --quick` end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from decaylab import data, models
+from decaylab.cli import main
+from decaylab.experiments.lr_map import lr_decay_map
+from decaylab.train.batched import Member, TrainConfig, train_alone, train_batched
+
+
+@pytest.fixture(scope="module")
+def moons():
+    return data.load("moons", seed=0, n_train=40, n_test=100, label_noise=0.2, dtype=torch.float64)
+
+
+def small_mlp():
+    return models.MLP(2, 2, (8,))
+
+
+def test_cells_sit_at_their_lr_and_decay_and_match_runs_alone(moons):
+    lrs, decays = [0.01, 0.1, 0.5], [1e-4, 1e-2, 1e-1]
+    m = lr_decay_map(small_mlp, moons.train, moons.test, optimizer="sgd", lrs=lrs, decays=decays, seeds=(3,),
+                     epochs=5, batch_size=16, dtype=torch.float64)
+    assert m.test_error.shape == m.train_loss.shape == (1, 3, 3)
+    config = TrainConfig(optimizer="sgd", epochs=5, batch_size=16, momentum=0.9, lr_schedule="cosine",
+                         dtype=torch.float64)
+    for i, j in [(0, 2), (2, 0), (1, 1)]:
+        alone = train_alone(small_mlp, moons.train.X, moons.train.y, [Member(decays[j], lrs[i], seed=3)], config,
+                            eval_sets={"test": (moons.test.X, moons.test.y)})[0]
+        assert m.train_loss[0, i, j] == pytest.approx(alone.train_loss, rel=1e-9)
+        assert m.test_error[0, i, j] == pytest.approx(1 - alone.eval["test"]["accuracy"], abs=1e-12)
+    assert len(set(np.round(m.train_loss.ravel(), 9))) == 9          # nine different runs
+    cells = m.cells()
+    assert len(cells) == 9 and cells[5]["lr"] == 0.1 and cells[5]["weight_decay"] == 0.1
+    fig = m.plot()
+    assert len(fig.axes) == 4   # two maps and their colour bars
+
+
+def test_schedule_scaling_is_lr_scaling_with_decay_divided_by_initial_lr(moons):
+    # The report's claim: AdamW-schedule at (lr_0, λ) is the same run as AdamW-lr at (lr_0, λ/lr_0),
+    # so the two maps' basin slopes differ by exactly 1.
+    cells = [(1e-3, 1e-4), (1e-2, 1e-3), (1e-1, 3e-3)]
+    runs = {}
+    for scaling, to_lambda in (("schedule", lambda lr, lam: lam), ("lr", lambda lr, lam: lam / lr)):
+        config = TrainConfig(optimizer="adamw", epochs=6, batch_size=16, decay_scaling=scaling, lr_schedule="cosine",
+                             dtype=torch.float64)
+        members = [Member(to_lambda(lr, lam), lr, seed=1) for lr, lam in cells]
+        runs[scaling] = train_batched(small_mlp, moons.train.X, moons.train.y, members, config, keep_weights=True)
+    for a, b in zip(runs["schedule"], runs["lr"]):
+        for name in a.state_dict:
+            torch.testing.assert_close(a.state_dict[name], b.state_dict[name], rtol=1e-10, atol=1e-12)
+    # ...and the decay matters at these values (not a vacuous equality)
+    assert runs["schedule"][2].weight_norm < 0.99 * train_batched(
+        small_mlp, moons.train.X, moons.train.y, [Member(0.0, 1e-1, seed=1)],
+        TrainConfig(optimizer="adamw", epochs=6, batch_size=16, lr_schedule="cosine", dtype=torch.float64))[0].weight_norm
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(optimizer="rmsprop"), ValueError, r"optimizer must be one of 'sgd', 'sgdw', 'adam', 'adamw', got 'rmsprop'"),
+    (dict(lrs=[0.1, 0.01, 0.001]), ValueError, r"lrs must be strictly increasing"),
+    (dict(decays=[0.0, 1e-3, 1e-2]), ValueError, r"decays must be at least 3 positive finite values"),
+    (dict(seeds=(1, 1)), ValueError, r"seeds must be distinct"),
+    (dict(train=[1, 2, 3]), TypeError, r"train and test must be \(X, y\) pairs"),
+])
+def test_bad_arguments_name_the_argument(moons, kwargs, exc, match):
+    args = dict(train=moons.train, test=moons.test, lrs=[1e-3, 1e-2, 1e-1], decays=[1e-4, 1e-3, 1e-2], epochs=1)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        lr_decay_map(small_mlp, args.pop("train"), args.pop("test"), **args)
+
+
+def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "report"
+    rc = main(["repro", "decoupling", "--quick", "--seeds", "2", "--epochs", "15", "--out", str(out),
+               "--no-progress"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "slope [95% CI]" in printed and "AdamW (decay_scaling=\"lr\")" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["arms"]) == {"sgd", "sgdw", "adam", "adamw", "adamw-lr"}
+    assert summary["setup"]["grid_size"] == 5 and summary["setup"]["epochs"] == 15
+    cells = summary["cells"]
+    assert len(cells) == 5 * 5 * 5 * 2
+    finite = [c["test_error"] for c in cells if c["test_error"] is not None]
+    assert finite and all(0.0 <= e <= 1.0 for e in finite)
+    assert all((c["test_error"] is None) == c["diverged"] for c in cells)
+    for arm in summary["arms"].values():
+        assert len(arm["lrs"]) == len(arm["decays"]) == 5
+        assert arm["basin"]["n_seeds"] == 2 and len(arm["basin"]["seed_slopes"]) == 2
+    html = (out / "index.html").read_text()
+    assert "Learning rate × weight decay maps" in html and html.count("<img") >= 5
+
+
+def exit_code(argv):
+    try:
+        return main(argv)
+    except SystemExit as exc:   # argparse's own errors
+        return exc.code
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["repro", "decoupling", "--seeds", "0"], "--seeds must be an integer in [1, 100], got 0"),
+    (["repro", "decoupling", "--epochs", "-3"], "--epochs must be an integer in [1, 100000], got -3"),
+    (["repro", "figure9"], "invalid choice: 'figure9'"),
+])
+def test_repro_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
+    assert exit_code(argv + ["--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
