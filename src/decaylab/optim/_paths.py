@@ -3,7 +3,8 @@
 The fast paths hand the gradient step to torch's own foreach or fused kernels and
 do only what the kernel cannot express around it: a decoupled decay before the
 kernel (``w ← (1 − s_t·λ)·w`` with one ``_foreach_mul_``), and the L1 proximal
-step after it (one soft-threshold pass per tensor, ``torch.nn.functional.softshrink``).
+step after it. Where that costs extra passes and ``fused=True`` was asked for,
+the ``native`` path runs decaylab's own single-pass CPU kernel (:mod:`._native`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _default_to_fused_or_foreach, _device_dtype_check_for_fused
 
+from decaylab.optim import _native
 from decaylab.optim._decay import decay_scale
+from decaylab.optim.functional import soft_threshold_
 
-PATHS = ("reference", "foreach", "fused")
+PATHS = ("reference", "foreach", "fused", "native")
 
 
 def check_fused_flags(fused: bool | None, foreach: bool | None, differentiable: bool) -> None:
@@ -30,18 +33,23 @@ def check_fused_device(param: Tensor) -> None:
     _device_dtype_check_for_fused(param)
 
 
-def select(group: dict, params: list[Tensor]) -> str:
-    """The path for this group's step: the user's ``fused``/``foreach`` choice, else torch's default.
+def select(group: dict, tensors: list[Tensor], *, native_needed: bool) -> str:
+    """The path for this group's step: ``reference``, ``foreach``, ``fused`` or ``native``.
 
-    Cautious decay needs the update direction inside the kernel, so it always runs
-    the reference path.
+    The user's ``fused``/``foreach`` choice (both None: torch's default for the
+    device, the for-loop reference on CPU). ``fused`` becomes ``native`` — decaylab's
+    single-pass kernel — when the update needs one (``native_needed``) and the
+    tensors suit it. Cautious decay outside the native kernel runs the reference
+    path: the mask needs the update direction inside torch's kernels.
     """
-    if group["cautious"]:
-        return "reference"
     fused, foreach = group["fused"], group["foreach"]
     if fused is None and foreach is None:
-        fused, foreach = _default_to_fused_or_foreach(params, group["differentiable"],
+        fused, foreach = _default_to_fused_or_foreach(tensors, group["differentiable"],
                                                       use_fused=False)
+    if fused and native_needed and _native.eligible(tensors):
+        return "native"
+    if group["cautious"]:
+        return "reference"
     if fused:
         return "fused"
     return "foreach" if foreach else "reference"
@@ -60,5 +68,4 @@ def l1_after_kernel(group: dict, params: list[Tensor]) -> None:
     if threshold == 0:
         return
     for p in params:
-        real = torch.view_as_real(p) if torch.is_complex(p) else p
-        torch._C._nn.softshrink(real, threshold, out=real)  # one in-place pass
+        soft_threshold_(torch.view_as_real(p) if torch.is_complex(p) else p, threshold)

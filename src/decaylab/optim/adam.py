@@ -15,7 +15,7 @@ from torch.optim.adam import adam as _torch_adam
 from torch.optim.optimizer import Optimizer, ParamsT, _get_scalar_dtype, _to_scalar
 
 from decaylab._checks import check_real
-from decaylab.optim import _paths
+from decaylab.optim import _native, _paths
 from decaylab.optim._decay import (DecayGroupsMixin, check_decay_options, check_lr,
                                    decay_scale, kernel_weight_decay)
 from decaylab.optim.functional import adam_update_
@@ -117,8 +117,19 @@ class Adam(DecayGroupsMixin, Optimizer):
         state_steps: list[Tensor] = []
         has_complex = self._init_group(group, params, grads, exp_avgs, exp_avg_sqs,
                                        max_exp_avg_sqs, state_steps)
-        path = _paths.select(group, params)
-        if path == "reference":
+        native_needed = group["decoupled_weight_decay"] and (group["cautious"]
+                                                             or group["l1_decay"] != 0)
+        path = _paths.select(group, params + grads + exp_avgs + exp_avg_sqs + max_exp_avg_sqs,
+                             native_needed=native_needed)
+        if path == "native":
+            beta1, beta2 = group["betas"]
+            scale = decay_scale(group)
+            _native.adamw_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
+                               state_steps, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
+                               eps=group["eps"], decay=scale * group["weight_decay"],
+                               threshold=scale * group["l1_decay"], maximize=group["maximize"],
+                               cautious=group["cautious"])
+        elif path == "reference":
             _reference_adam(group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
                             state_steps)
         else:

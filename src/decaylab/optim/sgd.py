@@ -12,7 +12,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 from torch.optim.sgd import sgd as _torch_sgd
 
 from decaylab._checks import check_real
-from decaylab.optim import _paths
+from decaylab.optim import _native, _paths
 from decaylab.optim._decay import (DecayGroupsMixin, check_decay_options, check_lr,
                                    decay_scale, kernel_weight_decay)
 from decaylab.optim.functional import sgd_update_
@@ -81,9 +81,20 @@ class SGD(DecayGroupsMixin, Optimizer):
         grads: list[Tensor] = []
         momentum_buffers: list[Tensor | None] = []
         has_sparse_grad = self._init_group(group, params, grads, momentum_buffers)
-        path = _paths.select(group, params)
-        if path == "reference" or has_sparse_grad and group["decoupled_weight_decay"]:
+        decoupled = group["decoupled_weight_decay"]
+        native_needed = decoupled and (group["cautious"] or group["l1_decay"] != 0
+                                       or group["momentum"] != 0 and group["weight_decay"] != 0)
+        tensors = params + grads + [b for b in momentum_buffers if b is not None]
+        path = _paths.select(group, tensors, native_needed=native_needed and not has_sparse_grad)
+        if path == "reference" or has_sparse_grad and decoupled:
             _reference_sgd(group, params, grads, momentum_buffers)
+        elif path == "native":
+            scale = decay_scale(group)
+            _native.sgdw_step(params, grads, momentum_buffers, lr=float(group["lr"]),
+                              momentum=group["momentum"], dampening=group["dampening"],
+                              decay=scale * group["weight_decay"],
+                              threshold=scale * group["l1_decay"], nesterov=group["nesterov"],
+                              maximize=group["maximize"], cautious=group["cautious"])
         else:
             _kernel_sgd(group, params, grads, momentum_buffers, path, has_sparse_grad)
         if group["momentum"] != 0:

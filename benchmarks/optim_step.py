@@ -1,0 +1,138 @@
+"""Time one optimizer step of each decaylab optimizer against the fastest torch equivalent.
+
+One step on 25M float32 parameters in 10 tensors (``--quick``: 2.5M). Every
+configuration and its torch peer are timed in the same interleaved rounds (each
+round times one step of every configuration), and the median over rounds is
+reported, so machine noise hits all of them alike. Printed per row:
+
+- ms per step, the peer's ms, and the ratio ours/peer (target: <= 1.15 for the
+  four optimizers in both scalings, <= 1.3 for the decay variants);
+- effective memory bandwidth (bytes the update must read and write / time) and
+  that bandwidth as a fraction of a plain in-place ``p.add_(g)`` measured in the
+  same rounds.
+
+Run: ``python benchmarks/optim_step.py [--quick] [--rounds N] [--threads T] [--device cpu|cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from decaylab.optim import SGD, SGDW, Adam, AdamW
+
+LR, LAMBDA, MOMENTUM = 1e-3, 1e-2, 0.9
+# tensors each update reads + writes per parameter (bytes = streams · 4 · N for float32)
+STREAMS = {"sgd": 5, "adam": 7, "add": 3}
+
+
+def _configs():
+    """(label, decaylab factory, peer label, update kind, target ratio)."""
+    sgd = dict(lr=LR, momentum=MOMENTUM, weight_decay=LAMBDA, fused=True)
+    adam = dict(lr=LR, weight_decay=LAMBDA, fused=True)
+    return [
+        ("SGD (coupled)", lambda p: SGD(p, **sgd), "torch SGD fused", "sgd", 1.15),
+        ("SGDW lr", lambda p: SGDW(p, **sgd), "torch SGD fused", "sgd", 1.15),
+        ("SGDW schedule", lambda p: SGDW(p, **{**sgd, "decay_scaling": "schedule"}),
+         "torch SGD fused", "sgd", 1.15),
+        ("Adam (coupled)", lambda p: Adam(p, **adam), "torch Adam fused", "adam", 1.15),
+        ("AdamW lr", lambda p: AdamW(p, **adam), "torch AdamW fused", "adam", 1.15),
+        ("AdamW schedule", lambda p: AdamW(p, **{**adam, "decay_scaling": "schedule"}),
+         "torch AdamW fused", "adam", 1.15),
+        ("AdamW corrected (AdamC)", lambda p: AdamW(p, **{**adam, "decay_scaling": "corrected"}),
+         "torch AdamW fused", "adam", 1.3),
+        ("AdamW cautious", lambda p: AdamW(p, **adam, cautious=True), "torch AdamW fused",
+         "adam", 1.3),
+        ("AdamW + L1 prox", lambda p: AdamW(p, **adam, l1_decay=1e-4), "torch AdamW fused",
+         "adam", 1.3),
+        ("SGDW cautious", lambda p: SGDW(p, **sgd, cautious=True), "torch SGD fused", "sgd", 1.3),
+        ("SGDW + L1 prox", lambda p: SGDW(p, **sgd, l1_decay=1e-4), "torch SGD fused", "sgd",
+         1.3),
+    ]
+
+
+def _peers():
+    """The fastest torch equivalents: torch's fused kernels."""
+    return {
+        "torch SGD fused": lambda p: torch.optim.SGD(p, lr=LR, momentum=MOMENTUM,
+                                                     weight_decay=LAMBDA, fused=True),
+        "torch Adam fused": lambda p: torch.optim.Adam(p, lr=LR, weight_decay=LAMBDA, fused=True),
+        "torch AdamW fused": lambda p: torch.optim.AdamW(p, lr=LR, weight_decay=LAMBDA,
+                                                         fused=True),
+    }
+
+
+def _timed(fn, device) -> float:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2.5M params, 5 rounds")
+    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 15)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    numel = 250_000 if args.quick else 2_500_000
+    rounds = args.rounds or (5 if args.quick else 15)
+    device = args.device
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(numel, generator=gen, device=device))
+              for _ in range(10)]
+    for p in params:
+        p.grad = 1e-3 * torch.randn(numel, generator=gen, device=device)
+    add_targets = [torch.zeros(numel, device=device) for _ in range(10)]
+    add_sources = [p.grad for p in params]
+
+    steps = {"in-place add_": lambda: [a.add_(b) for a, b in zip(add_targets, add_sources)]}
+    for name, make in _peers().items():
+        steps[name] = make(params).step
+    configs = _configs()
+    for label, make, *_ in configs:
+        steps[label] = make(params).step
+
+    times = {name: [] for name in steps}
+    for fn in steps.values():  # warm-up: lazy state, first-step paths
+        fn()
+        fn()
+    for _ in range(rounds):
+        for name, fn in steps.items():
+            times[name].append(_timed(fn, device))
+    median = {name: statistics.median(t) for name, t in times.items()}
+
+    total = 10 * numel
+    bandwidth = {kind: streams * 4 * total for kind, streams in STREAMS.items()}
+    add_gbs = bandwidth["add"] / median["in-place add_"] / 1e9
+    print(f"one step on {total / 1e6:.1f}M float32 params in 10 tensors, device={device}, "
+          f"threads={torch.get_num_threads()}, median of {rounds} interleaved rounds")
+    print(f"in-place add_: {median['in-place add_'] * 1e3:.2f} ms, {add_gbs:.1f} GB/s")
+    for name in _peers():
+        print(f"{name}: {median[name] * 1e3:.2f} ms")
+    header = (f"{'decaylab optimizer':26s} {'ms':>8s}  {'peer':18s} {'peer ms':>8s} "
+              f"{'ratio':>6s} {'target':>6s} {'GB/s':>6s} {'of add_':>7s}")
+    print(header)
+    print("-" * len(header))
+    for label, _, peer, kind, target in configs:
+        ms, peer_ms = median[label] * 1e3, median[peer] * 1e3
+        gbs = bandwidth[kind] / median[label] / 1e9
+        ratio = ms / peer_ms
+        flag = "" if ratio <= target else "  over target"
+        print(f"{label:26s} {ms:8.2f}  {peer:18s} {peer_ms:8.2f} {ratio:6.2f} {target:6.2f} "
+              f"{gbs:6.1f} {gbs / add_gbs:7.0%}{flag}")
+
+
+if __name__ == "__main__":
+    main()
