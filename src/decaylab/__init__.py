@@ -23,6 +23,7 @@ _LAZY = {
     "CosineWarmRestarts": "decaylab.schedules",
     "sgdwr": "decaylab.schedules",
     "adamwr": "decaylab.schedules",
+    "lr_decay_map": "decaylab.experiments.lr_map",
 }
 
 
