@@ -26,7 +26,7 @@ def run_cli(argv, capsys):
 def test_help_lists_the_options(capsys):
     code, out, err = run_cli(["demo", "--help"], capsys)
     assert code == 0 and err == ""
-    for option in ("--out DIR", "--quick", "--seed N", "--no-progress"):
+    for option in ("--out DIR", "--quick", "--seed N", "--study KEY", "--no-progress"):
         assert option in out
 
 
@@ -142,3 +142,43 @@ def test_quick_demo_summary_shows_the_expected_directions(demo):
     run, _, _ = demo
     table = run["stdout"].split("\n\n")[0].splitlines()
     assert set(table[1]) == {"-", " "} and len(table) - 2 >= len(studies)
+
+
+def test_a_failing_study_keeps_the_previous_report_and_saves_the_finished_ones(tmp_path, capsys, monkeypatch):
+    """Fault injection: the second study raises; the first one's section lands in DIR/partial/."""
+    import decaylab.experiments.demo as demo_module
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "index.html").write_text("previous report")
+    real_run_study = demo_module.run_study
+
+    def run_study_failing_on_coupling(key, **kwargs):
+        if key == "coupling":
+            raise RuntimeError("injected failure")
+        return real_run_study(key, **kwargs)
+
+    monkeypatch.setattr(demo_module, "run_study", run_study_failing_on_coupling)
+    argv = ["demo", "--quick", "--no-progress", "--out", str(out), "--study", "ridge", "--study", "coupling"]
+    with pytest.raises(RuntimeError, match="injected failure"):
+        main(argv)
+    err = capsys.readouterr().err
+    assert f"RuntimeError after 1 of 2 studies; the finished ones are in {out / 'partial' / 'index.html'}" in err
+    assert (out / "index.html").read_text() == "previous report"
+    partial = json.loads((out / "partial" / "summary.json").read_text())
+    assert list(partial["studies"]) == ["ridge"] and partial["incomplete"]["missing"] == ["coupling"]
+    assert partial["incomplete"]["error"] == "RuntimeError: injected failure"
+    assert max(partial["studies"]["ridge"]["max_abs_weight_diff"]) <= 1e-4
+    assert [s["key"] for s in partial["report"]["sections"]] == ["ridge"]
+
+    monkeypatch.setattr(demo_module, "run_study", real_run_study)
+    assert main(["demo", "--quick", "--no-progress", "--out", str(out), "--study", "ridge"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "summary.json"]  # partial/ cleaned up
+    assert json.loads((out / "summary.json").read_text())["report"]["sections"][0]["key"] == "ridge"
+
+
+def test_unknown_study_is_a_one_line_error(tmp_path, capsys):
+    code, out, err = run_cli(["demo", "--out", str(tmp_path), "--study", "nope"], capsys)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "studies must be a subset of 'boundaries'" in err and "got 'nope'" in err
+    assert not list(tmp_path.iterdir())
