@@ -494,28 +494,17 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
         index, weight = _padded_epoch(orders, config.batch_size, steps_per_epoch)
         weight = weight.to(config.dtype)
         for s in range(steps_per_epoch):
-            active = alive & (s < per_epoch)
-            idx = index[:, s]
-            out = stacked.forward(X[idx])
-            losses = (_per_sample_loss(config.loss, out, y[idx]) * weight[:, s]).sum(1)
-            finite = torch.isfinite(losses.detach())
-            if not bool(finite[active].all()):
-                newly = active & ~finite
-                alive &= ~newly
-                epochs_run[newly] = epoch + 1
-                optimizer.freeze(newly)
-                active = alive & (s < per_epoch)
-                out = stacked.forward(X[idx])
-                losses = (_per_sample_loss(config.loss, out, y[idx]) * weight[:, s]).sum(1)
+            idx, w = index[:, s], weight[:, s]
+            losses = _member_losses(stacked, X, y, idx, w, config.loss)
+            newly = alive & (s < per_epoch) & ~torch.isfinite(losses.detach())
+            if bool(newly.any()):                 # diverged on this batch: freeze, recompute without them
+                _drop(newly, alive, epochs_run, epoch, optimizer)
+                losses = _member_losses(stacked, X, y, idx, w, config.loss)
             grads = torch.autograd.grad(losses.sum(), stacked.params)
-            optimizer.step(grads, active)
-        finite_params = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0)
+            optimizer.step(grads, alive & (s < per_epoch))
         epochs_run[alive] = epoch + 1
-        if not bool(finite_params[alive].all()):
-            newly = alive & ~finite_params
-            epochs_run[newly] = epoch + 1
-            alive &= ~newly
-            optimizer.freeze(newly)
+        finite = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0)
+        _drop(alive & ~finite, alive, epochs_run, epoch, optimizer)
         if not bool(alive.any()):
             break
     results = _summarize_batched(stacked, X, y, rows, members, config, evals, alive, epochs_run,
@@ -524,6 +513,20 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
     for r in results:
         r.wall_time = per_member
     return results
+
+
+def _member_losses(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
+    """Each member's batch loss ``[G]``: the weighted sum of its rows' losses (weights 1/batch length, 0 on padding)."""
+    return (_per_sample_loss(kind, stacked.forward(X[idx]), y[idx]) * weight).sum(1)
+
+
+def _drop(newly: torch.Tensor, alive: torch.Tensor, epochs_run: torch.Tensor, epoch: int,
+          optimizer: _BatchedOptimizer) -> None:
+    """Mark ``newly`` diverged members as dead at ``epoch`` and freeze them."""
+    if bool(newly.any()):
+        alive &= ~newly
+        epochs_run[newly] = epoch + 1
+        optimizer.freeze(newly)
 
 
 def _rows_mean(per_row: torch.Tensor, rows: torch.Tensor | None) -> float:
