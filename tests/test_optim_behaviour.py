@@ -15,6 +15,9 @@ import pytest
 import torch
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW
+from test_optim_support import one_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 OPTIMIZERS = {
     "SGD": (SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
@@ -24,13 +27,6 @@ OPTIMIZERS = {
     "AdamW-schedule": (AdamW, None, dict(lr=0.01, weight_decay=1e-3, decay_scaling="schedule")),
 }
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _model(seed=0, dtype=torch.float64):

@@ -15,17 +15,13 @@ import pytest
 import torch
 
 from decaylab.optim import SGDW, AdamW, _native, _paths
+from test_optim_support import one_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 NUMEL = 5000
 REFERENCE = {"foreach": False, "fused": False}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _spy_paths(monkeypatch):

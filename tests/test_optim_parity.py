@@ -14,20 +14,15 @@ import pytest
 import torch
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW
+from test_optim_support import one_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS = 200
 PATHS = {"reference": {"foreach": False, "fused": False}, "foreach": {"foreach": True},
          "fused": {"fused": True}}
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread (2 threads on a loaded 2-core box run ~40x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _schedule(opt, kind):
