@@ -37,7 +37,8 @@ def test_boundaries_weights_shrink_and_boundary_simplifies():
     r = boundaries.run_boundaries(seed=0, lambdas=(0.0, 3.0, 100.0), epochs=150, hidden=(32, 32))
     s = r.summary
     _check_section(r, "boundaries")
-    assert s["weights_shrink_monotonically"] and s["weight_norm"][0] > 1.5 * s["weight_norm"][1] > 3 * s["weight_norm"][2]
+    assert s["weights_shrink_monotonically"]
+    assert s["weight_norm"][0] > 1.5 * s["weight_norm"][1] > 3 * s["weight_norm"][2]
     assert s["boundary_flips"][-1] < s["boundary_flips"][0]
     assert s["boundary_flips"][-1] == 0            # λ=100 collapses the model to one class
     assert s["test_acc"][1] > s["test_acc"][2] + 0.2
@@ -85,7 +86,8 @@ def test_coupling_sgd_equals_sgdw_only_without_momentum():
     assert s["sgd_differs_from_sgdw_with_momentum"] and s["sgd_vs_sgdw_momentum"]["max_abs_weight_diff"] > 1e-3
     runs = s["runs"]
     # coupled decay rides the momentum buffer (≈ λ/(1−μ)): smaller weights than SGDW at the same λ
-    assert runs["SGD (coupled) + momentum"]["final_weight_norm"] < runs["SGDW (decoupled) + momentum"]["final_weight_norm"]
+    sgd_m, sgdw_m = runs["SGD (coupled) + momentum"], runs["SGDW (decoupled) + momentum"]
+    assert sgd_m["final_weight_norm"] < sgdw_m["final_weight_norm"]
     # Adam's L2 term is amplified by the adaptive step; AdamW's lr·λ shrink is mild at lr 1e-3
     assert runs["Adam + L2 (coupled)"]["final_weight_norm"] < runs["AdamW (decoupled)"]["final_weight_norm"]
     assert runs["AdamW (decoupled)"]["final_weight_norm"] < runs["Adam, no decay"]["final_weight_norm"]

@@ -67,8 +67,8 @@ def accuracy(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def lam_label(lam: float) -> str:
-    """λ as a short label: ``0``, ``0.003``, ``1e-05``, ``30``."""
-    return f"{lam:g}"
+    """λ as a short label with 3 significant digits: ``0``, ``0.00316``, ``1e-05``, ``30``."""
+    return f"{lam:.3g}"
 
 
 def is_monotone(values, *, decreasing: bool, tol: float = 0.0) -> bool:

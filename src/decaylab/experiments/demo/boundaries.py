@@ -53,7 +53,8 @@ def run_boundaries(quick: bool = False, seed: int = 0, progress: bool = False, *
         model.eval()
         with torch.no_grad():
             prob = torch.softmax(model(points), dim=1)[:, 1].reshape(GRID, GRID)
-        runs.append(dict(lam=float(lam), train_acc=history.train_acc[-1], test_acc=accuracy(model, ds.test.X, ds.test.y),
+        runs.append(dict(lam=float(lam), train_acc=history.train_acc[-1],
+                         test_acc=accuracy(model, ds.test.X, ds.test.y),
                          weight_norm=models.weight_norm(model), flips=boundary_flips(prob > 0.5), prob=prob))
 
     summary = _summary(runs, cfg, ds)
@@ -110,7 +111,8 @@ def _paragraph(s, cfg, ds) -> str:
             f"and ends at {test[-1]:.3f} at λ={lams[-1]:g}, where train accuracy is {s['train_acc'][-1]:.3f}: "
             f"too much decay underfits. ")
     text += (f"The weight norm goes from {norms[0]:.3g} to {norms[-1]:.3g}"
-             + (", shrinking at every step up in λ" if s["weights_shrink_monotonically"] else ", though not at every step")
+             + (", shrinking at every step up in λ" if s["weights_shrink_monotonically"]
+                else ", though not at every step")
              + f", and the boundary gets {'shorter' if flips[-1] < flips[0] else 'no shorter'}: {flips[0]} sign flips "
              f"on the {GRID}×{GRID} grid at λ={lams[0]:g}, {flips[-1]} at λ={lams[-1]:g}"
              + ("" if s["boundary_shortens_monotonically"] else " (not monotonically)") + ". "

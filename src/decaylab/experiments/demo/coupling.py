@@ -81,8 +81,8 @@ def run_coupling(quick: bool = False, seed: int = 0, progress: bool = False, *, 
         tables=[Table(columns=["run", "train loss", "test acc", "‖θ‖₂"],
                       rows=[[name, r["final_train_loss"], r["test_acc"], r["final_weight_norm"]]
                             for name, r in summary["runs"].items()],
-                      caption=f"digits, MLP 64-{HIDDEN[0]}-10, {epochs} epochs, batch {BATCH}, float64; SGD lr {SGD_LR}, "
-                              f"λ {SGD_LAMBDA}; Adam lr {ADAM_LR}, λ {ADAM_LAMBDA}")],
+                      caption=f"digits, MLP 64-{HIDDEN[0]}-10, {epochs} epochs, batch {BATCH}, float64; "
+                              f"SGD lr {SGD_LR}, λ {SGD_LAMBDA}; Adam lr {ADAM_LR}, λ {ADAM_LAMBDA}")],
     )
     nm, m = summary["sgd_vs_sgdw_no_momentum"], summary["sgd_vs_sgdw_momentum"]
     return StudyResult.with_headline(section, summary, "3 coupled/decoupled",
@@ -118,7 +118,8 @@ def _paragraph(s) -> str:
              f"rescaled by the adaptive step, giving ‖θ‖ {adam['final_weight_norm']:.3g} and test accuracy "
              f"{adam['test_acc']:.3f}, while AdamW shrinks by lr·λ per step, giving ‖θ‖ "
              f"{adamw['final_weight_norm']:.3g} and {adamw['test_acc']:.3f} (Adam without decay: ‖θ‖ "
-             f"{plain['final_weight_norm']:.3g}, {plain['test_acc']:.3f}). A λ tuned for one does not transfer to the other.")
+             f"{plain['final_weight_norm']:.3g}, {plain['test_acc']:.3f}). A λ tuned for one does not transfer to "
+             "the other.")
     return text
 
 

@@ -45,7 +45,8 @@ def run_cross_validation(quick: bool = False, seed: int = 0, progress: bool = Fa
     test = {lam: [r["test_accuracy"] for r in result.table if r["lambda"] == lam] for lam in lambdas}
     lam_values = [s["lambda"] for s in per_lambda]
     summary = {
-        "dataset": "moons (train+val rows)", "n_rows": len(rows.y), "folds": FOLDS, "optimizer": "decaylab AdamW update",
+        "dataset": "moons (train+val rows)", "n_rows": len(rows.y), "folds": FOLDS,
+        "optimizer": "decaylab AdamW update (decaylab.sweep)",
         "engine": result.engine, "lr": LR, "epochs": cfg["epochs"], "hidden": list(cfg["hidden"]),
         "lambdas": lam_values,
         "cv_mean": as_floats(s["mean"] for s in per_lambda), "cv_std": as_floats(s["std"] for s in per_lambda),
@@ -87,7 +88,8 @@ def _paragraph(s) -> str:
             f"down to {cv[-1]:.3f} at λ={lams[-1]:g}. ")
     if same:
         text += (f"The one-standard-error rule picks the same λ, since no larger λ is within one standard error of "
-                 f"the best. Its fold models reach test accuracy {s['test_acc_best']:.3f} ± {s['test_acc_std_best']:.3f}.")
+                 f"the best. Its fold models reach test accuracy {s['test_acc_best']:.3f} ± "
+                 f"{s['test_acc_std_best']:.3f}.")
     else:
         text += (f"The one-standard-error rule picks the larger λ={s['lambda_1se']:.3g} (CV accuracy "
                  f"{s['cv_acc_1se']:.3f}, within one standard error of the best): the simplest model that is "

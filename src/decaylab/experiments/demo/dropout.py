@@ -42,11 +42,13 @@ def run_dropout(quick: bool = False, seed: int = 0, progress: bool = False, *, e
         layer_norms = [float(m.weight.detach().norm()) for m in model.modules() if isinstance(m, torch.nn.Linear)]
         runs[name] = {"dropout": p, "weight_decay": lam, "train_acc": history.train_acc[-1],
                       "test_acc": accuracy(model, ds.test.X, ds.test.y), "weight_norm": models.weight_norm(model),
-                      "layer_weight_norms": as_floats(layer_norms), "val_acc": as_floats(history.val_acc), "val_epochs": history.epoch}
+                      "layer_weight_norms": as_floats(layer_norms), "val_acc": as_floats(history.val_acc),
+                      "val_epochs": history.epoch}
 
     base = runs["neither"]["weight_norm"]
     summary = {
-        "dataset": "moons", "n_train": len(ds.train), "label_noise": ds.meta["label_noise"], "hidden": list(cfg["hidden"]), "epochs": cfg["epochs"],
+        "dataset": "moons", "n_train": len(ds.train), "label_noise": ds.meta["label_noise"],
+        "hidden": list(cfg["hidden"]), "epochs": cfg["epochs"],
         "optimizer": "decaylab.optim.AdamW", "lr": LR, "batch_size": None, "dropout": DROPOUT, "weight_decay": LAMBDA,
         "runs": runs,
         "weight_norm_ratio_dropout": runs["dropout only"]["weight_norm"] / base,

@@ -141,7 +141,8 @@ def _paragraph(s) -> str:
             f"(weight_decay = 2λ on the mean squared error) and the closed-form ridge solution {match}: the largest "
             f"difference over the fitted λ values is {s['ridge_overlay_max_diff']:.1e} (weights and curve; "
             f"tolerance {s['agreement_tolerance']:g}) after {s['gd_steps']} steps. Training error "
-            f"{'grows steadily' if is_monotone(train, decreasing=False) else 'changes'} with λ, from {train[0]:.3g} at λ={lams[0]:g} to {train[-1]:.3g} at λ={lams[-1]:g}, while test error "
+            f"{'grows steadily' if is_monotone(train, decreasing=False) else 'changes'} with λ, from "
+            f"{train[0]:.3g} at λ={lams[0]:g} to {train[-1]:.3g} at λ={lams[-1]:g}, while test error "
             f"{'falls from' if s['best_test_mse'] < test[0] else 'starts at'} {test[0]:.3g} to a minimum of "
             f"{s['best_test_mse']:.3g} at λ={s['best_lambda']:.3g} and rises again to {test[-1]:.3g}"
             + (" — the U shape of too little vs too much decay." if s["test_mse_u_shaped"] else "."))
