@@ -109,3 +109,21 @@ def test_bad_arguments_name_the_argument(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         fit_basin(args.pop("errors"), args.pop("lrs"), args.pop("decays"), **args)
+
+
+def test_a_row_without_a_wall_on_one_side_is_censored():
+    log_decays = np.log(DECAYS)
+    row = np.concatenate([np.linspace(0.103, 0.100, 6), np.linspace(0.12, 0.5, DECAYS.size - 6)])
+    # the minimum (column 5) is interior, but the smallest λ is only 0.003 worse: no left wall
+    assert np.isnan(best_log_decay(row[None], log_decays, min_contrast=0.01)[0])
+    assert np.isfinite(best_log_decay(row[None], log_decays, min_contrast=0.001)[0])
+
+
+def test_tie_tol_turns_near_ties_into_a_good_run_averaged_in_log_decay():
+    log_decays = np.log(DECAYS)
+    row = np.full(DECAYS.size, 0.5)
+    row[3:8] = [0.30, 0.108, 0.100, 0.104, 0.30]
+    exact = best_log_decay(row[None], log_decays)[0]
+    merged = best_log_decay(row[None], log_decays, tie_tol=0.01)[0]
+    assert merged == pytest.approx(log_decays[4:7].mean())
+    assert exact != pytest.approx(merged) and abs(exact - log_decays[5]) <= np.log(10) / 4

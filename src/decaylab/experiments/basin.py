@@ -5,14 +5,17 @@ Input: test errors ``E[s, i, j]`` for seed ``s``, learning rate ``lr_i`` (rows) 
 
 1. Best λ per learning rate, on the seed-mean map ``Ē[i, j]`` (NaN — a diverged member —
    counts as the worst error, ``+inf``):
-   - the minimum ``m_i = min_j Ē[i, j]``; the tied set ``J = {j : Ē[i, j] ≤ m_i + tie_tol}``;
-   - if ``J`` is one interior column ``j``: the vertex of the parabola through the three
-     points ``(log λ_{j−1}, Ē), (log λ_j, Ē), (log λ_{j+1}, Ē)`` (sub-grid refinement),
-     clipped to the half-way points to the neighbours;
-   - if ``J`` has several columns (a plateau): the mean of their ``log λ``;
-   - the row is *censored* (left out of the fit) when ``J`` contains the first or last column
-     — the best λ may lie outside the grid — or when the row is flat:
-     ``max_j Ē − m_i < min_contrast`` (no λ is better than another, the argmin is noise).
+   - the minimum ``m_i = min_j Ē[i, j]`` and the *good run*: the contiguous columns around the
+     first argmin with ``Ē[i, j] ≤ m_i + tie_tol`` (``tie_tol`` = differences too small to
+     tell apart, e.g. seed noise; 1e-12 by default, exact ties only);
+   - if the good run is one column ``j``: the vertex of the parabola through
+     ``(log λ_{j−1}, Ē), (log λ_j, Ē), (log λ_{j+1}, Ē)`` (sub-grid refinement), clipped to
+     the half-way points to the neighbours;
+   - if it has several columns (a plateau): the mean of their ``log λ``;
+   - the row is *censored* (left out of the fit) when the good run contains the first or last
+     column — the best λ may lie outside the grid — or when a wall is missing: both edge
+     columns must be worse than ``m_i`` by at least ``min_contrast`` (otherwise the row is
+     flat on one side and its argmin is noise).
 2. Slope: ordinary least squares of ``log λ*_i`` on ``log lr_i`` over the rows kept (at least
    two). A slope of −1 is a diagonal basin (λ must fall as lr rises: the product lr·λ is what
    matters); 0 is an axis-aligned basin (λ can be tuned without touching lr).
@@ -81,16 +84,20 @@ def best_log_decay(errors: np.ndarray, log_decays: np.ndarray, *, min_contrast: 
     best = np.full(errors.shape[0], np.nan)
     last = errors.shape[1] - 1
     for i, row in enumerate(errors):
-        low = row.min()
-        if not np.isfinite(low) or np.max(row) - low < min_contrast:
+        j = int(np.argmin(row))
+        low = row[j]
+        if not np.isfinite(low) or min(row[0], row[last]) - low < min_contrast:
             continue
-        tied = np.flatnonzero(row <= low + tie_tol)
-        if tied[0] == 0 or tied[-1] == last:
+        start, stop = j, j
+        while start > 0 and row[start - 1] <= low + tie_tol:
+            start -= 1
+        while stop < last and row[stop + 1] <= low + tie_tol:
+            stop += 1
+        if start == 0 or stop == last:
             continue
-        if len(tied) > 1:
-            best[i] = log_decays[tied].mean()
+        if stop > start:
+            best[i] = log_decays[start:stop + 1].mean()
         else:
-            j = tied[0]
             best[i] = _parabola_vertex(log_decays[j - 1:j + 2], row[j - 1:j + 2])
     return best
 

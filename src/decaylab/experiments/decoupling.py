@@ -28,10 +28,16 @@ from decaylab.experiments.basin import BasinFit
 from decaylab.experiments.lr_map import LrDecayMap, lr_decay_map, plot_maps
 from decaylab.report.model import Figure, Section, Table
 
-__all__ = ["ARMS", "Arm", "DecouplingResult", "TASK", "run_decoupling"]
+__all__ = ["ARMS", "Arm", "BASIN", "DecouplingResult", "TASK", "run_decoupling"]
 
 TASK = dict(dataset="moons", n_train=100, noise=0.2, label_noise=0.2, n_test=1000, hidden=(64, 64),
             batch_size=100, epochs=400, quick_epochs=200, lr_schedule="cosine", momentum=0.9)
+
+
+# The basin statistic's tolerances, in units of test error: cells within half a point of a row's
+# best are one good run (the binomial standard error of a ~10 % error on 1000 test points is ~1
+# point), and both ends of a kept row must be at least one point worse than its best.
+BASIN = dict(tie_tol=0.005, min_contrast=0.01)
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ def run_decoupling(*, quick: bool = False, seeds: int = 3, epochs: int | None = 
                 seeds=tuple(range(seeds)), decay_scaling=arm.decay_scaling or "lr", epochs=epochs,
                 batch_size=TASK["batch_size"], lr_schedule=TASK["lr_schedule"], momentum=TASK["momentum"],
                 progress=progress)
-            fits[arm.key] = maps[arm.key].basin(n_boot=n_boot)
+            fits[arm.key] = maps[arm.key].basin(n_boot=n_boot, **BASIN)
     seconds = time.perf_counter() - start
     setup = dict(TASK, epochs=epochs, grid_size=grid_size, seeds=seeds, quick=quick)
     return DecouplingResult(maps, fits, _sections(arms, maps, fits, setup), _summary(arms, maps, fits, setup, seconds),
@@ -214,8 +220,10 @@ def _sections(arms, maps, fits, setup) -> list[Section]:
     table = Table(columns=["optimizer", "slope [95% CI]", "rows kept", "paper", "best cell"],
                   rows=[list(r.values()) for r in _rows(arms, maps, fits)],
                   caption="Basin statistic per optimizer: slope of log(best λ) vs log(lr) on the seed-mean "
-                          "map, 95 % percentile bootstrap over seeds; rows kept = learning rates whose best λ "
-                          "is inside the grid and whose row is not flat.")
+                          "map, 95 % percentile bootstrap over seeds. Best λ of a row: the mean log λ of the cells "
+                          f"within {BASIN['tie_tol']:g} of its lowest error (the parabola vertex when that is one "
+                          f"cell); rows kept = learning rates whose good cells are inside the grid with both "
+                          f"edges at least {BASIN['min_contrast']:g} worse.")
     sections = [Section(key="decoupling-maps", title="Learning rate × weight decay maps",
                         text=_main_text(arms, maps, fits, setup), figures=figures, tables=[table])]
     explanation = _explanation(arms, fits)
@@ -226,7 +234,8 @@ def _sections(arms, maps, fits, setup) -> list[Section]:
 
 
 def _summary(arms, maps, fits, setup, seconds) -> dict:
-    out = {"setup": {k: (list(v) if isinstance(v, tuple) else v) for k, v in setup.items()}, "arms": {}, "cells": []}
+    out = {"setup": {k: (list(v) if isinstance(v, tuple) else v) for k, v in setup.items()}, "basin_settings": BASIN,
+           "arms": {}, "cells": []}
     for arm in arms:
         m, fit = maps[arm.key], fits[arm.key]
         lr, lam, err = m.best_cell()
