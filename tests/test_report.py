@@ -88,7 +88,7 @@ def parse(page: str) -> PageParser:
 
 def test_write_report_files_sections_and_images(tmp_path, sections):
     index = write_report(tmp_path / "out" / "nested", "Demo", sections, {"boundaries": {"norm": [3.0, 2.0]}},
-                         intro="What decay does.")
+                         intro="What decay does.\n\nA second intro paragraph.")
     assert index == tmp_path / "out" / "nested" / "index.html"
     page = index.read_text(encoding="utf-8")
     doc = parse(page)
@@ -102,6 +102,7 @@ def test_write_report_files_sections_and_images(tmp_path, sections):
     text = "".join(doc.text)
     assert "Decision boundaries vs λ" in text and "Ridge overlay" in text and "A second paragraph." in text
     assert "What decay does." in text and "λ = 0" in text  # intro and the slider's value label
+    assert [t for t, n, v in doc.attrs if n == "class" and v == "intro"] == ["p", "p"]
     assert doc.tags.count("tr") == 1 + len(LAMBDAS) and doc.tags.count("p") >= 4
     summary = json.loads((index.parent / "summary.json").read_text(encoding="utf-8"))
     assert summary["boundaries"] == {"norm": [3.0, 2.0]}

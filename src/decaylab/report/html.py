@@ -137,9 +137,11 @@ def _cell(value: Any) -> str:
     return f'<td class="num">{escape(text)}</td>' if numeric else f"<td>{escape(text)}</td>"
 
 
-def _paragraphs(text: str) -> str:
+def _paragraphs(text: str, css_class: str = "") -> str:
+    """Blank-line-separated blocks of ``text`` as escaped ``<p>`` elements."""
     blocks = [block.strip() for block in text.split("\n\n") if block.strip()]
-    return "\n".join(f"<p>{escape(block)}</p>" for block in blocks)
+    attribute = f' class="{css_class}"' if css_class else ""
+    return "\n".join(f"<p{attribute}>{escape(block)}</p>" for block in blocks)
 
 
 def _figure(figure: Figure) -> str:
@@ -201,7 +203,7 @@ def render_html(title: str, sections: Sequence[Section], intro: str = "") -> str
     sections = check_sections(sections)
     toc = "\n".join(f'<li><a href="#{escape(s.key)}">{escape(s.title)}</a></li>' for s in sections)
     body = "\n".join(_section(s) for s in sections)
-    intro_html = f'<p class="intro">{escape(intro)}</p>' if intro.strip() else ""
+    intro_html = _paragraphs(intro, "intro")
     return f"""<!doctype html>
 <html lang="en">
 <head>
