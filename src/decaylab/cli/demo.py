@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         out_dir = check_out_dir(args.out, name="--out")
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    studies = args.studies or STUDIES
+    studies = list(dict.fromkeys(args.studies)) if args.studies else list(STUDIES)  # in order, once each
     finished = {}  # study key -> StudyResult, filled as studies finish
     start = time.perf_counter()
     try:
