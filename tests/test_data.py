@@ -90,3 +90,14 @@ def test_bad_input():
         data.load("poly", dtype=torch.int64)
     with pytest.raises(ValueError, match="split must be one of"):
         data.load("poly").split("dev")
+
+
+def test_train_and_val_and_dtype_cast():
+    d = data.load("poly", seed=0)
+    both = d.train_and_val()
+    assert len(both) == len(d.train) + len(d.val)
+    assert torch.equal(both.X[:len(d.train)], d.train.X) and torch.equal(both.y[len(d.train):], d.val.y)
+    d64 = d.to(torch.float64)
+    assert d64.train.X.dtype == torch.float64 and d64.test.y.dtype == torch.float64
+    c64 = data.load("digits").to(torch.float64)
+    assert c64.train.X.dtype == torch.float64 and c64.train.y.dtype == torch.int64  # labels stay integer

@@ -171,3 +171,10 @@ def test_eval_every_records_every_kth_and_the_last_epoch():
     assert all(len(v) == 3 for v in h.weight_norms.values())
     with pytest.raises(ValueError, match="eval_every"):
         fit(m, opt, d, epochs=1, eval_every=0)
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    d, m = _moons_mlp()
+    fit(m, torch.optim.SGD(m.parameters(), lr=0.1), d, epochs=3, batch_size=None, progress="moons")
+    out, err = capsys.readouterr()
+    assert out == "" and "moons" in err and "/3" in err

@@ -140,3 +140,12 @@ def test_bad_input():
         demo.run_demo(seed=-1, progress=False)
     with pytest.raises(ValueError, match="study must be one of"):
         demo.run_study("nope")
+
+
+def test_a_study_is_deterministic_given_its_seed():
+    def run(seed):
+        return sparsity.run_sparsity(seed=seed, lambdas=(1e-2,), epochs=1).summary
+
+    first, again, other = run(3), run(3), run(4)
+    assert first == again
+    assert first["l1_test_acc"] != other["l1_test_acc"] or first["l1_zeros"] != other["l1_zeros"]
