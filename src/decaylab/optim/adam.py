@@ -226,7 +226,8 @@ def _reference_adam(group: dict, params: list, grads: list, exp_avgs: list, exp_
             lr=lr, beta1=beta1, beta2=beta2, eps=group["eps"],
             weight_decay=group["weight_decay"], amsgrad=amsgrad, maximize=group["maximize"],
             decoupled=group["decoupled_weight_decay"], decay_scale=decay_scale(group),
-            cautious=group["cautious"], l1_decay=group["l1_decay"])
+            cautious=group["cautious"], l1_decay=group["l1_decay"],
+            differentiable=group["differentiable"])
 
 
 def _kernel_adam(group: dict, params: list, grads: list, exp_avgs: list, exp_avg_sqs: list,

@@ -62,8 +62,14 @@ def decoupled_decay_(param: Tensor, decay: Scalar, update: Tensor | None = None)
 
 
 def soft_threshold_(param: Tensor, threshold: Scalar) -> Tensor:
-    """Proximal step of ``threshold·‖w‖₁`` in place: ``w ← sign(w)·max(|w| − threshold, 0)``."""
-    return param.copy_(param.sign() * (param.abs() - threshold).clamp_min(0))
+    """Proximal step of ``threshold·‖w‖₁`` in place: ``w ← sign(w)·max(|w| − threshold, 0)``.
+
+    Computed as ``w − clamp(w, −threshold, threshold)``: the same numbers, exact
+    zeros inside the threshold, and a NaN stays NaN.
+    """
+    if isinstance(threshold, Tensor):
+        return param.sub_(torch.clamp(param, -threshold, threshold))
+    return param.sub_(param.clamp(-threshold, threshold))
 
 
 def sgd_update_(param: Tensor, grad: Tensor, momentum_buffer: Tensor | None, *, lr: Scalar,
@@ -113,7 +119,7 @@ def adam_update_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tenso
                  beta2: float, eps: float, weight_decay: Scalar, amsgrad: bool = False,
                  maximize: bool = False, decoupled: bool = False,
                  decay_scale: Scalar | None = None, cautious: bool = False,
-                 l1_decay: Scalar = 0.0) -> None:
+                 l1_decay: Scalar = 0.0, differentiable: bool = False) -> None:
     """One Adam (coupled) or AdamW (``decoupled=True``) step on ``param``, in place.
 
     ``step`` is the 1-based count of this update (bias corrections use it).
@@ -130,7 +136,9 @@ def adam_update_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tenso
 
     The decay uses the weights before the gradient step, exactly as torch's AdamW
     (which shrinks first); cautious decay needs sign(u) = sign(m) first, hence
-    the moments are updated before the decay here.
+    the moments are updated before the decay here. ``differentiable=True`` keeps
+    the autograd graph valid across steps (the moments are read through copies,
+    as torch does), for differentiating through the optimizer.
     """
     scale = lr if decay_scale is None else decay_scale
     g = -grad if maximize else grad
@@ -150,15 +158,19 @@ def adam_update_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tenso
     bias_correction1 = 1 - beta1 ** step
     bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5
     second_moment = exp_avg_sq
-    if amsgrad:
+    if amsgrad and differentiable:
+        max_exp_avg_sq.copy_(torch.maximum(max_exp_avg_sq.clone(), exp_avg_sq))
+        second_moment = max_exp_avg_sq
+    elif amsgrad:
         torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         second_moment = max_exp_avg_sq
     denom = (second_moment.sqrt() / bias_correction2_sqrt).add_(eps)
     step_size = lr / bias_correction1
+    first_moment = exp_avg.clone() if differentiable else exp_avg
     if isinstance(step_size, Tensor):
-        param.addcmul_(exp_avg / denom, step_size, value=-1)
+        param.addcmul_(first_moment / denom, step_size, value=-1)
     else:
-        param.addcdiv_(exp_avg, denom, value=-step_size)
+        param.addcdiv_(first_moment, denom, value=-step_size)
     if _nonzero(l1_decay):
         soft_threshold_(param, scale * l1_decay)
 
