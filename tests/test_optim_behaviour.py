@@ -372,8 +372,8 @@ def test_differentiable_mode_gives_torchs_gradients_through_the_steps(ours, thei
         (w ** 2).sum().backward()
         runs.append((w.detach(), start.grad, grad.grad))
     tol = 1e-13 if ours is SGD else 1e-5
-    for a, b in zip(*runs):
-        assert torch.allclose(a, b, rtol=tol, atol=0), (a - b).abs().max()
+    for a, b in zip(*runs):  # weights, d/d(start), d/d(grad): max-norm relative error
+        assert ((a - b).abs().max() / b.abs().max()).item() <= tol
 
 
 @pytest.mark.parametrize("path", [{}, {"fused": True}])
