@@ -107,6 +107,8 @@ def test_quick_demo_writes_a_complete_report(demo):
     assert summary["run"]["quick"] is True and summary["run"]["seed"] == 0
     # the terminal: a results table and where the report went on stdout, progress bars on stderr
     assert "report: " + str(report / "index.html") in run["stdout"]
+    verdicts = [v for v in summary["checks"].values() if isinstance(v, bool)]
+    assert f"checks: {sum(verdicts)} of {len(verdicts)} expected directions hold" in run["stdout"]
     assert len(run["stdout"].strip().splitlines()) >= 4
     assert "it/s" in run["stderr"] or "s/it" in run["stderr"]
 
@@ -182,3 +184,10 @@ def test_unknown_study_is_a_one_line_error(tmp_path, capsys):
     assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
     assert "studies must be a subset of 'boundaries'" in err and "got 'nope'" in err
     assert not list(tmp_path.iterdir())
+
+
+def test_checks_line_names_what_failed():
+    from decaylab.cli.demo import checks_line
+
+    assert checks_line({"a": True, "b": True, "max_diff": 1e-9}).strip() == "checks: 2 of 2 expected directions hold"
+    assert checks_line({"a": True, "b": False}).strip() == "checks: 1 of 2 expected directions hold; NOT: b"

@@ -91,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     summary.setdefault("run", {"quick": args.quick, "seed": args.seed, "seconds": round(seconds, 2)})
     if result.rows:
         print(text_table(result.rows))
+    print(checks_line(summary.get("checks", {})))
     try:
         index = write_report(out_dir, TITLE, result.sections, summary, intro=intro_text(args.quick, args.seed, seconds))
         remove_partial_report(out_dir)
@@ -98,6 +99,14 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--out {str(args.out)!r}: cannot write the report: {exc}") from None
     print(f"\nreport: {index}  (and {index.parent / 'summary.json'}) in {seconds:.0f} s")
     return 0
+
+
+def checks_line(checks: dict) -> str:
+    """One line on the expected directions (the boolean entries of the demo's ``checks``)."""
+    verdicts = {name: value for name, value in checks.items() if isinstance(value, bool)}
+    failed = [name for name, value in verdicts.items() if not value]
+    line = f"\nchecks: {len(verdicts) - len(failed)} of {len(verdicts)} expected directions hold"
+    return line + (f"; NOT: {', '.join(failed)}" if failed else "")
 
 
 def write_partial_report(out_dir: Path, finished: dict, studies, exc: BaseException, args) -> Path:
