@@ -21,7 +21,7 @@ from decaylab.train import fit
 from ._common import StudyResult, accuracy, as_floats, fig_to_png, is_monotone, lam_label, new_figure
 
 FULL = dict(lambdas=(0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), hidden=(128, 128), epochs=400)
-QUICK = dict(lambdas=(0.0, 0.3, 1.0, 3.0, 30.0, 100.0), hidden=(64, 64), epochs=250)
+QUICK = dict(lambdas=(0.0, 0.3, 1.0, 3.0, 10.0, 100.0), hidden=(64, 64), epochs=250)
 LR = 0.01
 GRID = 160
 EXTENT = 2.75  # the plotted square is [-EXTENT, EXTENT]² in standardized coordinates
