@@ -75,7 +75,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data, *, epoch
 
     Args:
         data: a :class:`decaylab.data.Dataset` (its ``train`` and ``val`` splits are used), or a
-            tuple ``(X, y)`` or ``(X, y, X_val, y_val)`` of tensors.
+            tuple ``(X, y)`` or ``(X, y, X_val, y_val)`` of tensors; moved to the device of the
+            model's parameters.
         epochs: number of passes over the training rows (≥ 1).
         batch_size: rows per step (≥ 1), or ``None`` for full-batch steps.
         loss: "cross_entropy", "mse" or a callable; default by task (integer ``y``:
@@ -101,6 +102,9 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data, *, epoch
     seed = check_int("seed", seed, low=0)
     eval_every = check_int("eval_every", eval_every, low=1)
     (X, y), val, task = _training_data(data)
+    device = next(model.parameters(), torch.empty(0)).device
+    X, y = X.to(device), y.to(device)
+    val = None if val is None else (val[0].to(device), val[1].to(device))
     loss_fn = _loss_function(loss, task)
     callbacks = list(callbacks)
     if early_stopping is not None:
