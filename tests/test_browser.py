@@ -110,6 +110,11 @@ def test_hand_made_report_renders_offline_and_slider_scrubs(offline_page, tmp_pa
     assert labels == ["λ = 0", "λ = 0.001", "λ = 0.01", "λ = 0.1"]
     caption = offline_page.page.locator('[data-slider="boundaries"] .frame-caption').inner_text()
     assert caption == "slope per λ: slope 1.000"
+    # one self-contained file: moved alone to another directory, it still shows everything
+    moved = tmp_path / "elsewhere" / "copy.html"
+    moved.parent.mkdir()
+    moved.write_bytes(index.read_bytes())
+    check_report_renders(offline_page, moved, n_sections=2, n_images=3, screenshot=tmp_path / "moved.png")
     assert offline_page.remote_requests == [] and offline_page.errors == []
 
 
