@@ -120,7 +120,7 @@ DEFINE_KERNELS(double, f64, sqrt)
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared"]
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _library: ctypes.CDLL | None | bool = False  # False: not tried yet; None: unavailable
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (threads, pool)
 
 
 def _cpu_signature() -> str:
@@ -202,9 +202,10 @@ def _run(kernel_name: str, tensors: list[list[Tensor | None]], scalars: list[tup
         for kernel, pointers, count, args in jobs:
             kernel(*pointers, count, *args)
         return
-    if _pool is None or _pool._max_workers != threads:
-        _pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="decaylab-kernel")
-    for future in [_pool.submit(kernel, *pointers, count, *args)
+    if _pool is None or _pool[0] != threads:
+        _pool = (threads, ThreadPoolExecutor(max_workers=threads,
+                                             thread_name_prefix="decaylab-kernel"))
+    for future in [_pool[1].submit(kernel, *pointers, count, *args)
                    for kernel, pointers, count, args in jobs]:
         future.result()
 
