@@ -91,6 +91,12 @@ def test_coupling_sgd_equals_sgdw_only_without_momentum():
     # Adam's L2 term is amplified by the adaptive step; AdamW's lr·λ shrink is mild at lr 1e-3
     assert runs["Adam + L2 (coupled)"]["final_weight_norm"] < runs["AdamW (decoupled)"]["final_weight_norm"]
     assert runs["AdamW (decoupled)"]["final_weight_norm"] < runs["Adam, no decay"]["final_weight_norm"]
+    matched = s["adam_vs_adamw_matched_lambda"]
+    for label in ("Adam + L2", "AdamW"):
+        norms = matched[label]["weight_norm"]
+        assert len(norms) == len(matched["lambdas"]) and norms == sorted(norms, reverse=True)
+    # at every matched λ, L2 inside Adam shrinks the weights more than AdamW's decoupled decay
+    assert all(a < b for a, b in zip(matched["Adam + L2"]["weight_norm"], matched["AdamW"]["weight_norm"]))
 
 
 def test_l1_gives_exact_zeros_and_l2_none():

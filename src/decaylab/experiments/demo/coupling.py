@@ -8,7 +8,8 @@ The same MLP (same initial weights, same batch order) is trained on digits in fl
   0.9, where coupled decay is carried by the momentum buffer (an effective ≈ λ/(1 − μ)) and the
   runs differ;
 - ``Adam(weight_decay=λ)`` (L2 inside the adaptive normalization) and ``AdamW(weight_decay=λ)``
-  at the same λ, plus Adam without decay as a reference.
+  at the same λ, plus Adam without decay as a reference, and both again over a range of
+  matched λ values (final weight norm and test accuracy per λ).
 
 Reported per run: final train loss, test accuracy, weight norm ‖θ‖₂, and for the SGD pairs the
 largest difference between their weights and between their loss curves.
@@ -30,6 +31,7 @@ SGD_LR, SGD_LAMBDA, MOMENTUM = 0.05, 0.01, 0.9
 ADAM_LR, ADAM_LAMBDA = 1e-3, 0.1
 HIDDEN = (64,)
 EPOCHS = {True: 8, False: 25}
+MATCHED_LAMBDAS = {True: (1e-2, 1e-1, 1.0), False: (1e-3, 1e-2, 1e-1, 1.0)}
 BATCH = 64
 SAME_UPDATE_TOL = 1e-9   # float64: "identical" means equal up to rounding
 
@@ -49,12 +51,21 @@ def run_coupling(quick: bool = False, seed: int = 0, progress: bool = False, *, 
     """Train the seven runs of :data:`RUNS` and compare coupled with decoupled decay."""
     epochs = epochs or EPOCHS[quick]
     ds = data.load("digits", seed=seed, dtype=torch.float64)
+    lambdas = MATCHED_LAMBDAS[quick]
+    matched_jobs = [(label, cls, lam) for lam in lambdas for label, cls in (("Adam + L2", Adam), ("AdamW", AdamW))]
+    bar = progress_bar(total=len(RUNS) + len(matched_jobs), desc="3 coupled vs decoupled", enabled=progress)
     results = {}
-    for name, cls, kwargs in progress_bar(RUNS, desc="3 coupled vs decoupled", enabled=progress):
-        model = models.build("mlp", in_features=ds.n_features, out_features=ds.n_classes, hidden=HIDDEN, seed=seed,
-                             dtype=torch.float64)
-        history = fit(model, cls(model.parameters(), **kwargs), ds, epochs=epochs, batch_size=BATCH, seed=seed)
-        results[name] = dict(model=model, history=history, test_acc=accuracy(model, ds.test.X, ds.test.y))
+    for name, cls, kwargs in RUNS:
+        results[name] = _train(ds, cls, kwargs, epochs, seed)
+        bar.update(1)
+    matched = {"lambdas": list(lambdas), "lr": ADAM_LR,
+               "Adam + L2": {"weight_norm": [], "test_acc": []}, "AdamW": {"weight_norm": [], "test_acc": []}}
+    for label, cls, lam in matched_jobs:
+        run = _train(ds, cls, dict(lr=ADAM_LR, weight_decay=lam), epochs, seed, eval_every=epochs)
+        matched[label]["weight_norm"].append(run["history"].total_weight_norm())
+        matched[label]["test_acc"].append(run["test_acc"])
+        bar.update(1)
+    bar.close()
 
     summary = {
         "dataset": "digits", "hidden": list(HIDDEN), "epochs": epochs, "batch_size": BATCH, "dtype": "float64",
@@ -69,6 +80,7 @@ def run_coupling(quick: bool = False, seed: int = 0, progress: bool = False, *, 
         "sgd_vs_sgdw_no_momentum": _pair(results, "SGD (coupled)", "SGDW (decoupled)"),
         "sgd_vs_sgdw_momentum": _pair(results, "SGD (coupled) + momentum", "SGDW (decoupled) + momentum"),
         "same_update_tolerance": SAME_UPDATE_TOL,
+        "adam_vs_adamw_matched_lambda": matched,
     }
     summary["sgd_equals_sgdw_without_momentum"] = summary["sgd_vs_sgdw_no_momentum"]["identical"]
     summary["sgd_differs_from_sgdw_with_momentum"] = not summary["sgd_vs_sgdw_momentum"]["identical"]
@@ -77,7 +89,9 @@ def run_coupling(quick: bool = False, seed: int = 0, progress: bool = False, *, 
         text=_paragraph(summary),
         figures=[Figure("coupling-curves", _curves_png(summary),
                         caption="Training loss and weight norm per epoch; the two no-momentum SGD curves lie on top "
-                                "of each other")],
+                                "of each other"),
+                 Figure("coupling-matched", _matched_png(matched),
+                        caption="Adam + L2 vs AdamW at the same λ: final weight norm and test accuracy")],
         tables=[Table(columns=["run", "train loss", "test acc", "‖θ‖₂"],
                       rows=[[name, r["final_train_loss"], r["test_acc"], r["final_weight_norm"]]
                             for name, r in summary["runs"].items()],
@@ -88,6 +102,14 @@ def run_coupling(quick: bool = False, seed: int = 0, progress: bool = False, *, 
     return StudyResult.with_headline(section, summary, "3 coupled/decoupled",
                                      f"SGD−SGDW max |Δw| {nm['max_abs_weight_diff']:.1e} (no momentum), "
                                      f"{m['max_abs_weight_diff']:.2g} (momentum)")
+
+
+def _train(ds, cls, kwargs, epochs, seed, eval_every=1) -> dict:
+    model = models.build("mlp", in_features=ds.n_features, out_features=ds.n_classes, hidden=HIDDEN, seed=seed,
+                         dtype=torch.float64)
+    history = fit(model, cls(model.parameters(), **kwargs), ds, epochs=epochs, batch_size=BATCH, seed=seed,
+                  eval_every=eval_every)
+    return dict(model=model, history=history, test_acc=accuracy(model, ds.test.X, ds.test.y))
 
 
 def _norm_curve(history) -> list[float]:
@@ -118,8 +140,14 @@ def _paragraph(s) -> str:
              f"rescaled by the adaptive step, giving ‖θ‖ {adam['final_weight_norm']:.3g} and test accuracy "
              f"{adam['test_acc']:.3f}, while AdamW shrinks by lr·λ per step, giving ‖θ‖ "
              f"{adamw['final_weight_norm']:.3g} and {adamw['test_acc']:.3f} (Adam without decay: ‖θ‖ "
-             f"{plain['final_weight_norm']:.3g}, {plain['test_acc']:.3f}). A λ tuned for one does not transfer to "
-             "the other.")
+             f"{plain['final_weight_norm']:.3g}, {plain['test_acc']:.3f}). ")
+    mt = s["adam_vs_adamw_matched_lambda"]
+    lams, l2, dw = mt["lambdas"], mt["Adam + L2"], mt["AdamW"]
+    text += (f"Over λ from {lams[0]:g} to {lams[-1]:g}, Adam + L2 takes ‖θ‖ from {l2['weight_norm'][0]:.3g} to "
+             f"{l2['weight_norm'][-1]:.3g} (test accuracy {l2['test_acc'][0]:.3f} → {l2['test_acc'][-1]:.3f}) and "
+             f"AdamW from {dw['weight_norm'][0]:.3g} to {dw['weight_norm'][-1]:.3g} ({dw['test_acc'][0]:.3f} → "
+             f"{dw['test_acc'][-1]:.3f}): the same number is a different amount of regularization, so a λ tuned "
+             "for one does not transfer to the other.")
     return text
 
 
@@ -141,4 +169,17 @@ def _curves_png(s) -> bytes:
         axes[0, col].legend(fontsize=7)
         for ax in axes[:, col]:
             ax.grid(alpha=0.3)
+    return fig_to_png(fig)
+
+
+def _matched_png(m) -> bytes:
+    fig, axes = new_figure(9.0, 3.0, ncols=2)
+    for label, marker, color in (("Adam + L2", "o-", "C2"), ("AdamW", "s--", "C3")):
+        axes[0].plot(m["lambdas"], m[label]["weight_norm"], marker, color=color, label=label)
+        axes[1].plot(m["lambdas"], m[label]["test_acc"], marker, color=color, label=label)
+    axes[0].set(xscale="log", xlabel="λ (weight_decay)", ylabel="final ‖θ‖₂")
+    axes[1].set(xscale="log", xlabel="λ (weight_decay)", ylabel="test accuracy")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
     return fig_to_png(fig)
