@@ -293,3 +293,37 @@ def test_functional_adam_on_stacked_members_equals_separate_runs(kwargs):
     for i in range(3):
         alone = run(params[i].clone(), [g[i] for g in grads], lrs[i].item(), lams[i].item())
         assert torch.allclose(stacked[i], alone, rtol=1e-13, atol=1e-15)
+
+
+def test_adam_with_decoupled_flag_is_torch_adamw():
+    """torch's Adam(decoupled_weight_decay=True) is AdamW; decaylab's Adam accepts it too."""
+    for wa, wb in _paired_steps(lambda p: Adam(p, lr=0.05, weight_decay=0.3,
+                                               decoupled_weight_decay=True),
+                                lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.3)):
+        assert torch.equal(wa, wb)
+
+
+def test_from_timescale_is_only_for_decoupled_decay():
+    with pytest.raises(TypeError, match="use SGDW or AdamW"):
+        Adam.from_timescale([torch.nn.Parameter(torch.ones(2))], lr=1e-3, tau_epochs=1,
+                            steps_per_epoch=10)
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (SGDW, dict(lr=0.1, momentum=0.9, weight_decay=0.5, cautious=True, l1_decay=3.0)),
+    (AdamW, dict(lr=0.1, weight_decay=0.5, cautious=True, l1_decay=3.0)),
+])
+def test_variants_on_complex_params_act_on_real_and_imaginary_parts(cls, kwargs):
+    """A complex weight is optimized as the pair of its real and imaginary parts."""
+    gen = torch.Generator().manual_seed(4)
+    start = torch.randn(6, 2, generator=gen, dtype=F64)
+    grads = [torch.randn(6, 2, generator=gen, dtype=F64) for _ in range(4)]
+    z = torch.nn.Parameter(torch.view_as_complex(start.clone()))
+    pair = torch.nn.Parameter(start.clone())
+    opt_z, opt_pair = cls([z], **kwargs), cls([pair], **kwargs)
+    for g in grads:
+        z.grad, pair.grad = torch.view_as_complex(g.clone()), g.clone()
+        opt_z.step()
+        opt_pair.step()
+    assert torch.allclose(torch.view_as_real(z.detach()), pair.detach(), rtol=1e-14, atol=0)
+    assert (pair.detach() == 0).any()  # the prox made exact zeros here too

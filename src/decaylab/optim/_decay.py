@@ -177,6 +177,9 @@ class DecayGroupsMixin:
         (and ``"corrected"``), λ = 1/τ_iter for ``"schedule"`` (Wang & Aitchison 2024,
         "How to set AdamW's weight decay as you scale model and dataset size").
         """
+        if not cls._forced_decoupled:
+            raise TypeError(f"{cls.__name__}.from_timescale: the EMA timescale is a property "
+                            "of decoupled decay; use SGDW or AdamW")
         if "weight_decay" in kwargs:
             raise TypeError("from_timescale sets weight_decay from tau_epochs; "
                             "do not pass weight_decay too")

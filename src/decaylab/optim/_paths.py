@@ -68,4 +68,4 @@ def l1_after_kernel(group: dict, params: list[Tensor]) -> None:
     if threshold == 0:
         return
     for p in params:
-        soft_threshold_(torch.view_as_real(p) if torch.is_complex(p) else p, threshold)
+        soft_threshold_(p, threshold)

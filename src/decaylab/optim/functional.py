@@ -53,23 +53,30 @@ def decoupled_decay_(param: Tensor, decay: Scalar, update: Tensor | None = None)
     """Shrink ``param`` in place: ``w ← w − decay·w`` with ``decay = s_t·λ``.
 
     With ``update`` given (cautious weight decay), only coordinates where
-    ``update⊙w ≥ 0`` are shrunk: ``w ← w − decay·𝕀(u⊙w ≥ 0)⊙w``.
+    ``update⊙w ≥ 0`` are shrunk: ``w ← w − decay·𝕀(u⊙w ≥ 0)⊙w`` (complex tensors:
+    per real and imaginary part).
     """
     if update is None:
         return param.mul_(1 - decay)
-    same_sign = (update * param >= 0).to(param.dtype)
-    return param.mul_(1 - decay * same_sign)
+    real, update = _as_real(param), _as_real(update)
+    same_sign = (update * real >= 0).to(real.dtype)
+    real.mul_(1 - decay * same_sign)
+    return param
 
 
 def soft_threshold_(param: Tensor, threshold: Scalar) -> Tensor:
     """Proximal step of ``threshold·‖w‖₁`` in place: ``w ← sign(w)·max(|w| − threshold, 0)``.
 
     Computed as ``w − clamp(w, −threshold, threshold)``: the same numbers, exact
-    zeros inside the threshold, and a NaN stays NaN.
+    zeros inside the threshold, and a NaN stays NaN (complex tensors: per real and
+    imaginary part).
     """
+    real = _as_real(param)
     if isinstance(threshold, Tensor):
-        return param.sub_(torch.clamp(param, -threshold, threshold))
-    return param.sub_(param.clamp(-threshold, threshold))
+        real.sub_(torch.clamp(real, -threshold, threshold))
+    else:
+        real.sub_(real.clamp(-threshold, threshold))
+    return param
 
 
 def sgd_update_(param: Tensor, grad: Tensor, momentum_buffer: Tensor | None, *, lr: Scalar,
@@ -173,6 +180,11 @@ def adam_update_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tenso
         param.addcdiv_(first_moment, denom, value=-step_size)
     if _nonzero(l1_decay):
         soft_threshold_(param, scale * l1_decay)
+
+
+def _as_real(t: Tensor) -> Tensor:
+    """A real view of ``t`` (``[..., 2]`` for complex tensors), ``t`` itself otherwise."""
+    return torch.view_as_real(t) if torch.is_complex(t) else t
 
 
 def _nonzero(value: Scalar) -> bool:
