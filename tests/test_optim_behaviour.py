@@ -391,3 +391,26 @@ def test_tensor_lr_with_scheduler_as_torch(ours, theirs, path):
             sched.step()
         runs.append(w.detach())
     assert torch.allclose(runs[0], runs[1], rtol=1e-14, atol=0), (runs[0] - runs[1]).abs().max()
+
+
+@pytest.mark.parametrize("poison", [False, True])
+@pytest.mark.parametrize("fused", [False, True])
+def test_grad_scaler_unscales_and_skips_inf_steps_as_for_torch(fused, poison):
+    """torch.amp.GradScaler drives decaylab's optimizers through its generic path:
+    gradients unscaled before the step, a step with an inf gradient skipped."""
+    runs = []
+    for cls in (AdamW, torch.optim.AdamW):
+        model = _model(dtype=torch.float32)
+        opt = cls(model.parameters(), lr=0.01, fused=fused)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+        for t, (X, y) in enumerate(_batches(5, dtype=torch.float32)):
+            opt.zero_grad()
+            scaler.scale(((model(X) - y) ** 2).mean()).backward()
+            if poison and t == 2:
+                model[0].weight.grad[0, 0] = float("inf")
+            scaler.step(opt)
+            scaler.update()
+        runs.append((_weights(model), scaler.get_scale()))
+    (ours, scale_ours), (theirs, scale_theirs) = runs
+    assert scale_ours == scale_theirs == (2.0 ** 9 if poison else 2.0 ** 10)
+    assert torch.equal(ours, theirs)

@@ -44,6 +44,8 @@ class Adam(DecayGroupsMixin, Optimizer):
     A step with a NaN/inf gradient behaves as in torch: it is not skipped; the
     step count of every parameter advances, the non-finite value flows into that
     coordinate's moments and weight, every other coordinate is updated normally.
+    ``torch.amp.GradScaler`` unscales the gradients itself and skips a step with
+    an inf/NaN as a whole (all step counts and moments stay as they were).
     """
 
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3,

@@ -38,7 +38,8 @@ class SGD(DecayGroupsMixin, Optimizer):
     A step with a NaN/inf gradient behaves as in torch: it is not skipped; the
     non-finite value flows into that coordinate's momentum buffer and weight,
     every other coordinate and parameter is updated normally. (Use
-    ``torch.amp.GradScaler`` or check gradients to skip such steps.)
+    ``torch.amp.GradScaler`` or check gradients to skip such steps; GradScaler
+    unscales the gradients itself and skips the whole step on an inf/NaN.)
     """
 
     def __init__(self, params: ParamsT, lr: float | Tensor = 1e-3, momentum: float = 0,
