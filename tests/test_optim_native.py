@@ -9,8 +9,6 @@ the fallbacks (non-contiguous params, no compiler), and NaN semantics.
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -145,4 +143,4 @@ def test_nan_gradient_stays_nan_through_decay_variants(cls, kwargs, flags):
     nan = torch.isnan(dirty)
     assert nan.nonzero().flatten().tolist() == [5]
     assert torch.equal(dirty[~nan], clean[~nan])
-    assert copy.deepcopy(clean).isfinite().all()
+    assert clean.isfinite().all()
