@@ -327,3 +327,23 @@ def test_variants_on_complex_params_act_on_real_and_imaginary_parts(cls, kwargs)
         opt_pair.step()
     assert torch.allclose(torch.view_as_real(z.detach()), pair.detach(), rtol=1e-14, atol=0)
     assert (pair.detach() == 0).any()  # the prox made exact zeros here too
+
+
+def test_functional_adam_takes_per_member_step_counts():
+    """``step`` may be a tensor broadcastable to param: members at different step counts."""
+    params, grads, lrs, lams = _members(seed=2)
+    offsets = torch.tensor([0, 3, 10], dtype=F64).view(-1, 1, 1)  # member g is offsets[g] ahead
+    stacked = params.clone()
+    m, v = torch.zeros_like(stacked), torch.zeros_like(stacked)
+    for t, g in enumerate(grads, start=1):
+        functional.adam_update_(stacked, g, m, v, None, offsets + t, lr=lrs.view(-1, 1, 1),
+                                beta1=0.9, beta2=0.99, eps=1e-8, weight_decay=lams.view(-1, 1, 1),
+                                decoupled=True)
+    for i in range(3):
+        alone = params[i].clone()
+        m_i, v_i = torch.zeros_like(alone), torch.zeros_like(alone)
+        for t, g in enumerate(grads, start=1):
+            functional.adam_update_(alone, g[i], m_i, v_i, None, int(offsets[i]) + t,
+                                    lr=lrs[i].item(), beta1=0.9, beta2=0.99, eps=1e-8,
+                                    weight_decay=lams[i].item(), decoupled=True)
+        assert torch.allclose(stacked[i], alone, rtol=1e-13, atol=1e-15)

@@ -122,14 +122,15 @@ def sgd_update_(param: Tensor, grad: Tensor, momentum_buffer: Tensor | None, *, 
 
 
 def adam_update_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor,
-                 max_exp_avg_sq: Tensor | None, step: int, *, lr: Scalar, beta1: float,
+                 max_exp_avg_sq: Tensor | None, step: int | Tensor, *, lr: Scalar, beta1: float,
                  beta2: float, eps: float, weight_decay: Scalar, amsgrad: bool = False,
                  maximize: bool = False, decoupled: bool = False,
                  decay_scale: Scalar | None = None, cautious: bool = False,
                  l1_decay: Scalar = 0.0, differentiable: bool = False) -> None:
     """One Adam (coupled) or AdamW (``decoupled=True``) step on ``param``, in place.
 
-    ``step`` is the 1-based count of this update (bias corrections use it).
+    ``step`` is the 1-based count of this update (bias corrections use it): an int,
+    or a tensor broadcastable to ``param`` when stacked members are at different counts.
     Algorithm (Kingma & Ba 2015; Loshchilov & Hutter 2019, Algorithm 2)::
 
         g ← −g                               if maximize
