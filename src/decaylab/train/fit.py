@@ -116,7 +116,7 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data, *, epoch
     history = History()
     state = TrainState(model=model, optimizer=optimizer, history=history)
     order_generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         _call(callbacks, "on_train_begin", state)
         for epoch in range(1, epochs + 1):
