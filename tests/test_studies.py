@@ -131,9 +131,12 @@ def test_cross_validation_curve_and_one_standard_error_rule():
 
 def test_run_demo_collects_sections_summary_and_checks():
     with intra_op_threads(3):
-        result = demo.run_demo(quick=True, seed=0, progress=False, studies=["ridge", "sparsity"])
+        seen = []
+        result = demo.run_demo(quick=True, seed=0, progress=False, studies=["ridge", "sparsity"],
+                               on_study=lambda key, r: seen.append((key, r.section.key)))
         assert torch.get_num_threads() == 3  # the demo's one-thread setting is restored
     assert [sec.key for sec in result.sections] == ["ridge", "sparsity"]
+    assert seen == [("ridge", "ridge"), ("sparsity", "sparsity")]  # each study reported as it finished
     assert set(result.summary["studies"]) == {"ridge", "sparsity"}
     checks = result.summary["checks"]
     assert checks["ridge_overlay_matches"] and checks["l1_gives_zeros"] and checks["l2_gives_no_zeros"]
