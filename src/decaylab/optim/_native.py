@@ -138,20 +138,17 @@ def _build() -> ctypes.CDLL | None:
         return None
     key = hashlib.sha256("\n".join([_SOURCE, " ".join(_FLAGS), platform.machine(),
                                     _cpu_signature()]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("DECAYLAB_KERNEL_CACHE", Path.home() / ".cache" / "decaylab"))
-    target = cache / f"decay_kernels_{key}.so"
-    try:
-        if not target.exists():
-            cache.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                source = Path(tmp) / "decay_kernels.c"
-                source.write_text(_SOURCE)
-                built = Path(tmp) / "decay_kernels.so"
-                subprocess.run([compiler, *_FLAGS, "-o", str(built), str(source), "-lm"],
-                               check=True, capture_output=True, timeout=120)
-                os.replace(built, target)  # atomic: concurrent builders agree
-        library = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError):
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    caches = [Path(os.environ.get("DECAYLAB_KERNEL_CACHE", Path.home() / ".cache" / "decaylab")),
+              Path(tempfile.gettempdir()) / f"decaylab-kernels-{user}"]
+    library = None
+    for cache in caches:  # the user cache, else a private temp dir (read-only home)
+        try:
+            library = ctypes.CDLL(str(_compiled(compiler, cache / f"decay_kernels_{key}.so")))
+            break
+        except (OSError, subprocess.SubprocessError):
+            continue
+    if library is None:
         return None
     i64, f64, i32, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
     for suffix in _SUFFIX.values():
@@ -160,6 +157,21 @@ def _build() -> ctypes.CDLL | None:
         getattr(library, f"adamw_step_{suffix}").argtypes = (
             [ptr] * 5 + [i64] + [f64] * 7 + [i32] * 2)
     return library
+
+
+def _compiled(compiler: str, target: Path) -> Path:
+    """Build the shared library at ``target`` unless it is there (atomic rename: concurrent
+    builders agree); raises OSError/SubprocessError when that is impossible."""
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            source = Path(tmp) / "decay_kernels.c"
+            source.write_text(_SOURCE)
+            built = Path(tmp) / "decay_kernels.so"
+            subprocess.run([compiler, *_FLAGS, "-o", str(built), str(source), "-lm"],
+                           check=True, capture_output=True, timeout=120)
+            os.replace(built, target)
+    return target
 
 
 def library() -> ctypes.CDLL | None:
