@@ -182,8 +182,9 @@ def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
         kept = fit.kept
         ax_err.plot(fit.best_decay[kept], m.lrs[kept], "o", color="red", ms=4, label="best λ per lr")
         if np.isfinite(fit.slope):
-            line = np.exp(fit.intercept) * m.lrs ** fit.slope
-            ax_err.plot(line, m.lrs, "--", color="red", lw=1,
+            span = m.lrs[kept]
+            line = np.exp(fit.intercept) * span ** fit.slope
+            ax_err.plot(line, span, "--", color="red", lw=1,
                         label=f"slope {fit.slope:+.2f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]")
         ax_err.set_xlim(x_edges[0], x_edges[-1])
         ax_err.set_ylim(y_edges[0], y_edges[-1])
