@@ -144,3 +144,16 @@ def test_nan_gradient_stays_nan_through_decay_variants(cls, kwargs, flags):
     assert nan.nonzero().flatten().tolist() == [5]
     assert torch.equal(dirty[~nan], clean[~nan])
     assert clean.isfinite().all()
+
+
+def test_native_step_bumps_autograd_versions_like_torch_in_place_ops():
+    """A graph that saved a weight before a native step refuses to backprop, as with torch."""
+    w = torch.nn.Parameter(torch.ones(3))
+    loss = (w * w).sum()
+    w.grad = torch.ones(3)
+    opt = AdamW([w], lr=0.1, cautious=True, fused=True)
+    versions = w._version
+    opt.step()
+    assert w._version > versions and opt.state[w]["exp_avg"]._version > 0
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()

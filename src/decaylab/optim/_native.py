@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 _SOURCE = r"""
 #include <stdint.h>
@@ -197,8 +198,18 @@ def _pointer(t: Tensor | None, start: int) -> int | None:
 def _run(kernel_name: str, tensors: list[list[Tensor | None]], scalars: list[tuple]) -> None:
     """Call the kernel on each parameter's tensors, split into chunks over torch's threads.
 
-    ctypes releases the GIL during the call, so chunks run in parallel.
+    ctypes releases the GIL during the call, so chunks run in parallel. The kernels
+    write through raw pointers, so the tensors' autograd version counters are bumped
+    here, as any in-place torch op would (a graph that saved a param then notices).
     """
+    _launch(kernel_name, tensors, scalars)
+    for group in tensors:
+        for t in group:
+            if t is not None:
+                increment_version(t)
+
+
+def _launch(kernel_name: str, tensors: list[list[Tensor | None]], scalars: list[tuple]) -> None:
     global _pool
     lib = library()
     jobs = []
