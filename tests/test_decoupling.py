@@ -113,3 +113,27 @@ def test_repro_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_report_sentences_follow_the_measured_intervals():
+    from decaylab.experiments import decoupling
+    from decaylab.experiments.basin import BasinFit
+
+    def fit(slope, low, high):
+        return BasinFit(slope, 0.0, low, high, 0.95, np.ones(4), np.ones(4, bool), np.full(3, slope), 100, 3)
+
+    paper_like = {"sgd": fit(-0.9, -1.3, -0.6), "adam": fit(-1.1, -1.4, -0.8), "sgdw": fit(0.1, -0.2, 0.3),
+                  "adamw": fit(0.05, -0.3, 0.3), "adamw-lr": fit(-0.95, -1.3, -0.7)}
+    text = decoupling._explanation(decoupling.ARMS, paper_like)
+    assert "difference +1.00" in text
+    assert "(sgd, adam: slopes -0.90, -1.10) the best λ falls as lr rises" in text
+    assert "(sgdw, adamw: slopes +0.10, +0.05) the basin is axis-aligned" in text
+    assert "hypothesis" not in text and "rises with lr" not in text
+
+    equilibrium = dict(paper_like, sgd=fit(0.1, -0.2, 0.4), adam=fit(0.0, -0.3, 0.2), adamw=fit(0.9, 0.7, 1.2))
+    text = decoupling._explanation(decoupling.ARMS, equilibrium)
+    assert "(sgd, adam: slopes +0.10, +0.00) the best λ barely moves" in text
+    assert "(adamw: slopes +0.90) the best λ rises with lr" in text
+    assert "hypothesis" in text and "falls as lr rises" not in text
+    assert decoupling._verdict(equilibrium["sgd"], -1.0).startswith("disagrees")
+    assert decoupling._verdict(paper_like["sgd"], -1.0).startswith("agrees")

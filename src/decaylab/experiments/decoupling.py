@@ -209,22 +209,21 @@ def _explanation(arms, fits) -> str:
             f"{_classify(lr)} and schedule-scaling is {_classify(sched)}.")
     coupled = [k for k in ("sgd", "adam") if k in fits and np.isfinite(fits[k].slope)]
     scheduled = [k for k in ("sgdw", "adamw") if k in fits and np.isfinite(fits[k].slope)]
-    if shows(coupled, "axis-aligned"):
-        text.append(
-            f"With coupled L2 ({', '.join(shows(coupled, 'axis-aligned'))}: slopes {slopes(shows(coupled, 'axis-aligned'))}) "
-            f"the best λ barely moves with lr: runs that train to (near) equilibrium settle where ∇L + λw ≈ 0, a "
-            f"point that does not depend on lr.")
-    if shows(coupled, "diagonal"):
-        text.append(f"With coupled L2 ({', '.join(shows(coupled, 'diagonal'))}) the best λ falls as lr rises, the "
-                    f"paper's diagonal: what matters is the product lr·λ.")
-    if shows(scheduled, "rising"):
-        text.append(
-            f"With schedule-scaled decoupled decay ({', '.join(shows(scheduled, 'rising'))}: slopes "
-            f"{slopes(shows(scheduled, 'rising'))}) the best λ rises with lr: such runs settle where lr_0·u ≈ −λ·w "
-            f"(u the SGD or Adam step direction), an effective penalty λ/lr_0.")
-    if shows(scheduled, "axis-aligned"):
-        text.append(f"With schedule-scaled decoupled decay ({', '.join(shows(scheduled, 'axis-aligned'))}) the "
-                    f"basin is axis-aligned, as in the paper.")
+    for keys, picture, template in (
+        (coupled, "axis-aligned", "With coupled L2 ({who}: slopes {slopes}) the best λ barely moves with lr: runs "
+                                  "that train to (near) equilibrium settle where ∇L + λw ≈ 0, a point that does "
+                                  "not depend on lr."),
+        (coupled, "diagonal", "With coupled L2 ({who}: slopes {slopes}) the best λ falls as lr rises, the paper's "
+                              "diagonal: what matters is the product lr·λ."),
+        (scheduled, "rising", "With schedule-scaled decoupled decay ({who}: slopes {slopes}) the best λ rises with "
+                              "lr: such runs settle where lr_0·u ≈ −λ·w (u the SGD or Adam step direction), an "
+                              "effective penalty λ/lr_0."),
+        (scheduled, "axis-aligned", "With schedule-scaled decoupled decay ({who}: slopes {slopes}) the basin is "
+                                    "axis-aligned, as in the paper."),
+    ):
+        who = shows(keys, picture)
+        if who:
+            text.append(template.format(who=", ".join(who), slopes=slopes(who)))
     if coupled and not shows(coupled, "diagonal"):
         text.append(
             "The paper's diagonal for coupled L2 comes from ResNets whose layers are followed by BatchNorm "
