@@ -12,6 +12,18 @@ The result's :meth:`LrDecayMap.basin` is the basin statistic of
 :mod:`decaylab.experiments.basin` (slope of log best-λ against log lr, with a bootstrap
 interval over seeds), and :meth:`LrDecayMap.plot` draws test error and train loss side by
 side with the best λ of each lr and the fitted line.
+
+Example::
+
+    import numpy as np, decaylab
+    from decaylab import data, models
+
+    ds = data.load("moons", seed=0, label_noise=0.2)
+    m = decaylab.lr_decay_map(lambda: models.MLP(2, 2, (64, 64)), ds.train, ds.test, optimizer="adamw",
+                              decay_scaling="schedule", lrs=np.logspace(-4, -1, 8),
+                              decays=np.logspace(-4, 0, 8), seeds=(0, 1, 2), epochs=200)
+    fit = m.basin()            # fit.slope, fit.ci_low, fit.ci_high, fit.best_decay
+    m.plot().savefig("map.png")
 """
 
 from __future__ import annotations
