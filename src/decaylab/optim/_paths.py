@@ -39,8 +39,7 @@ def select(group: dict, tensors: list[Tensor], *, native_needed: bool) -> str:
     The user's ``fused``/``foreach`` choice (both None: torch's default for the
     device, the for-loop reference on CPU). ``fused`` becomes ``native`` — decaylab's
     single-pass kernel — when the update needs one (``native_needed``) and the
-    tensors suit it. Cautious decay outside the native kernel runs the reference
-    path: the mask needs the update direction inside torch's kernels.
+    tensors suit it.
     """
     fused, foreach = group["fused"], group["foreach"]
     if fused is None and foreach is None:
@@ -48,8 +47,6 @@ def select(group: dict, tensors: list[Tensor], *, native_needed: bool) -> str:
                                                       use_fused=False)
     if fused and native_needed and _native.eligible(tensors):
         return "native"
-    if group["cautious"]:
-        return "reference"
     if fused:
         return "fused"
     return "foreach" if foreach else "reference"
@@ -60,6 +57,50 @@ def decay_before_kernel(group: dict, params: list[Tensor]) -> None:
     decay = decay_scale(group) * group["weight_decay"]
     if decay != 0 and params:
         torch._foreach_mul_(params, 1 - decay)
+
+
+def cautious_decay_before_kernel(group: dict, params: list[Tensor], update: list[Tensor]) -> None:
+    """Cautious decay ``w ← w − s_t·λ·𝕀(u⊙w ≥ 0)⊙w`` on all params, before a λ = 0 kernel step.
+
+    ``update`` holds the direction u the kernel is about to apply (computed by the
+    caller from the same state) and is overwritten. Five foreach passes: u⊙w,
+    sign, +1, min(·, 1) → 𝕀(u⊙w ≥ 0), then w − s_t·λ·𝕀⊙w.
+    """
+    decay = decay_scale(group) * group["weight_decay"]
+    if decay == 0 or not params:
+        return
+    params, update = _real_views(params), _real_views(update)
+    torch._foreach_mul_(update, params)
+    torch._foreach_sign_(update)
+    torch._foreach_add_(update, 1.0)
+    torch._foreach_clamp_max_(update, 1.0)
+    torch._foreach_addcmul_(params, params, update, value=-decay)
+
+
+def next_adam_moment(group: dict, grads: list[Tensor], exp_avgs: list[Tensor]) -> list[Tensor]:
+    """m_t = β₁·m + (1 − β₁)·g (new tensors): the sign of Adam's coming update."""
+    g = torch._foreach_neg(grads) if group["maximize"] else grads
+    return list(torch._foreach_lerp(exp_avgs, g, 1 - group["betas"][0]))
+
+
+def next_sgd_direction(group: dict, grads: list[Tensor],
+                       momentum_buffers: list[Tensor | None]) -> list[Tensor]:
+    """u of SGD's coming update (new tensors): g, or b_t / g + μ·b_t with momentum."""
+    g = list(torch._foreach_neg(grads)) if group["maximize"] else [t.clone() for t in grads]
+    momentum = group["momentum"]
+    if momentum == 0:
+        return g
+    keep = 1 - group["dampening"]
+    nxt = [d.clone() if b is None else torch.mul(b, momentum).add_(d, alpha=keep)
+           for b, d in zip(momentum_buffers, g)]
+    if group["nesterov"]:
+        torch._foreach_add_(g, nxt, alpha=momentum)
+        return g
+    return nxt
+
+
+def _real_views(tensors: list[Tensor]) -> list[Tensor]:
+    return [torch.view_as_real(t) if torch.is_complex(t) else t for t in tensors]
 
 
 def l1_after_kernel(group: dict, params: list[Tensor]) -> None:

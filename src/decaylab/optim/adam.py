@@ -237,15 +237,21 @@ def _kernel_adam(group: dict, params: list, grads: list, exp_avgs: list, exp_avg
     """The fast path: torch's foreach/fused Adam(W) kernel, λ reparametrized per step.
 
     Decoupled decay with any scaling is torch's AdamW with λ' = s_t·λ/lr_t (the
-    kernel computes w·(1 − lr_t·λ')); the L1 proximal step follows the kernel.
+    kernel computes w·(1 − lr_t·λ')); cautious decay is applied before a λ = 0
+    kernel from the moment m_t the kernel will compute (sign(u) = sign(m_t)); the
+    L1 proximal step follows the kernel.
     """
     decoupled = group["decoupled_weight_decay"]
     beta1, beta2 = group["betas"]
+    kernel_decay = kernel_weight_decay(group) if decoupled else group["weight_decay"]
+    if group["cautious"]:
+        _paths.cautious_decay_before_kernel(group, params,
+                                            _paths.next_adam_moment(group, grads, exp_avgs))
+        kernel_decay = 0.0
     _torch_adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
                 foreach=path == "foreach", capturable=group["capturable"],
                 differentiable=group["differentiable"], fused=path == "fused",
                 has_complex=has_complex, decoupled_weight_decay=decoupled,
                 amsgrad=group["amsgrad"], beta1=beta1, beta2=beta2, lr=group["lr"],
-                weight_decay=kernel_weight_decay(group) if decoupled else group["weight_decay"],
-                eps=group["eps"], maximize=group["maximize"])
+                weight_decay=kernel_decay, eps=group["eps"], maximize=group["maximize"])
     _paths.l1_after_kernel(group, params)

@@ -188,16 +188,20 @@ def _kernel_sgd(group: dict, params: list, grads: list, momentum_buffers: list, 
 
     - coupled: the kernel as is;
     - decoupled without momentum: w − lr·(g + λ'w) with λ' = s_t·λ/lr_t, the same update;
-    - decoupled with momentum: ``_foreach_mul_(w, 1 − s_t·λ)`` then the kernel with λ = 0.
+    - decoupled with momentum: ``_foreach_mul_(w, 1 − s_t·λ)`` then the kernel with λ = 0;
+    - cautious: the masked decay from the direction u the kernel will apply, then λ = 0.
     """
     decoupled = group["decoupled_weight_decay"]
     kernel_decay = group["weight_decay"]
-    if decoupled:
-        if group["momentum"] == 0 and not group["cautious"]:
-            kernel_decay = kernel_weight_decay(group)
-        else:
-            kernel_decay = 0.0
-            _paths.decay_before_kernel(group, params)
+    if decoupled and group["cautious"]:
+        kernel_decay = 0.0
+        _paths.cautious_decay_before_kernel(
+            group, params, _paths.next_sgd_direction(group, grads, momentum_buffers))
+    elif decoupled and group["momentum"] == 0:
+        kernel_decay = kernel_weight_decay(group)
+    elif decoupled:
+        kernel_decay = 0.0
+        _paths.decay_before_kernel(group, params)
     _torch_sgd(params, grads, momentum_buffers, has_sparse_grad=has_sparse_grad,
                foreach=path == "foreach", fused=path == "fused",
                weight_decay=kernel_decay, momentum=group["momentum"], lr=group["lr"],
