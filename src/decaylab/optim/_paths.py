@@ -1,10 +1,11 @@
 """Which implementation runs a step (reference / foreach / fused), and the decay work around torch's kernels.
 
 The fast paths hand the gradient step to torch's own foreach or fused kernels and
-do only what the kernel cannot express around it: a decoupled decay before the
-kernel (``w ← (1 − s_t·λ)·w`` with one ``_foreach_mul_``), and the L1 proximal
-step after it. Where that costs extra passes and ``fused=True`` was asked for,
-the ``native`` path runs decaylab's own single-pass CPU kernel (:mod:`._native`).
+do only what the kernel cannot express around it, with foreach ops: a decoupled
+decay before the kernel (``w ← (1 − s_t·λ)·w``), the cautious decay's masked
+version of it, and the L1 proximal step after it. Where that costs extra passes
+and ``fused=True`` was asked for, the ``native`` path runs decaylab's own
+single-pass CPU kernel instead (:mod:`._native`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from torch.optim.optimizer import _default_to_fused_or_foreach, _device_dtype_ch
 
 from decaylab.optim import _native
 from decaylab.optim._decay import decay_scale
-from decaylab.optim.functional import soft_threshold_
 
 PATHS = ("reference", "foreach", "fused", "native")
 
@@ -106,7 +106,9 @@ def _real_views(tensors: list[Tensor]) -> list[Tensor]:
 def l1_after_kernel(group: dict, params: list[Tensor]) -> None:
     """Proximal L1 step ``w ← sign(w)·max(|w| − s_t·λ₁, 0)`` after the kernel step."""
     threshold = decay_scale(group) * group["l1_decay"]
-    if threshold == 0:
+    if threshold == 0 or not params:
         return
-    for p in params:
-        soft_threshold_(p, threshold)
+    views = _real_views(params)  # w − clamp(w, −t, t), as functional.soft_threshold_
+    clipped = torch._foreach_clamp_max(views, threshold)
+    torch._foreach_clamp_min_(clipped, -threshold)
+    torch._foreach_sub_(views, clipped)
