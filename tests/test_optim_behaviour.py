@@ -277,6 +277,21 @@ def test_complex_params_match_torch(ours, theirs, kwargs, path):
     assert (results[0] - target).abs().max() < (target.abs().max())  # it moved toward target
 
 
+@pytest.mark.parametrize("path", [{"foreach": False}, {"foreach": True}, {"fused": True}])
+@pytest.mark.parametrize("cls,kwargs", [
+    (SGD, dict(momentum=0.9)),
+    (SGDW, dict(momentum=0.9, weight_decay=0.1, cautious=True, l1_decay=0.1)),
+    (Adam, dict(weight_decay=0.1)), (AdamW, dict(cautious=True, l1_decay=0.1)),
+])
+def test_group_without_any_gradient_is_a_no_op_on_every_path(cls, kwargs, path):
+    frozen, used = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    opt = cls([{"params": [frozen]}, {"params": [used]}], lr=0.1, **kwargs, **path)
+    used.grad = torch.ones(2)
+    opt.step()
+    assert torch.equal(frozen.detach(), torch.ones(3)) and frozen not in opt.state
+    assert not torch.equal(used.detach(), torch.ones(2))
+
+
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_params_without_grad_are_skipped(name):
     cls, _, kwargs = OPTIMIZERS[name]

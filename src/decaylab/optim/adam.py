@@ -119,6 +119,8 @@ class Adam(DecayGroupsMixin, Optimizer):
         state_steps: list[Tensor] = []
         has_complex = self._init_group(group, params, grads, exp_avgs, exp_avg_sqs,
                                        max_exp_avg_sqs, state_steps)
+        if not params:  # no gradients in this group: nothing to do
+            return
         native_needed = group["decoupled_weight_decay"] and (group["cautious"]
                                                              or group["l1_decay"] != 0)
         path = _paths.select(group, params + grads + exp_avgs + exp_avg_sqs + max_exp_avg_sqs,

@@ -82,6 +82,8 @@ class SGD(DecayGroupsMixin, Optimizer):
         grads: list[Tensor] = []
         momentum_buffers: list[Tensor | None] = []
         has_sparse_grad = self._init_group(group, params, grads, momentum_buffers)
+        if not params:  # no gradients in this group: nothing to do
+            return
         decoupled = group["decoupled_weight_decay"]
         native_needed = decoupled and (group["cautious"] or group["l1_decay"] != 0
                                        or group["momentum"] != 0 and group["weight_decay"] != 0)
