@@ -9,7 +9,8 @@ Conventions (every function):
 - ``weight_decay`` is λ. Coupled decay adds λ·w to the gradient (the gradient of
   the penalty (λ/2)·Σw²); decoupled decay shrinks the weights directly,
   ``w ← w − s_t·λ·w``, with ``s_t = decay_scale`` (``None`` means ``s_t = lr``,
-  which is torch.optim.AdamW's convention).
+  which is torch.optim.AdamW's convention; the optimizers' ``decay_scaling``
+  passes lr_t, lr_t/lr_0 or lr_t²/lr_0 for "lr", "schedule", "corrected").
 - ``lr``, ``weight_decay``, ``decay_scale`` and ``l1_decay`` may be Python floats
   or tensors broadcastable to ``param`` (e.g. shape ``[G, 1, 1]`` for G stacked
   members of shape ``[G, out, in]``), so each member can have its own values.
