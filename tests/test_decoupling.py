@@ -137,3 +137,4 @@ def test_report_sentences_follow_the_measured_intervals():
     assert "hypothesis" in text and "falls as lr rises" not in text
     assert decoupling._verdict(equilibrium["sgd"], -1.0).startswith("disagrees")
     assert decoupling._verdict(paper_like["sgd"], -1.0).startswith("agrees")
+    assert decoupling._verdict(fit(-0.5, -1.3, 0.2), -1.0).startswith("inconclusive")

@@ -164,7 +164,8 @@ def fit_basin(errors, lrs, decays, *, confidence: float = 0.95, n_boot: int = 20
         notes.append("one seed: no confidence interval")
     kept = np.isfinite(best)
     if kept.sum() < 2:
-        notes.append(f"only {int(kept.sum())} of {lrs.size} learning rates have an interior, non-flat best λ: no slope")
+        notes.append(f"only {int(kept.sum())} of {lrs.size} learning rates have a best λ inside the grid "
+                     "with walls on both sides: no slope")
     return BasinFit(slope=slope, intercept=intercept, ci_low=ci_low, ci_high=ci_high, confidence=confidence,
                     best_decay=np.exp(best), kept=kept, seed_slopes=seed_slopes, n_boot=int(boot_slopes.size),
                     n_seeds=n_seeds, notes=notes)
