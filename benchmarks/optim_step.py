@@ -12,6 +12,10 @@ reported, so machine noise hits all of them alike. Printed per row:
   same rounds.
 
 Run: ``python benchmarks/optim_step.py [--quick] [--rounds N] [--threads T] [--device cpu|cuda]``.
+On a machine whose cores are busy with other work, ``--threads 1``: torch's OpenMP
+kernels with more threads than free cores stall in their barriers (one step of
+torch's fused SGD went from ~15 ms to ~156 ms that way here), which says nothing
+about the optimizers.
 """
 
 from __future__ import annotations
