@@ -127,3 +127,15 @@ def test_tie_tol_turns_near_ties_into_a_good_run_averaged_in_log_decay():
     merged = best_log_decay(row[None], log_decays, tie_tol=0.01)[0]
     assert merged == pytest.approx(log_decays[4:7].mean())
     assert exact != pytest.approx(merged) and abs(exact - log_decays[5]) <= np.log(10) / 4
+
+
+def test_rows_far_worse_than_the_map_best_are_left_out_with_row_gap():
+    errors = synthetic_map(0.0)[0]
+    errors[-1] = errors[-1] + 0.3                    # an lr where training fails at every λ
+    errors[-1, 2] = 0.35                             # ...with an off-basin minimum of its own
+    assert fit_basin(errors, LRS, DECAYS).kept[-1]
+    fit = fit_basin(errors, LRS, DECAYS, row_gap=0.05)
+    assert not fit.kept[-1] and fit.kept[:-1].all()
+    assert fit.slope == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match=r"row_gap must be in \[0.0, inf\)"):
+        fit_basin(errors, LRS, DECAYS, row_gap=-1.0)

@@ -15,7 +15,10 @@ Input: test errors ``E[s, i, j]`` for seed ``s``, learning rate ``lr_i`` (rows) 
    - the row is *censored* (left out of the fit) when the good run contains the first or last
      column — the best λ may lie outside the grid — or when a wall is missing: both edge
      columns must be worse than ``m_i`` by at least ``min_contrast`` (otherwise the row is
-     flat on one side and its argmin is noise).
+     flat on one side and its argmin is noise);
+   - the row is also left out when its best error exceeds the best of the whole map by more
+     than ``row_gap`` (training failed at every λ of that lr — e.g. it diverges or stays at
+     chance — so the row says nothing about the good region; ``inf`` by default).
 2. Slope: ordinary least squares of ``log λ*_i`` on ``log lr_i`` over the rows kept (at least
    two). A slope of −1 is a diagonal basin (λ must fall as lr rises: the product lr·λ is what
    matters); 0 is an axis-aligned basin (λ can be tuned without touching lr).
@@ -78,15 +81,16 @@ def _parabola_vertex(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def best_log_decay(errors: np.ndarray, log_decays: np.ndarray, *, min_contrast: float = 0.01,
-                   tie_tol: float = 1e-12) -> np.ndarray:
+                   tie_tol: float = 1e-12, row_gap: float = float("inf")) -> np.ndarray:
     """``log λ*`` per row of a 2-D map ``errors[i, j]`` (step 1), NaN for censored rows."""
     errors = np.where(np.isnan(errors), np.inf, errors)
     best = np.full(errors.shape[0], np.nan)
     last = errors.shape[1] - 1
+    map_best = errors.min()
     for i, row in enumerate(errors):
         j = int(np.argmin(row))
         low = row[j]
-        if not np.isfinite(low) or min(row[0], row[last]) - low < min_contrast:
+        if not np.isfinite(low) or low - map_best > row_gap or min(row[0], row[last]) - low < min_contrast:
             continue
         start, stop = j, j
         while start > 0 and row[start - 1] <= low + tie_tol:
@@ -112,7 +116,7 @@ def log_slope(log_lrs: np.ndarray, log_best: np.ndarray) -> tuple[float, float]:
 
 
 def fit_basin(errors, lrs, decays, *, confidence: float = 0.95, n_boot: int = 2000, min_contrast: float = 0.01,
-              tie_tol: float = 1e-12, seed: int = 0) -> BasinFit:
+              tie_tol: float = 1e-12, row_gap: float = float("inf"), seed: int = 0) -> BasinFit:
     """The basin statistic of ``errors`` — shape ``(seeds, len(lrs), len(decays))`` or ``(len(lrs), len(decays))``.
 
     See the module docstring for the definition of each number. ``min_contrast`` is in units of
@@ -135,11 +139,13 @@ def fit_basin(errors, lrs, decays, *, confidence: float = 0.95, n_boot: int = 20
     n_boot = check_int("n_boot", n_boot, low=1)
     check_real("min_contrast", min_contrast, low=0.0)
     check_real("tie_tol", tie_tol, low=0.0)
+    if row_gap != float("inf"):   # inf: no row left out for its level
+        check_real("row_gap", row_gap, low=0.0)
 
     log_lrs, log_decays = np.log(lrs), np.log(decays)
 
     def slope_of(mean_map: np.ndarray) -> tuple[float, float, np.ndarray]:
-        best = best_log_decay(mean_map, log_decays, min_contrast=min_contrast, tie_tol=tie_tol)
+        best = best_log_decay(mean_map, log_decays, min_contrast=min_contrast, tie_tol=tie_tol, row_gap=row_gap)
         return (*log_slope(log_lrs, best), best)
 
     slope, intercept, best = slope_of(_nan_worst_mean(errors))
