@@ -15,11 +15,12 @@ Convention: MLPClassifier's penalty is ``alpha/(2·b)·‖W‖²`` per batch of 
 ``(alpha/b)·W``), decaylab's coupled Adam adds ``λ·W`` to the gradient, so ``alpha = λ·b``
 (b = 64; only the last, smaller batch of an epoch differs). Neither decays biases.
 
-Threads: scikit-learn runs 2 worker processes (1 BLAS thread each). decaylab runs the batched
-engine with 1 and with 2 torch threads (``--threads``) and the sequential engine with 1 thread:
-its per-member tensors are tiny, and on a busy machine a second thread mostly waits.
+CPUs: scikit-learn runs 2 worker processes (1 BLAS thread each). decaylab's batched engine runs
+as 1 process × 1 torch thread, 2 worker processes × 1 thread (``workers=2``, the same CPUs as
+GridSearchCV) and 1 process × 2 threads; the sequential engine as 1 process × 1 thread (its
+per-member tensors are tiny, and on a busy machine a second thread mostly waits).
 
-    python benchmarks/sweep_vs_sklearn.py [--quick] [--skip-sklearn] [--skip-sequential] [--threads 1,2]
+    python benchmarks/sweep_vs_sklearn.py [--quick] [--skip-sklearn] [--skip-sequential]
 """
 
 from __future__ import annotations
@@ -60,12 +61,12 @@ def run_sklearn(X, y, epochs: int) -> tuple[float, float, float]:
     return seconds, search.best_params_["alpha"] / BATCH, float(search.best_score_)
 
 
-def run_decaylab(X, y, epochs: int, engine: str):
+def run_decaylab(X, y, epochs: int, engine: str, workers: int = 1):
     import decaylab
 
     start = time.perf_counter()
     result = decaylab.sweep("mlp", (X, y), list(LAMBDAS), lr=LR, folds=FOLDS, optimizer="adam", epochs=epochs,
-                            batch_size=BATCH, hidden=(HIDDEN,), engine=engine, split_seed=0)
+                            batch_size=BATCH, hidden=(HIDDEN,), engine=engine, split_seed=0, workers=workers)
     seconds = time.perf_counter() - start
     best = max(result.summary, key=lambda s: s["mean"])
     return seconds, result.best_lambda, best["mean"], result
@@ -92,9 +93,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 epochs instead of 50 (a smoke run)")
     parser.add_argument("--skip-sklearn", action="store_true")
     parser.add_argument("--skip-sequential", action="store_true")
-    parser.add_argument("--threads", default="1,2", help="torch thread counts for the batched engine (default: 1,2)")
     args = parser.parse_args()
-    thread_counts = [int(t) for t in args.threads.split(",")]
     epochs = 5 if args.quick else 50
     X, y = digits()
     print(f"digits {X.shape}, MLP 64-{HIDDEN}-10, Adam (coupled) lr {LR}, {len(LAMBDAS)} λ × {FOLDS} folds, "
@@ -108,21 +107,21 @@ def main() -> None:
         seconds, lam, acc, _ = run_decaylab(X, y, epochs, "sequential")
         rows.append(("decaylab sequential, 1 thread", seconds, lam, acc))
     batched = []
-    for threads in thread_counts:
+    for workers, threads in ((1, 1), (2, 1), (1, 2)):
         torch.set_num_threads(threads)
-        seconds, lam, acc, _ = run_decaylab(X, y, epochs, "batched")
-        rows.append((f"decaylab batched, {threads} thread{'s' * (threads > 1)}", seconds, lam, acc))
+        seconds, lam, acc, _ = run_decaylab(X, y, epochs, "batched", workers)
+        rows.append((f"decaylab batched, {workers} proc × {threads} thr", seconds, lam, acc))
         batched.append(rows[-1])
     fastest = min(batched, key=lambda r: r[1])
     print(f"\n{'engine':32s} {'wall s':>8s} {'÷ fastest batched':>18s} {'best λ':>10s} {'best CV acc':>12s}")
     for name, secs, lam, acc in rows:
         print(f"{name:32s} {secs:8.1f} {secs / fastest[1]:18.2f} {lam:10.3g} {acc:12.4f}")
     flops = training_flops(len(X), X.shape[1], 10, epochs)
-    torch.set_num_threads(max(thread_counts))
+    torch.set_num_threads(2)
     peak = matmul_gflops()
     achieved = flops / fastest[1] / 1e9
     print(f"\n{fastest[0]}: {flops / 1e9:.0f} GFLOP of training in {fastest[1]:.1f} s = {achieved:.1f} GFLOP/s "
-          f"({100 * achieved / peak:.0f}% of a 2048² float32 matmul on {max(thread_counts)} threads at "
+          f"({100 * achieved / peak:.0f}% of a 2048² float32 matmul on 2 threads at "
           f"{peak:.1f} GFLOP/s in this run)")
     if rows[0][0].startswith("sklearn"):
         for name, secs, _, acc in batched:

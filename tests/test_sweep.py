@@ -106,6 +106,15 @@ def test_batched_and_sequential_sweeps_agree():
     assert all(sorted(f) == [0, 1, 2] for f in per_config.values())
 
 
+def test_worker_processes_give_the_same_results():
+    kwargs = dict(folds=2, epochs=3, batch_size=16, hidden=(8,), lr=0.01, dtype=torch.float64)
+    alone = decaylab.sweep("mlp", moons(), [0.0, 1e-2, 1.0], engine="batched", **kwargs)
+    pooled = decaylab.sweep("mlp", moons(), [0.0, 1e-2, 1.0], engine="batched", workers=2, **kwargs)
+    assert [r["key"] for r in pooled.table] == [r["key"] for r in alone.table]
+    assert [r["val_loss"] for r in pooled.table] == pytest.approx([r["val_loss"] for r in alone.table], abs=1e-12)
+    assert pooled.trained == 6
+
+
 def test_builtin_dataset_custom_factory_and_files(tmp_path):
     def factory():
         return nn.Sequential(nn.Linear(30, 8), nn.ReLU(), nn.Linear(8, 2))

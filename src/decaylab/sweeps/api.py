@@ -30,7 +30,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
           epochs: int = 20, batch_size: int = 64, decay_biases: bool = False, loss: str | None = None,
           metric: str | None = None, engine: str = "auto", store: str | None = None, chunk_size: int | None = None,
           split_seed: int = 0, dtype: torch.dtype = torch.float32, hidden: Sequence[int] = (64,),
-          test_data: Any = None, model_key: str | None = None) -> SweepResult:
+          test_data: Any = None, model_key: str | None = None, workers: int = 1) -> SweepResult:
     """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ.
 
     Args:
@@ -59,8 +59,16 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         split_seed: seed of the fold split (the same for every member).
         test_data: extra ``(X, y)`` to evaluate every member on (reported as ``test_*``).
         model_key: a name for a factory ``model`` used in store keys instead of its qualified name.
+        workers: worker processes for the batched and sequential engines (1: train in this
+            process); each gets ``cpu_count // workers`` torch threads and an equal share of members.
     Returns:
         :class:`~decaylab.sweeps.result.SweepResult`.
+
+    Member identity (the store key): SHA-256 of the member's (λ, lr, seed, fold) together with the
+    sweep configuration — model spec, a fingerprint of the data rows, folds/holdout, split seed,
+    training configuration — but not the engine, whose results are interchangeable. A factory's
+    spec is its qualified name and parameter shapes: pass a new ``model_key`` when its code changes
+    in a way those do not show.
     """
     start = time.perf_counter()
     lambdas = check_grid("lambdas", lambdas)
@@ -69,6 +77,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     engine = check_choice("engine", engine, ENGINES)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, low=1)
+    workers = check_int("workers", workers, low=1)
     split_seed = check_int("split_seed", split_seed, low=0)
     if holdout is not None:
         folds = None
@@ -117,7 +126,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
 
         if pending:
             job = TrainingJob(model_factory, X, y, config, eval_sets)
-            RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size,
+            RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size, workers=workers,
                             store_path=store if engine == "ray" else None, rows_of=rows_of)
     finally:
         if db is not None:

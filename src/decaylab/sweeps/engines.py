@@ -4,11 +4,18 @@ Each engine gets the members still missing from the store as ``(key, Member)`` p
 ``on_done([(key, MemberResult), …])`` as members finish — after every member (sequential), after
 every chunk of ``chunk_size`` stacked members (batched), or as each Ray task returns (ray, whose
 workers also write their rows to the store themselves, so a dead driver loses nothing).
+
+``workers > 1`` (sequential and batched) splits the members into chunks trained by that many
+worker processes (spawned, each with ``cpu_count // workers`` torch threads), as
+``GridSearchCV(n_jobs=…)`` does; the model factory must then be picklable (a module-level
+function or class, not a lambda).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -35,28 +42,58 @@ def _chunks(pending: Sequence, size: int | None) -> list[Sequence]:
     return [pending[i:i + size] for i in range(0, len(pending), size)]
 
 
-def run_sequential(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, **_) -> None:
+def train_chunk(job: TrainingJob, chunk: Sequence[tuple[str, Member]], batched: bool,
+                on_member_end: Callable | None = None) -> list[tuple[str, MemberResult]]:
+    """Train one chunk of members (stacked, or one at a time) and pair each result with its key."""
+    members = [m for _, m in chunk]
+    if batched:
+        results = train_batched(job.model_factory, job.X, job.y, members, job.config, eval_sets=job.eval_sets)
+    else:
+        results = train_alone(job.model_factory, job.X, job.y, members, job.config, eval_sets=job.eval_sets,
+                              on_member_end=on_member_end)
+    return [(k, r) for (k, _), r in zip(chunk, results)]
+
+
+def _set_worker_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)      # this worker process's own setting: workers × threads ≤ cores
+
+
+def _in_processes(job: TrainingJob, chunks: Sequence[Sequence], batched: bool, workers: int, on_done: Done) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_set_worker_threads,
+                             initargs=(threads,)) as pool:
+        futures = [pool.submit(train_chunk, job, list(chunk), batched) for chunk in chunks]
+        for future in as_completed(futures):
+            on_done(future.result())
+
+
+def run_sequential(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,
+                   workers: int = 1, **_) -> None:
     """One member at a time with :func:`~decaylab.train.batched.train_alone` (any model)."""
+    if workers > 1:
+        _in_processes(job, _chunks(pending, -(-len(pending) // (4 * workers))), False, workers, on_done)
+        return
     keys = [k for k, _ in pending]
     train_alone(job.model_factory, job.X, job.y, [m for _, m in pending], job.config, eval_sets=job.eval_sets,
                 on_member_end=lambda i, result: on_done([(keys[i], result)]))
 
 
 def run_batched(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,
-                chunk_size: int | None = None, **_) -> None:
-    """Chunks of ``chunk_size`` members (all at once if ``None``) with :func:`train_batched`."""
+                chunk_size: int | None = None, workers: int = 1, **_) -> None:
+    """Chunks of ``chunk_size`` members (default: all, or an equal share per worker) with :func:`train_batched`."""
+    if workers > 1:
+        _in_processes(job, _chunks(pending, chunk_size or -(-len(pending) // workers)), True, workers, on_done)
+        return
     for chunk in _chunks(pending, chunk_size):
-        results = train_batched(job.model_factory, job.X, job.y, [m for _, m in chunk], job.config,
-                                eval_sets=job.eval_sets)
-        on_done([(k, r) for (k, _), r in zip(chunk, results)])
+        on_done(train_chunk(job, chunk, batched=True))
 
 
 def _ray_chunk(job: TrainingJob, chunk, batched: bool, store_path: str | None, rows_of: Callable | None):
     """A Ray task: train one chunk, write its rows to the store (if any), return the results."""
-    members = [m for _, m in chunk]
-    trainer = train_batched if batched else train_alone
-    results = trainer(job.model_factory, job.X, job.y, members, job.config, eval_sets=job.eval_sets)
-    pairs = [(k, r) for (k, _), r in zip(chunk, results)]
+    pairs = train_chunk(job, chunk, batched)
     if store_path is not None and rows_of is not None:
         from decaylab.sweeps.store import ResultStore
 

@@ -388,6 +388,15 @@ def _padded_epoch(orders: list[torch.Tensor], batch_size: int, steps: int):
     return index.view(G, steps, batch_size), weight.view(G, steps, batch_size)
 
 
+def _per_member(values: torch.Tensor, param: torch.Tensor):
+    """A per-member hyperparameter for ``param`` ``[G, …]``: a Python number when all members share it
+    (the functional update then takes its scalar path, as a lone optimizer does), else a tensor
+    ``[G, 1, …]`` in ``param``'s dtype that broadcasts over each member's slice."""
+    if bool((values == values[0]).all()):
+        return values[0].item()
+    return values.to(param.dtype).view((-1,) + (1,) * (param.dim() - 1))
+
+
 class _BatchedOptimizer:
     """Per-member optimizer state and one update step via ``decaylab.optim.functional``."""
 
@@ -395,9 +404,8 @@ class _BatchedOptimizer:
                  totals: torch.Tensor):
         self.config = config
         self.params = stacked.params
-        dtype = config.dtype
         self.lr0 = torch.tensor([m.lr for m in members], dtype=torch.float64)
-        self.wd = torch.tensor([m.weight_decay for m in members], dtype=dtype)
+        self.wd = torch.tensor([m.weight_decay for m in members], dtype=torch.float64)
         self.decayed = stacked.decayed
         self.totals = totals
         self.step_count = torch.zeros(len(members), dtype=torch.long)
@@ -420,24 +428,20 @@ class _BatchedOptimizer:
         config = self.config
         all_active = bool(active.all())
         saved = None if all_active else [None if t is None else t.detach().clone() for t in self._state()]
-        mult = lr_multiplier(config.lr_schedule, self.step_count, self.totals)
-        lr_t = (self.lr0 * mult).to(config.dtype)
-        scale = None
-        if config.decoupled and config.decay_scaling == "schedule":
-            scale = mult.to(config.dtype)
+        mult = lr_multiplier(config.lr_schedule, self.step_count, self.totals)     # float64 [G]
+        scale = mult if config.decoupled and config.decay_scaling == "schedule" else None
+        step = self.step_count + 1
         first_step = bool((self.step_count == 0).all())
         with torch.no_grad():
             for i, (param, grad) in enumerate(zip(self.params, grads)):
-                shape = (-1,) + (1,) * (param.dim() - 1)
-                lr = lr_t.view(shape)
-                wd = self.wd.view(shape) if self.decayed[i] else 0.0
-                decay_scale = None if scale is None else scale.view(shape)
+                lr = _per_member(self.lr0 * mult, param)
+                wd = _per_member(self.wd, param) if self.decayed[i] else 0.0
+                decay_scale = None if scale is None else _per_member(scale, param)
                 if config.is_adam:
                     Fo.adam_update_(param, grad, self.exp_avg[i], self.exp_avg_sq[i], self.max_exp_avg_sq[i],
-                                    (self.step_count + 1).to(config.dtype).view(shape),
-                                    lr=lr, beta1=config.betas[0], beta2=config.betas[1], eps=config.eps,
-                                    weight_decay=wd, amsgrad=config.amsgrad, decoupled=config.decoupled,
-                                    decay_scale=decay_scale)
+                                    _per_member(step, param), lr=lr, beta1=config.betas[0], beta2=config.betas[1],
+                                    eps=config.eps, weight_decay=wd, amsgrad=config.amsgrad,
+                                    decoupled=config.decoupled, decay_scale=decay_scale)
                 else:
                     self.momentum_buffer[i] = Fo.sgd_update_(
                         param, grad, self.momentum_buffer[i], lr=lr, weight_decay=wd, momentum=config.momentum,
