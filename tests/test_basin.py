@@ -139,3 +139,18 @@ def test_rows_far_worse_than_the_map_best_are_left_out_with_row_gap():
     assert fit.slope == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match=r"row_gap must be in \[0.0, inf\)"):
         fit_basin(errors, LRS, DECAYS, row_gap=-1.0)
+
+
+def test_per_seed_t_interval_and_the_union_interval():
+    errors = synthetic_map(-1.0, seeds=4, noise=0.01, rng_seed=5)
+    fit = fit_basin(errors, LRS, DECAYS, n_boot=200)
+    k = fit.seed_slopes.size
+    half = 3.182446305284263 * fit.seed_slopes.std(ddof=1) / np.sqrt(k)     # t_{0.975, 3}
+    assert (fit.seed_t_low, fit.seed_t_high) == pytest.approx(
+        (fit.seed_slopes.mean() - half, fit.seed_slopes.mean() + half), rel=1e-9)
+    low, high = fit.interval()
+    assert low == min(fit.ci_low, fit.seed_t_low) and high == max(fit.ci_high, fit.seed_t_high)
+    assert fit.seed_t_low <= -1.0 <= fit.seed_t_high
+    assert fit.to_dict()["interval"] == [low, high]
+    single = fit_basin(errors[:1], LRS, DECAYS)
+    assert all(np.isnan(v) for v in single.interval())

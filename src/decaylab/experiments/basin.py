@@ -26,7 +26,11 @@ Input: test errors ``E[s, i, j]`` for seed ``s``, learning rate ``lr_i`` (rows) 
    replacement ``n_boot`` times, redo steps 1–2 on each resample's mean map, and take the
    ``(1−confidence)/2`` and ``(1+confidence)/2`` quantiles of the slopes (resamples with fewer
    than two kept rows are dropped and counted). With ``S = 1`` there is no interval (NaN).
-   Per-seed slopes (steps 1–2 on each seed alone) are reported beside it.
+   Per-seed slopes (steps 1–2 on each seed alone) are reported beside it with their
+   t-interval, ``mean ± t_{k−1}·sd/√k`` over the ``k ≥ 2`` seeds whose own map gives a slope.
+   With few seeds the bootstrap interval is too narrow (3 seeds have only 10 distinct
+   resamples); :meth:`BasinFit.interval` is the union of the two intervals, the conservative
+   choice.
 """
 
 from __future__ import annotations
@@ -55,6 +59,14 @@ class BasinFit:
     n_boot: int                   # bootstrap resamples that gave a slope
     n_seeds: int
     notes: list[str] = field(default_factory=list)
+    seed_t_low: float = float("nan")   # t-interval of the per-seed slopes (NaN with < 2 of them)
+    seed_t_high: float = float("nan")
+
+    def interval(self) -> tuple[float, float]:
+        """The union of the bootstrap and per-seed t intervals (NaN where neither exists)."""
+        lows = [v for v in (self.ci_low, self.seed_t_low) if np.isfinite(v)]
+        highs = [v for v in (self.ci_high, self.seed_t_high) if np.isfinite(v)]
+        return (min(lows), max(highs)) if lows and highs else (float("nan"), float("nan"))
 
     def to_dict(self) -> dict:
         """Plain JSON-ready numbers (NaN becomes None)."""
@@ -65,7 +77,9 @@ class BasinFit:
             "slope": clean(self.slope), "intercept": clean(self.intercept),
             "ci_low": clean(self.ci_low), "ci_high": clean(self.ci_high), "confidence": self.confidence,
             "best_decay": [clean(v) for v in self.best_decay], "kept": [bool(k) for k in self.kept],
-            "seed_slopes": [clean(v) for v in self.seed_slopes], "n_boot": self.n_boot,
+            "seed_slopes": [clean(v) for v in self.seed_slopes], "seed_t_low": clean(self.seed_t_low),
+            "seed_t_high": clean(self.seed_t_high), "interval": [clean(v) for v in self.interval()],
+            "n_boot": self.n_boot,
             "n_seeds": self.n_seeds, "notes": list(self.notes),
         }
 
@@ -172,9 +186,20 @@ def fit_basin(errors, lrs, decays, *, confidence: float = 0.95, n_boot: int = 20
     if kept.sum() < 2:
         notes.append(f"only {int(kept.sum())} of {lrs.size} learning rates have a best λ inside the grid "
                      "with walls on both sides: no slope")
+    t_low, t_high = _t_interval(seed_slopes[np.isfinite(seed_slopes)], confidence)
     return BasinFit(slope=slope, intercept=intercept, ci_low=ci_low, ci_high=ci_high, confidence=confidence,
                     best_decay=np.exp(best), kept=kept, seed_slopes=seed_slopes, n_boot=int(boot_slopes.size),
-                    n_seeds=n_seeds, notes=notes)
+                    n_seeds=n_seeds, notes=notes, seed_t_low=t_low, seed_t_high=t_high)
+
+
+def _t_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    """``mean ± t_{k−1}·sd/√k`` of ``k`` values (NaN for fewer than two)."""
+    if values.size < 2:
+        return float("nan"), float("nan")
+    from scipy.stats import t
+
+    half = t.ppf((1.0 + confidence) / 2.0, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
+    return float(values.mean() - half), float(values.mean() + half)
 
 
 def _nan_worst_mean(errors: np.ndarray) -> np.ndarray:

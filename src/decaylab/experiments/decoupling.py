@@ -130,23 +130,26 @@ def run_decoupling(*, quick: bool = False, seeds: int = 3, epochs: int | None = 
 # -- numbers into words -------------------------------------------------------------------------
 
 def _fmt_slope(fit: BasinFit) -> str:
+    """``slope [low, high]`` with the union of the bootstrap and per-seed t intervals."""
     if not np.isfinite(fit.slope):
         return "no slope"
-    if not np.isfinite(fit.ci_low):
+    low, high = fit.interval()
+    if not np.isfinite(low):
         return f"{fit.slope:+.2f}"
-    return f"{fit.slope:+.2f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]"
+    return f"{fit.slope:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def _verdict(fit: BasinFit, expected: float | None) -> str:
-    """How the measured slope compares with the paper's, in words."""
+    """How the measured slope compares with the paper's, in words (union interval)."""
     if expected is None:
         return "—"
     if not np.isfinite(fit.slope):
         return "no slope: fewer than two learning rates had an interior best λ"
-    if not np.isfinite(fit.ci_low):
+    low, high = fit.interval()
+    if not np.isfinite(low):
         return f"one seed, no interval; paper {expected:+.0f}"
-    if fit.ci_low <= expected <= fit.ci_high:
-        others = [f"{v:+.0f}" for v in (-1.0, 0.0, 1.0) if v != expected and fit.ci_low <= v <= fit.ci_high]
+    if low <= expected <= high:
+        others = [f"{v:+.0f}" for v in (-1.0, 0.0, 1.0) if v != expected and low <= v <= high]
         if others:
             return f"inconclusive: the interval holds the paper's {expected:+.0f} and {', '.join(others)}"
         return f"agrees with the paper's {expected:+.0f}"
@@ -169,9 +172,10 @@ _PICTURES = {-1.0: "diagonal (slope −1)", 0.0: "axis-aligned (slope 0)", 1.0: 
 
 def _classify(fit: BasinFit) -> str:
     """Which of the pictures −1, 0, +1 the interval holds: one name, "x or y", or "intermediate"."""
-    if not np.isfinite(fit.ci_low):
+    low, high = fit.interval()
+    if not np.isfinite(low):
         return "undetermined"
-    inside = [name for value, name in _PICTURES.items() if fit.ci_low <= value <= fit.ci_high]
+    inside = [name for value, name in _PICTURES.items() if low <= value <= high]
     if not inside:
         return "intermediate (the interval holds none of −1, 0, +1)"
     return " or ".join(inside)
@@ -194,7 +198,8 @@ def _main_text(arms, maps, fits, setup) -> str:
             f"{'-'.join(map(str, setup['hidden']))}-2 ReLU MLP{' with LayerNorm' if setup['layer_norm'] else ''}, "
             f"full-batch, {setup['epochs']} steps of a cosine "
             f"schedule. The basin statistic is the least-squares slope of log(best λ) against log(lr), with a 95 % "
-            f"bootstrap interval over seeds; the paper's Figure 2 corresponds to −1 for coupled L2 and 0 for "
+            f"interval over seeds (bootstrap and per-seed t-interval, whichever is wider at each end); the "
+            f"paper's Figure 2 corresponds to −1 for coupled L2 and 0 for "
             f"schedule-scaled decoupled decay. Learning rates whose best λ is not inside the grid with a wall on "
             f"both sides are left out (at small lr the short run underfits and decay cannot help; at the "
             f"largest lr runs diverge); the table gives how many rows each fit kept. Measured: "
@@ -261,7 +266,8 @@ def _sections(arms, maps, fits, setup) -> list[Section]:
     table = Table(columns=["optimizer", "slope [95% CI]", "rows kept", "paper", "best cell"],
                   rows=[list(r.values()) for r in _rows(arms, maps, fits)],
                   caption="Basin statistic per optimizer: slope of log(best λ) vs log(lr) on the seed-mean "
-                          "map, 95 % percentile bootstrap over seeds. Best λ of a row: the mean log λ of the cells "
+                          "map; 95 % interval = union of the percentile bootstrap over seeds and the t-interval "
+                          "of the per-seed slopes. Best λ of a row: the mean log λ of the cells "
                           f"within {BASIN['tie_tol']:g} of its lowest error (the parabola vertex when that is one "
                           f"cell); rows kept = learning rates whose good cells are inside the grid with both "
                           f"edges at least {BASIN['min_contrast']:g} worse, and the row's best within "

@@ -22,7 +22,7 @@ Example::
     m = decaylab.lr_decay_map(lambda: models.MLP(2, 2, (64, 64)), ds.train, ds.test, optimizer="adamw",
                               decay_scaling="schedule", lrs=np.logspace(-4, -1, 8),
                               decays=np.logspace(-4, 0, 8), seeds=(0, 1, 2), epochs=200)
-    fit = m.basin()            # fit.slope, fit.ci_low, fit.ci_high, fit.best_decay
+    fit = m.basin()            # fit.slope, fit.interval(), fit.best_decay
     m.plot().savefig("map.png")
 """
 
@@ -197,7 +197,7 @@ def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
             span = m.lrs[kept]
             line = np.exp(fit.intercept) * span ** fit.slope
             ax_err.plot(line, span, "--", color="red", lw=1,
-                        label=f"slope {fit.slope:+.2f} [{fit.ci_low:+.2f}, {fit.ci_high:+.2f}]")
+                        label="slope {:+.2f} [{:+.2f}, {:+.2f}]".format(fit.slope, *fit.interval()))
         ax_err.set_xlim(x_edges[0], x_edges[-1])
         ax_err.set_ylim(y_edges[0], y_edges[-1])
         ax_err.legend(loc="lower left", fontsize=7, framealpha=0.8)
