@@ -101,7 +101,8 @@ class CosineWarmRestarts(LRScheduler):
             check_real("weight_decay_norm", weight_decay_norm, low=0.0)
             if batch_size is None or train_size is None:
                 raise ValueError("weight_decay_norm needs batch_size and train_size (b and B of "
-                                 f"λ = λ_norm·√(b/(B·T_i))), got batch_size={batch_size!r}, train_size={train_size!r}")
+                                 "λ = λ_norm·√(b/(B·T_i))), "
+                                 f"got batch_size={batch_size!r}, train_size={train_size!r}")
             check_int("batch_size", batch_size, low=1)
             check_int("train_size", train_size, low=1)
         self.weight_decay_norm = weight_decay_norm

@@ -58,7 +58,8 @@ class Arm:
     @property
     def title(self) -> str:
         names = {"sgd": "SGD + momentum, coupled L2", "sgdw": "SGDW", "adam": "Adam, coupled L2", "adamw": "AdamW"}
-        return names[self.optimizer] + ("" if self.decay_scaling is None else f' (decay_scaling="{self.decay_scaling}")')
+        scaling = "" if self.decay_scaling is None else f' (decay_scaling="{self.decay_scaling}")'
+        return names[self.optimizer] + scaling
 
 
 # Ranges chosen in trial runs so that each map has its good region inside: lr from where a run
@@ -230,11 +231,11 @@ def _explanation(arms, fits) -> str:
         (coupled, _PICTURES[0.0], "With coupled L2 ({who}: slopes {slopes}) the best λ barely moves with lr: runs "
                                   "that train to (near) equilibrium settle where ∇L + λw ≈ 0, a point that does "
                                   "not depend on lr."),
-        (coupled, _PICTURES[-1.0], "With coupled L2 ({who}: slopes {slopes}) the best λ falls as lr rises, the paper's "
-                              "diagonal: what matters is the product lr·λ."),
-        (scheduled, _PICTURES[1.0], "With schedule-scaled decoupled decay ({who}: slopes {slopes}) the best λ rises with "
-                              "lr: such runs settle where lr_0·u ≈ −λ·w (u the SGD or Adam step direction), an "
-                              "effective penalty λ/lr_0."),
+        (coupled, _PICTURES[-1.0], "With coupled L2 ({who}: slopes {slopes}) the best λ falls as lr rises, the "
+                                   "paper's diagonal: what matters is the product lr·λ."),
+        (scheduled, _PICTURES[1.0], "With schedule-scaled decoupled decay ({who}: slopes {slopes}) the best λ "
+                                    "rises with lr: such runs settle where lr_0·u ≈ −λ·w (u the SGD or Adam "
+                                    "step direction), an effective penalty λ/lr_0."),
         (scheduled, _PICTURES[0.0], "With schedule-scaled decoupled decay ({who}: slopes {slopes}) the basin is "
                                     "axis-aligned, as in the paper."),
     ):

@@ -203,7 +203,8 @@ def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
         ax_err.legend(loc="lower left", fontsize=7, framealpha=0.8)
         loss = np.ma.masked_invalid(m.train_loss.mean(axis=0))
         positive = loss.compressed()[loss.compressed() > 0]
-        norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if positive.size and positive.min() < positive.max() else None
+        spread = positive.size and positive.min() < positive.max()
+        norm = LogNorm(vmin=positive.min(), vmax=positive.max()) if spread else None
         mesh = ax_loss.pcolormesh(x_edges, y_edges, loss, cmap="magma_r", shading="flat", norm=norm)
         ax_loss.set_facecolor("0.85")
         fig.colorbar(mesh, ax=ax_loss, label="final train loss (mean)")
