@@ -57,6 +57,8 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
     parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
     parser.add_argument("--engine", default="auto", choices=("auto", "batched", "sequential", "ray"))
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes for the batched/sequential engines (default: 1)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the fold split (default: 0)")
     parser.add_argument("--out", metavar="DIR", default="decaylab-sweep", help="output directory (default: %(default)s)")
     parser.add_argument("--store", metavar="FILE", help="SQLite results store (default: DIR/sweep.sqlite)")
@@ -158,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         args.model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
         folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
         momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
-        loss=loss, engine=args.engine, store=store, split_seed=args.split_seed,
+        loss=loss, engine=args.engine, store=store, split_seed=args.split_seed, workers=args.workers,
         hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else ())
     write_outputs(result, out_dir, args.data)
     print_summary(result, out_dir)
