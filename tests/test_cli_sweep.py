@@ -34,7 +34,7 @@ def run_cli(capsys, *argv):
 def test_csv_sweep_writes_results_and_resumes(tmp_path, capsys, csv_file):
     out_dir = tmp_path / "out"
     code, out, err = run_cli(capsys, csv_file, "--target", "label", "--lambdas", "1e-4:1e-1:4", "--folds", "3",
-                             "--out", out_dir, *FAST)
+                             "--chunk-size", "5", "--out", out_dir, *FAST)
     assert code == 0, err
     assert "best λ =" in out and "12 trained, 0 from the store" in out
     for name in ("results.json", "results.csv", "validation_curve.png", "index.html", "summary.json",

@@ -57,6 +57,9 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
     parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
     parser.add_argument("--engine", default="auto", choices=("auto", "batched", "sequential", "ray"))
+    parser.add_argument("--chunk-size", type=int, default=None,
+                        help="members stacked per batched chunk; the store is written after each chunk "
+                             "(default: all members at once)")
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes for the batched/sequential engines (default: 1)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the fold split (default: 0)")
@@ -161,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
         momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
         loss=loss, engine=args.engine, store=store, split_seed=args.split_seed, workers=args.workers,
+        chunk_size=args.chunk_size,
         hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else ())
     write_outputs(result, out_dir, args.data)
     print_summary(result, out_dir)
