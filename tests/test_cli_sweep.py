@@ -60,6 +60,9 @@ def test_npz_regression_with_holdout(tmp_path, capsys):
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["metric"] == "loss" and len(results["table"]) == 3
     assert results["config"]["train"]["loss"] == "mse"
+    code, _, err = run_cli(capsys, tmp_path / "d.npz", "--target", "target", "--metric", "accuracy",
+                           "--out", tmp_path / "o2", *FAST)
+    assert code == 2 and "metric='accuracy' needs a classification loss" in err
 
 
 @pytest.mark.parametrize("make_args, message", [

@@ -41,6 +41,8 @@ def register(subparsers) -> None:
     parser.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                         help="auto: classification if the target holds at most 50 distinct integers")
     parser.add_argument("--lambdas", default="1e-6:1e1:16", help="λ grid (default: %(default)s)")
+    parser.add_argument("--metric", choices=("accuracy", "loss"), default=None,
+                        help="what chooses λ (default: accuracy for classification, loss for regression)")
     parser.add_argument("--lr", default="1e-3", help="learning rate(s): a value or a grid (default: %(default)s)")
     parser.add_argument("--seeds", default="0", help="seeds, comma separated (default: %(default)s)")
     split = parser.add_mutually_exclusive_group()
@@ -163,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         args.model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
         folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
         momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
-        loss=loss, engine=args.engine, store=store, split_seed=args.split_seed, workers=args.workers,
+        loss=loss, metric=args.metric, engine=args.engine, store=store, split_seed=args.split_seed, workers=args.workers,
         chunk_size=args.chunk_size,
         hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else ())
     write_outputs(result, out_dir, args.data)

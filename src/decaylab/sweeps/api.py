@@ -73,7 +73,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     start = time.perf_counter()
     lambdas = check_grid("lambdas", lambdas)
     lrs = check_grid("lr", lr, low_open=True)
-    seeds = [check_int("seed", s, low=0) for s in (seed if isinstance(seed, (list, tuple, range)) else [seed])]
+    seeds = [check_int("seed", s, low=0) for s in (seed if isinstance(seed, (list, tuple, range, np.ndarray)) else [seed])]
     engine = check_choice("engine", engine, ENGINES)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, low=1)
