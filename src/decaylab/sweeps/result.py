@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from decaylab.sweeps.store import _jsonable
+from decaylab.sweeps.store import plain_json
 
 TABLE_COLUMNS = ("lambda", "lr", "seed", "fold", "train_loss", "val_loss", "val_metric", "val_accuracy",
                  "weight_norm", "epochs_run", "steps", "diverged", "wall_time", "test_loss", "test_accuracy",
@@ -57,7 +57,7 @@ class SweepResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: chosen λ, summary, table and configuration (NaN → null)."""
-        return _jsonable({"best_lambda": self.best_lambda, "best_lr": self.best_lr, "lambda_1se": self.lambda_1se,
+        return plain_json({"best_lambda": self.best_lambda, "best_lr": self.best_lr, "lambda_1se": self.lambda_1se,
                           "metric": self.metric, "engine": self.engine, "wall_time": self.wall_time,
                           "trained": self.trained, "n_diverged": self.n_diverged, "summary": self.summary,
                           "table": self.table, "config": self.config})

@@ -34,12 +34,12 @@ CREATE INDEX IF NOT EXISTS members_by_sweep ON members (sweep_key);
 """
 
 
-def _jsonable(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
     """Plain JSON values: tuples → lists, numpy/torch scalars → Python numbers, NaN → None."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [plain_json(v) for v in value]
     if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 0) == 0:
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -49,7 +49,7 @@ def _jsonable(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     """Deterministic JSON text (sorted keys, no spaces) used for hashing and storage."""
-    return json.dumps(_jsonable(value), sort_keys=True, separators=(",", ":"))
+    return json.dumps(plain_json(value), sort_keys=True, separators=(",", ":"))
 
 
 def config_key(*parts: Mapping[str, Any]) -> str:
