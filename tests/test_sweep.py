@@ -146,6 +146,16 @@ def test_builtin_dataset_custom_factory_and_files(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def test_auto_engine_trains_unbatchable_models_one_at_a_time():
+    def with_dropout():
+        return nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 2))
+
+    result = decaylab.sweep(with_dropout, moons(), [1e-3, 1e-1], folds=2, epochs=2, batch_size=32, lr=1e-2)
+    assert result.engine == "sequential" and len(result.table) == 4
+    with pytest.raises(ValueError, match="Dropout.*use engine='sequential'"):
+        decaylab.sweep(with_dropout, moons(), [1e-3], folds=2, epochs=1, engine="batched")
+
+
 def test_regression_sweep_on_torch_dataset_chooses_by_loss():
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(80, 4, generator=gen)

@@ -50,7 +50,8 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         loss: ``"cross_entropy"`` (default for integer targets) or ``"mse"`` (float targets).
         metric: what chooses λ: ``"accuracy"`` (default for classification) or ``"loss"``.
         engine: ``"batched"`` (all members stacked), ``"sequential"`` (one at a time, any model),
-            ``"ray"`` (chunks as Ray tasks), or ``"auto"`` (batched where the model allows it).
+            ``"ray"`` (Ray tasks: batched chunks, or single members for a model the batched trainer
+            cannot take), or ``"auto"`` (batched where the model allows it, else sequential).
         store: path of a SQLite results file; finished members are written as they finish and
             reused on the next call with the same configuration (resume; a changed grid trains
             only what is new). ``None``: keep results in memory only.
@@ -95,8 +96,9 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
                          betas=tuple(betas), eps=eps, decay_scaling=decay_scaling, lr_schedule=lr_schedule,
                          loss=loss, decay_biases=decay_biases, dtype=dtype)
     model_factory, model_spec = _resolve_model(model, X, y, classification, hidden, model_key)
+    batchable = check_batchable(model_factory()) is None
     if engine == "auto":
-        engine = "batched" if check_batchable(model_factory()) is None else "sequential"
+        engine = "batched" if batchable else "sequential"
 
     splits = fold_splits(y.numpy(), folds=folds, holdout=holdout, classification=classification,
                          split_seed=split_seed)
@@ -126,7 +128,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
 
         if pending:
             job = TrainingJob(model_factory, X, y, config, eval_sets)
-            RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size, workers=workers,
+            RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size, workers=workers, batched=batchable,
                             store_path=store if engine == "ray" else None, rows_of=rows_of)
     finally:
         if db is not None:
