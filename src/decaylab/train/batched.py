@@ -35,6 +35,12 @@ The update of each member (``decaylab.optim.functional``, the same functions the
   total steps).
 
 Only weights (parameters with ≥ 2 dimensions) are decayed unless ``decay_biases=True``.
+λ is the optimizers' ``weight_decay``: coupled ``+λ·w`` is the gradient of the penalty
+``(λ/2)·Σw²``, so decaylab's penalty form ``L + λ'·Σw²`` is ``weight_decay = 2λ'``. Values that
+all members share are passed to the update as Python scalars (its lone-optimizer path).
+
+Losses, per row: ``cross_entropy`` = ``logsumexp(z) − z_y`` (logits ``z``, class ``y``);
+``mse`` = the mean over outputs of ``(f(x) − y)²``.
 
 Divergence. A member whose batch loss or parameters become non-finite is marked
 ``diverged`` at that epoch, frozen (its parameters are zeroed so NaN cannot spread) and
