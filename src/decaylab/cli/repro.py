@@ -30,8 +30,8 @@ def register(subparsers) -> None:
                         help="directory for index.html and summary.json (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="5×5 grids and 200 steps instead of 8×8 and 1000 (well under 90 s)")
-    parser.add_argument("--seeds", metavar="N", type=int, default=3,
-                        help="seeds per cell, for the confidence intervals (default: %(default)s)")
+    parser.add_argument("--seeds", metavar="N", type=int, default=None,
+                        help="seeds per cell, for the confidence intervals (default: 5, or 3 with --quick)")
     parser.add_argument("--epochs", metavar="N", type=int, default=None,
                         help="training steps per member (default: 1000, or 200 with --quick)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
@@ -49,15 +49,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     from decaylab.experiments.decoupling import run_decoupling
 
-    check_int("--seeds", args.seeds, low=1, high=100)
+    if args.seeds is not None:
+        check_int("--seeds", args.seeds, low=1, high=100)
     if args.epochs is not None:
         check_int("--epochs", args.epochs, low=1, high=100_000)
 
     result = run_decoupling(quick=args.quick, seeds=args.seeds, epochs=args.epochs, progress=args.progress)
-    summary = dict(result.summary, run={"quick": args.quick, "seeds": args.seeds, "epochs": args.epochs,
+    seeds = result.summary["setup"]["seeds"]
+    summary = dict(result.summary, run={"quick": args.quick, "seeds": seeds, "epochs": args.epochs,
                                         "seconds": round(result.seconds, 2)})
     print(text_table(result.rows))
-    intro = (f"Measured in {result.seconds:.0f} s ({'quick' if args.quick else 'full'} mode, {args.seeds} seeds). "
+    intro = (f"Measured in {result.seconds:.0f} s ({'quick' if args.quick else 'full'} mode, {seeds} seeds). "
              f"Every cell of every map is in summary.json beside this page (key \"cells\")."
              + (" Quick mode is a smoke run: 5×5 grids and 200 steps are too coarse to judge the slopes; run "
                 "without --quick for the study." if args.quick else ""))
