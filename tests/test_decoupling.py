@@ -138,3 +138,16 @@ def test_report_sentences_follow_the_measured_intervals():
     assert decoupling._verdict(equilibrium["sgd"], -1.0).startswith("disagrees")
     assert decoupling._verdict(paper_like["sgd"], -1.0).startswith("agrees")
     assert decoupling._verdict(fit(-0.5, -1.3, 0.2), -1.0).startswith("inconclusive")
+
+
+def test_regression_maps_report_test_loss():
+    poly = data.load("poly", seed=0, dtype=torch.float64)
+    factory = lambda: models.MLP(1, 1, (8,))  # noqa: E731
+    m = lr_decay_map(factory, poly.train, poly.test, optimizer="adam", lrs=[1e-3, 1e-2, 1e-1],
+                     decays=[1e-4, 1e-3, 1e-2], seeds=(0,), epochs=4, batch_size=8, loss="mse", dtype=torch.float64)
+    assert m.metric == "test loss"
+    config = TrainConfig(optimizer="adam", epochs=4, batch_size=8, loss="mse", lr_schedule="cosine",
+                         dtype=torch.float64)
+    alone = train_alone(factory, poly.train.X, poly.train.y, [Member(1e-3, 1e-1, seed=0)], config,
+                        eval_sets={"test": (poly.test.X, poly.test.y)})[0]
+    assert m.test_error[0, 2, 1] == pytest.approx(alone.eval["test"]["loss"], rel=1e-9)

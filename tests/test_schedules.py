@@ -178,3 +178,13 @@ def test_normalized_decay_is_renormalized_to_each_period():
     assert seen == pytest.approx({2: 0.05 * math.sqrt(10 / 2000), 4: 0.0025, 8: 0.05 * math.sqrt(10 / 8000)},
                                  rel=1e-12)
     assert sched.normalized_weight_decay(0.1) == pytest.approx(0.1 * math.sqrt(10 / (1000 * 16)))
+
+
+def test_deprecated_step_with_epoch_uses_the_closed_form():
+    sched = CosineWarmRestarts(make_optimizer(lr=0.4), T_0=2, T_mult=2, eta_min=0.04)
+    with pytest.warns(UserWarning):
+        sched.step(4)                        # period 1 (steps 2..5), T_cur = 2 of 4
+    assert sched.get_last_lr()[0] == pytest.approx(0.04 + 0.36 * half_cosine(2, 4), rel=1e-12)
+    sched.optimizer.step()
+    sched.step()                             # step 5, continuing multiplicatively from there
+    assert sched.get_last_lr()[0] == pytest.approx(0.04 + 0.36 * half_cosine(3, 4), rel=1e-12)
