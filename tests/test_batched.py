@@ -9,14 +9,6 @@ from torch import nn
 from decaylab.train.batched import Member, TrainConfig, check_batchable, lr_multiplier, train_alone, train_batched
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention on a shared machine
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_data(n=60, d=5, dtype=torch.float64, seed=0):
     gen = torch.Generator().manual_seed(seed)
     X = torch.randn(n, d, generator=gen, dtype=dtype)

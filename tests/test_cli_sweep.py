@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from decaylab.cli import main
-from test_batched import one_thread  # noqa: F401  (autouse: one torch thread for tiny models)
 
 FAST = ["--epochs", "3", "--batch-size", "16", "--hidden", "8", "--lr", "0.01"]
 

@@ -4,9 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-import decaylab
 import decaylab.optim as dopt
-from decaylab.diagnosis import Finding, Findings, doctor
+from decaylab.diagnosis import Findings, doctor
 from decaylab.groups import param_groups
 
 RUN = dict(total_steps=50_000, steps_per_epoch=500)

@@ -7,15 +7,6 @@ import decaylab.optim
 from decaylab.monitor import DecayMonitor
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run fastest on one thread (and do not fight other tests for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _scale_invariant_mlp():
     """Two bias-free Linear layers each followed by LayerNorm without affine parameters: their
     weights are scale-invariant, the setting of the rotational-equilibrium prediction."""

@@ -16,9 +16,7 @@ import pytest
 import torch
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW
-from test_optim_support import one_thread  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 OPTIMIZERS = {
     "SGD": (SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
@@ -27,7 +25,6 @@ OPTIMIZERS = {
     "AdamW": (AdamW, torch.optim.AdamW, dict(lr=0.01, weight_decay=0.1)),
     "AdamW-schedule": (AdamW, None, dict(lr=0.01, weight_decay=1e-3, decay_scaling="schedule")),
 }
-
 
 
 def _model(seed=0, dtype=torch.float64):

@@ -10,13 +10,10 @@ from sklearn.linear_model import Lasso
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW, functional
 from decaylab.optim._decay import timescale_weight_decay
-from test_optim_support import one_thread  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 F64 = torch.float64
 PATHS = [{"foreach": False, "fused": False}, {"foreach": True}, {"fused": True}]
-
 
 
 def _least_squares(n=50, d=5, seed=0, sparse=False):

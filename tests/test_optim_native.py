@@ -13,13 +13,10 @@ import pytest
 import torch
 
 from decaylab.optim import SGDW, AdamW, _native, _paths
-from test_optim_support import one_thread  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 NUMEL = 5000
 REFERENCE = {"foreach": False, "fused": False}
-
 
 
 def _spy_paths(monkeypatch):

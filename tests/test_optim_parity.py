@@ -14,15 +14,12 @@ import pytest
 import torch
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW
-from test_optim_support import one_thread  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS = 200
 PATHS = {"reference": {"foreach": False, "fused": False}, "foreach": {"foreach": True},
          "fused": {"fused": True}}
 TOL = {torch.float32: 1e-5, torch.float64: 1e-10}
-
 
 
 def _schedule(opt, kind):

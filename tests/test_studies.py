@@ -11,12 +11,6 @@ from decaylab.report.model import Section
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    with intra_op_threads(1):
-        yield
-
-
 def _check_section(result, key):
     assert isinstance(result.section, Section) and result.section.key == key
     assert result.section.text and result.section.figures

@@ -9,12 +9,10 @@ import torch
 from torch import nn
 
 import decaylab
-from test_batched import one_thread  # noqa: F401  (autouse: one torch thread for tiny models)
 from decaylab import ridge_path
 from decaylab.sweeps.grid import fold_splits, parse_grid
 from decaylab.sweeps.select import choose, summarize
 from decaylab.train.batched import Member, TrainConfig, train_batched
-
 
 
 def moons(n=160):

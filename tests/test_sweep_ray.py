@@ -7,7 +7,6 @@ import pytest
 import ray  # the optional extra decaylab[ray]; part of the dev extra, so CI has it
 
 import decaylab
-from test_batched import one_thread  # noqa: F401  (autouse: one torch thread for tiny models)
 
 
 def test_ray_engine_matches_batched_and_fills_the_store(tmp_path):

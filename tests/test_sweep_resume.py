@@ -10,13 +10,10 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 import decaylab
-from test_batched import one_thread  # noqa: F401  (autouse: one torch thread for tiny models)
 
 LAMBDAS = [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
-
 
 
 def data():

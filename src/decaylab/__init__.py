@@ -33,3 +33,10 @@ def __getattr__(name):
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'decaylab' has no attribute {name!r}")
+
+
+__all__ = ["__version__", "ridge_path", *_LAZY]
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

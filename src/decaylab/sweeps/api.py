@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import math
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -243,7 +242,6 @@ def _resolve_model(model, X, y, classification: bool, hidden, model_key):
     """``(factory, spec)``: a built-in name or a user factory (its spec names it and its parameter shapes)."""
     if isinstance(model, str):
         check_choice("model", model, BUILTIN_MODELS)
-        from decaylab.models import MLP
 
         widths = [] if model == "linear" else [check_int("hidden", h, low=1) for h in hidden]
         n_in = int(np.prod(X.shape[1:]))
