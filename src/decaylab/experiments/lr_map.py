@@ -138,7 +138,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
 
     check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
     lr_grid, decay_grid = _grid("lrs", lrs), _grid("decays", decays)
-    seeds = tuple(check_int("seeds[]", s, low=0) for s in seeds)
+    seeds = tuple(check_int(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds))
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct non-negative integers (at least one), got {list(seeds)}")
     decoupled = optimizer in ("sgdw", "adamw")
