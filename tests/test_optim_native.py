@@ -92,13 +92,34 @@ def test_native_kernel_matches_reference_path(cls, kwargs, dtype, tol):
 
 
 def test_native_kernel_splits_work_over_threads_identically():
-    """With 2 threads a 2^17-element tensor runs as 2 chunks in parallel: same result."""
+    """With 2 threads a 2^17-element tensor runs as 2 OpenMP slices in parallel: same result."""
     runs = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
         runs.append(_run(AdamW, ADAMW_OPTIONS[1], {"fused": True}, torch.float32, steps=3,
                          numel=1 << 17)[0])
     assert torch.equal(runs[0], runs[1])
+
+
+def test_kernels_share_torchs_openmp_runtime():
+    """The kernels bind to the libgomp torch loaded (one thread team), not a second copy."""
+    assert _native.library() is not None
+    with open("/proc/self/maps") as maps:
+        runtimes = {line.split()[-1] for line in maps if "libgomp" in line}
+    assert len(runtimes) == 1
+
+
+def test_a_build_without_openmp_gives_the_same_updates(monkeypatch, tmp_path):
+    with_openmp, _ = _run(AdamW, ADAMW_OPTIONS[0], {"fused": True}, torch.float32, steps=3,
+                          numel=1 << 17)
+    monkeypatch.setenv("DECAYLAB_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(_native, "_THREADING", ([],))
+    monkeypatch.setattr(_native, "_library", False)
+    seen = _spy_paths(monkeypatch)
+    single, _ = _run(AdamW, ADAMW_OPTIONS[0], {"fused": True}, torch.float32, steps=3,
+                     numel=1 << 17)
+    assert set(seen) == {"native"} and len(list(tmp_path.glob("decay_kernels_*.so"))) == 1
+    assert torch.equal(with_openmp, single)
 
 
 def test_non_contiguous_params_fall_back_and_stay_correct(monkeypatch):

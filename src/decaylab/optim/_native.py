@@ -5,7 +5,9 @@ torch's fused SGD and Adam kernels cannot shrink the weights outside the momentu
 soft-threshold after the step (proximal L1); doing that with extra tensor passes
 costs 30%..1700% over torch's fused step. These kernels do the whole update in
 one pass over the tensors, reading and writing each element once, like torch's
-fused kernels. They are C, compiled with the system C compiler on first use and
+fused kernels, and split each tensor over torch's own OpenMP thread team (a second
+thread pool would fight torch's spinning OpenMP workers for the cores right after
+backward). They are C, compiled with the system C compiler on first use and
 cached (``$DECAYLAB_KERNEL_CACHE`` or ``~/.cache/decaylab``); without a compiler,
 or for tensors that are not contiguous float32/float64 on the CPU, callers fall
 back to the other paths. Each kernel is the update of
@@ -29,7 +31,6 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -39,10 +40,28 @@ from torch.autograd.graph import increment_version
 _SOURCE = r"""
 #include <stdint.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#else  /* built without OpenMP: one slice */
+#define omp_get_num_threads() 1
+#define omp_get_thread_num() 0
+#endif
 
 /* prox of thr*|w|: 0 inside [-thr, thr], else shrink by thr toward 0; NaN stays NaN */
 #define PROX_L1(w, thr) ((thr) > 0 ? (FABS(w) <= (thr) ? 0 : (w) - COPYSIGN((thr), (w))) : (w))
 #define INLINE static inline __attribute__((always_inline))
+/* Run BODY over [0, n) split into one contiguous slice [lo, lo + len) per OpenMP thread
+   (torch's own team); below PARALLEL_MIN elements one thread beats waking the team. */
+#define PARALLEL_MIN 65536
+#define FOR_SLICES(n, BODY) do {                                                        \
+    _Pragma("omp parallel if((n) >= PARALLEL_MIN)")                                      \
+    {                                                                                    \
+        int64_t nt = omp_get_num_threads(), t = omp_get_thread_num();                    \
+        int64_t per = ((n) + nt - 1) / nt, lo = t * per;                                 \
+        int64_t len = lo < (n) ? ((n) - lo < per ? (n) - lo : per) : 0;                  \
+        if (len > 0) { BODY; }                                                           \
+    }                                                                                    \
+} while (0)
 
 /* Each loop is instantiated with HAS_* as constants so that both versions vectorize. */
 #define DEFINE_KERNELS(T, SUFFIX, SQRT)   /* FABS, COPYSIGN: #defined per type below */   \
@@ -66,12 +85,12 @@ INLINE void sgdw_loop_##SUFFIX(T *restrict w, const T *restrict g, T *restrict b
 void sgdw_step_##SUFFIX(T *w, const T *g, T *b, int64_t n, double lr, double momentum,   \
                         double dampening, double decay, double threshold, int nesterov,   \
                         int maximize, int first_step, int cautious) {                     \
-    if (b) sgdw_loop_##SUFFIX(w, g, b, n, (T)(-lr), (T)momentum, (T)(1 - dampening),      \
-                              (T)(1 - decay), (T)threshold, nesterov, maximize,           \
-                              first_step, cautious, 1);                                   \
-    else sgdw_loop_##SUFFIX(w, g, b, n, (T)(-lr), (T)momentum, (T)(1 - dampening),        \
-                            (T)(1 - decay), (T)threshold, nesterov, maximize,             \
-                            first_step, cautious, 0);                                     \
+    FOR_SLICES(n, if (b) sgdw_loop_##SUFFIX(w + lo, g + lo, b + lo, len, (T)(-lr),        \
+                              (T)momentum, (T)(1 - dampening), (T)(1 - decay),            \
+                              (T)threshold, nesterov, maximize, first_step, cautious, 1); \
+               else sgdw_loop_##SUFFIX(w + lo, g + lo, b, len, (T)(-lr), (T)momentum,     \
+                              (T)(1 - dampening), (T)(1 - decay), (T)threshold,           \
+                              nesterov, maximize, first_step, cautious, 0));              \
 }                                                                                         \
 INLINE void adamw_loop_##SUFFIX(T *restrict w, const T *restrict g, T *restrict m,       \
         T *restrict v, T *restrict vmax, int64_t n, T one_minus_beta1, T beta2,           \
@@ -99,12 +118,14 @@ void adamw_step_##SUFFIX(T *w, const T *g, T *m, T *v, T *vmax, int64_t n,      
                          double beta1, double beta2, double step_size,                    \
                          double bias_correction2_sqrt, double eps, double decay,          \
                          double threshold, int maximize, int cautious) {                  \
-    if (vmax) adamw_loop_##SUFFIX(w, g, m, v, vmax, n, (T)(1 - beta1), (T)beta2,          \
-                                  (T)(1 - beta2), (T)(-step_size), (T)bias_correction2_sqrt, \
-                                  (T)eps, (T)(1 - decay), (T)threshold, maximize, cautious, 1); \
-    else adamw_loop_##SUFFIX(w, g, m, v, vmax, n, (T)(1 - beta1), (T)beta2,               \
-                             (T)(1 - beta2), (T)(-step_size), (T)bias_correction2_sqrt,   \
-                             (T)eps, (T)(1 - decay), (T)threshold, maximize, cautious, 0); \
+    FOR_SLICES(n, if (vmax) adamw_loop_##SUFFIX(w + lo, g + lo, m + lo, v + lo, vmax + lo, \
+                              len, (T)(1 - beta1), (T)beta2, (T)(1 - beta2), (T)(-step_size), \
+                              (T)bias_correction2_sqrt, (T)eps, (T)(1 - decay), (T)threshold, \
+                              maximize, cautious, 1);                                      \
+               else adamw_loop_##SUFFIX(w + lo, g + lo, m + lo, v + lo, vmax, len,         \
+                              (T)(1 - beta1), (T)beta2, (T)(1 - beta2), (T)(-step_size),   \
+                              (T)bias_correction2_sqrt, (T)eps, (T)(1 - decay), (T)threshold, \
+                              maximize, cautious, 0));                                     \
 }
 
 #define FABS fabsf
@@ -119,9 +140,11 @@ DEFINE_KERNELS(double, f64, sqrt)
 
 # -fno-math-errno lets sqrt vectorize (errno is never read); no -ffast-math: NaN/inf semantics kept
 _FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared"]
+# First choice: OpenMP, bound at load time to the libgomp.so.1 torch has loaded (one thread team);
+# a compiler without OpenMP builds the same kernels single-threaded.
+_THREADING = (["-fopenmp"], [])
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _library: ctypes.CDLL | None | bool = False  # False: not tried yet; None: unavailable
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (threads, pool)
 
 
 def _cpu_signature() -> str:
@@ -137,18 +160,22 @@ def _build() -> ctypes.CDLL | None:
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         return None
-    key = hashlib.sha256("\n".join([_SOURCE, " ".join(_FLAGS), platform.machine(),
-                                    _cpu_signature()]).encode()).hexdigest()[:16]
     user = os.getuid() if hasattr(os, "getuid") else 0
     caches = [Path(os.environ.get("DECAYLAB_KERNEL_CACHE", Path.home() / ".cache" / "decaylab")),
               Path(tempfile.gettempdir()) / f"decaylab-kernels-{user}"]
     library = None
-    for cache in caches:  # the user cache, else a private temp dir (read-only home)
-        try:
-            library = ctypes.CDLL(str(_compiled(compiler, cache / f"decay_kernels_{key}.so")))
+    for flags in (_FLAGS + extra for extra in _THREADING):
+        key = hashlib.sha256("\n".join([_SOURCE, " ".join(flags), platform.machine(),
+                                        _cpu_signature()]).encode()).hexdigest()[:16]
+        for cache in caches:  # the user cache, else a private temp dir (read-only home)
+            try:
+                target = _compiled(compiler, flags, cache / f"decay_kernels_{key}.so")
+                library = ctypes.CDLL(str(target))
+                break
+            except (OSError, subprocess.SubprocessError):
+                continue
+        if library is not None:
             break
-        except (OSError, subprocess.SubprocessError):
-            continue
     if library is None:
         return None
     i64, f64, i32, ptr = ctypes.c_int64, ctypes.c_double, ctypes.c_int, ctypes.c_void_p
@@ -160,7 +187,7 @@ def _build() -> ctypes.CDLL | None:
     return library
 
 
-def _compiled(compiler: str, target: Path) -> Path:
+def _compiled(compiler: str, flags: list[str], target: Path) -> Path:
     """Build the shared library at ``target`` unless it is there (atomic rename: concurrent
     builders agree); raises OSError/SubprocessError when that is impossible."""
     if not target.exists():
@@ -169,7 +196,7 @@ def _compiled(compiler: str, target: Path) -> Path:
             source = Path(tmp) / "decay_kernels.c"
             source.write_text(_SOURCE)
             built = Path(tmp) / "decay_kernels.so"
-            subprocess.run([compiler, *_FLAGS, "-o", str(built), str(source), "-lm"],
+            subprocess.run([compiler, *flags, "-o", str(built), str(source), "-lm"],
                            check=True, capture_output=True, timeout=120)
             os.replace(built, target)
     return target
@@ -210,27 +237,16 @@ def _run(kernel_name: str, tensors: list[list[Tensor | None]], scalars: list[tup
 
 
 def _launch(kernel_name: str, tensors: list[list[Tensor | None]], scalars: list[tuple]) -> None:
-    global _pool
+    """One kernel call per parameter; inside, OpenMP splits the loop over torch's own threads.
+
+    The kernels are built with ``-fopenmp`` and torch has already loaded its ``libgomp.so.1``,
+    so the dynamic loader binds them to that same runtime and thread team: no second pool
+    competing for the cores while torch's idle OpenMP workers spin after the previous op.
+    """
     lib = library()
-    jobs = []
-    threads = max(1, torch.get_num_threads())
     for group, args in zip(tensors, scalars):
         kernel = getattr(lib, f"{kernel_name}_{_SUFFIX[group[0].dtype]}")
-        n = group[0].numel()
-        chunk = max(1 << 16, -(-n // threads))
-        for start in range(0, n, chunk):
-            count = min(chunk, n - start)
-            jobs.append((kernel, [_pointer(t, start) for t in group], count, args))
-    if threads == 1 or len(jobs) == 1:
-        for kernel, pointers, count, args in jobs:
-            kernel(*pointers, count, *args)
-        return
-    if _pool is None or _pool[0] != threads:
-        _pool = (threads, ThreadPoolExecutor(max_workers=threads,
-                                             thread_name_prefix="decaylab-kernel"))
-    for future in [_pool[1].submit(kernel, *pointers, count, *args)
-                   for kernel, pointers, count, args in jobs]:
-        future.result()
+        kernel(*[_pointer(t, 0) for t in group], group[0].numel(), *args)
 
 
 def sgdw_step(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor | None], *,
