@@ -217,6 +217,19 @@ def test_from_timescale_arithmetic():
     assert timescale_weight_decay(0.5, 4, 25, "corrected") == pytest.approx(0.02)
 
 
+def test_from_timescale_keeps_no_decay_groups_and_sets_the_others():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    from decaylab import param_groups
+
+    opt = AdamW.from_timescale(param_groups(model, weight_decay=0.5), lr=1e-3, tau_epochs=10,
+                               steps_per_epoch=100)
+    decays = sorted(group["weight_decay"] for group in opt.param_groups)
+    assert decays == [0.0, pytest.approx(1.0)]  # no-decay group untouched; the other gets 1/(lr·τ)
+    custom = AdamW.from_timescale([{"params": [model[0].weight]}, {"params": [model[0].bias], "weight_decay": 0}],
+                                  lr=1e-3, tau_epochs=10, steps_per_epoch=100)
+    assert [g["weight_decay"] for g in custom.param_groups] == [pytest.approx(1.0), 0]
+
+
 def test_from_timescale_gives_the_promised_ema_timescale():
     """With zero gradients, weights shrink by e^-1 after about τ_iter steps."""
     w = torch.nn.Parameter(torch.ones(3, dtype=F64))

@@ -173,6 +173,9 @@ class DecayGroupsMixin:
                        **kwargs):
         """Build the optimizer with λ set from an EMA timescale of ``tau_epochs`` epochs.
 
+        Parameter groups (e.g. from :func:`decaylab.param_groups`) keep ``weight_decay=0``
+        where they have it; every other group decays with the timescale's λ.
+
         τ_iter = tau_epochs·steps_per_epoch; λ = 1/(lr·τ_iter) for ``decay_scaling="lr"``
         (and ``"corrected"``), λ = 1/τ_iter for ``"schedule"`` (Wang & Aitchison 2024,
         "How to set AdamW's weight decay as you scale model and dataset size").
@@ -185,4 +188,14 @@ class DecayGroupsMixin:
                             "do not pass weight_decay too")
         scaling = kwargs.get("decay_scaling", "lr")
         lam = timescale_weight_decay(lr, tau_epochs, steps_per_epoch, scaling)
-        return cls(params, lr=lr, weight_decay=lam, **kwargs)
+        return cls(_with_decay(params, lam), lr=lr, weight_decay=lam, **kwargs)
+
+
+def _with_decay(params, lam: float):
+    """``params`` with every parameter group that decays (``weight_decay`` absent or non-zero)
+    set to ``lam``; plain tensors and named parameters pass through unchanged."""
+    params = list(params)
+    if not params or not isinstance(params[0], dict):
+        return params
+    return [group if group.get("weight_decay", None) == 0 else {**group, "weight_decay": lam}
+            for group in params]
