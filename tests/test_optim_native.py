@@ -9,6 +9,9 @@ the fallbacks (non-contiguous params, no compiler), and NaN semantics.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -102,11 +105,19 @@ def test_native_kernel_splits_work_over_threads_identically():
 
 
 def test_kernels_share_torchs_openmp_runtime():
-    """The kernels bind to the libgomp torch loaded (one thread team), not a second copy."""
-    assert _native.library() is not None
-    with open("/proc/self/maps") as maps:
-        runtimes = {line.split()[-1] for line in maps if "libgomp" in line}
-    assert len(runtimes) == 1
+    """Loading the kernels binds them to the libgomp torch loaded (one thread team): no new copy."""
+    script = (
+        "import torch\n"
+        "def runtimes():\n"
+        "    with open('/proc/self/maps') as maps:\n"
+        "        return {line.split()[-1] for line in maps if 'gomp' in line}\n"
+        "before = runtimes()\n"
+        "from decaylab.optim import _native\n"
+        "assert _native.library() is not None\n"
+        "print(len(before), runtimes() == before)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "True"]
 
 
 def test_a_build_without_openmp_gives_the_same_updates(monkeypatch, tmp_path):
