@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from decaylab.train.batched import Member, TrainConfig, check_batchable, lr_multiplier, train_alone, train_batched
+from decaylab.models import MLP
+from decaylab.train.batched import (Member, TrainConfig, _BatchedOptimizer, _StackedModel, check_batchable,
+                                    lr_multiplier, train_alone, train_batched)
 
 
 def make_data(n=60, d=5, dtype=torch.float64, seed=0):
@@ -85,6 +87,70 @@ def test_float64_cnn_matches_alone_after_200_steps():
     batched = train_batched(cnn, X, y, members, config, keep_weights=True)
     assert [r.steps for r in batched] == [200, 200]
     assert max_weight_gap(alone, batched) < 1e-8
+
+
+FAST_SETUPS = OPTIMIZER_SETUPS + [dict(optimizer="adam", amsgrad=True, lr_schedule="cosine"),
+                                  dict(optimizer="sgdw", decay_scaling="schedule", lr_schedule="cosine")]
+
+
+@pytest.mark.parametrize("setup", FAST_SETUPS, ids=lambda s: "-".join(map(str, s.values())))
+def test_fused_step_equals_reference_update(setup):
+    # members sharing lr take torch's fused kernel; the same steps through decaylab.optim.functional
+    config = TrainConfig(dtype=torch.float64, **setup)
+    members = [Member(wd, 0.05, seed=s) for s, wd in enumerate((0.0, 1e-2, 0.3))]
+    fast_model, ref_model = (_StackedModel(mlp, members, config) for _ in range(2))
+    totals = torch.tensor([12, 12, 12])
+    fast, ref = _BatchedOptimizer(fast_model, members, config, totals), _BatchedOptimizer(ref_model, members, config, totals)
+    ref.uniform_steps = None                      # forces the reference path
+    initial = [p.detach().clone() for p in fast_model.params]
+    gen = torch.Generator().manual_seed(0)
+    active = torch.ones(3, dtype=torch.bool)
+    for _ in range(6):
+        grads = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in fast_model.params]
+        fast.step([g.clone() for g in grads], active)
+        ref.step(grads, active)
+    assert fast.uniform_steps == 6 and ref.uniform_steps is None
+    assert fast.step_count.tolist() == ref.step_count.tolist() == [6, 6, 6]
+    for a, b, start in zip(fast_model.params, ref_model.params, initial):
+        assert float((a - b).detach().abs().max()) < 1e-13
+        assert float((a - start).detach().abs().max()) > 1e-3          # the steps did move every tensor
+
+
+@pytest.mark.parametrize("setup", FAST_SETUPS, ids=lambda s: "-".join(map(str, s.values())))
+def test_shared_lr_fast_path_matches_alone_after_200_steps(setup):
+    # one lr for all: the fused update runs until the 30-row member idles, then the reference path takes over
+    X, y = make_data()
+    members = [Member(m.weight_decay, 0.05, m.seed, m.train_index, m.val_index)
+               for m in members_of_different_folds(len(X))]
+    config = TrainConfig(epochs=50, batch_size=10, dtype=torch.float64, **setup)
+    alone = train_alone(mlp, X, y, members, config, keep_weights=True)
+    batched = train_batched(mlp, X, y, members, config, keep_weights=True)
+    assert [r.steps for r in batched] == [250, 250, 150]
+    assert max_weight_gap(alone, batched) < 1e-8
+    same_rows = [Member(m.weight_decay, 0.05, m.seed, range(0, 48)) for m in members]
+    alone = train_alone(mlp, X, y, same_rows, config, keep_weights=True)
+    batched = train_batched(mlp, X, y, same_rows, config, keep_weights=True)
+    assert max_weight_gap(alone, batched) < 1e-8
+
+
+@pytest.mark.parametrize("factory", [mlp, lambda: MLP(5, 3, (7, 6), activation="gelu", bias=False),
+                                     lambda: MLP(5, 2, (), activation="silu")], ids=["sequential", "mlp", "linear"])
+def test_linear_stack_forward_equals_vmapped_functional_call(factory):
+    config = TrainConfig(dtype=torch.float64)
+    stacked = _StackedModel(factory, [Member(0.0, 0.1, seed=s) for s in range(4)], config)
+    assert stacked.linear_stack is not None
+    x = torch.randn(4, 9, 5, dtype=torch.float64)
+    fast, fast_shared = stacked.forward(x), stacked.forward(x[0], shared_input=True)
+    stacked.linear_stack = None
+    assert torch.allclose(fast, stacked.forward(x), rtol=0, atol=1e-13)
+    assert torch.allclose(fast_shared, stacked.forward(x[0], shared_input=True), rtol=0, atol=1e-13)
+    assert fast.shape == fast_shared.shape == (4, 9, fast.shape[-1])
+
+
+def test_other_models_keep_the_vmap_forward():
+    config = TrainConfig(dtype=torch.float64)
+    assert _StackedModel(cnn, [Member(0.0, 0.1)], config).linear_stack is None
+    assert _StackedModel(lambda: MLP(5, 2, (4,), layer_norm=True), [Member(0.0, 0.1)], config).linear_stack is None
 
 
 def relu_regressor():

@@ -362,12 +362,15 @@ class _StackedModel:
         self.params = [params[n].detach().clone().requires_grad_(True) for n in self.names]
         self.base = copy.deepcopy(models[0]).to("meta")
         self.decayed = [_is_decayed(p, config, stacked=True) for n, p in zip(self.names, self.params)]
+        self.linear_stack = _linear_stack_plan(self.base, self.names)
 
     def _call_one(self, flat_params, x):
         return torch.func.functional_call(self.base, dict(zip(self.names, flat_params)), (x,))
 
     def forward(self, x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
         """``x`` is ``[G, B, …]`` (one batch per member) or ``[B, …]`` shared by all (``shared_input``)."""
+        if self.linear_stack is not None and x.dim() == (2 if shared_input else 3):
+            return _linear_stack_forward(self.linear_stack, self.params, x)
         return torch.func.vmap(self._call_one, in_dims=(0, None if shared_input else 0))(self.params, x)
 
     def predict(self, x: torch.Tensor, rows_per_pass: int = 1024) -> torch.Tensor:
@@ -378,6 +381,59 @@ class _StackedModel:
 
     def state_dict(self, g: int) -> dict[str, torch.Tensor]:
         return {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
+
+
+_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.SiLU, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Identity)
+
+
+def _linear_stack_plan(model: nn.Module, names: Sequence[str]) -> list | None:
+    """The layers of a plain MLP — an ``nn.Sequential`` (or :class:`decaylab.models.MLP`) of ``Linear``
+    and elementwise activations — as ``(weight index, bias index or None)`` pairs and activation
+    modules; ``None`` for any other model (it keeps the vmap forward pass)."""
+    from decaylab.models import MLP
+
+    if type(model) is nn.Sequential:
+        layers, prefix = model, ""
+    elif type(model) is MLP:
+        layers, prefix = model.layers, "layers."
+    else:
+        return None
+    position = {name: i for i, name in enumerate(names)}
+    plan = []
+    for i, layer in enumerate(layers):
+        if type(layer) is nn.Linear:
+            weight, bias = f"{prefix}{i}.weight", f"{prefix}{i}.bias"
+            if weight not in position or (layer.bias is not None) != (bias in position):
+                return None
+            plan.append((position[weight], position.get(bias)))
+        elif type(layer) in _ELEMENTWISE or (type(layer) is nn.Dropout and layer.p == 0):
+            plan.append(layer)
+        else:
+            return None
+    if len(position) != sum(1 + (b is not None) for b in (op[1] for op in plan if isinstance(op, tuple))) \
+            or not any(isinstance(op, tuple) for op in plan):
+        return None
+    return plan
+
+
+def _linear_stack_forward(plan: list, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Every member's MLP output ``[G, B, out]`` by batched matmuls: ``h ← b_g + h·W_gᵀ`` per Linear
+    (``torch.baddbmm`` over members; ``x`` is ``[G, B, in]``, or ``[B, in]`` shared by all), then the
+    activations elementwise. The same function as the vmapped ``functional_call``, minus its overhead."""
+    h = x
+    for op in plan:
+        if not isinstance(op, tuple):
+            h = op(h)
+            continue
+        weight, bias = params[op[0]], (None if op[1] is None else params[op[1]])
+        if h.dim() == 2:                                   # input shared by all members
+            h = torch.matmul(h, weight.transpose(1, 2))
+            h = h if bias is None else h + bias.unsqueeze(1)
+        elif bias is None:
+            h = torch.bmm(h, weight.transpose(1, 2))
+        else:
+            h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+    return h
 
 
 def _padded_epoch(orders: list[torch.Tensor], batch_size: int, steps: int):
@@ -422,6 +478,14 @@ class _BatchedOptimizer:
             self.max_exp_avg_sq = [torch.zeros_like(p) if config.amsgrad else None for p in self.params]
         else:
             self.momentum_buffer = [None for _ in self.params]
+        # torch's fused kernel takes one lr and one step count: usable while members share lr (and, for a
+        # schedule, their total steps) and have all taken the same number of steps
+        shared = bool((self.lr0 == self.lr0[0]).all()) and (config.lr_schedule == "constant"
+                                                             or bool((totals == totals[0]).all()))
+        self.uniform_steps = 0 if shared else None
+        self.wd_stacked = [self.wd.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1)) if d else None
+                           for p, d in zip(self.params, self.decayed)]
+        self.fused_steps = [torch.zeros((), dtype=torch.float32) for _ in self.params]
 
     def _state(self) -> list[torch.Tensor | None]:
         if self.config.is_adam:
@@ -434,6 +498,12 @@ class _BatchedOptimizer:
 
         config = self.config
         all_active = bool(active.all())
+        if self.uniform_steps is not None and all_active:
+            self._fused_step(grads)
+            self.uniform_steps += 1
+            self.step_count += 1
+            return
+        self.uniform_steps = None                   # members' step counts may differ from here on
         saved = None if all_active else [None if t is None else t.detach().clone() for t in self._state()]
         mult = lr_multiplier(config.lr_schedule, self.step_count, self.totals)     # float64 [G]
         scale = mult if config.decoupled and config.decay_scaling == "schedule" else None
@@ -457,6 +527,37 @@ class _BatchedOptimizer:
             if saved is not None:
                 self._restore_idle(saved, active)
         self.step_count += active.long()
+
+    def _fused_step(self, grads: Sequence[torch.Tensor]) -> None:
+        """The same update as the reference path when members share lr and step count: each member's λ
+        enters with one op per tensor — coupled ``g ← g + λ_g·w``, decoupled ``w ← (1 − s_t·λ_g)·w`` —
+        then torch's fused Adam/SGD kernel (``weight_decay=0``) updates all stacked tensors at once."""
+        config = self.config
+        mult = float(lr_multiplier(config.lr_schedule, self.uniform_steps, int(self.totals[0])))
+        lr = float(self.lr0[0]) * mult
+        scale = mult if config.decay_scaling == "schedule" else lr
+        with torch.no_grad():
+            grads = [g.contiguous() for g in grads]            # the fused kernels read memory in order
+            for param, grad, wd in zip(self.params, grads, self.wd_stacked):
+                if wd is None:
+                    continue
+                if config.decoupled:
+                    param.mul_(1 - scale * wd)
+                else:
+                    grad.addcmul_(param, wd)
+            if config.is_adam:
+                for step in self.fused_steps:
+                    step.add_(1)
+                torch._fused_adam_(self.params, grads, self.exp_avg, self.exp_avg_sq,
+                                   self.max_exp_avg_sq if config.amsgrad else [], self.fused_steps, lr=lr,
+                                   beta1=config.betas[0], beta2=config.betas[1], weight_decay=0.0, eps=config.eps,
+                                   amsgrad=config.amsgrad, maximize=False)
+            else:
+                if config.momentum != 0 and self.momentum_buffer[0] is None:
+                    self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
+                torch._fused_sgd_(self.params, grads, self.momentum_buffer if config.momentum != 0 else [],
+                                  weight_decay=0.0, momentum=config.momentum, lr=lr, dampening=config.dampening,
+                                  nesterov=config.nesterov, maximize=False, is_first_step=self.uniform_steps == 0)
 
     def _restore_idle(self, saved, active: torch.Tensor) -> None:
         for now, before in zip(self._state(), saved):
