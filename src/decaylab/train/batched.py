@@ -650,7 +650,29 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
 
 def _member_losses(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
     """Each member's batch loss ``[G]``: the weighted sum of its rows' losses (weights 1/batch length, 0 on padding)."""
-    return (_per_sample_loss(kind, stacked.forward(X[idx]), y[idx]) * weight).sum(1)
+    out = stacked.forward(X[idx])
+    if kind == "cross_entropy":
+        return _WeightedCrossEntropy.apply(out, y[idx], weight)
+    return (_per_sample_loss(kind, out, y[idx]) * weight).sum(1)
+
+
+class _WeightedCrossEntropy(torch.autograd.Function):
+    """``L_g = Σ_b w_gb·(logsumexp(z_gb) − z_gb[y_gb])`` for logits ``z`` ``[G, B, C]``, with the closed-form
+    gradient ``∂L_g/∂z_gb = w_gb·(softmax(z_gb) − onehot(y_gb))`` instead of autograd's chain of ops."""
+
+    @staticmethod
+    def forward(ctx, logits, target, weight):
+        lse = logits.logsumexp(-1, keepdim=True)
+        target = target.unsqueeze(-1)
+        ctx.save_for_backward(logits, lse, target, weight)
+        return ((lse - logits.gather(-1, target)).squeeze(-1) * weight).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad_losses):
+        logits, lse, target, weight = ctx.saved_tensors
+        grad = (logits - lse).exp_()
+        grad.scatter_add_(-1, target, torch.full_like(target, -1, dtype=grad.dtype))
+        return grad.mul_((weight * grad_losses.unsqueeze(1)).unsqueeze(-1)), None, None
 
 
 def _drop(newly: torch.Tensor, alive: torch.Tensor, epochs_run: torch.Tensor, epoch: int,
