@@ -134,15 +134,20 @@ def test_shared_lr_fast_path_matches_alone_after_200_steps(setup):
 
 
 @pytest.mark.parametrize("factory", [mlp, lambda: MLP(5, 3, (7, 6), activation="gelu", bias=False),
-                                     lambda: MLP(5, 2, (), activation="silu")], ids=["sequential", "mlp", "linear"])
+                                     lambda: MLP(5, 2, (8,)), lambda: MLP(5, 2, (8, 4), activation="sigmoid"),
+                                     lambda: MLP(5, 2, (), activation="silu")],
+                         ids=["sequential-tanh", "gelu-no-bias", "relu", "sigmoid", "linear"])
 def test_linear_stack_forward_equals_vmapped_functional_call(factory):
     config = TrainConfig(dtype=torch.float64)
     stacked = _StackedModel(factory, [Member(0.0, 0.1, seed=s) for s in range(4)], config)
     assert stacked.linear_stack is not None
     x = torch.randn(4, 9, 5, dtype=torch.float64)
     fast, fast_shared = stacked.forward(x), stacked.forward(x[0], shared_input=True)
+    fast_grads = torch.autograd.grad(fast.square().sum(), stacked.params)
     stacked.linear_stack = None
     assert torch.allclose(fast, stacked.forward(x), rtol=0, atol=1e-13)
+    for a, b in zip(fast_grads, torch.autograd.grad(stacked.forward(x).square().sum(), stacked.params)):
+        assert torch.allclose(a, b, rtol=0, atol=1e-12)
     assert torch.allclose(fast_shared, stacked.forward(x[0], shared_input=True), rtol=0, atol=1e-13)
     assert fast.shape == fast_shared.shape == (4, 9, fast.shape[-1])
 

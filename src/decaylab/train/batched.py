@@ -383,6 +383,7 @@ class _StackedModel:
         return {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
 
 
+_IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_}
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.SiLU, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Identity)
 
 
@@ -423,7 +424,8 @@ def _linear_stack_forward(plan: list, params: Sequence[torch.Tensor], x: torch.T
     h = x
     for op in plan:
         if not isinstance(op, tuple):
-            h = op(h)
+            in_place = _IN_PLACE.get(type(op)) if h is not x else None      # a fresh matmul output: one buffer less
+            h = op(h) if in_place is None else in_place(h)
             continue
         weight, bias = params[op[0]], (None if op[1] is None else params[op[1]])
         if h.dim() == 2:                                   # input shared by all members
