@@ -12,6 +12,10 @@ tensors of shape ``[G, *shape]`` and the forward pass is
 ``vmap(functional_call(base, params, x))`` over members — for ``Linear`` layers this runs
 as batched matmuls, for ``Conv2d`` as grouped convolutions. One backward pass of
 ``Σ_g loss_g`` gives every member its own gradient (members share no parameters).
+Plain MLPs — an ``nn.Sequential`` or :class:`decaylab.models.MLP` of ``Linear`` layers and
+elementwise activations — skip vmap: each ``Linear`` is one ``torch.baddbmm`` over members
+(``_StackedLinear``, whose weight gradient ``∂yᵀ·x`` comes out in the weight's layout), and the
+cross-entropy uses its closed-form gradient ``w·(softmax(z) − onehot(y))``.
 
 Batches (identical in both trainers). Member g trains on the rows ``train_index`` of
 ``X`` (all rows if ``None``). Each epoch it draws ``perm = randperm(len(train_index))``
@@ -33,6 +37,12 @@ The update of each member (``decaylab.optim.functional``, the same functions the
 - ``lr_t = lr·m(t)`` with ``m = 1`` (``lr_schedule="constant"``) or
   ``m(t) = (1 + cos(π t / T))/2`` (``"cosine"``; ``t`` the member's steps so far, ``T`` its
   total steps).
+
+Fast path: while all members share ``lr`` (and, with a schedule, their total steps) and have
+taken the same number of steps, λ_g enters with one op per stacked tensor (coupled
+``g ← g + λ_g·w``, decoupled ``w ← (1 − s_t·λ_g)·w``) and torch's fused Adam/SGD kernel
+(``weight_decay=0``) does the rest; otherwise the per-member ``decaylab.optim.functional`` update
+above runs (the reference the tests compare the fast path against).
 
 Only weights (parameters with ≥ 2 dimensions) are decayed unless ``decay_biases=True``.
 λ is the optimizers' ``weight_decay``: coupled ``+λ·w`` is the gradient of the penalty
