@@ -473,14 +473,14 @@ def _padded_epoch(orders: list[torch.Tensor], batch_size: int, steps: int):
     """Per step ``[G, b]`` row indices and ``[G, b]`` weights (1/batch length, 0 on padding)."""
     G = len(orders)
     index = torch.zeros(G, steps * batch_size, dtype=torch.long)
-    weight = torch.zeros(G, steps * batch_size, dtype=torch.float64)
     for g, order in enumerate(orders):
-        n = len(order)
-        index[g, :n] = order
-        index[g, n:] = order[0]                        # padding reuses the member's own row, weight 0
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            weight[g, start:stop] = 1.0 / (stop - start)
+        index[g, :len(order)] = order
+        index[g, len(order):] = order[0]               # padding reuses the member's own row, weight 0
+    n = torch.tensor([len(order) for order in orders]).unsqueeze(1)           # [G, 1]
+    position = torch.arange(steps * batch_size)                                # [S·b]
+    batch_start = position // batch_size * batch_size
+    batch_length = torch.clamp(n - batch_start, max=batch_size).double()
+    weight = torch.where(position < n, 1.0 / batch_length, torch.zeros((), dtype=torch.float64))
     return index.view(G, steps, batch_size), weight.view(G, steps, batch_size)
 
 
