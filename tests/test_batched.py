@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from decaylab.models import MLP
-from decaylab.train.batched import (Member, TrainConfig, _BatchedOptimizer, _StackedModel, check_batchable,
-                                    lr_multiplier, train_alone, train_batched)
+from decaylab.train.batched import (Member, TrainConfig, _BatchedOptimizer, _member_losses, _relu_mlp_losses_and_grads,
+                                    _StackedModel, check_batchable, lr_multiplier, train_alone, train_batched)
 
 
 def make_data(n=60, d=5, dtype=torch.float64, seed=0):
@@ -150,6 +150,37 @@ def test_linear_stack_forward_equals_vmapped_functional_call(factory):
         assert torch.allclose(a, b, rtol=0, atol=1e-12)
     assert torch.allclose(fast_shared, stacked.forward(x[0], shared_input=True), rtol=0, atol=1e-13)
     assert fast.shape == fast_shared.shape == (4, 9, fast.shape[-1])
+
+
+@pytest.mark.parametrize("factory", [lambda: MLP(5, 3, (8, 6)), lambda: MLP(5, 3, (7,), bias=False),
+                                     lambda: MLP(5, 3, ())], ids=["two-hidden", "no-bias", "linear"])
+def test_hand_written_relu_mlp_gradient_equals_autograd(factory):
+    config = TrainConfig(dtype=torch.float64)
+    stacked = _StackedModel(factory, [Member(0.0, 0.1, seed=s) for s in range(3)], config)
+    gen = torch.Generator().manual_seed(3)
+    X = torch.randn(20, 5, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 3, (20,), generator=gen)
+    idx = torch.randint(0, 20, (3, 6), generator=gen)
+    weight = torch.tensor([[1 / 6] * 6, [1 / 4] * 4 + [0.0] * 2, [1.0] + [0.0] * 5], dtype=torch.float64)
+    with torch.no_grad():
+        losses, grads = _relu_mlp_losses_and_grads(stacked.linear_stack, stacked.params, X[idx], y[idx], weight)
+    expected = _member_losses(stacked, X, y, idx, weight, "cross_entropy")
+    expected_grads = torch.autograd.grad(expected.sum(), stacked.params)
+    assert torch.allclose(losses, expected.detach(), rtol=0, atol=1e-14)
+    for a, b in zip(grads, expected_grads):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=0, atol=1e-14)
+        assert float(b.abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("setup", OPTIMIZER_SETUPS, ids=lambda s: s["optimizer"])
+def test_float64_relu_mlp_matches_alone_after_200_steps(setup):
+    X, y = make_data()
+    config = TrainConfig(epochs=50, batch_size=10, dtype=torch.float64, **setup)
+    members = members_of_different_folds(len(X))
+    factory = lambda: MLP(5, 2, (12,))       # noqa: E731  (ReLU: the hand-written forward and backward)
+    alone = train_alone(factory, X, y, members, config, keep_weights=True)
+    batched = train_batched(factory, X, y, members, config, keep_weights=True)
+    assert max_weight_gap(alone, batched) < 1e-8
 
 
 def test_other_models_keep_the_vmap_forward():

@@ -15,7 +15,8 @@ as batched matmuls, for ``Conv2d`` as grouped convolutions. One backward pass of
 Plain MLPs — an ``nn.Sequential`` or :class:`decaylab.models.MLP` of ``Linear`` layers and
 elementwise activations — skip vmap: each ``Linear`` is one ``torch.baddbmm`` over members
 (``_StackedLinear``, whose weight gradient ``∂yᵀ·x`` comes out in the weight's layout), and the
-cross-entropy uses its closed-form gradient ``w·(softmax(z) − onehot(y))``.
+cross-entropy uses its closed-form gradient ``w·(softmax(z) − onehot(y))``; a ReLU MLP with the
+cross-entropy is differentiated entirely by hand (no autograd graph, ``_relu_mlp_losses_and_grads``).
 
 Batches (identical in both trainers). Member g trains on the rows ``train_index`` of
 ``X`` (all rows if ``None``). Each epoch it draws ``perm = randperm(len(train_index))``
@@ -640,12 +641,11 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
         weight = weight.to(config.dtype)
         for s in range(steps_per_epoch):
             idx, w = index[:, s], weight[:, s]
-            losses = _member_losses(stacked, X, y, idx, w, config.loss)
-            newly = alive & (s < per_epoch) & ~torch.isfinite(losses.detach())
+            losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
+            newly = alive & (s < per_epoch) & ~torch.isfinite(losses)
             if bool(newly.any()):                 # diverged on this batch: freeze, recompute without them
                 _drop(newly, alive, epochs_run, epoch, optimizer)
-                losses = _member_losses(stacked, X, y, idx, w, config.loss)
-            grads = torch.autograd.grad(losses.sum(), stacked.params)
+                losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
             optimizer.step(grads, alive & (s < per_epoch))
         epochs_run[alive] = epoch + 1
         finite = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0)
@@ -658,6 +658,58 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
     for r in results:
         r.wall_time = per_member
     return results
+
+
+def _losses_and_grads(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor,
+                      kind: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Each member's batch loss ``[G]`` (detached) and the gradients of their sum w.r.t. the stacked parameters."""
+    plan = stacked.linear_stack
+    if kind == "cross_entropy" and plan is not None and _is_relu_mlp(plan):
+        with torch.no_grad():
+            return _relu_mlp_losses_and_grads(plan, stacked.params, X[idx], y[idx], weight)
+    losses = _member_losses(stacked, X, y, idx, weight, kind)
+    return losses.detach(), list(torch.autograd.grad(losses.sum(), stacked.params))
+
+
+def _is_relu_mlp(plan: list) -> bool:
+    """``Linear (→ ReLU → Linear)*``: the layers :func:`_relu_mlp_losses_and_grads` differentiates by hand."""
+    return (len(plan) % 2 == 1 and all(isinstance(op, tuple) for op in plan[::2])
+            and all(type(op) is nn.ReLU for op in plan[1::2]))
+
+
+def _relu_mlp_losses_and_grads(plan: list, params: Sequence[torch.Tensor], x: torch.Tensor, target: torch.Tensor,
+                               weight: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Forward and backward of a ReLU MLP with the weighted cross-entropy, by hand (no autograd graph).
+
+    Forward ``h_0 = x``, ``h_k = relu(h_{k−1}·W_kᵀ + b_k)`` (no relu on the last layer, whose output is the
+    logits ``z``); ``L_g = Σ_b w_gb·(logsumexp(z_gb) − z_gb[y_gb])``. Backward ``δ = w·(softmax(z) − onehot(y))``
+    then per layer from the last: ``∂W_k = δᵀ·h_{k−1}``, ``∂b_k = Σ_rows δ``, ``δ ← (δ·W_k)·𝕀(h_{k−1} > 0)``.
+    """
+    linears = plan[::2]
+    inputs = []
+    h = x
+    for k, (w_index, b_index) in enumerate(linears):
+        inputs.append(h)
+        W = params[w_index]
+        h = torch.bmm(h, W.transpose(1, 2)) if b_index is None else \
+            torch.baddbmm(params[b_index].unsqueeze(1), h, W.transpose(1, 2))
+        if k + 1 < len(linears):
+            h.relu_()
+    lse = h.logsumexp(-1, keepdim=True)
+    target = target.unsqueeze(-1)
+    losses = ((lse - h.gather(-1, target)).squeeze(-1) * weight).sum(1)
+    delta = h.sub_(lse).exp_()
+    delta.scatter_add_(-1, target, torch.full_like(target, -1, dtype=delta.dtype))
+    delta.mul_(weight.unsqueeze(-1))
+    grads: list[torch.Tensor | None] = [None] * len(params)
+    for k in range(len(linears) - 1, -1, -1):
+        w_index, b_index = linears[k]
+        grads[w_index] = torch.bmm(delta.transpose(1, 2), inputs[k])
+        if b_index is not None:
+            grads[b_index] = delta.sum(1)
+        if k > 0:
+            delta = torch.bmm(delta, params[w_index]).masked_fill_(inputs[k] == 0, 0)
+    return losses, grads
 
 
 def _member_losses(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
