@@ -181,6 +181,11 @@ def test_float64_relu_mlp_matches_alone_after_200_steps(setup):
     alone = train_alone(factory, X, y, members, config, keep_weights=True)
     batched = train_batched(factory, X, y, members, config, keep_weights=True)
     assert max_weight_gap(alone, batched) < 1e-8
+    # the sweep's common case: one lr for all, so the fused update runs on the hand-written gradients
+    shared_lr = [Member(m.weight_decay, 0.05, m.seed, range(0, 48)) for m in members]
+    alone = train_alone(factory, X, y, shared_lr, config, keep_weights=True)
+    batched = train_batched(factory, X, y, shared_lr, config, keep_weights=True)
+    assert max_weight_gap(alone, batched) < 1e-8
 
 
 def test_other_models_keep_the_vmap_forward():
