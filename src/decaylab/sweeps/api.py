@@ -49,7 +49,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         loss: ``"cross_entropy"`` (default for integer targets) or ``"mse"`` (float targets).
         metric: what chooses λ: ``"accuracy"`` (default for classification) or ``"loss"``.
         engine: ``"batched"`` (all members stacked), ``"sequential"`` (one at a time, any model),
-            ``"ray"`` (Ray tasks: batched chunks, or single members for a model the batched trainer
+            ``"ray"`` (Ray Tune trials: batched chunks, or single members for a model the batched trainer
             cannot take), or ``"auto"`` (batched where the model allows it, else sequential).
         store: path of a SQLite results file; finished members are written as they finish and
             reused on the next call with the same configuration (resume; a changed grid trains

@@ -2,8 +2,8 @@
 
 Each engine gets the members still missing from the store as ``(key, Member)`` pairs and calls
 ``on_done([(key, MemberResult), …])`` as members finish — after every member (sequential), after
-every chunk of ``chunk_size`` stacked members (batched), or as each Ray task returns (ray, whose
-workers also write their rows to the store themselves, so a dead driver loses nothing).
+every chunk of ``chunk_size`` stacked members (batched), or when the Ray Tune run ends (ray, whose
+trials write their rows to the store themselves as they finish, so a dead driver loses nothing).
 
 ``workers > 1`` (sequential and batched) splits the members into chunks trained by that many
 worker processes (spawned, each with ``cpu_count // workers`` torch threads), as
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
@@ -102,32 +103,58 @@ def _ray_chunk(job: TrainingJob, chunk, batched: bool, store_path: str | None, r
     return pairs
 
 
+def _tune_trial(config: dict, job: TrainingJob, chunks: list, batched: bool, store_path: str | None,
+                rows_of: Callable | None, results) -> None:
+    """A Ray Tune trial: train chunk ``config["chunk"]``, store its rows, hand the results back."""
+    from ray import tune
+
+    pairs = _ray_chunk(job, chunks[config["chunk"]], batched, store_path, rows_of)
+    results.put(pairs)
+    tune.report({"members": len(pairs)})
+
+
 def run_ray(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,
             chunk_size: int | None = None, batched: bool = True, store_path: str | None = None,
             rows_of: Callable | None = None, **_) -> None:
-    """Ray tasks, one per chunk (batched chunks, or single members when ``batched=False``).
+    """Ray Tune: one trial per chunk (batched chunks, or single members when ``batched=False``).
 
     Connects to a running Ray (``ray.init()`` done by the caller, e.g. ``address="auto"``) or
-    starts a local one. Each task trains its chunk and writes it to the SQLite store at
-    ``store_path`` itself (the store's transactions make concurrent writers safe).
+    starts a local one, then runs a ``tune.Tuner`` whose grid is the chunk index, one CPU per
+    trial. Each trial writes its rows to the SQLite store at ``store_path`` itself as it
+    finishes (the store's transactions make concurrent writers safe; a killed driver loses no
+    finished chunk) and puts its results on a Ray queue that the driver drains.
     """
     try:
         import ray
+        from ray import tune
+        from ray.util.queue import Queue
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise ValueError("engine='ray' needs Ray: pip install 'decaylab[ray]'") from exc
+        raise ValueError("engine='ray' needs Ray Tune: pip install 'decaylab[ray]'") from exc
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     if chunk_size is None:
         workers = max(1, int(ray.available_resources().get("CPU", 1)))
         chunk_size = -(-len(pending) // workers) if batched else 1
-    task = ray.remote(num_cpus=1)(_ray_chunk)
-    job_ref = ray.put(job)
+    chunks = [list(chunk) for chunk in _chunks(list(pending), chunk_size)]
     store_path = None if store_path is None else os.path.abspath(store_path)
-    waiting = [task.remote(job_ref, list(chunk), batched, store_path, rows_of)
-               for chunk in _chunks(list(pending), chunk_size)]
-    while waiting:
-        finished, waiting = ray.wait(waiting, num_returns=1)
-        on_done(ray.get(finished[0]))
+    results = Queue()
+    trial = tune.with_parameters(_tune_trial, job=job, chunks=chunks, batched=batched,
+                                 store_path=store_path, rows_of=rows_of, results=results)
+    with tempfile.TemporaryDirectory(prefix="decaylab-tune-") as storage:
+        tuner = tune.Tuner(tune.with_resources(trial, {"cpu": 1}),
+                           param_space={"chunk": tune.grid_search(list(range(len(chunks))))},
+                           run_config=tune.RunConfig(name="decaylab-sweep", storage_path=storage,
+                                                     verbose=0))
+        grid = tuner.fit()
+    try:
+        finished = [results.get() for _ in range(results.qsize())]
+    finally:
+        results.shutdown()
+    for pairs in finished:
+        on_done(pairs)
+    if grid.errors:
+        raise RuntimeError(f"engine='ray': {len(grid.errors)} of {len(chunks)} Tune trials failed; "
+                           f"first error: {grid.errors[0]}")
 
 
 RUNNERS = {"sequential": run_sequential, "batched": run_batched, "ray": run_ray}
