@@ -102,7 +102,7 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
     the paper's BatchNorm ResNets).
     """
     from decaylab import data, models
-    from decaylab.experiments.demo._common import intra_op_threads
+    from decaylab.experiments._shared import intra_op_threads
 
     seeds = check_int("seeds", seeds if seeds is not None else (3 if quick else 5), low=1)
     epochs = check_int("epochs", epochs if epochs is not None else TASK["quick_epochs" if quick else "epochs"], low=1)
@@ -258,7 +258,7 @@ def _explanation(arms, fits) -> str:
 
 
 def _sections(arms, maps, fits, setup) -> list[Section]:
-    from decaylab.experiments.demo._common import fig_to_png
+    from decaylab.experiments._shared import fig_to_png
 
     figures = []
     for arm in arms:

@@ -1,13 +1,12 @@
-"""What the demo's studies share: the study result type, figures as PNG bytes, and small helpers."""
+"""What the demo's studies share: the study result type and small helpers (figures and threads: experiments._shared)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass, field
 
 import torch
 
+from decaylab.experiments._shared import fig_to_png, intra_op_threads, new_figure  # noqa: F401 (re-exported)
 from decaylab.report.model import Section
 
 
@@ -23,37 +22,6 @@ class StudyResult:
     def with_headline(cls, section: Section, summary: dict, study: str, headline: str) -> "StudyResult":
         """A result whose terminal table gets the one row ``{"study": study, "result": headline}``."""
         return cls(section, summary, [{"study": study, "result": headline}])
-
-
-def new_figure(width: float, height: float, **subplots):
-    """A matplotlib figure with Agg-only rendering (no pyplot, no global state) and its axes."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    axes = fig.subplots(**subplots) if subplots else fig.subplots()
-    return fig, axes
-
-
-def fig_to_png(fig) -> bytes:
-    """The figure rendered as PNG bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-@contextlib.contextmanager
-def intra_op_threads(n: int = 1):
-    """Run the block with ``n`` intra-op torch threads, then restore the caller's setting.
-
-    The demo's models are tiny: extra threads only add synchronization, and on a busy machine
-    they make each step many times slower.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def accuracy(model: torch.nn.Module, X: torch.Tensor, y: torch.Tensor) -> float:

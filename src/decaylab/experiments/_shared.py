@@ -1,0 +1,39 @@
+"""What the built-in studies (the demo, the reproductions) share: figures as PNG bytes and scoped torch threads."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+import torch
+
+
+def new_figure(width: float, height: float, **subplots):
+    """A matplotlib figure with Agg-only rendering (no pyplot, no global state) and its axes."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    axes = fig.subplots(**subplots) if subplots else fig.subplots()
+    return fig, axes
+
+
+def fig_to_png(fig) -> bytes:
+    """The figure rendered as PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def intra_op_threads(n: int = 1):
+    """Run the block with ``n`` intra-op torch threads, then restore the caller's setting.
+
+    The studies' models are tiny: extra threads only add synchronization, and on a busy machine
+    they make each step many times slower.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
