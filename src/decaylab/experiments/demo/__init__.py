@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass, field
 
 from decaylab._checks import check_int
+from decaylab.experiments._shared import fig_to_png, intra_op_threads
 from decaylab.report.model import Section
 
-from ._common import StudyResult, fig_to_png, intra_op_threads
+from ._common import StudyResult
 
 __all__ = ["DemoResult", "STUDIES", "StudyResult", "fig_to_png", "run_demo", "run_study"]
 

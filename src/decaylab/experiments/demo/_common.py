@@ -1,4 +1,4 @@
-"""What the demo's studies share: the study result type and small helpers (figures and threads: experiments._shared)."""
+"""What the demo's studies share: the study result type and small numeric and label helpers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from decaylab.experiments._shared import fig_to_png, intra_op_threads, new_figure  # noqa: F401 (re-exported)
 from decaylab.report.model import Section
 
 

@@ -14,11 +14,12 @@ import torch
 
 from decaylab import data, models
 from decaylab._progress import progress_bar
+from decaylab.experiments._shared import fig_to_png, new_figure
 from decaylab.optim import AdamW
 from decaylab.report.model import Figure, Section, Slider, Table
 from decaylab.train import fit
 
-from ._common import StudyResult, accuracy, as_floats, fig_to_png, is_monotone, lam_label, new_figure
+from ._common import StudyResult, accuracy, as_floats, is_monotone, lam_label
 
 FULL = dict(lambdas=(0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0), hidden=(128, 128), epochs=400)
 QUICK = dict(lambdas=(0.0, 0.3, 1.0, 3.0, 10.0, 100.0), hidden=(64, 64), epochs=250)

@@ -21,11 +21,12 @@ import torch
 
 from decaylab import data, models
 from decaylab._progress import progress_bar
+from decaylab.experiments._shared import fig_to_png, new_figure
 from decaylab.optim import SGD, SGDW, Adam, AdamW
 from decaylab.report.model import Figure, Section, Table
 from decaylab.train import fit
 
-from ._common import StudyResult, accuracy, as_floats, fig_to_png, new_figure
+from ._common import StudyResult, accuracy, as_floats
 
 SGD_LR, SGD_LAMBDA, MOMENTUM = 0.05, 0.01, 0.9
 ADAM_LR, ADAM_LAMBDA = 1e-3, 0.1

@@ -16,9 +16,10 @@ import numpy as np
 
 from decaylab import data
 from decaylab._progress import progress_bar
+from decaylab.experiments._shared import fig_to_png, new_figure
 from decaylab.report.model import Figure, Section, Table
 
-from ._common import StudyResult, as_floats, fig_to_png, lam_label, new_figure
+from ._common import StudyResult, as_floats, lam_label
 
 LAMBDAS = tuple(float(v) for v in np.logspace(-2, 2, 12))   # 0.01 … 100
 FOLDS, LR = 5, 0.01

@@ -13,11 +13,12 @@ import torch
 
 from decaylab import data, models
 from decaylab._progress import progress_bar
+from decaylab.experiments._shared import fig_to_png, new_figure
 from decaylab.optim import AdamW
 from decaylab.report.model import Figure, Section, Table
 from decaylab.train import fit
 
-from ._common import StudyResult, accuracy, as_floats, fig_to_png, new_figure
+from ._common import StudyResult, accuracy, as_floats
 
 DROPOUT, LAMBDA, LR = 0.5, 3.0, 0.01
 EVAL_EVERY = 10  # epochs between validation points of the curve

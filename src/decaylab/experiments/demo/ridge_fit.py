@@ -21,11 +21,12 @@ import torch
 
 from decaylab import data
 from decaylab._progress import progress_bar
+from decaylab.experiments._shared import fig_to_png, new_figure
 from decaylab.models import polynomial_features
 from decaylab.optim.functional import sgd_update_
 from decaylab.report.model import Figure, Section, Table
 
-from ._common import StudyResult, as_floats, fig_to_png, is_monotone, lam_label, new_figure
+from ._common import StudyResult, as_floats, is_monotone, lam_label
 
 DEGREE = 15
 FIT_LAMBDAS = (1e-5, 1e-3, 1e-1, 1.0)

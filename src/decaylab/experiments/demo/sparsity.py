@@ -19,11 +19,12 @@ import torch
 
 from decaylab import data, models
 from decaylab._progress import progress_bar
+from decaylab.experiments._shared import fig_to_png, new_figure
 from decaylab.optim import SGD, SGDW
 from decaylab.report.model import Figure, Section, Table
 from decaylab.train import fit
 
-from ._common import StudyResult, accuracy, fig_to_png, is_monotone, lam_label, new_figure
+from ._common import StudyResult, accuracy, is_monotone, lam_label
 
 LAMBDAS = {False: (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), True: (1e-3, 1e-2, 1e-1)}
 EPOCHS = {False: 20, True: 8}
