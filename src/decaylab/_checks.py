@@ -7,6 +7,14 @@ import numbers
 from typing import Any, Iterable
 
 
+class InputError(ValueError):
+    """A value the caller passed is not allowed (a ``ValueError``): the command line exits 2 on it."""
+
+
+class InputTypeError(TypeError):
+    """A value the caller passed has the wrong type (a ``TypeError``): the command line exits 2 on it."""
+
+
 def check_real(name: str, value: Any, *, low: float | None = None, high: float | None = None,
                low_open: bool = False, high_open: bool = False) -> float:
     """Return ``value`` as a float if it is a finite real number inside the given interval.
@@ -15,29 +23,29 @@ def check_real(name: str, value: Any, *, low: float | None = None, high: float |
     infinities and values outside ``[low, high]`` (``(`` / ``)`` where open).
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+        raise InputTypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
     value = float(value)
     if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
+        raise InputError(f"{name} must be finite, got {value!r}")
     lo_ok = low is None or (value > low if low_open else value >= low)
     hi_ok = high is None or (value < high if high_open else value <= high)
     if not (lo_ok and hi_ok):
         lo = "-inf" if low is None else repr(low)
         hi = "inf" if high is None else repr(high)
         interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
-        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+        raise InputError(f"{name} must be in {interval}, got {value!r}")
     return value
 
 
 def check_int(name: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` if it is an integer (not a bool) in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        raise InputTypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+        raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
     return value
 
 
@@ -45,5 +53,5 @@ def check_choice(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     """Return ``value`` if it is one of ``allowed``."""
     allowed = tuple(allowed)
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+        raise InputError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
     return value
