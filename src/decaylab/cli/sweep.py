@@ -20,6 +20,7 @@ import argparse
 import csv
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -67,6 +68,7 @@ def register(subparsers) -> None:
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the fold split (default: 0)")
     parser.add_argument("--out", metavar="DIR", default="decaylab-sweep", help="output directory (default: %(default)s)")
     parser.add_argument("--store", metavar="FILE", help="SQLite results store (default: DIR/sweep.sqlite)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=run)
 
 
@@ -78,99 +80,197 @@ def _int_list(flag: str, text: str) -> list[int]:
     return values
 
 
+def _check_readable_text(path: str) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    for magic, kind in ((b"\x1f\x8b", "gzip-compressed"), (b"PK\x03\x04", "a zip archive"),
+                        (b"\x93NUMPY", "a .npy array")):
+        if head.startswith(magic):
+            raise UsageError(f"DATA {path!r} is named .csv but is {kind}: decompress it or give it its real "
+                             "extension (.csv text or .npz)")
+
+
 def load_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Features and target of a CSV with a header row; every cell must be a number."""
+    """Features and target of a CSV with a header row; every cell must be a finite number.
+
+    A UTF-8 byte-order mark is ignored; header names must be distinct.
+    """
     if target is None:
         raise UsageError(f"DATA {path!r} is a CSV: name its target column with --target")
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+    _check_readable_text(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"DATA {path!r} is not UTF-8 text (byte {exc.start}): a CSV must be plain text") from None
+    except csv.Error as exc:
+        raise UsageError(f"DATA {path!r} is not a readable CSV: {exc}") from None
     if not rows or not rows[0]:
         raise UsageError(f"DATA {path!r} is empty: a CSV needs a header row and data rows")
-    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if any(c.strip() for c in r)]
+    header, body = [h.strip() for h in rows[0]], [(n, r) for n, r in enumerate(rows[1:], start=2)
+                                                  if any(c.strip() for c in r)]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise UsageError(f"DATA {path!r} repeats the column name(s) {', '.join(map(repr, repeated))} in its header")
     if target not in header:
         raise UsageError(f"--target {target!r} is not a column of {path!r}; columns are {', '.join(header)}")
     if len(header) < 2:
         raise UsageError(f"DATA {path!r} needs at least one feature column besides the target")
     table = np.empty((len(body), len(header)))
-    for line, row in enumerate(body, start=2):
+    for i, (line, row) in enumerate(body):
         if len(row) != len(header):
             raise UsageError(f"DATA {path!r} line {line} has {len(row)} cells, the header has {len(header)}")
         for col, cell in enumerate(row):
             try:
-                table[line - 2, col] = float(cell)
+                value = float(cell)
             except ValueError:
                 raise UsageError(f"DATA {path!r} column {header[col]!r} is not numeric: line {line} holds "
                                  f"{cell!r}") from None
+            if not np.isfinite(value):
+                raise UsageError(f"DATA {path!r} column {header[col]!r} line {line} holds {cell.strip()!r}: "
+                                 "every value must be a finite number (drop or fill that row)")
+            table[i, col] = value
     t = header.index(target)
     return np.delete(table, t, axis=1), table[:, t]
 
 
 def load_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays ``X`` (rows × features…) and ``y`` (or ``target``) of an NPZ archive; numeric, no pickles."""
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"DATA {path!r} is not a readable .npz file: {exc}") from None
+    except Exception as exc:  # numpy raises OSError, ValueError, zipfile.BadZipFile, EOFError … for bad bytes
+        raise UsageError(f"DATA {path!r} is not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise UsageError(f"DATA {path!r} holds a single .npy array, not an .npz archive: save X and y with "
+                         "numpy.savez(path, X=X, y=y)")
     y_key = target or "y"
-    missing = [k for k in ("X", y_key) if k not in archive.files]
-    if missing:
-        raise UsageError(f"DATA {path!r} has no array {missing[0]!r}; it holds {', '.join(archive.files)}")
-    X, y = archive["X"], archive[y_key]
+    with archive:
+        missing = [k for k in ("X", y_key) if k not in archive.files]
+        if missing:
+            raise UsageError(f"DATA {path!r} has no array {missing[0]!r}; it holds {', '.join(archive.files)}")
+        try:
+            X, y = archive["X"], archive[y_key]
+        except Exception as exc:  # object arrays (pickles) are refused here, as is a damaged member
+            raise UsageError(f"DATA {path!r}: X and {y_key!r} cannot be read as plain numeric arrays ({exc})") from None
     if X.dtype.kind not in "biuf" or y.dtype.kind not in "biuf":
         raise UsageError(f"DATA {path!r}: X and {y_key} must be numeric arrays, got {X.dtype} and {y.dtype}")
+    if X.ndim == 0 or y.ndim == 0:
+        raise UsageError(f"DATA {path!r}: X and {y_key} must be arrays of rows, got shapes {X.shape} and {y.shape}")
+    if len(X) != len(y):
+        raise UsageError(f"DATA {path!r}: X has {len(X)} rows but {y_key} has {len(y)}")
+    if len(X) < 2 or X[0].size == 0:
+        raise UsageError(f"DATA {path!r} needs at least 2 rows and 1 feature, got X of shape {X.shape}")
+    for name, values in (("X", X), (y_key, y)):
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if bad.any():
+            raise UsageError(f"DATA {path!r}: {name} row {int(np.argmax(bad))} holds NaN or infinity "
+                             f"({int(bad.sum())} such rows); every value must be finite")
     return X.reshape(len(X), -1).astype(float), y.astype(float)
+
+
+def standardize(X: np.ndarray) -> np.ndarray:
+    """Columns to mean 0, standard deviation 1 (constant columns to 0), as float32.
+
+    Each column is first divided by its largest magnitude, so values near ±1e308 (whose squares
+    overflow) standardize to the same numbers as small ones instead of to 0.
+    """
+    peak = np.abs(X).max(axis=0)
+    X = X / np.where(peak > 0, peak, 1.0)
+    scale = X.std(axis=0)
+    return ((X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)).astype(np.float32)
 
 
 def prepare_file_data(path: str, target: str | None, task: str):
     """``((X, y), task)`` from a CSV/NPZ: standardized float32 features, integer classes or float targets."""
+    if os.path.isdir(path):
+        raise UsageError(f"DATA {path!r} is a directory: give a .csv or .npz file, or a built-in dataset "
+                         f"({', '.join(BUILTIN_DATASETS)})")
     if not os.path.isfile(path):
         raise UsageError(f"DATA {path!r}: no such built-in dataset or file (built-ins: {', '.join(BUILTIN_DATASETS)})")
     ext = os.path.splitext(path)[1].lower()
-    if ext == ".csv":
-        X, y = load_csv(path, target)
-    elif ext == ".npz":
-        X, y = load_npz(path, target)
-    else:
-        raise UsageError(f"DATA {path!r}: files must end in .csv or .npz, got {ext or 'no extension'!r}")
-    if len(X) < 2 or not np.all(np.isfinite(X)) or not np.all(np.isfinite(y)):
-        raise UsageError(f"DATA {path!r} needs at least 2 rows of finite numbers, got {len(X)} rows")
+    try:
+        if ext == ".csv":
+            X, y = load_csv(path, target)
+        elif ext == ".npz":
+            X, y = load_npz(path, target)
+        else:
+            raise UsageError(f"DATA {path!r}: files must end in .csv or .npz, got {ext or 'no extension'!r}")
+    except OSError as exc:
+        raise UsageError(f"DATA {path!r} cannot be read: {exc.strerror or exc}") from None
+    if len(X) < 2:
+        raise UsageError(f"DATA {path!r} needs at least 2 rows, got {len(X)}")
     values = np.unique(y)
     if task == "auto":
         task = "classification" if np.all(values == np.round(values)) and len(values) <= 50 else "regression"
-    scale = X.std(axis=0)
-    X = ((X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)).astype(np.float32)
+    X = standardize(X)
     if task == "classification":
         if not np.all(values == np.round(values)):
             raise UsageError(f"--task classification needs integer class labels in the target, got {values[:5]}")
         return (X, np.searchsorted(values, y).astype(np.int64)), task
+    peak = float(np.abs(y).max())
+    if peak > np.finfo(np.float32).max:
+        raise UsageError(f"DATA {path!r}: the target --target reaches {peak:.3g}, beyond float32's range "
+                         f"(±{np.finfo(np.float32).max:.3g}) that training uses: rescale the target")
     return (X, y.astype(np.float32)), task
 
 
 def run(args: argparse.Namespace) -> int:
-    from decaylab.report.write import check_out_dir
-
-    try:
-        out_dir = check_out_dir(args.out, name="--out")
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    out_dir = prepare_out_dir(args.out)
     if args.data in BUILTIN_DATASETS:
         data, loss = args.data, None
     else:
         data, task = prepare_file_data(args.data, args.target, args.task)
         loss = "cross_entropy" if task == "classification" else "mse"
     import decaylab
+    from decaylab.sweeps.api import SweepInterrupted
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     store = args.store or str(out_dir / "sweep.sqlite")
-    result = decaylab.sweep(
-        args.model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
-        folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
-        momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
-        loss=loss, metric=args.metric, engine=args.engine, store=store, split_seed=args.split_seed, workers=args.workers,
-        chunk_size=args.chunk_size,
-        hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else ())
-    write_outputs(result, out_dir, args.data)
+    try:
+        result = decaylab.sweep(
+            args.model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
+            folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
+            momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
+            loss=loss, metric=args.metric, engine=args.engine, store=store, split_seed=args.split_seed,
+            workers=args.workers, chunk_size=args.chunk_size, progress=not args.no_progress,
+            hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else ())
+    except SweepInterrupted as stop:
+        print(f"decaylab sweep: {stop}", file=sys.stderr)
+        return 130
+    try:
+        write_outputs(result, out_dir, args.data)
+    except OSError as exc:
+        raise UsageError(f"--out {str(out_dir)!r}: writing the results failed ({exc.strerror or exc}); the previous "
+                         f"files there are unchanged, and every member is in the store {store!r}: free space or "
+                         "choose another --out and run the same command again (nothing is retrained)") from None
     print_summary(result, out_dir)
+    if result.best_lambda is None:
+        print(f"decaylab sweep: no usable member: all {len(result.table)} diverged (NaN or runaway loss); try a "
+              "smaller --lr or a smaller λ range", file=sys.stderr)
+        return 1
     return 0
+
+
+OUTPUT_FILES = ("results.json", "results.csv", "validation_curve.png", "index.html", "summary.json")
+
+
+def prepare_out_dir(out: str):
+    """The output directory, created and checked writable before anything is trained."""
+    from decaylab.report.write import check_out_dir
+
+    try:
+        out_dir = check_out_dir(out, name="--out")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.TemporaryFile(dir=out_dir)
+        probe.close()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(f"--out {out!r} cannot be used as an output directory: {exc.strerror or exc}") from None
+    for name in OUTPUT_FILES:
+        if (out_dir / name).is_dir():
+            raise UsageError(f"--out {out!r} holds a directory named {name!r} where the sweep writes that file: "
+                             "move it away or choose another --out")
+    return out_dir
 
 
 def summary_rows(result) -> list[dict]:
@@ -185,13 +285,12 @@ def summary_rows(result) -> list[dict]:
 
 
 def write_outputs(result, out_dir, data_name: str) -> None:
-    """results.json, results.csv, validation_curve.png and the HTML report in ``out_dir``."""
-    from decaylab.report import Figure, Section, Table, write_report
+    """results.json, results.csv, validation_curve.png and the HTML report in ``out_dir``: all five
+    rendered in memory, then written together (a failed write leaves the previous set whole)."""
+    from decaylab._files import replace_atomically
+    from decaylab.report import Figure, Section, Table, render_report
 
-    result.to_json(out_dir / "results.json")
-    result.to_csv(out_dir / "results.csv")
     png = result.plot_png()
-    (out_dir / "validation_curve.png").write_bytes(png)
     rows = summary_rows(result)
     columns = list(rows[0]) if rows else []
     best = "no λ (every member diverged)" if result.best_lambda is None else f"λ = {result.best_lambda:.3g}"
@@ -211,7 +310,9 @@ def write_outputs(result, out_dir, data_name: str) -> None:
     summary = {"best_lambda": result.best_lambda, "best_lr": result.best_lr, "lambda_1se": result.lambda_1se,
                "metric": result.metric, "members": len(result.table), "diverged": result.n_diverged,
                "engine": result.engine, "seconds": round(result.wall_time, 2)}
-    write_report(out_dir, TITLE, [section], summary)
+    files = {"results.json": result.to_json(), "results.csv": result.to_csv(), "validation_curve.png": png,
+             **render_report(TITLE, [section], summary)}
+    replace_atomically(out_dir, files)
 
 
 def print_summary(result, out_dir) -> None:

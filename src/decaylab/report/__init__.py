@@ -8,6 +8,6 @@ from decaylab.report.html import render_html
 from decaylab.report.model import Figure, Section, Slider, Table
 from decaylab.report.summary import to_jsonable
 from decaylab.report.text import text_table
-from decaylab.report.write import write_report
+from decaylab.report.write import render_report, write_report
 
-__all__ = ["Figure", "Section", "Slider", "Table", "render_html", "text_table", "to_jsonable", "write_report"]
+__all__ = ["Figure", "Section", "Slider", "Table", "render_html", "render_report", "text_table", "to_jsonable", "write_report"]

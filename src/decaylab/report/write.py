@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from decaylab._files import replace_atomically
 from decaylab.report.html import render_html
 from decaylab.report.model import Section
 from decaylab.report.summary import build_summary
@@ -41,23 +41,6 @@ def check_out_dir(out_dir, name: str = "out_dir") -> Path:
     return path
 
 
-def _replace_atomically(directory: Path, files: dict[str, str]) -> None:
-    temps: dict[str, str] = {}
-    try:
-        for name, text in files.items():
-            fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-            temps[name] = temp
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-            os.chmod(temp, 0o644)
-        for name, temp in temps.items():
-            os.replace(temp, directory / name)
-    finally:
-        for temp in temps.values():
-            if os.path.exists(temp):
-                os.unlink(temp)
-
-
 def write_report(out_dir, title: str, sections: Sequence[Section], summary: Mapping, intro: str = "") -> Path:
     """Render ``sections`` into ``out_dir/index.html`` and write ``out_dir/summary.json``.
 
@@ -66,9 +49,15 @@ def write_report(out_dir, title: str, sections: Sequence[Section], summary: Mapp
     Creates ``out_dir`` (and its parents) if needed and returns the path of ``index.html``.
     """
     path = check_out_dir(out_dir)
+    files = render_report(title, sections, summary, intro)
+    path.mkdir(parents=True, exist_ok=True)
+    replace_atomically(path, files)
+    return path / "index.html"
+
+
+def render_report(title: str, sections: Sequence[Section], summary: Mapping, intro: str = "") -> dict[str, str]:
+    """``{"summary.json": …, "index.html": …}`` rendered in memory (for writing with other files at once)."""
     page = render_html(title, sections, intro)
     data = json.dumps(build_summary(title, sections, summary, intro), indent=2, ensure_ascii=False,
                       allow_nan=False) + "\n"
-    path.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(path, {"summary.json": data, "index.html": page})
-    return path / "index.html"
+    return {"summary.json": data, "index.html": page}

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from decaylab._checks import check_choice, check_int
+from decaylab._checks import InputError, InputTypeError, check_choice, check_int
+from decaylab._progress import progress_bar
 from decaylab.sweeps.engines import ENGINES, RUNNERS, TrainingJob
 from decaylab.sweeps.grid import check_grid, fold_splits, grid_points
 from decaylab.sweeps.result import SweepResult
@@ -21,6 +22,18 @@ from decaylab.train.batched import Member, MemberResult, TrainConfig, check_batc
 
 BUILTIN_MODELS = ("mlp", "linear")
 STORE_FORMAT = 1          # part of every key: bump when the meaning of a stored row changes
+MAX_MEMBERS = 100_000     # members (λ × lr × seed × fold) in one sweep
+MAX_SEED = 2**63 - 1      # torch.manual_seed's range
+MAX_SPLIT_SEED = 2**32 - 1   # numpy's RandomState (scikit-learn's random_state)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep, raised after every finished member was stored (``stored`` of ``pending``)."""
+
+    def __init__(self, stored: int, pending: int, store: str | None):
+        self.stored, self.pending, self.store = stored, pending, store
+        where = f"stored in {store}; run the same sweep again to resume" if store else "not stored (no store)"
+        super().__init__(f"interrupted: {stored} of {pending} members finished, {where}")
 
 
 def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, seed=0, folds: int | None = 5,
@@ -29,7 +42,8 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
           epochs: int = 20, batch_size: int = 64, decay_biases: bool = False, loss: str | None = None,
           metric: str | None = None, engine: str = "auto", store: str | None = None, chunk_size: int | None = None,
           split_seed: int = 0, dtype: torch.dtype = torch.float32, hidden: Sequence[int] = (64,),
-          test_data: Any = None, model_key: str | None = None, workers: int = 1) -> SweepResult:
+          test_data: Any = None, model_key: str | None = None, workers: int = 1,
+          progress: bool = False) -> SweepResult:
     """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ.
 
     Args:
@@ -61,8 +75,17 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         model_key: a name for a factory ``model`` used in store keys instead of its qualified name.
         workers: worker processes for the batched and sequential engines (1: train in this
             process); each gets ``cpu_count // workers`` torch threads and an equal share of members.
+            Workers die with this process, and ignore Ctrl-C (this process stops them).
+        progress: show a progress bar of finished members on stderr.
     Returns:
         :class:`~decaylab.sweeps.result.SweepResult`.
+    Raises:
+        SweepInterrupted: (a ``KeyboardInterrupt``) on Ctrl-C, after every finished member is stored;
+            the same call resumes from the store.
+
+    Refused: repeated λ, lr or seeds (they would be counted twice), a grid over ``MAX_MEMBERS``
+    members, a single-class target, values that overflow ``dtype``, and — with a ``store`` — a
+    factory without a stable name (a lambda or a local function) and no ``model_key``.
 
     Member identity (the store key): SHA-256 of the member's (λ, lr, seed, fold) together with the
     sweep configuration — model spec, a fingerprint of the data rows, folds/holdout, split seed,
@@ -73,12 +96,12 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     start = time.perf_counter()
     lambdas = check_grid("lambdas", lambdas)
     lrs = check_grid("lr", lr, low_open=True)
-    seeds = [check_int("seed", s, low=0) for s in (seed if isinstance(seed, (list, tuple, range, np.ndarray)) else [seed])]
+    seeds = _check_seeds(seed)
     engine = check_choice("engine", engine, ENGINES)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, low=1)
     workers = check_int("workers", workers, low=1)
-    split_seed = check_int("split_seed", split_seed, low=0)
+    split_seed = check_int("split_seed", split_seed, low=0, high=MAX_SPLIT_SEED)
     if holdout is not None:
         folds = None
 
@@ -87,14 +110,19 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         loss = "cross_entropy" if not torch.is_floating_point(y) else "mse"
     check_choice("loss", loss, ("cross_entropy", "mse"))
     classification = loss == "cross_entropy"
+    _check_values_fit(X, y, eval_sets, dtype)
+    if classification and len(torch.unique(y)) < 2:
+        raise InputError(f"data has a single class ({int(y[0])}) in y: every member would score 1.0 at every λ; "
+                         "cross-validating λ needs at least 2 classes")
     metric = check_choice("metric", metric if metric is not None else ("accuracy" if classification else "loss"),
                           tuple(HIGHER_IS_BETTER))
     if metric == "accuracy" and not classification:
-        raise ValueError(f"metric='accuracy' needs a classification loss, got loss={loss!r}")
+        raise InputError(f"metric='accuracy' needs a classification loss, got loss={loss!r}")
     config = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, momentum=momentum,
                          betas=tuple(betas), eps=eps, decay_scaling=decay_scaling, lr_schedule=lr_schedule,
                          loss=loss, decay_biases=decay_biases, dtype=dtype)
-    model_factory, model_spec = _resolve_model(model, X, y, classification, hidden, model_key)
+    model_factory, model_spec = _resolve_model(model, X, y, classification, hidden, model_key,
+                                               keyed=store is not None)
     batchable = check_batchable(model_factory()) is None
     if engine == "auto":
         engine = "batched" if batchable else "sequential"
@@ -104,6 +132,11 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     sweep_config = {"format": STORE_FORMAT, "model": model_spec, "data": data_spec, "folds": folds,
                     "holdout": holdout, "split_seed": split_seed, "train": _config_dict(config)}
     sweep_key = config_key(sweep_config)
+    n_members = len(lambdas) * len(lrs) * len(seeds) * len(splits)
+    if n_members > MAX_MEMBERS:
+        raise InputError(f"the grid has {n_members:,} members ({len(lambdas)} λ × {len(lrs)} lr × {len(seeds)} seeds "
+                         f"× {len(splits)} folds); at most {MAX_MEMBERS:,} are allowed in one sweep: use a coarser "
+                         "grid or split it into several sweeps on one store")
     points = grid_points(lambdas, lrs, seeds, len(splits))
     keys = [config_key(sweep_config, p.config()) for p in points]
     members = {k: Member(p.weight_decay, p.lr, p.seed, tuple(splits[p.fold][0]), tuple(splits[p.fold][1]))
@@ -118,17 +151,25 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
             found.update({k: v["result"] for k, v in db.get(keys).items()})
         pending = [(k, members[k]) for k in dict.fromkeys(keys) if k not in found]
 
+        bar = progress_bar(total=len(pending), desc="sweep", unit="member", enabled=progress and bool(pending))
+
         def on_done(pairs: list[tuple[str, MemberResult]]) -> None:
             if db is not None:
                 db.put_many(rows_of(pairs))
             for k, r in pairs:
                 found[k] = result_dict(r)
                 fresh.add(k)
+            bar.update(len(pairs))
 
         if pending:
             job = TrainingJob(model_factory, X, y, config, eval_sets)
-            RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size, workers=workers, batched=batchable,
-                            store_path=store if engine == "ray" else None, rows_of=rows_of)
+            try:
+                RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size, workers=workers, batched=batchable,
+                                store_path=store if engine == "ray" else None, rows_of=rows_of)
+            except KeyboardInterrupt:
+                raise SweepInterrupted(len(fresh), len(pending), store) from None
+            finally:
+                bar.close()
     finally:
         if db is not None:
             db.close()
@@ -191,29 +232,54 @@ def _fingerprint(*arrays: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+def _check_seeds(seed) -> list[int]:
+    """A non-empty list of distinct seeds in ``[0, MAX_SEED]`` from one seed or a sequence."""
+    values = list(seed) if isinstance(seed, (list, tuple, range, np.ndarray)) else [seed]
+    values = [check_int("seed", int(s) if isinstance(s, np.integer) else s, low=0, high=MAX_SEED) for s in values]
+    if not values:
+        raise InputError("seed must hold at least one value, got an empty sequence")
+    if len(set(values)) != len(values):
+        raise InputError(f"seed must not repeat values (a repeated seed trains the same member twice and counts it "
+                         f"twice), got {values!r}")
+    return values
+
+
+def _check_values_fit(X: torch.Tensor, y: torch.Tensor, eval_sets: Mapping, dtype: torch.dtype) -> None:
+    """Refuse features or targets whose magnitude overflows the training ``dtype``."""
+    largest = torch.finfo(dtype).max
+    named = [("data X", X), ("data y", y)] + [(f"{name} {part}", t) for name, pair in eval_sets.items()
+                                              for part, t in zip("Xy", pair)]
+    for name, values in named:
+        if torch.is_floating_point(values) and values.numel():
+            peak = float(values.detach().abs().max())
+            if peak > largest:
+                raise InputError(f"{name} holds values up to {peak:.3g}, beyond {dtype}'s range (±{largest:.3g}): "
+                                 "rescale it (e.g. standardize) or pass dtype=torch.float64")
+
+
 def _as_xy(name: str, value) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(value, torch.utils.data.Dataset):
         items = [value[i] for i in range(len(value))]
         if not items:
-            raise ValueError(f"{name} must not be empty")
+            raise InputError(f"{name} must not be empty")
         X = torch.stack([torch.as_tensor(x) for x, _ in items])
         y = torch.stack([torch.as_tensor(t) for _, t in items])
     elif isinstance(value, (tuple, list)) and len(value) == 2:
         X, y = (torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v for v in value)
     else:
-        raise TypeError(f"{name} must be a dataset name, an (X, y) pair or a torch Dataset, got "
+        raise InputTypeError(f"{name} must be a dataset name, an (X, y) pair or a torch Dataset, got "
                         f"{type(value).__name__}")
     if X.dim() < 2 or len(X) != len(y):
-        raise ValueError(f"{name} must have X of shape [n, …] and y with n entries, got X {tuple(X.shape)}, "
+        raise InputError(f"{name} must have X of shape [n, …] and y with n entries, got X {tuple(X.shape)}, "
                          f"y {tuple(y.shape)}")
     if len(X) < 2:
-        raise ValueError(f"{name} must have at least 2 rows, got {len(X)}")
+        raise InputError(f"{name} must have at least 2 rows, got {len(X)}")
     X = X.to(torch.float64) if not torch.is_floating_point(X) else X
     if not bool(torch.isfinite(X).all()):
-        raise ValueError(f"{name} X must contain only finite numbers")
+        raise InputError(f"{name} X must contain only finite numbers")
     if not torch.is_floating_point(y):
         if y.dim() != 1 or bool((y < 0).any()):
-            raise ValueError(f"{name} class labels y must be a 1-D array of integers ≥ 0")
+            raise InputError(f"{name} class labels y must be a 1-D array of integers ≥ 0")
         y = y.long()
     return X, y
 
@@ -238,7 +304,7 @@ def _resolve_data(data, test_data):
     return X, y, eval_sets, spec
 
 
-def _resolve_model(model, X, y, classification: bool, hidden, model_key):
+def _resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: bool = False):
     """``(factory, spec)``: a built-in name or a user factory (its spec names it and its parameter shapes)."""
     if isinstance(model, str):
         check_choice("model", model, BUILTIN_MODELS)
@@ -249,12 +315,16 @@ def _resolve_model(model, X, y, classification: bool, hidden, model_key):
         factory = _BuiltinFactory(n_in, n_out, tuple(widths))
         return factory, {"builtin": model, "in": n_in, "out": n_out, "hidden": widths}
     if isinstance(model, nn.Module) or not callable(model):
-        raise TypeError("model must be a built-in name ('mlp', 'linear') or a zero-argument factory returning a "
+        raise InputTypeError("model must be a built-in name ('mlp', 'linear') or a zero-argument factory returning a "
                         f"fresh nn.Module (so each seed gets its own initialization), got {type(model).__name__}")
     probe = model()
     if not isinstance(probe, nn.Module):
-        raise TypeError(f"model factory must return an nn.Module, got {type(probe).__name__}")
+        raise InputTypeError(f"model factory must return an nn.Module, got {type(probe).__name__}")
     name = model_key or f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', type(model).__name__)}"
+    if keyed and model_key is None and ("<lambda>" in name or "<locals>" in name):
+        raise InputError(f"model factory {name!r} has no stable name, so two different factories would share "
+                         "results in the store: pass model_key='a name for this model' (change it when the "
+                         "model's code changes), or define the factory at module level")
     shapes = {n: list(p.shape) for n, p in probe.named_parameters()}
     return model, {"factory": name, "parameters": shapes}
 

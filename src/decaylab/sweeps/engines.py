@@ -13,13 +13,19 @@ function or class, not a lambda).
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import tempfile
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from decaylab._checks import InputError
 from decaylab.train.batched import Member, MemberResult, TrainConfig, train_alone, train_batched
 
 ENGINES = ("auto", "batched", "sequential", "ray")
@@ -55,20 +61,67 @@ def train_chunk(job: TrainingJob, chunk: Sequence[tuple[str, Member]], batched: 
     return [(k, r) for (k, _), r in zip(chunk, results)]
 
 
-def _set_worker_threads(threads: int) -> None:
+def _worker_init(threads: int, parent_pid: int) -> None:
+    """Set up a worker process: its torch threads, and never outliving the sweep's process.
+
+    Ctrl-C is ignored here (the parent stops the workers after storing what finished). On Linux
+    the kernel kills the worker when the parent dies (``PR_SET_PDEATHSIG``), even by SIGKILL;
+    elsewhere (and as a second guard) a watchdog thread exits once the parent is gone.
+    """
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    if os.getppid() != parent_pid:           # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     torch.set_num_threads(threads)      # this worker process's own setting: workers × threads ≤ cores
 
 
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)         # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):                # no prctl: the watchdog still applies
+        pass
+
+
+def _watch_parent(parent_pid: int, period: float = 0.5) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(period)
+    os._exit(1)
+
+
 def _in_processes(job: TrainingJob, chunks: Sequence[Sequence], batched: bool, workers: int, on_done: Done) -> None:
+    """Train ``chunks`` in ``workers`` spawned processes; ``on_done`` as each chunk finishes.
+
+    On Ctrl-C (or any error) the chunks that already finished are still handed to ``on_done``
+    (so they are stored), the rest are cancelled and the workers are stopped before re-raising.
+    """
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_set_worker_threads,
-                             initargs=(threads,)) as pool:
-        futures = [pool.submit(train_chunk, job, list(chunk), batched) for chunk in chunks]
+    before = set(multiprocessing.active_children())
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
+                               initargs=(threads, os.getpid()))
+    futures = [pool.submit(train_chunk, job, list(chunk), batched) for chunk in chunks]
+    handed: set = set()
+    try:
         for future in as_completed(futures):
+            handed.add(future)
             on_done(future.result())
+    except BaseException:
+        for future in futures:                # store what finished while we were stopping
+            if future not in handed and future.done() and not future.cancelled() and future.exception() is None:
+                handed.add(future)
+                on_done(future.result())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in set(multiprocessing.active_children()) - before:
+            child.terminate()
+            child.join(5)
+        raise
+    pool.shutdown(wait=True)
 
 
 def run_sequential(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,
@@ -129,7 +182,7 @@ def run_ray(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Do
         from ray import tune
         from ray.util.queue import Queue
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise ValueError("engine='ray' needs Ray Tune: pip install 'decaylab[ray]'") from exc
+        raise InputError("engine='ray' needs Ray Tune: pip install 'decaylab[ray]'") from exc
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     if chunk_size is None:

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from decaylab._files import write_atomically
 from decaylab.sweeps.store import plain_json
 
 TABLE_COLUMNS = ("lambda", "lr", "seed", "fold", "train_loss", "val_loss", "val_metric", "val_accuracy",
@@ -51,8 +52,7 @@ class SweepResult:
             writer.writerow({k: ("" if _is_nan(row.get(k)) else row.get(k)) for k in TABLE_COLUMNS})
         text = buffer.getvalue()
         if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_atomically(path, text)
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,8 +65,7 @@ class SweepResult:
     def to_json(self, path: str | os.PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
         if path is not None:
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_atomically(path, text)
         return text
 
     def plot(self, ax=None):

@@ -22,6 +22,8 @@ import sqlite3
 import time
 from typing import Any, Iterable, Mapping
 
+from decaylab._checks import InputError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (
     key        TEXT PRIMARY KEY,
@@ -32,6 +34,30 @@ CREATE TABLE IF NOT EXISTS members (
 );
 CREATE INDEX IF NOT EXISTS members_by_sweep ON members (sweep_key);
 """
+_COLUMNS = ("key", "sweep_key", "config", "result", "finished")
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_FIX = "choose another store (--store FILE / store=) or delete this one"
+
+
+def _check_store_path(path: str) -> None:
+    """Refuse, before SQLite touches anything, a store path that is a directory, in a missing
+    directory, or an existing file that is not a SQLite database (left untouched)."""
+    if os.path.isdir(path):
+        raise InputError(f"store {path!r} is a directory; name a file in it instead, e.g. "
+                         f"{os.path.join(path, 'sweep.sqlite')!r}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise InputError(f"store must be a file path in an existing directory, got {path!r}")
+    if os.path.exists(path):
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            raise InputError(f"store {path!r} cannot be read ({exc.strerror}): {_FIX}") from None
+        if head and head != _SQLITE_HEADER:
+            raise InputError(f"store {path!r} is not a SQLite database (it was left untouched): {_FIX}")
+    elif not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"store {path!r} cannot be created: {parent!r} is not writable; {_FIX}")
 
 
 def plain_json(value: Any) -> Any:
@@ -62,16 +88,33 @@ class ResultStore:
 
     def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0):
         path = os.fspath(path)
-        parent = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(parent):
-            raise ValueError(f"store must be a file path in an existing directory, got {path!r}")
         self.path = path
-        self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
-        with self._transaction():
-            for statement in filter(str.strip, _SCHEMA.split(";")):
-                self._conn.execute(statement)
+        _check_store_path(path)
+        self._conn = None
+        try:
+            self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+            tables = {name for (name,) in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "members" not in tables:
+                raise InputError(f"store {path!r} is a SQLite database but not a decaylab results store (its tables: "
+                                 f"{', '.join(sorted(tables))}); it was left untouched: {_FIX}")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            with self._transaction():
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    self._conn.execute(statement)
+            columns = [row[1] for row in self._conn.execute("PRAGMA table_info(members)")]
+            if columns != list(_COLUMNS):
+                raise InputError(f"store {path!r} has a 'members' table that is not a decaylab store's "
+                                 f"(columns {columns}): {_FIX}")
+            (verdict,) = self._conn.execute("PRAGMA quick_check(1)").fetchone()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {verdict}")
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise InputError(f"store {path!r} cannot be used ({exc}): {_FIX}") from None
+        except BaseException:
+            self.close()
+            raise
 
     @contextlib.contextmanager
     def _transaction(self):
@@ -125,7 +168,9 @@ class ResultStore:
         return self._conn.execute("SELECT COUNT(*) FROM members").fetchone()[0]
 
     def close(self) -> None:
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> "ResultStore":
         return self

@@ -53,9 +53,10 @@ all members share are passed to the update as Python scalars (its lone-optimizer
 Losses, per row: ``cross_entropy`` = ``logsumexp(z) − z_y`` (logits ``z``, class ``y``);
 ``mse`` = the mean over outputs of ``(f(x) − y)²``.
 
-Divergence. A member whose batch loss or parameters become non-finite is marked
-``diverged`` at that epoch, frozen (its parameters are zeroed so NaN cannot spread) and
-reported with NaN losses; the other members are unaffected.
+Divergence. A member whose batch loss is non-finite or runaway (:mod:`decaylab.train.divergence`)
+or whose parameters become non-finite is marked ``diverged`` at that epoch, frozen (its
+parameters are zeroed so NaN cannot spread) and reported with NaN losses; the other members
+are unaffected.
 
 Supported by the batched trainer: models whose forward pass is a pure function of the
 parameters (no BatchNorm statistics, no dropout); :func:`check_batchable` says why not.
@@ -73,6 +74,7 @@ import torch
 from torch import nn
 
 from decaylab._checks import check_choice, check_int, check_real
+from decaylab.train.divergence import diverging, runaway_limit
 
 OPTIMIZERS = ("sgd", "sgdw", "adam", "adamw")
 DECAY_SCALINGS = ("lr", "schedule")
@@ -311,13 +313,14 @@ def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[
             optimizer, lambda t: lr_multiplier(config.lr_schedule, t, total))
         generator = _shuffle_generator(member.seed)
         diverged, epochs_run, steps = False, 0, 0
+        limit = runaway_limit(config.loss, y)
         for epoch in range(config.epochs):
             order = _epoch_order(rows, generator)
             for start_row in range(0, len(order), config.batch_size):
                 batch = order[start_row:start_row + config.batch_size]
                 per_sample = _per_sample_loss(config.loss, model(X[batch]), y[batch])
                 loss = (per_sample * torch.full_like(per_sample, 1.0 / len(batch))).sum()   # as batched
-                if not torch.isfinite(loss):
+                if bool(diverging(loss.detach(), limit)):
                     diverged = True
                     break
                 optimizer.zero_grad(set_to_none=True)
@@ -635,6 +638,7 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
     generators = [_shuffle_generator(m.seed) for m in members]
     alive = torch.ones(G, dtype=torch.bool)
     epochs_run = torch.zeros(G, dtype=torch.long)
+    limit = runaway_limit(config.loss, y)
     for epoch in range(config.epochs):
         orders = [_epoch_order(r, gen) for r, gen in zip(rows, generators)]
         index, weight = _padded_epoch(orders, config.batch_size, steps_per_epoch)
@@ -642,7 +646,7 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
         for s in range(steps_per_epoch):
             idx, w = index[:, s], weight[:, s]
             losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
-            newly = alive & (s < per_epoch) & ~torch.isfinite(losses)
+            newly = alive & (s < per_epoch) & diverging(losses, limit)
             if bool(newly.any()):                 # diverged on this batch: freeze, recompute without them
                 _drop(newly, alive, epochs_run, epoch, optimizer)
                 losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)

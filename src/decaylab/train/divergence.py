@@ -1,0 +1,30 @@
+"""When a training run counts as diverged: a non-finite loss, or a runaway one.
+
+A member diverges on the first batch whose mean loss is NaN/±inf or exceeds
+``RUNAWAY_FACTOR × max(1, reference)``, where ``reference`` is the loss of a model that knows
+nothing: ``ln K`` for a K-class cross-entropy, ``mean(y²)`` (predicting 0) for the MSE. A loss
+a million times that is not training any more (lr = 1000 reaches 1e35 within a few steps); it
+is stopped before it overflows, and reported as diverged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+RUNAWAY_FACTOR = 1e6
+
+
+def runaway_limit(kind: str, y: torch.Tensor) -> float:
+    """The largest batch loss still counted as training, for loss ``kind`` on targets ``y``."""
+    if kind == "cross_entropy":
+        reference = math.log(max(2, int(y.max()) + 1)) if y.numel() else 1.0
+    else:
+        reference = float(y.double().square().mean()) if y.numel() else 1.0
+    return RUNAWAY_FACTOR * max(1.0, reference)
+
+
+def diverging(loss: torch.Tensor, limit: float) -> torch.Tensor:
+    """Elementwise: is this loss non-finite or above ``limit``? (A bool tensor of ``loss``'s shape.)"""
+    return ~torch.isfinite(loss) | (loss > limit)
