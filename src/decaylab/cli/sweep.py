@@ -208,7 +208,7 @@ def prepare_file_data(path: str, target: str | None, task: str):
             raise UsageError(f"--task classification needs integer class labels in the target, got {values[:5]}")
         return (X, np.searchsorted(values, y).astype(np.int64)), task
     peak = float(np.abs(y).max())
-    if peak > np.finfo(np.float32).max:
+    if peak > float(np.finfo(np.float32).max):
         raise UsageError(f"DATA {path!r}: the target --target reaches {peak:.3g}, beyond float32's range "
                          f"(±{np.finfo(np.float32).max:.3g}) that training uses: rescale the target")
     return (X, y.astype(np.float32)), task
