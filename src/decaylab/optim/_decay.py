@@ -10,8 +10,16 @@ Decay scalings (the factor s_t in ``w ← w − s_t·λ·w``):
 
 lr_0 is stored in each param group under ``"decay_reference_lr"`` (default: the
 group's lr when the group is added to the optimizer). It travels with the
-optimizer's state_dict; loading a state dict that lacks it (e.g. one saved by
-torch.optim.AdamW) keeps the value this optimizer already had.
+optimizer's state_dict.
+
+Loading a state dict (one rule): the optimizer keeps its own ``decay_scaling``, and the
+saved λ is converted from the saved state's convention into it, so the run continues
+exactly as the saved optimizer would have. A state without ``decay_scaling`` (saved by
+``torch.optim.AdamW``/``SGD``) is in the ``"lr"`` convention. lr_0 is the saved
+``decay_reference_lr``, else the saved ``initial_lr`` (set by torch's LR schedulers), else
+the value this optimizer already had. ``lr`` ↔ ``schedule`` convert exactly
+(λ_schedule = lr_0·λ_lr); a conversion to or from ``corrected`` (not a constant multiple
+of the others) raises ``ValueError`` before anything is loaded.
 """
 
 from __future__ import annotations
@@ -87,6 +95,21 @@ def kernel_weight_decay(group: dict) -> float:
     return 0.0 if lr == 0 else decay_scale(group) * lam / lr
 
 
+def convert_decoupled_weight_decay(lam, from_scaling: str, to_scaling: str, lr_0: float):
+    """λ in ``to_scaling`` giving the same decoupled shrink s_t·λ as ``lam`` in ``from_scaling``.
+
+    ``lr`` → ``schedule``: λ·lr_0; ``schedule`` → ``lr``: λ/lr_0 (exact at every step, since
+    s_t differs by the constant factor lr_0). ``corrected`` converts only to itself.
+    """
+    if from_scaling == to_scaling:
+        return lam
+    if {from_scaling, to_scaling} == {"lr", "schedule"}:
+        if lr_0 <= 0:
+            raise ValueError(f"converting decay_scaling {from_scaling!r} → {to_scaling!r} needs lr_0 > 0, got {lr_0}")
+        return lam * lr_0 if to_scaling == "schedule" else lam / lr_0
+    raise ValueError(f"decay_scaling {from_scaling!r} cannot be converted to {to_scaling!r}")
+
+
 def timescale_weight_decay(lr: Any, tau_epochs: Any, steps_per_epoch: Any,
                            decay_scaling: str = "lr") -> float:
     """λ giving an EMA timescale of ``tau_epochs`` epochs (Wang & Aitchison 2024).
@@ -148,12 +171,26 @@ class DecayGroupsMixin:
                 group["decoupled_weight_decay"] = self._forced_decoupled
 
     def load_state_dict(self, state_dict: dict) -> None:
-        previous = [group.get("decay_reference_lr") for group in self.param_groups]
+        """torch's ``load_state_dict``, then the saved λ converted into this optimizer's
+        ``decay_scaling`` (see the module docstring: the one rule for loading)."""
+        mine = [(group.get("decay_scaling", "lr"), group.get("decay_reference_lr")) for group in self.param_groups]
         saved_groups = state_dict["param_groups"]
+        for (scaling, _), saved in zip(mine, saved_groups):
+            theirs = saved.get("decay_scaling", "lr")
+            if scaling != theirs and "corrected" in (scaling, theirs) and float(saved.get("weight_decay", 0)) != 0:
+                raise ValueError(f"cannot load a state dict with decay_scaling={theirs!r} into an optimizer with "
+                                 f"decay_scaling={scaling!r}: 'corrected' is not a constant multiple of the other "
+                                 f"scalings; construct the optimizer with decay_scaling={theirs!r}")
         super().load_state_dict(state_dict)
-        for group, saved, prev in zip(self.param_groups, saved_groups, previous):
-            if "decay_reference_lr" not in saved and prev is not None:
-                group["decay_reference_lr"] = prev
+        for group, saved, (scaling, prev) in zip(self.param_groups, saved_groups, mine):
+            ref = saved.get("decay_reference_lr", saved.get("initial_lr", prev))
+            if ref is not None:
+                group["decay_reference_lr"] = float(ref)
+            theirs = saved.get("decay_scaling", "lr")
+            if theirs != scaling and group["decoupled_weight_decay"]:
+                group["weight_decay"] = convert_decoupled_weight_decay(
+                    group["weight_decay"], theirs, scaling, float(group["decay_reference_lr"]))
+            group["decay_scaling"] = scaling
 
     @_use_grad_for_differentiable
     def step(self, closure=None):

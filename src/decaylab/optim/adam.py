@@ -205,7 +205,7 @@ def _adam_defaults(lr, betas, eps, weight_decay, amsgrad, foreach, maximize, cap
         check_real(f"betas[{i}]", float(beta) if isinstance(beta, Tensor) else beta,
                    low=0.0, high=1.0, high_open=True)
     check_real("eps", eps, low=0.0)
-    check_real("weight_decay", weight_decay, low=0.0)
+    check_real("weight_decay", float(weight_decay) if isinstance(weight_decay, Tensor) else weight_decay, low=0.0)
     check_decay_options(decay_scaling, cautious, l1_decay)
     return {"lr": lr, "betas": tuple(map(_to_scalar, betas)), "eps": eps,
             "weight_decay": weight_decay, "amsgrad": amsgrad, "maximize": maximize,
