@@ -161,3 +161,47 @@ def test_sparse_gradients_and_parameters_outside_the_model():
     assert set(rows) == {"weight", "group0.param1"}
     assert rows["weight"]["grad_norm"] == pytest.approx(math.sqrt(8))  # two rows of ones(4)
     assert rows["group0.param1"]["update_ratio"] == pytest.approx(0.5)
+
+
+def test_meta_device_model_is_refused_at_construction():
+    import pytest
+    import torch
+
+    from decaylab import DecayMonitor
+
+    with torch.device("meta"):
+        model = torch.nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="meta"):
+        DecayMonitor(model, opt)
+
+
+def test_scalar_gain_has_no_angle_and_no_prediction():
+    import math
+
+    import torch
+
+    from decaylab import DecayMonitor
+    from decaylab.optim import AdamW
+
+    class Gained(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 4)
+            self.gain = torch.nn.Parameter(torch.tensor(1.5))
+
+        def forward(self, x):
+            return self.gain * self.linear(x)
+
+    torch.manual_seed(0)
+    model = Gained()
+    opt = AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    monitor = DecayMonitor(model, opt)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).square().mean().backward()
+        opt.step()
+    gain = [r for r in monitor.history if r["param"] == "gain"]
+    weight = [r for r in monitor.history if r["param"] == "linear.weight"]
+    assert len(gain) == 3 and all(math.isnan(r["angle"]) and r["predicted_angle"] is None for r in gain)
+    assert all(r["angle"] > 0 and r["predicted_angle"] > 0 for r in weight)

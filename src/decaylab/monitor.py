@@ -6,7 +6,8 @@ measures, with ``w⁻`` the tensor before the step and ``g`` its gradient:
 - ``weight_norm`` ‖w‖, ``grad_norm`` ‖g‖, ``max_abs`` max|w|;
 - ``update_ratio`` ‖w − w⁻‖ / ‖w⁻‖;
 - ``angle`` the rotation of the step in radians, ∠(w⁻, w) = 2·atan2(‖ŵ⁻ − ŵ‖, ‖ŵ⁻ + ŵ‖) with
-  ŵ = w/‖w‖ (accurate for small angles, unlike arccos of the cosine);
+  ŵ = w/‖w‖ (accurate for small angles, unlike arccos of the cosine); NaN for a one-element
+  tensor such as a scalar gain (it has no direction, and no predicted angle);
 
 and puts beside them what the parameter's optimizer group predicts (see
 :class:`decaylab.conventions.GroupDecay`):
@@ -122,6 +123,10 @@ class DecayMonitor:
                     self._tracked.append((name, p, gi))
         if not self._tracked:
             raise ValueError(f"include must match at least one parameter of the optimizer, got {self.include!r}")
+        meta = [name for name, p, _ in self._tracked if p.is_meta]
+        if meta:
+            raise ValueError(f"model has parameters on the 'meta' device, which hold no values to watch (e.g. "
+                             f"{meta[0]!r}): materialize it first (model.to_empty(device=...) and initialize it)")
         if self.attach:
             self._handles = [optimizer.register_step_pre_hook(lambda *_: self._before_step()),
                              optimizer.register_step_post_hook(lambda *_: self._after_step())]
@@ -183,13 +188,16 @@ class DecayMonitor:
             before_norm = float(torch.linalg.vector_norm(before))
             update = float(torch.linalg.vector_norm(after - before))
             decay = self._decay[gi]
+            directional = p.numel() > 1      # a scalar has no direction: no angle, no equilibrium
             self.history.append({
                 "step": self._steps, "param": name, "group": gi,
                 "weight_norm": w_norm, "grad_norm": _norm(p.grad),
                 "update_ratio": update / before_norm if before_norm > 0 else math.nan,
-                "angle": _angle(before, after), "max_abs": float(after.abs().max()) if after.numel() else 0.0,
+                "angle": _angle(before, after) if directional else math.nan,
+                "max_abs": float(after.abs().max()) if after.numel() else 0.0,
                 "lr": decay.lr, "weight_decay": decay.weight_decay,
-                "predicted_angle": decay.equilibrium_angle, "max_abs_bound": decay.max_abs_bound,
+                "predicted_angle": decay.equilibrium_angle if directional else None,
+                "max_abs_bound": decay.max_abs_bound,
             })
 
     # --- reading the results ----------------------------------------------------------------
