@@ -212,3 +212,30 @@ def test_coupled_equals_torch_adamw_value_for_plain_sgd_only():
 
     assert torch.allclose(run(torch.optim.SGD, 0.0), run(decaylab.optim.SGDW, 0.0), rtol=1e-10, atol=1e-12)
     assert not torch.allclose(run(torch.optim.SGD, 0.9), run(decaylab.optim.SGDW, 0.9), rtol=1e-4)
+
+
+def test_extreme_values_convert_exactly_or_are_refused():
+    import pytest
+
+    from decaylab._checks import InputError
+    from decaylab.conventions import convert
+
+    assert convert(1e-300, "torch-adamw", "schedule", lr=1e-3) == 1e-303          # no log round-off
+    assert convert(1e-200, "torch-adamw", "coupled") == 1e-200                     # not printed as 0
+    assert convert(0.1, "torch-adamw", "tau-iter", lr=1e-3) == 10000.0             # simple ratios exact
+    assert convert(0.05, "torch-adamw", "schedule", lr=1e-3) == 5e-05
+    with pytest.raises(InputError, match="outside the range of a float"):
+        convert(1e-300, "torch-adamw", "tau-iter", lr=1e-10)                      # 1e310 overflows
+    with pytest.raises(InputError, match="outside the range of a float"):
+        convert(1e-200, "torch-adamw", "schedule", lr=1e-200)                      # 1e-400 underflows
+
+
+def test_cli_table_marks_out_of_range_rows(capsys):
+    from decaylab.cli import main
+
+    assert main(["convert", "1e-300", "--from", "torch-adamw", "--lr", "1e-10"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "outside a float's range" in rows["tau-iter"] and "1e-300" in rows["coupled"]
+    assert main(["convert", "1e-300", "--from", "torch-adamw", "--to", "tau-iter", "--lr", "1e-10"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "outside the range" in err

@@ -55,13 +55,15 @@ is ``½``·MSE; against torch's ``MSELoss`` (no ½) the equivalent coefficient i
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from decaylab._checks import check_real
+from decaylab._checks import InputError, check_real
 
 __all__ = ["Convention", "CONVENTIONS", "CONTEXT", "get_convention", "convert", "required_context",
            "formula", "is_exact", "normalized_weight_decay", "timescale_iters", "timescale_epochs",
@@ -180,9 +182,36 @@ def convert(value: float, from_: Any, to: Any, *, lr: float | None = None, batch
     if value == 0.0:
         return math.inf if dst.power < 0 else 0.0
     net = _net_exponents(src, dst)
-    log_d_ratio = (math.log(src.coef / dst.coef) + src.power * math.log(value)
-                   + sum(e * math.log(ctx[k]) for k, e in net.items()))
-    return math.exp(log_d_ratio / dst.power)
+    with decimal.localcontext() as exact:       # decimal: 1e-300 stays 1e-300, 1/(0.1·1e-3) is 10000
+        exact.prec = 40
+        d = _decimal(src.coef) / _decimal(dst.coef) * _decimal_power(_decimal(value), src.power)
+        for k, e in net.items():
+            d *= _decimal_power(_decimal(ctx[k]), e)
+        result = _decimal_power(d, 1 / dst.power)
+        if not _FLOAT_MIN <= result <= _FLOAT_MAX:
+            raise InputError(f"converting {value!r} from {src.name!r} to {dst.name!r} gives {float(result):.3g}"
+                             f"{'' if result == 0 else f' ({result:.3e})'}, outside the range of a float "
+                             f"({sys.float_info.min:.3g} … {sys.float_info.max:.3g}): check the value and the context")
+    return float(result)
+
+
+def _decimal(x: float) -> decimal.Decimal:
+    return decimal.Decimal(repr(float(x)))
+
+
+def _decimal_power(x: decimal.Decimal, e: float) -> decimal.Decimal:
+    """x^e for the exponents conventions use (±1, ±½, others through Decimal's power)."""
+    if e == 1:
+        return x
+    if e == -1:
+        return 1 / x
+    if abs(e) == 0.5:
+        root = x.sqrt()
+        return root if e > 0 else 1 / root
+    return x ** decimal.Decimal(repr(e))
+
+
+_FLOAT_MIN, _FLOAT_MAX = decimal.Decimal(sys.float_info.min), decimal.Decimal(sys.float_info.max)
 
 
 def _product(factors: list[tuple[str, float]]) -> str:

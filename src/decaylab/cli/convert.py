@@ -67,6 +67,17 @@ def _missing_flags(src, dst, context: dict) -> str:
     return ", ".join("--" + k.replace("_", "-") for k in required_context(src, dst) if k not in context)
 
 
+def _converted(value: float, src, dst, context: dict) -> str:
+    """The converted value for the table, or why it has none (outside a float's range)."""
+    from decaylab._checks import InputError
+    from decaylab.conventions import convert
+
+    try:
+        return f"{convert(value, src, dst, **context):.6g}"
+    except InputError:
+        return "outside a float's range"
+
+
 def run(args: argparse.Namespace) -> int:
     from decaylab.conventions import CONVENTIONS, convert, formula, get_convention
 
@@ -93,6 +104,6 @@ def run(args: argparse.Namespace) -> int:
         if dst is src:
             continue
         missing = _missing_flags(src, dst, context)
-        shown = f"needs {missing}" if missing else f"{convert(args.value, src, dst, **context):.6g}"
+        shown = f"needs {missing}" if missing else _converted(args.value, src, dst, context)
         print(f"{dst.name:<13} {shown:<34} {formula(src, dst)}")
     return 0
