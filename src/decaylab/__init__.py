@@ -10,7 +10,6 @@ _LAZY = {
     "l2_penalty": "decaylab.penalty",
     "l1_penalty": "decaylab.penalty",
     "param_groups": "decaylab.groups",
-    "DecayRule": "decaylab.groups",
     "convert": "decaylab.conventions",
     "normalized_weight_decay": "decaylab.conventions",
     "DecayMonitor": "decaylab.monitor",
@@ -28,18 +27,11 @@ _LAZY = {
 }
 
 
-# Subpackages and modules reachable as attributes (``decaylab.optim.AdamW``), imported on first use.
-_SUBMODULES = ("optim", "sweeps", "train", "experiments", "report", "conventions", "groups", "penalty",
-               "monitor", "diagnosis", "schedules", "data", "models", "ridge", "cli")
-
-
 def __getattr__(name):
-    import importlib
-
     if name in _LAZY:
+        import importlib
+
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in _SUBMODULES:
-        return importlib.import_module(f"decaylab.{name}")
     raise AttributeError(f"module 'decaylab' has no attribute {name!r}")
 
 
@@ -47,4 +39,4 @@ __all__ = ["__version__", "ridge_path", *_LAZY]
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
+    return sorted(set(globals()) | set(_LAZY))

@@ -12,9 +12,7 @@ code                        severity  what
                                       Adam is divided by √v̂; AdamW was probably meant)
 ``coupled-sgd-momentum``    info      SGD with momentum and coupled decay: effective rate lr·λ/(1−μ),
                                       best λ moves with lr
-``decay-on-no-decay``       warning   decay on biases, normalization layers, 1-D parameters or names
-                                      a ``no_weight_decay()`` lists
-``decay-on-embeddings``     info      decay on embeddings (transformers' Trainer does it; a choice)
+``decay-on-no-decay``       warning   decay on biases, normalization or embedding parameters
 ``decay-inert``             warning   τ_iter = 1/(per-step decay) longer than the whole run
 ``decay-dominates``         warning   τ_iter shorter than one epoch
 ``lambda-convention``       warning   λ in the wrong convention's range: ≥ 0.01 with
@@ -42,7 +40,7 @@ import torch
 
 from decaylab._checks import check_int
 from decaylab.conventions import GroupDecay, convert, group_decay
-from decaylab.groups import DEFAULT_NO_DECAY_NAMES, DecayRule
+from decaylab.groups import DEFAULT_NO_DECAY_NAMES, classify_parameters
 
 __all__ = ["doctor", "Finding", "Findings", "SEVERITIES"]
 
@@ -116,7 +114,6 @@ class _Setup:
 
 
 _RULE_WORDS = {"normalization": "normalization layers", "embedding": "embeddings",
-               "low_dim": "1-D parameters", "no_weight_decay": "names the model's no_weight_decay() lists",
                "no_decay_names": "biases (names matching no_decay_names)",
                "no_decay_types": "modules of no_decay_types"}
 
@@ -167,27 +164,19 @@ def _check_coupled(s: _Setup) -> list[Finding]:
 
 
 def _check_no_decay_params(s: _Setup) -> list[Finding]:
-    flagged, embeddings, reasons = [], [], set()
+    flagged, reasons = [], set()
     for gi, g, _ in s.decayed_groups():
         for pi, p in enumerate(g["params"]):
             decide = s.should_decay.get(id(p))
             if decide is not None and not decide[0]:
-                if decide[1] == "embedding":
-                    embeddings.append(s.name(p, gi, pi))
-                    continue
                 flagged.append(s.name(p, gi, pi))
                 reasons.add(_RULE_WORDS.get(decide[1], decide[1]))
     return _if_any(flagged, "warning", "decay-on-no-decay",
                    f"weight decay is applied to {len(flagged)} parameter tensor(s) that are usually not decayed "
                    f"({', '.join(sorted(reasons))}): shrinking biases and normalization gains fights the "
-                   "normalization instead of limiting capacity",
+                   "normalization instead of limiting capacity, and rarely-seen embedding rows decay towards 0",
                    "build the optimizer from decaylab.param_groups(model, weight_decay), which puts these in a "
-                   "weight_decay=0 group") + \
-        _if_any(embeddings, "info", "decay-on-embeddings",
-                f"{len(embeddings)} embedding tensor(s) decay (as in transformers' Trainer); decaylab's default "
-                "does not decay embeddings, whose rarely-seen rows then shrink towards 0 between their updates",
-                "a choice, not an error: keep it, or use decaylab.param_groups(model, weight_decay) to spare "
-                "embeddings (pass decay_embeddings=True to this doctor to silence this note)")
+                   "weight_decay=0 group")
 
 
 def _check_timescale(s: _Setup) -> list[Finding]:
@@ -269,15 +258,13 @@ CHECKS: tuple[Callable[[_Setup], list[Finding]], ...] = (
 
 def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int | None = None,
            steps_per_epoch: int | None = None, *, no_decay_types: Iterable[type] | None = None,
-           no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES, decay_names: Iterable[str] = (),
-           pattern_syntax: str = "glob", decay_embeddings: bool = False, rule: DecayRule | None = None) -> Findings:
+           no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES, pattern_syntax: str = "glob") -> Findings:
     """Check how ``optimizer`` decays ``model``'s parameters; return the :class:`Findings`.
 
     ``total_steps`` (optimizer steps in the run) enables ``decay-inert``, ``steps_per_epoch``
-    ``decay-dominates``. Which parameters should decay is :func:`decaylab.param_groups`' rule,
-    with the same overrides (``no_decay_types``, ``no_decay_names``, ``decay_names``,
-    ``pattern_syntax``, ``decay_embeddings``, or a :class:`decaylab.DecayRule` as ``rule``).
-    See the module docstring for every check.
+    ``decay-dominates``. ``no_decay_types``/``no_decay_names``/``pattern_syntax`` say which
+    parameters should not decay, as in :func:`decaylab.param_groups`. See the module docstring
+    for every check.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -287,9 +274,8 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps
         total_steps = check_int("total_steps", total_steps, low=1)
     if steps_per_epoch is not None:
         steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
-    if rule is None:
-        rule = DecayRule(no_decay_types or (), no_decay_names, decay_names, pattern_syntax, decay_embeddings)
-    decisions = rule.classify(model)
+    decisions = classify_parameters(model, no_decay_types=no_decay_types, no_decay_names=no_decay_names,
+                                    pattern_syntax=pattern_syntax)
     setup = _Setup(model=model, optimizer=optimizer,
                    names={id(p): n for n, p in model.named_parameters()},
                    decays=[group_decay(optimizer, g).at_peak() for g in optimizer.param_groups],

@@ -27,22 +27,10 @@ from decaylab._checks import check_real
 __all__ = ["l2_penalty", "l1_penalty"]
 
 
-def _tensors(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], rule) -> list[torch.Tensor]:
-    """The tensors a penalty is taken over: a module's decayed parameters (each once, by ``rule``:
-    :class:`decaylab.DecayRule`, default the defaults), one tensor, or an iterable of tensors."""
+def _tensors(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors a penalty is taken over: a module's parameters (each once), one tensor, or an iterable of tensors."""
     if isinstance(params, torch.nn.Module):
-        from decaylab.groups import DecayRule
-
-        rule = DecayRule() if rule is None else rule
-        if not isinstance(rule, DecayRule):
-            raise TypeError(f"rule must be a decaylab.DecayRule, got {type(rule).__name__}")
-        tensors = [d.param for d in rule.classify(params) if d.decay]
-        if not tensors:
-            raise ValueError("params (a module) has no parameter that decays under the rule (biases, norms, "
-                             "embeddings and 1-D parameters do not): pass the tensors to penalize instead")
-        return tensors
-    if rule is not None:
-        raise TypeError("rule applies to a module only; pass the tensors to penalize, or a module with rule=")
+        return list(params.parameters())
     if isinstance(params, torch.Tensor):
         return [params]
     try:
@@ -58,8 +46,7 @@ def _tensors(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], ru
     return tensors
 
 
-def l2_penalty(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], lam: float, *,
-               rule=None) -> torch.Tensor:
+def l2_penalty(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], lam: float) -> torch.Tensor:
     """Return ``lam · Σ_i w_i²`` over all tensors in ``params`` (a 0-d tensor you can add to a loss).
 
     Gradient: ``2·lam·w``. Adding this to the loss is exactly the update of coupled
@@ -67,23 +54,21 @@ def l2_penalty(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], 
     ``SGD``/``Adam``); for plain SGD without momentum it is also decoupled ``lr``-scaled decay
     (SGDW/AdamW convention ``decay_scaling="lr"``) with ``weight_decay = 2·lam``.
 
-    ``params`` is a module — then the parameters that decay under ``rule``
-    (:class:`decaylab.DecayRule`, default: the rule of :func:`decaylab.param_groups`: no biases,
-    norms, embeddings or other 1-D parameters), each shared tensor once — or a tensor, or an
-    iterable of tensors (taken as given); ``lam`` must be a finite number ``≥ 0``.
+    ``params`` is a module (its parameters, each shared tensor once), a tensor, or an iterable of
+    tensors; ``lam`` must be a finite number ``≥ 0``. Pass only the parameters you mean to decay
+    (see :func:`decaylab.param_groups` for the usual split).
     """
     lam = check_real("lam", lam, low=0.0)
-    tensors = _tensors(params, rule)
+    tensors = _tensors(params)
     return lam * sum(t.pow(2).sum() for t in tensors)
 
 
-def l1_penalty(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], lam: float, *,
-               rule=None) -> torch.Tensor:
+def l1_penalty(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], lam: float) -> torch.Tensor:
     """Return ``lam · Σ_i |w_i|`` over all tensors in ``params`` (a 0-d tensor you can add to a loss).
 
     Subgradient: ``lam·sign(w)`` (torch takes ``sign(0) = 0``). There is no optimizer
     ``weight_decay`` equivalent: L1 is not a multiplicative decay. Arguments as :func:`l2_penalty`.
     """
     lam = check_real("lam", lam, low=0.0)
-    tensors = _tensors(params, rule)
+    tensors = _tensors(params)
     return lam * sum(t.abs().sum() for t in tensors)
