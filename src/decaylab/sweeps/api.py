@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from decaylab._checks import check_choice, check_int
+from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab.sweeps.engines import ENGINES, RUNNERS, TrainingJob
 from decaylab.sweeps.grid import check_grid, fold_splits, grid_points
 from decaylab.sweeps.result import SweepResult
@@ -98,7 +98,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     metric = check_choice("metric", metric if metric is not None else ("accuracy" if classification else "loss"),
                           tuple(HIGHER_IS_BETTER))
     if metric == "accuracy" and not classification:
-        raise ValueError(f"metric='accuracy' needs a classification loss, got loss={loss!r}")
+        raise InputError(f"metric='accuracy' needs a classification loss, got loss={loss!r}")
     config = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, momentum=momentum,
                          dampening=dampening, nesterov=nesterov, betas=tuple(betas), eps=eps, amsgrad=amsgrad,
                          decay_scaling=decay_scaling, cautious=cautious, l1_decay=l1_decay, lr_schedule=lr_schedule,
@@ -207,25 +207,25 @@ def _as_xy(name: str, value) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(value, torch.utils.data.Dataset):
         items = [value[i] for i in range(len(value))]
         if not items:
-            raise ValueError(f"{name} must not be empty")
+            raise InputError(f"{name} must not be empty")
         X = torch.stack([torch.as_tensor(x) for x, _ in items])
         y = torch.stack([torch.as_tensor(t) for _, t in items])
     elif isinstance(value, (tuple, list)) and len(value) == 2:
         X, y = (torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v for v in value)
     else:
-        raise TypeError(f"{name} must be a dataset name, an (X, y) pair or a torch Dataset, got "
+        raise InputTypeError(f"{name} must be a dataset name, an (X, y) pair or a torch Dataset, got "
                         f"{type(value).__name__}")
     if X.dim() < 2 or len(X) != len(y):
-        raise ValueError(f"{name} must have X of shape [n, …] and y with n entries, got X {tuple(X.shape)}, "
+        raise InputError(f"{name} must have X of shape [n, …] and y with n entries, got X {tuple(X.shape)}, "
                          f"y {tuple(y.shape)}")
     if len(X) < 2:
-        raise ValueError(f"{name} must have at least 2 rows, got {len(X)}")
+        raise InputError(f"{name} must have at least 2 rows, got {len(X)}")
     X = X.to(torch.float64) if not torch.is_floating_point(X) else X
     if not bool(torch.isfinite(X).all()):
-        raise ValueError(f"{name} X must contain only finite numbers")
+        raise InputError(f"{name} X must contain only finite numbers")
     if not torch.is_floating_point(y):
         if y.dim() != 1 or bool((y < 0).any()):
-            raise ValueError(f"{name} class labels y must be a 1-D array of integers ≥ 0")
+            raise InputError(f"{name} class labels y must be a 1-D array of integers ≥ 0")
         y = y.long()
     return X, y
 
@@ -261,11 +261,11 @@ def _resolve_model(model, X, y, classification: bool, hidden, model_key):
         factory = _BuiltinFactory(n_in, n_out, tuple(widths))
         return factory, {"builtin": model, "in": n_in, "out": n_out, "hidden": widths}
     if isinstance(model, nn.Module) or not callable(model):
-        raise TypeError("model must be a built-in name ('mlp', 'linear') or a zero-argument factory returning a "
+        raise InputTypeError("model must be a built-in name ('mlp', 'linear') or a zero-argument factory returning a "
                         f"fresh nn.Module (so each seed gets its own initialization), got {type(model).__name__}")
     probe = model()
     if not isinstance(probe, nn.Module):
-        raise TypeError(f"model factory must return an nn.Module, got {type(probe).__name__}")
+        raise InputTypeError(f"model factory must return an nn.Module, got {type(probe).__name__}")
     name = model_key or f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', type(model).__name__)}"
     shapes = {n: list(p.shape) for n, p in probe.named_parameters()}
     return model, {"factory": name, "parameters": shapes}

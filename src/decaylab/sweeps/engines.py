@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
+from decaylab._checks import InputError
 from decaylab.train.batched import Member, MemberResult, TrainConfig, train_alone, train_batched
 
 ENGINES = ("auto", "batched", "sequential", "ray")
@@ -129,7 +130,7 @@ def run_ray(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Do
         from ray import tune
         from ray.util.queue import Queue
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise ValueError("engine='ray' needs Ray Tune: pip install 'decaylab[ray]'") from exc
+        raise InputError("engine='ray' needs Ray Tune: pip install 'decaylab[ray]'") from exc
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     if chunk_size is None:

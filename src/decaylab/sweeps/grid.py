@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from decaylab._checks import check_int, check_real
+from decaylab._checks import InputError, InputTypeError, check_int, check_real
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _LOG_GRID = re.compile(rf"^\s*({_NUMBER})\s*:\s*({_NUMBER})\s*:\s*(\d+)\s*$")
@@ -28,12 +28,12 @@ def parse_grid(text: str, *, name: str = "grid") -> list[float]:
     hold 0 (no decay).
     """
     if not isinstance(text, str):
-        raise TypeError(f"{name} must be a string like '1e-6:1e1:16' or '0,1e-4,1e-3', got {type(text).__name__}")
+        raise InputTypeError(f"{name} must be a string like '1e-6:1e1:16' or '0,1e-4,1e-3', got {type(text).__name__}")
     match = _LOG_GRID.match(text)
     if match:
         start, stop, count = float(match.group(1)), float(match.group(2)), int(match.group(3))
         if start <= 0 or stop <= 0 or count < 1 or (count == 1 and start != stop):
-            raise ValueError(f"{name} {text!r}: START:STOP:COUNT needs START > 0, STOP > 0, COUNT ≥ 1 "
+            raise InputError(f"{name} {text!r}: START:STOP:COUNT needs START > 0, STOP > 0, COUNT ≥ 1 "
                              f"(COUNT = 1 only when START = STOP)")
         # 12 significant digits: 1e-5 rather than 9.999999999999999e-06 (stable keys, tidy tables)
         return [float(f"{v:.12g}") for v in np.logspace(math.log10(start), math.log10(stop), count)]
@@ -41,7 +41,7 @@ def parse_grid(text: str, *, name: str = "grid") -> list[float]:
     try:
         values = [float(p) for p in parts]
     except ValueError:
-        raise ValueError(f"{name} must be START:STOP:COUNT (log-spaced, e.g. '1e-6:1e1:16') or a comma "
+        raise InputError(f"{name} must be START:STOP:COUNT (log-spaced, e.g. '1e-6:1e1:16') or a comma "
                          f"list of numbers, got {text!r}") from None
     for v in values:
         check_real(name, v, low=0.0)
@@ -57,9 +57,9 @@ def check_grid(name: str, values, *, low: float = 0.0, low_open: bool = False) -
     values = [check_real(name, float(v) if isinstance(v, np.floating) else v, low=low, low_open=low_open)
               for v in values]
     if not values:
-        raise ValueError(f"{name} must hold at least one value, got an empty sequence")
+        raise InputError(f"{name} must hold at least one value, got an empty sequence")
     if len(set(values)) != len(values):
-        raise ValueError(f"{name} must not repeat values, got {values!r}")
+        raise InputError(f"{name} must not repeat values, got {values!r}")
     return values
 
 
@@ -70,18 +70,18 @@ def fold_splits(y: np.ndarray, *, folds: int | None, holdout: float | None, clas
 
     n = len(y)
     if (folds is None) == (holdout is None):
-        raise ValueError(f"give exactly one of folds and holdout, got folds={folds!r}, holdout={holdout!r}")
+        raise InputError(f"give exactly one of folds and holdout, got folds={folds!r}, holdout={holdout!r}")
     if holdout is not None:
         holdout = check_real("holdout", holdout, low=0.0, high=1.0, low_open=True, high_open=True)
         n_val = math.ceil(holdout * n)
         if n_val < 1 or n - n_val < 1:
-            raise ValueError(f"holdout={holdout} leaves no training or no validation rows of {n}")
+            raise InputError(f"holdout={holdout} leaves no training or no validation rows of {n}")
         splitter = (StratifiedShuffleSplit if classification and _can_stratify(y, 2) else ShuffleSplit)(
             n_splits=1, test_size=n_val, random_state=split_seed)
     else:
         folds = check_int("folds", folds, low=2)
         if folds > n:
-            raise ValueError(f"folds must be at most the number of samples ({n}), got {folds}")
+            raise InputError(f"folds must be at most the number of samples ({n}), got {folds}")
         splitter = (StratifiedKFold if classification and _can_stratify(y, folds) else KFold)(
             n_splits=folds, shuffle=True, random_state=split_seed)
     return [(np.sort(tr), np.sort(va)) for tr, va in splitter.split(np.zeros(n), y)]

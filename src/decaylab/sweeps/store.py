@@ -22,6 +22,8 @@ import sqlite3
 import time
 from typing import Any, Iterable, Mapping
 
+from decaylab._checks import InputError
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS members (
     key        TEXT PRIMARY KEY,
@@ -64,7 +66,7 @@ class ResultStore:
         path = os.fspath(path)
         parent = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(parent):
-            raise ValueError(f"store must be a file path in an existing directory, got {path!r}")
+            raise InputError(f"store must be a file path in an existing directory, got {path!r}")
         self.path = path
         self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode = WAL")
