@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from decaylab.models import MLP
-from decaylab.train.batched import (Member, TrainConfig, _BatchedOptimizer, _member_losses, _relu_mlp_losses_and_grads,
-                                    _StackedModel, check_batchable, lr_multiplier, train_alone, train_batched)
+from decaylab.train.batched import (Member, TrainConfig, _BatchedOptimizer, check_batchable, lr_multiplier, train_alone,
+                                    train_batched)
+from decaylab.train.stacked import _member_losses, _relu_mlp_losses_and_grads, _StackedModel
 
 
 def make_data(n=60, d=5, dtype=torch.float64, seed=0):
@@ -276,7 +277,8 @@ def test_unbatchable_models_are_refused():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(optimizer="rmsprop"), "optimizer must be one of"),
-    (dict(decay_scaling="corrected"), "decay_scaling must be one of"),
+    (dict(decay_scaling="cubic"), "decay_scaling must be one of"),
+    (dict(optimizer="adam", cautious=True), "need decoupled weight decay"),
     (dict(lr_schedule="step"), "lr_schedule must be one of"),
     (dict(epochs=0), "epochs must be an integer"),
     (dict(momentum=1.5), "momentum must be in"),

@@ -77,11 +77,50 @@ def test_custom_glob_and_regex_patterns_and_types():
                                           pattern_syntax="regex"), model)
     assert "pos" in no_decay and "block.linear1.bias" in no_decay
     assert "block.self_attn.in_proj_bias" in decay  # regex anchored on '.bias' only
-    # replacing the type list: embeddings decayed, LayerNorm still excluded, biases decayed
-    decay, no_decay = _names(param_groups(model, 0.1, no_decay_types=[nn.LayerNorm], no_decay_names=()), model)
+    # decay_embeddings: embeddings decayed, norms still excluded; no_decay_names=(): biases decayed
+    decay, no_decay = _names(param_groups(model, 0.1, decay_embeddings=True, no_decay_names=()), model)
     assert "wte.weight" in decay and "block.linear1.bias" in decay
     assert no_decay == sorted(["norm.weight", "norm.bias", "block.norm1.weight", "block.norm1.bias",
                                "block.norm2.weight", "block.norm2.bias"])
+
+
+def test_no_decay_types_add_to_the_defaults():
+    """Passing types keeps the norm/embedding defaults, including norms found by class name (RMSNorm)."""
+    class LlamaRMSNorm(nn.Module):
+        def __init__(self, d):
+            super().__init__()
+            self.weight = nn.Parameter(torch.ones(d))
+
+    model = nn.Sequential(nn.Embedding(5, 4), LlamaRMSNorm(4), nn.Linear(4, 4), nn.Linear(4, 2))
+    decisions = {d.name: d for d in classify_parameters(model, no_decay_types=[nn.LayerNorm])}
+    assert not decisions["1.weight"].decay and decisions["1.weight"].rule == "normalization"
+    assert not decisions["0.weight"].decay and decisions["0.weight"].rule == "embedding"
+    decisions = {d.name: d for d in classify_parameters(model, no_decay_types=[nn.Linear])}
+    assert not decisions["2.weight"].decay and decisions["2.weight"].rule == "no_decay_types"
+
+
+def test_no_weight_decay_method_and_free_low_dim_parameters_are_spared():
+    class ViTish(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, 4))
+            self.pos_embed = nn.Parameter(torch.zeros(1, 3, 4))
+            self.gamma = nn.Parameter(torch.ones(4))          # layer scale
+            self.logit_scale = nn.Parameter(torch.tensor(1.0))
+            self.proj = nn.Linear(4, 4)
+
+        def no_weight_decay(self):
+            return {"cls_token", "pos_embed"}
+
+    model = nn.Sequential(ViTish())
+    decisions = {d.name: d for d in classify_parameters(model)}
+    assert decisions["0.cls_token"].rule == "no_weight_decay" and not decisions["0.cls_token"].decay
+    assert decisions["0.pos_embed"].rule == "no_weight_decay"
+    assert decisions["0.gamma"].rule == "free_low_dim" and decisions["0.logit_scale"].rule == "free_low_dim"
+    assert decisions["0.proj.weight"].decay and not decisions["0.proj.bias"].decay
+    # decay_names still wins over every exclusion
+    forced = {d.name: d.decay for d in classify_parameters(model, decay_names=["*gamma", "*cls_token"])}
+    assert forced["0.gamma"] and forced["0.cls_token"] and not forced["0.pos_embed"]
 
 
 def test_custom_norm_class_found_by_name_and_groups_build_an_optimizer():

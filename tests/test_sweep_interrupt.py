@@ -64,13 +64,10 @@ def wait_for_rows(proc, store, rows, timeout=240):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_die_with_a_killed_parent(tmp_path, sig):
-    proc = start(tmp_path, "--workers", "2", "--epochs", "2000", pipes=False)      # chunks that take minutes
-    deadline = time.time() + 120
-    while len(children(proc.pid)) < 3 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)                           # two workers + multiprocessing's resource tracker
-    time.sleep(3)                                  # the workers are training their first chunk
+    proc = start(tmp_path, "--workers", "2", "--epochs", "1000", pipes=False)      # chunks of many seconds
+    wait_for_rows(proc, tmp_path / "sweep.sqlite", 1)    # the workers are set up and on their next chunks
     workers = children(proc.pid)
-    assert len(workers) >= 3 and proc.poll() is None
+    assert len(workers) >= 3                       # two workers + multiprocessing's resource tracker
     proc.send_signal(sig)
     proc.wait()
     deadline = time.time() + 5                     # far less than a chunk: they did not finish it

@@ -138,7 +138,7 @@ def get_convention(name: Any, arg: str = "convention") -> Convention:
     if isinstance(name, Convention):
         return name
     if not isinstance(name, str) or name.lower() not in _BY_ALIAS:
-        raise ValueError(f"{arg} must be one of {', '.join(CONVENTIONS)} (or an alias), got {name!r}")
+        raise InputError(f"{arg} must be one of {', '.join(CONVENTIONS)} (or an alias), got {name!r}")
     return _BY_ALIAS[name.lower()]
 
 
@@ -176,7 +176,7 @@ def convert(value: float, from_: Any, to: Any, *, lr: float | None = None, batch
     ctx = {k: check_real(k, v, low=0.0, low_open=True) for k, v in given.items() if v is not None}
     missing = [k for k in _net_exponents(src, dst) if k not in ctx]
     if missing:
-        raise ValueError(f"converting {src.name!r} to {dst.name!r} needs {', '.join(missing)} "
+        raise InputError(f"converting {src.name!r} to {dst.name!r} needs {', '.join(missing)} "
                          f"({'; '.join(CONTEXT[k][1] for k in missing)}), got none for "
                          f"{'it' if len(missing) == 1 else 'them'}")
     if value == 0.0:

@@ -35,6 +35,8 @@ import torch
 
 from ._checks import check_choice, check_int, check_real
 
+from decaylab._checks import InputError, InputTypeError
+
 DATASETS = ("moons", "poly", "digits", "breast_cancer", "mnist1d")
 TASKS = ("classification", "regression")
 
@@ -98,12 +100,12 @@ def load(name: str, *, seed: int = 0, dtype: torch.dtype = torch.float32, **opti
     check_choice("name", name, DATASETS)
     seed = check_int("seed", seed, low=0)
     if dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        raise TypeError(f"dtype must be a torch floating dtype, got {dtype!r}")
+        raise InputTypeError(f"dtype must be a torch floating dtype, got {dtype!r}")
     loader = _LOADERS[name]
     allowed = loader.options
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"{name} takes options {', '.join(allowed) or '(none)'}, got unknown {', '.join(unknown)}")
+        raise InputError(f"{name} takes options {', '.join(allowed) or '(none)'}, got unknown {', '.join(unknown)}")
     return loader(seed=seed, **options).to(dtype)
 
 

@@ -13,12 +13,24 @@ Decaying these shrinks scales and offsets that carry no overfitting capacity (a 
 gain, a bias) or rows that are seen only rarely (embeddings), which is why most training recipes
 exclude them.
 
+Embeddings: decaylab does not decay them by default (their rows are seen rarely, and a rarely seen row
+is shrunk on every step it is not used by torch's decoupled decay); Hugging Face transformers' Trainer
+*does* decay them. ``decay_embeddings=True`` decays embeddings but not norms.
+
 Rules, applied to every *occurrence* of a parameter (a shared tensor has several names/owners):
 
 1. ``decay_names`` patterns force decay (they win over everything else);
-2. otherwise a parameter is not decayed if any of its owners is an instance of
-   ``no_decay_types`` or any of its names matches ``no_decay_names``;
+2. otherwise a parameter is not decayed if any of its owners is a normalization layer, an embedding
+   (unless ``decay_embeddings``) or an instance of ``no_decay_types`` (these *add* to the defaults);
+   if any of its names matches ``no_decay_names``; if it is named by its model's ``no_weight_decay()``
+   (timm's convention: a set of full names, e.g. ``{"pos_embed", "cls_token"}``); or if it is a 0-/1-D
+   *free* parameter — a scalar or vector whose attribute name is neither ``*weight`` nor ``*bias``
+   (layer-scale ``gamma``, a ``logit_scale``, a temperature);
 3. otherwise it is decayed.
+
+This is the one rule of what decays in decaylab: :func:`param_groups`, the batched trainer and
+:func:`decaylab.sweep` (``TrainConfig.decayed_names``), :func:`decaylab.experiments.lr_map.lr_decay_map`,
+:func:`decaylab.penalty.l2_penalty` given a module, and the doctor all call :func:`classify_parameters`.
 
 A tied (shared) tensor is listed once, and is not decayed if *any* of its names or owners says
 so (e.g. an embedding tied to an output ``Linear`` follows the embedding). Frozen parameters
@@ -39,7 +51,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from decaylab._checks import check_choice, check_real
+from decaylab._checks import InputError, InputTypeError, check_choice, check_real
 
 __all__ = ["param_groups", "classify_parameters", "ParamDecision", "NORM_TYPES", "EMBEDDING_TYPES",
            "DEFAULT_NO_DECAY_NAMES"]
@@ -58,7 +70,7 @@ _NORM_CLASS_NAME = re.compile(r"Norm(\dd)?$")
 class ParamDecision:
     """Whether one trainable parameter decays, and why: ``rule`` is the rule that decided
     (``"decay_names"``, ``"normalization"``, ``"embedding"``, ``"no_decay_types"``,
-    ``"no_decay_names"`` or ``"default"``), ``reason`` says it in words."""
+    ``"no_decay_names"``, ``"no_weight_decay"``, ``"free_low_dim"`` or ``"default"``), ``reason`` says it in words."""
 
     name: str
     param: torch.Tensor
@@ -67,15 +79,30 @@ class ParamDecision:
     rule: str
 
 
-def _owner_rule(module: nn.Module, no_decay_types: tuple[type, ...] | None) -> str | None:
+def _owner_rule(module: nn.Module, no_decay_types: tuple[type, ...], decay_embeddings: bool) -> str | None:
     """The rule by which ``module``'s own parameters are not decayed, or ``None``."""
-    if no_decay_types is None:  # the defaults, including custom norm classes found by name
-        if isinstance(module, NORM_TYPES) or _NORM_CLASS_NAME.search(type(module).__name__):
-            return "normalization"
-        if isinstance(module, EMBEDDING_TYPES):
-            return "embedding"
-        return None
-    return "no_decay_types" if isinstance(module, no_decay_types) else None
+    if isinstance(module, NORM_TYPES) or _NORM_CLASS_NAME.search(type(module).__name__):
+        return "normalization"
+    if isinstance(module, EMBEDDING_TYPES) and not decay_embeddings:
+        return "embedding"
+    return "no_decay_types" if no_decay_types and isinstance(module, no_decay_types) else None
+
+
+def _is_free_low_dim(name: str, p: torch.Tensor) -> bool:
+    """A 0-/1-D parameter that is not a layer's ``weight``/``bias`` (layer-scale gamma, a temperature)."""
+    leaf = name.rsplit(".", 1)[-1]
+    return p.dim() <= 1 and not (leaf.endswith("weight") or leaf.endswith("bias"))
+
+
+def _model_no_weight_decay(model: nn.Module) -> set[str]:
+    """Full names from every submodule's ``no_weight_decay()`` (timm), prefixed by the submodule's name."""
+    names: set[str] = set()
+    for mod_name, module in model.named_modules():
+        method = getattr(module, "no_weight_decay", None)
+        if callable(method):
+            prefix = f"{mod_name}." if mod_name else ""
+            names.update(prefix + n for n in method())
+    return names
 
 
 def _matcher(patterns: Iterable[str], syntax: str, arg: str):
@@ -85,7 +112,7 @@ def _matcher(patterns: Iterable[str], syntax: str, arg: str):
     patterns = tuple(patterns)
     for p in patterns:
         if not isinstance(p, str):
-            raise TypeError(f"{arg} must be strings, got {p!r} ({type(p).__name__})")
+            raise InputTypeError(f"{arg} must be strings, got {p!r} ({type(p).__name__})")
     if syntax == "glob":
         return lambda name: next((p for p in patterns if fnmatch.fnmatchcase(name, p)), None)
     compiled = []
@@ -93,30 +120,32 @@ def _matcher(patterns: Iterable[str], syntax: str, arg: str):
         try:
             compiled.append((p, re.compile(p)))
         except re.error as exc:
-            raise ValueError(f"{arg} must be valid regular expressions, got {p!r} ({exc})") from None
+            raise InputError(f"{arg} must be valid regular expressions, got {p!r} ({exc})") from None
     return lambda name: next((p for p, rx in compiled if rx.search(name)), None)
 
 
 def classify_parameters(model: nn.Module, *, no_decay_types: Iterable[type] | None = None,
                         no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES,
                         decay_names: Iterable[str] = (), pattern_syntax: str = "glob",
-                        ) -> list[ParamDecision]:
+                        decay_embeddings: bool = False) -> list[ParamDecision]:
     """Decide, for each trainable parameter of ``model`` (each shared tensor once, in
     ``model.named_parameters()`` order), whether it decays; see the module docstring for the rules.
 
-    ``no_decay_types=None`` means the defaults (normalization layers and embeddings); a tuple of
-    module classes replaces them (pass ``()`` to exclude by name only).
+    ``no_decay_types`` are module classes excluded *besides* the defaults (normalization layers and,
+    unless ``decay_embeddings``, embeddings); to decay one of those anyway, name it in ``decay_names``.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_choice("pattern_syntax", pattern_syntax, ("glob", "regex"))
-    if no_decay_types is not None:
-        no_decay_types = tuple(no_decay_types)
-        for t in no_decay_types:
-            if not (isinstance(t, type) and issubclass(t, nn.Module)):
-                raise TypeError(f"no_decay_types must be torch.nn.Module subclasses, got {t!r}")
+    if not isinstance(decay_embeddings, bool):
+        raise InputTypeError(f"decay_embeddings must be a bool, got {decay_embeddings!r}")
+    no_decay_types = () if no_decay_types is None else tuple(no_decay_types)
+    for t in no_decay_types:
+        if not (isinstance(t, type) and issubclass(t, nn.Module)):
+            raise InputTypeError(f"no_decay_types must be torch.nn.Module subclasses, got {t!r}")
     no_decay_match = _matcher(no_decay_names, pattern_syntax, "no_decay_names")
     decay_match = _matcher(decay_names, pattern_syntax, "decay_names")
+    model_names = _model_no_weight_decay(model)
 
     # every (name, owner) occurrence of each tensor, shared ones included
     occurrences: dict[int, list[tuple[str, nn.Module]]] = {}
@@ -135,10 +164,15 @@ def classify_parameters(model: nn.Module, *, no_decay_types: Iterable[type] | No
             decisions.append(ParamDecision(name, p, True, forced, "decay_names"))
             continue
         owner = next(((rule, f"{rule} ({type(m).__name__} owns {n})") for n, m in occ
-                      if (rule := _owner_rule(m, no_decay_types))), None)
+                      if (rule := _owner_rule(m, no_decay_types, decay_embeddings))), None)
         if owner is None:
             owner = next((("no_decay_names", f"no_decay_names ({pat!r} matches {n})") for n, _ in occ
                           if (pat := no_decay_match(n))), None)
+        if owner is None:
+            owner = next((("no_weight_decay", f"no_weight_decay (the model's no_weight_decay() names {n})")
+                          for n, _ in occ if n in model_names), None)
+        if owner is None and any(_is_free_low_dim(n, p) for n, _ in occ):
+            owner = ("free_low_dim", f"free_low_dim ({name} is a {p.dim()}-D parameter, not a weight or bias)")
         rule, reason = owner or ("default", "decayed by default")
         decisions.append(ParamDecision(name, p, owner is None, reason, rule))
     return decisions
@@ -146,7 +180,8 @@ def classify_parameters(model: nn.Module, *, no_decay_types: Iterable[type] | No
 
 def param_groups(model: nn.Module, weight_decay: float, *, no_decay_types: Iterable[type] | None = None,
                  no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES, decay_names: Iterable[str] = (),
-                 pattern_syntax: str = "glob", with_names: bool = False) -> list[dict]:
+                 pattern_syntax: str = "glob", with_names: bool = False,
+                 decay_embeddings: bool = False) -> list[dict]:
     """Return parameter groups ``[{"params": decayed, "weight_decay": weight_decay},
     {"params": not_decayed, "weight_decay": 0.0}]`` for any ``torch.optim.Optimizer``.
 
@@ -159,11 +194,12 @@ def param_groups(model: nn.Module, weight_decay: float, *, no_decay_types: Itera
     """
     weight_decay = check_real("weight_decay", weight_decay, low=0.0)
     if not isinstance(with_names, bool):
-        raise TypeError(f"with_names must be a bool, got {with_names!r}")
+        raise InputTypeError(f"with_names must be a bool, got {with_names!r}")
     decisions = classify_parameters(model, no_decay_types=no_decay_types, no_decay_names=no_decay_names,
-                                    decay_names=decay_names, pattern_syntax=pattern_syntax)
+                                    decay_names=decay_names, pattern_syntax=pattern_syntax,
+                                    decay_embeddings=decay_embeddings)
     if not decisions:
-        raise ValueError("model must have at least one trainable parameter, got none "
+        raise InputError("model must have at least one trainable parameter, got none "
                          "(all parameters are frozen or the model has none)")
     groups = []
     for decay, wd in ((True, weight_decay), (False, 0.0)):

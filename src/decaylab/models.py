@@ -22,6 +22,8 @@ from torch import nn
 
 from ._checks import check_choice, check_int, check_real
 
+from decaylab._checks import InputTypeError
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
 BASES = ("legendre", "monomial")
 MODELS = ("mlp", "poly")
@@ -37,7 +39,7 @@ class MLP(nn.Module):
         in_features = check_int("in_features", in_features, low=1)
         out_features = check_int("out_features", out_features, low=1)
         if isinstance(hidden, (int, str)) or not isinstance(hidden, Sequence):
-            raise TypeError(f"hidden must be a sequence of layer widths, got {hidden!r}")
+            raise InputTypeError(f"hidden must be a sequence of layer widths, got {hidden!r}")
         hidden = [check_int(f"hidden[{i}]", h, low=1) for i, h in enumerate(hidden)]
         check_choice("activation", activation, ACTIVATIONS)
         dropout = check_real("dropout", dropout, low=0.0, high=1.0, high_open=True)

@@ -22,7 +22,7 @@ from typing import Iterable
 
 import torch
 
-from decaylab._checks import check_real
+from decaylab._checks import InputError, InputTypeError, check_real
 
 __all__ = ["l2_penalty", "l1_penalty"]
 
@@ -36,13 +36,13 @@ def _tensors(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor]) ->
     try:
         tensors = list(params)
     except TypeError:
-        raise TypeError(f"params must be a torch.nn.Module, a tensor or an iterable of tensors, "
+        raise InputTypeError(f"params must be a torch.nn.Module, a tensor or an iterable of tensors, "
                         f"got {type(params).__name__}") from None
     for i, t in enumerate(tensors):
         if not isinstance(t, torch.Tensor):
-            raise TypeError(f"params must contain only tensors, got {type(t).__name__} at position {i}")
+            raise InputTypeError(f"params must contain only tensors, got {type(t).__name__} at position {i}")
     if not tensors:
-        raise ValueError("params must contain at least one tensor, got an empty iterable")
+        raise InputError("params must contain at least one tensor, got an empty iterable")
     return tensors
 
 

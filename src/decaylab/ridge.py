@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from decaylab._checks import check_real
+from decaylab._checks import InputError, check_real
 
 
 @dataclass
@@ -67,9 +67,9 @@ def alpha_from_mse_lambda(lam_mean: float, n_samples: int) -> float:
 def _as_matrix(name: str, value, ndim: tuple[int, ...]) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     if arr.ndim not in ndim:
-        raise ValueError(f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {arr.shape}")
+        raise InputError(f"{name} must have {' or '.join(map(str, ndim))} dimensions, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must contain only finite numbers")
+        raise InputError(f"{name} must contain only finite numbers")
     return arr
 
 
@@ -82,13 +82,13 @@ def ridge_path(X, y, lambdas, *, fit_intercept: bool = True) -> RidgePath:
     X = _as_matrix("X", X, (2,))
     y = _as_matrix("y", y, (1, 2))
     if y.shape[0] != X.shape[0]:
-        raise ValueError(f"y must have one row per row of X ({X.shape[0]}), got {y.shape[0]}")
+        raise InputError(f"y must have one row per row of X ({X.shape[0]}), got {y.shape[0]}")
     n = X.shape[0]
     if n < 2:
-        raise ValueError(f"X must have at least 2 rows, got {n}")
+        raise InputError(f"X must have at least 2 rows, got {n}")
     lams = np.atleast_1d(np.asarray(lambdas, dtype=float))
     if lams.ndim != 1 or lams.size == 0:
-        raise ValueError(f"lambdas must be a non-empty 1-D sequence, got shape {lams.shape}")
+        raise InputError(f"lambdas must be a non-empty 1-D sequence, got shape {lams.shape}")
     for lam in lams:
         check_real("lambdas", float(lam), low=0.0, low_open=True)
 

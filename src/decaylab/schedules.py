@@ -40,7 +40,7 @@ from typing import Any, Iterable
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from decaylab._checks import check_int, check_real
+from decaylab._checks import InputError, check_int, check_real
 
 __all__ = ["CosineWarmRestarts", "period_of_step", "sgdwr", "adamwr"]
 
@@ -100,7 +100,7 @@ class CosineWarmRestarts(LRScheduler):
         if weight_decay_norm is not None:
             check_real("weight_decay_norm", weight_decay_norm, low=0.0)
             if batch_size is None or train_size is None:
-                raise ValueError("weight_decay_norm needs batch_size and train_size (b and B of "
+                raise InputError("weight_decay_norm needs batch_size and train_size (b and B of "
                                  "λ = λ_norm·√(b/(B·T_i))), "
                                  f"got batch_size={batch_size!r}, train_size={train_size!r}")
             check_int("batch_size", batch_size, low=1)
@@ -171,7 +171,7 @@ class CosineWarmRestarts(LRScheduler):
 
         lam = self.weight_decay_norm if weight_decay_norm is None else weight_decay_norm
         if lam is None or self.batch_size is None or self.train_size is None:
-            raise ValueError("normalized_weight_decay needs weight_decay_norm, batch_size and train_size; got "
+            raise InputError("normalized_weight_decay needs weight_decay_norm, batch_size and train_size; got "
                              f"{lam!r}, {self.batch_size!r}, {self.train_size!r}")
         return normalized_weight_decay(lam, batch_size=self.batch_size, dataset_size=self.train_size,
                                        epochs=self.period_epochs)

@@ -1,9 +1,16 @@
 """The ``decaylab`` command line: a thin dispatcher over one module per sub-command.
 
 Each sub-command module defines ``register(subparsers)``, which adds its parser and sets
-``func`` (called with the parsed namespace, returning an exit code). Bad arguments exit with
-code 2 and one line on stderr; so do ``ValueError``/``TypeError`` raised by the library while
-validating user input (``UsageError`` for errors found by the command itself).
+``func`` (called with the parsed namespace, returning an exit code).
+
+Error policy:
+
+- bad input exits with code 2 and one line on stderr: argparse's errors, :class:`UsageError` (found by
+  the command itself: a missing file, a malformed grid) and the library's
+  :class:`decaylab._checks.InputError` / :class:`~decaylab._checks.InputTypeError` (its argument and
+  data checks at the public edge);
+- anything else is a bug in decaylab: exit code 1, the traceback, and a line asking to report it
+  (a plain ``ValueError`` from deep inside the library is *not* taken for bad input).
 """
 
 from __future__ import annotations
@@ -11,6 +18,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
+
+from decaylab._checks import InputError, InputTypeError
+
+#: Where ``decaylab`` asks users to report a bug (the traceback above it says where it happened).
+REPORT_BUG = ("decaylab: this is a bug in decaylab, not a problem with your input; please report it with the "
+              "command line and the traceback above")
 
 # Sub-command modules, in the order ``decaylab --help`` lists them.
 COMMANDS = (
@@ -46,9 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UsageError, ValueError, TypeError) as exc:
+    except (UsageError, InputError, InputTypeError) as exc:
         print(f"decaylab {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"decaylab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception:                                          # noqa: BLE001 - anything else is a bug
+        traceback.print_exc()
+        print(REPORT_BUG, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from decaylab._checks import check_int, check_real
+from decaylab._checks import InputError, check_int, check_real
 
 __all__ = ["BasinFit", "best_log_decay", "fit_basin", "log_slope"]
 
@@ -142,13 +142,13 @@ def fit_basin(errors, lrs, decays, *, confidence: float = 0.95, n_boot: int = 20
     lrs = np.asarray(lrs, dtype=float)
     decays = np.asarray(decays, dtype=float)
     if errors.ndim != 3 or errors.shape[1:] != (lrs.size, decays.size):
-        raise ValueError(f"errors must have shape (seeds, {lrs.size}, {decays.size}) or ({lrs.size}, {decays.size}) "
+        raise InputError(f"errors must have shape (seeds, {lrs.size}, {decays.size}) or ({lrs.size}, {decays.size}) "
                          f"for {lrs.size} learning rates and {decays.size} decays, got {errors.shape}")
     for name, grid in (("lrs", lrs), ("decays", decays)):
         if grid.ndim != 1 or grid.size < 3 or not np.all(grid > 0) or not np.all(np.isfinite(grid)):
-            raise ValueError(f"{name} must be a 1-D grid of at least 3 positive finite values, got {grid.tolist()}")
+            raise InputError(f"{name} must be a 1-D grid of at least 3 positive finite values, got {grid.tolist()}")
         if np.any(np.diff(grid) <= 0):
-            raise ValueError(f"{name} must be strictly increasing, got {grid.tolist()}")
+            raise InputError(f"{name} must be strictly increasing, got {grid.tolist()}")
     confidence = check_real("confidence", confidence, low=0.0, high=1.0, low_open=True, high_open=True)
     n_boot = check_int("n_boot", n_boot, low=1)
     check_real("min_contrast", min_contrast, low=0.0)

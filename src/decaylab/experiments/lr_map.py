@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from decaylab._checks import check_choice, check_int, check_real
+from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab.experiments.basin import BasinFit, fit_basin
 
 __all__ = ["LrDecayMap", "lr_decay_map", "plot_maps"]
@@ -101,15 +101,15 @@ def _xy(split) -> tuple[Any, Any]:
         return split.X, split.y
     if isinstance(split, (tuple, list)) and len(split) == 2:
         return split[0], split[1]
-    raise TypeError(f"train and test must be (X, y) pairs or objects with .X and .y, got {type(split).__name__}")
+    raise InputTypeError(f"train and test must be (X, y) pairs or objects with .X and .y, got {type(split).__name__}")
 
 
 def _grid(name: str, values) -> np.ndarray:
     grid = np.asarray(values, dtype=float)
     if grid.ndim != 1 or grid.size < 3 or not np.all(np.isfinite(grid)) or not np.all(grid > 0):
-        raise ValueError(f"{name} must be at least 3 positive finite values, got {np.asarray(values).tolist()}")
+        raise InputError(f"{name} must be at least 3 positive finite values, got {np.asarray(values).tolist()}")
     if np.any(np.diff(grid) <= 0):
-        raise ValueError(f"{name} must be strictly increasing, got {grid.tolist()}")
+        raise InputError(f"{name} must be strictly increasing, got {grid.tolist()}")
     return grid
 
 
@@ -118,7 +118,10 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
                  decay_scaling: str = "schedule", epochs: int = 100, batch_size: int = 64,
                  lr_schedule: str = "cosine", momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999),
                  loss: str = "cross_entropy", decay_biases: bool = False, dtype: torch.dtype = torch.float32,
-                 progress: bool = False) -> LrDecayMap:
+                 progress: bool = False, dampening: float = 0.0, nesterov: bool = False, eps: float = 1e-8,
+                 amsgrad: bool = False, cautious: bool = False, l1_decay: float = 0.0,
+                 no_decay_types: Sequence[type] | None = None, decay_names: Sequence[str] = (),
+                 decay_embeddings: bool = False) -> LrDecayMap:
     """Train ``model_factory()`` at every (lr, λ, seed) of the grid and return the map.
 
     Args:
@@ -128,9 +131,12 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
         optimizer: ``"sgd"`` / ``"adam"`` (coupled L2: ``g ← ∇L + λw``) or ``"sgdw"`` /
             ``"adamw"`` (decoupled: ``w ← w − s_t·λ·w``).
         lrs, decays: increasing grids (≥ 3 values each; log-spaced for the basin statistic).
-        decay_scaling: for sgdw/adamw, ``s_t = lr_t/lr_0`` (``"schedule"``) or ``lr_t`` (``"lr"``).
-        epochs, batch_size, lr_schedule, momentum (SGDs), betas (Adams), loss, decay_biases,
-        dtype: as :class:`decaylab.train.batched.TrainConfig`.
+        decay_scaling, cautious, l1_decay: for sgdw/adamw (ignored for sgd/adam), ``s_t = lr_t/lr_0``
+            (``"schedule"``), ``lr_t`` (``"lr"``) or ``lr_t²/lr_0`` (``"corrected"``); cautious masking;
+            the L1 soft threshold — every decoupled option of :class:`decaylab.optim.spec.OptimizerSpec`.
+        momentum, dampening, nesterov (SGDs), betas, eps, amsgrad (Adams): the other optimizer options.
+        no_decay_types, decay_names, decay_embeddings, decay_biases: what decays (param_groups' rule).
+        epochs, batch_size, lr_schedule, loss, dtype: as :class:`decaylab.train.members.TrainConfig`.
         progress: a progress bar over seeds on stderr.
     """
     from decaylab._progress import progress_bar
@@ -140,13 +146,16 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     lr_grid, decay_grid = _grid("lrs", lrs), _grid("decays", decays)
     seeds = tuple(check_int(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds))
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct non-negative integers (at least one), got {list(seeds)}")
+        raise InputError(f"seeds must be distinct non-negative integers (at least one), got {list(seeds)}")
     decoupled = optimizer in ("sgdw", "adamw")
     adam = optimizer.startswith("adam")
-    config = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-                         momentum=0.0 if adam else check_real("momentum", momentum, low=0.0, high=1.0, high_open=True),
-                         betas=betas, decay_scaling=decay_scaling if decoupled else "lr", lr_schedule=lr_schedule,
-                         loss=loss, decay_biases=decay_biases, dtype=dtype)
+    sgd_options = dict(momentum=0.0, dampening=0.0, nesterov=False) if adam else \
+        dict(momentum=momentum, dampening=dampening, nesterov=nesterov)
+    decay_options = dict(decay_scaling=decay_scaling, cautious=cautious, l1_decay=l1_decay) if decoupled else {}
+    config = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, betas=betas, eps=eps,
+                         amsgrad=amsgrad, **sgd_options, **decay_options, lr_schedule=lr_schedule, loss=loss,
+                         decay_biases=decay_biases, dtype=dtype, no_decay_types=no_decay_types,
+                         decay_names=decay_names, decay_embeddings=decay_embeddings)
     X, y = _xy(train)
     X_test, y_test = _xy(test)
     shape = (len(seeds), lr_grid.size, decay_grid.size)
@@ -164,7 +173,8 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
             test_error[s, i, j] = 1.0 - test["accuracy"] if loss == "cross_entropy" else test["loss"]
     settings = dict(epochs=epochs, batch_size=batch_size, lr_schedule=lr_schedule, loss=loss,
                     decay_biases=decay_biases, momentum=None if adam else momentum,
-                    betas=list(betas) if adam else None)
+                    betas=list(betas) if adam else None, **({"cautious": cautious, "l1_decay": l1_decay}
+                                                           if decoupled and (cautious or l1_decay) else {}))
     return LrDecayMap(optimizer=optimizer, decay_scaling=decay_scaling if decoupled else None, lrs=lr_grid,
                       decays=decay_grid, seeds=seeds, test_error=test_error, train_loss=train_loss,
                       metric="test error" if loss == "cross_entropy" else "test loss",

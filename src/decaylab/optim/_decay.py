@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _use_grad_for_differentiable
 
-from decaylab._checks import check_choice, check_int, check_real
+from decaylab._checks import InputTypeError, check_choice, check_int, check_real
 
 DECAY_SCALINGS = ("lr", "schedule", "corrected")
 
@@ -53,7 +53,7 @@ def check_decay_options(decay_scaling: Any, cautious: Any, l1_decay: Any) -> Non
     """Check the decoupled-decay options of SGDW/AdamW and their param groups."""
     check_choice("decay_scaling", decay_scaling, DECAY_SCALINGS)
     if not isinstance(cautious, bool):
-        raise TypeError(f"cautious must be a bool, got {cautious!r} ({type(cautious).__name__})")
+        raise InputTypeError(f"cautious must be a bool, got {cautious!r} ({type(cautious).__name__})")
     check_real("l1_decay", l1_decay, low=0.0)
 
 
@@ -72,14 +72,19 @@ def check_group_decay(group: dict) -> None:
                          "(decay_reference_lr), which must be > 0, got 0.0")
 
 
+def scale_for(decay_scaling: str, lr, reference_lr):
+    """s_t of ``w ← w − s_t·λ·w`` for ``decay_scaling`` at learning rate ``lr`` (= lr_t) with
+    ``reference_lr`` (= lr_0): ``lr_t``, ``lr_t/lr_0`` or ``lr_t²/lr_0``. The one place s_t is chosen:
+    the optimizers (per group) and the batched trainer (per member, on tensors) call it."""
+    if decay_scaling == "lr":
+        return lr
+    ratio = lr / reference_lr
+    return ratio if decay_scaling == "schedule" else lr * ratio
+
+
 def decay_scale(group: dict) -> float:
     """The factor s_t of the decoupled decay ``w ← w − s_t·λ·w`` for this group now."""
-    lr = float(group["lr"])
-    scaling = group["decay_scaling"]
-    if scaling == "lr":
-        return lr
-    ratio = lr / float(group["decay_reference_lr"])
-    return ratio if scaling == "schedule" else lr * ratio
+    return scale_for(group["decay_scaling"], float(group["lr"]), float(group["decay_reference_lr"]))
 
 
 def kernel_weight_decay(group: dict) -> float:

@@ -16,6 +16,7 @@ from torch.optim.optimizer import _default_to_fused_or_foreach, _device_dtype_ch
 
 from decaylab.optim import _native
 from decaylab.optim._decay import decay_scale
+from decaylab.optim.functional import decoupled_decay_foreach_, soft_threshold_foreach_
 
 PATHS = ("reference", "foreach", "fused", "native")
 
@@ -56,25 +57,17 @@ def decay_before_kernel(group: dict, params: list[Tensor]) -> None:
     """Decoupled decay ``w ← (1 − s_t·λ)·w`` on all params at once, before a λ = 0 kernel step."""
     decay = decay_scale(group) * group["weight_decay"]
     if decay != 0 and params:
-        torch._foreach_mul_(params, 1 - decay)
+        decoupled_decay_foreach_(params, decay)
 
 
 def cautious_decay_before_kernel(group: dict, params: list[Tensor], update: list[Tensor]) -> None:
     """Cautious decay ``w ← w − s_t·λ·𝕀(u⊙w ≥ 0)⊙w`` on all params, before a λ = 0 kernel step.
 
     ``update`` holds the direction u the kernel is about to apply (computed by the
-    caller from the same state) and is overwritten. Five foreach passes: u⊙w,
-    sign, +1, min(·, 1) → 𝕀(u⊙w ≥ 0), then w − s_t·λ·𝕀⊙w.
-    """
+    caller from the same state) and is overwritten."""
     decay = decay_scale(group) * group["weight_decay"]
-    if decay == 0 or not params:
-        return
-    params, update = _real_views(params), _real_views(update)
-    torch._foreach_mul_(update, params)
-    torch._foreach_sign_(update)
-    torch._foreach_add_(update, 1.0)
-    torch._foreach_clamp_max_(update, 1.0)
-    torch._foreach_addcmul_(params, params, update, value=-decay)
+    if decay != 0 and params:
+        decoupled_decay_foreach_(params, decay, update)
 
 
 def next_adam_moment(group: dict, grads: list[Tensor], exp_avgs: list[Tensor]) -> list[Tensor]:
@@ -99,16 +92,8 @@ def next_sgd_direction(group: dict, grads: list[Tensor],
     return nxt
 
 
-def _real_views(tensors: list[Tensor]) -> list[Tensor]:
-    return [torch.view_as_real(t) if torch.is_complex(t) else t for t in tensors]
-
-
 def l1_after_kernel(group: dict, params: list[Tensor]) -> None:
     """Proximal L1 step ``w ← sign(w)·max(|w| − s_t·λ₁, 0)`` after the kernel step."""
     threshold = decay_scale(group) * group["l1_decay"]
-    if threshold == 0 or not params:
-        return
-    views = _real_views(params)  # w − clamp(w, −t, t), as functional.soft_threshold_
-    clipped = torch._foreach_clamp_max(views, threshold)
-    torch._foreach_clamp_min_(clipped, -threshold)
-    torch._foreach_sub_(views, clipped)
+    if threshold != 0 and params:
+        soft_threshold_foreach_(params, threshold)

@@ -80,6 +80,30 @@ def soft_threshold_(param: Tensor, threshold: Scalar) -> Tensor:
     return param
 
 
+def decoupled_decay_foreach_(params: list[Tensor], decay: float, update: list[Tensor] | None = None) -> None:
+    """:func:`decoupled_decay_` on a list of tensors at once (``torch._foreach_*``), ``decay`` a float.
+
+    Cautious (``update`` given, overwritten): five foreach passes u⊙w, sign, +1, min(·, 1) → 𝕀(u⊙w ≥ 0),
+    then ``w − decay·𝕀⊙w``."""
+    if update is None:
+        torch._foreach_mul_(params, 1 - decay)
+        return
+    params, update = _real_views(params), _real_views(update)
+    torch._foreach_mul_(update, params)
+    torch._foreach_sign_(update)
+    torch._foreach_add_(update, 1.0)
+    torch._foreach_clamp_max_(update, 1.0)
+    torch._foreach_addcmul_(params, params, update, value=-decay)
+
+
+def soft_threshold_foreach_(params: list[Tensor], threshold: float) -> None:
+    """:func:`soft_threshold_` on a list of tensors at once: ``w − clamp(w, −t, t)``."""
+    views = _real_views(params)
+    clipped = torch._foreach_clamp_max(views, threshold)
+    torch._foreach_clamp_min_(clipped, -threshold)
+    torch._foreach_sub_(views, clipped)
+
+
 def sgd_update_(param: Tensor, grad: Tensor, momentum_buffer: Tensor | None, *, lr: Scalar,
                 weight_decay: Scalar, momentum: float = 0.0, dampening: float = 0.0,
                 nesterov: bool = False, maximize: bool = False, decoupled: bool = False,
@@ -187,6 +211,10 @@ def adam_update_(param: Tensor, grad: Tensor, exp_avg: Tensor, exp_avg_sq: Tenso
 def _as_real(t: Tensor) -> Tensor:
     """A real view of ``t`` (``[..., 2]`` for complex tensors), ``t`` itself otherwise."""
     return torch.view_as_real(t) if torch.is_complex(t) else t
+
+
+def _real_views(tensors: list[Tensor]) -> list[Tensor]:
+    return [_as_real(t) for t in tensors]
 
 
 def _nonzero(value: Scalar) -> bool:

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from decaylab._checks import InputError, InputTypeError
 from decaylab._files import replace_atomically
 from decaylab.report.html import render_html
 from decaylab.report.model import Section
@@ -27,16 +28,16 @@ def check_out_dir(out_dir, name: str = "out_dir") -> Path:
     ``name`` is how errors call the argument (``--out`` on the command line).
     """
     if isinstance(out_dir, bool) or not isinstance(out_dir, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a path (str or os.PathLike), got {out_dir!r} ({type(out_dir).__name__})")
+        raise InputTypeError(f"{name} must be a path (str or os.PathLike), got {out_dir!r} ({type(out_dir).__name__})")
     path = Path(out_dir)
     if str(out_dir) == "":
-        raise ValueError(f"{name} must be a directory path, got ''")
+        raise InputError(f"{name} must be a directory path, got ''")
     existing = next(parent for parent in (path.absolute(), *path.absolute().parents) if parent.exists())
     if not existing.is_dir():
-        raise ValueError(f"{name} must be a directory (or not exist yet), got {str(out_dir)!r}: "
+        raise InputError(f"{name} must be a directory (or not exist yet), got {str(out_dir)!r}: "
                          f"{str(existing)!r} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ValueError(f"{name} must be a directory you can write to, got {str(out_dir)!r}: "
+        raise InputError(f"{name} must be a directory you can write to, got {str(out_dir)!r}: "
                          f"{str(existing)!r} is not writable")
     return path
 

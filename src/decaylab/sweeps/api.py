@@ -18,10 +18,12 @@ from decaylab.sweeps.grid import check_grid, fold_splits, grid_points
 from decaylab.sweeps.result import SweepResult
 from decaylab.sweeps.select import HIGHER_IS_BETTER, choose, summarize
 from decaylab.sweeps.store import ResultStore, config_key
+from decaylab.groups import DEFAULT_NO_DECAY_NAMES
 from decaylab.train.batched import Member, MemberResult, TrainConfig, check_batchable
 
 BUILTIN_MODELS = ("mlp", "linear")
-STORE_FORMAT = 1          # part of every key: bump when the meaning of a stored row changes
+STORE_FORMAT = 2          # part of every key: bump when the meaning of a stored row changes
+#                           (2: what decays follows param_groups' rule; optimizer options cautious/l1_decay/…)
 MAX_MEMBERS = 100_000     # members (λ × lr × seed × fold) in one sweep
 MAX_SEED = 2**63 - 1      # torch.manual_seed's range
 MAX_SPLIT_SEED = 2**32 - 1   # numpy's RandomState (scikit-learn's random_state)
@@ -42,7 +44,10 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
           epochs: int = 20, batch_size: int = 64, decay_biases: bool = False, loss: str | None = None,
           metric: str | None = None, engine: str = "auto", store: str | None = None, chunk_size: int | None = None,
           split_seed: int = 0, dtype: torch.dtype = torch.float32, hidden: Sequence[int] = (64,),
-          test_data: Any = None, model_key: str | None = None, workers: int = 1,
+          test_data: Any = None, model_key: str | None = None, workers: int = 1, dampening: float = 0.0,
+          nesterov: bool = False, amsgrad: bool = False, cautious: bool = False, l1_decay: float = 0.0,
+          no_decay_types: Sequence[type] | None = None, no_decay_names: Sequence[str] = DEFAULT_NO_DECAY_NAMES,
+          decay_names: Sequence[str] = (), decay_embeddings: bool = False,
           progress: bool = False) -> SweepResult:
     """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ.
 
@@ -56,10 +61,13 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         lr, seed: a value or a sequence of values (the grid is λ × lr × seed × fold).
         folds / holdout: K-fold cross-validation (stratified for classification) or one random
             holdout split of this fraction; give one of them (``holdout`` overrides ``folds``).
-        optimizer, decay_scaling, momentum, betas, eps, lr_schedule, epochs, batch_size,
-            decay_biases, dtype: the training configuration of every member
-            (see :class:`decaylab.train.batched.TrainConfig`; λ uses that module's conventions:
-            coupled ``g + λw`` for sgd/adam, decoupled ``w − s_t λ w`` for sgdw/adamw).
+        optimizer, decay_scaling, momentum, dampening, nesterov, betas, eps, amsgrad, cautious, l1_decay:
+            the optimizer of every member, with every option its decaylab class takes (checked by
+            :class:`decaylab.optim.spec.OptimizerSpec`; λ is its ``weight_decay``: coupled ``g + λw`` for
+            sgd/adam, decoupled ``w − s_t λ w`` for sgdw/adamw).
+        no_decay_types, no_decay_names, decay_names, decay_embeddings, decay_biases: what decays —
+            :func:`decaylab.param_groups`' rule with the same overrides (``decay_biases=True``: everything).
+        lr_schedule, epochs, batch_size, dtype: see :class:`decaylab.train.members.TrainConfig`.
         loss: ``"cross_entropy"`` (default for integer targets) or ``"mse"`` (float targets).
         metric: what chooses λ: ``"accuracy"`` (default for classification) or ``"loss"``.
         engine: ``"batched"`` (all members stacked), ``"sequential"`` (one at a time, any model),
@@ -119,8 +127,10 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     if metric == "accuracy" and not classification:
         raise InputError(f"metric='accuracy' needs a classification loss, got loss={loss!r}")
     config = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, momentum=momentum,
-                         betas=tuple(betas), eps=eps, decay_scaling=decay_scaling, lr_schedule=lr_schedule,
-                         loss=loss, decay_biases=decay_biases, dtype=dtype)
+                         dampening=dampening, nesterov=nesterov, betas=tuple(betas), eps=eps, amsgrad=amsgrad,
+                         decay_scaling=decay_scaling, cautious=cautious, l1_decay=l1_decay, lr_schedule=lr_schedule,
+                         loss=loss, decay_biases=decay_biases, dtype=dtype, no_decay_types=no_decay_types,
+                         no_decay_names=no_decay_names, decay_names=decay_names, decay_embeddings=decay_embeddings)
     model_factory, model_spec = _resolve_model(model, X, y, classification, hidden, model_key,
                                                keyed=store is not None)
     batchable = check_batchable(model_factory()) is None
@@ -220,6 +230,8 @@ def _table_row(point, key: str, result: Mapping, metric: str, from_store: bool) 
 def _config_dict(config: TrainConfig) -> dict:
     out = dataclasses.asdict(config)
     out["dtype"] = str(config.dtype)
+    if config.no_decay_types is not None:
+        out["no_decay_types"] = [f"{t.__module__}.{t.__qualname__}" for t in config.no_decay_types]
     return out
 
 

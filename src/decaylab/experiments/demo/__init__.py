@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from decaylab._checks import check_int
+from decaylab._checks import InputError, check_int
 from decaylab.experiments._shared import fig_to_png, intra_op_threads
 from decaylab.report.model import Section
 
@@ -74,7 +74,7 @@ def run_demo(quick: bool = False, seed: int = 0, progress: bool = True, studies=
     studies = list(studies)
     for key in studies:
         if key not in STUDIES:
-            raise ValueError(f"studies must be a subset of {', '.join(map(repr, STUDIES))}, got {key!r}")
+            raise InputError(f"studies must be a subset of {', '.join(map(repr, STUDIES))}, got {key!r}")
     sections, summaries, seconds, rows = [], {}, {}, []
     with intra_op_threads(1):
         for key in progress_bar(studies, desc="decaylab demo", enabled=progress, leave=True, unit="study"):

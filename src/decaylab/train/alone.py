@@ -1,0 +1,109 @@
+"""One member alone, one after another: the reference :func:`train_batched` must equal (any ``nn.Module``).
+
+Member g: ``torch.manual_seed(member.seed)``, ``model_factory()``, the decaylab optimizer of
+``config.spec`` over :func:`decaylab.param_groups`' split (``config.decayed_names``), a ``LambdaLR`` of
+``lr_multiplier``, and the epochs of :mod:`decaylab.train.epochs`. A member whose loss or parameters
+become non-finite, or whose loss runs away (:mod:`decaylab.train.divergence`), is marked ``diverged``
+and reported with NaN losses.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from decaylab.train.divergence import diverging, runaway_limit
+from decaylab.train.epochs import _epoch_order, _shuffle_generator, _steps_per_epoch, _train_rows
+from decaylab.train.members import (Member, MemberResult, TrainConfig, _accuracy, _as_tensors, _check_members,
+                                    _per_sample_loss, lr_multiplier)
+
+__all__ = ["train_alone"]
+
+
+def _make_optimizer(params_decay, params_plain, member: Member, config: TrainConfig) -> torch.optim.Optimizer:
+    groups = [{"params": params_decay, "weight_decay": member.weight_decay},
+              {"params": params_plain, "weight_decay": 0.0, "l1_decay": 0.0}]
+    return config.spec.build([g for g in groups if g["params"]], lr=member.lr)
+
+
+def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, float]:
+    if rows is None or len(rows) == 0:
+        return float("nan"), float("nan")
+    with torch.no_grad():
+        out = model(X[rows])
+        target = y[rows]
+        return (float(_per_sample_loss(kind, out, target).mean()),
+                float(_accuracy(kind, out.unsqueeze(0), target.unsqueeze(0))[0]))
+
+
+def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[Member], config: TrainConfig, *,
+                eval_sets: Mapping[str, tuple] | None = None, keep_weights: bool = False,
+                on_member_end: Callable[[int, MemberResult], None] | None = None) -> list[MemberResult]:
+    """Train each member by itself, one after another (any ``nn.Module``); see the module docstring."""
+    X, y = _as_tensors(X, y, config)
+    members = _check_members(members)
+    evals = {name: _as_tensors(ex, ey, config) for name, (ex, ey) in (eval_sets or {}).items()}
+    results = []
+    for index, member in enumerate(members):
+        start = time.perf_counter()
+        torch.manual_seed(member.seed)
+        model = model_factory().to(config.dtype)
+        decays = config.decayed_names(model)
+        decay = [p for n, p in model.named_parameters() if decays.get(n, False)]
+        plain = [p for n, p in model.named_parameters() if n in decays and not decays[n]]
+        optimizer = _make_optimizer(decay, plain, member, config)
+        rows = _train_rows(member, len(X))
+        per_epoch = _steps_per_epoch(len(rows), config.batch_size)
+        total = per_epoch * config.epochs
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda t: lr_multiplier(config.lr_schedule, t, total))
+        generator = _shuffle_generator(member.seed)
+        diverged, epochs_run, steps = False, 0, 0
+        limit = runaway_limit(config.loss, y)
+        for epoch in range(config.epochs):
+            order = _epoch_order(rows, generator)
+            for start_row in range(0, len(order), config.batch_size):
+                batch = order[start_row:start_row + config.batch_size]
+                per_sample = _per_sample_loss(config.loss, model(X[batch]), y[batch])
+                loss = (per_sample * torch.full_like(per_sample, 1.0 / len(batch))).sum()   # as batched
+                if bool(diverging(loss.detach(), limit)):
+                    diverged = True
+                    break
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                steps += 1
+            diverged = diverged or not all(torch.isfinite(p).all() for p in model.parameters())
+            epochs_run = epoch + 1
+            if diverged:
+                break
+        result = _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_run, steps, decay)
+        result.wall_time = time.perf_counter() - start
+        if keep_weights:
+            result.state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        results.append(result)
+        if on_member_end is not None:
+            on_member_end(index, result)
+    return results
+
+
+def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_run, steps, decay) -> MemberResult:
+    nan = float("nan")
+    if diverged:
+        return MemberResult(nan, nan, nan, nan, epochs_run, steps, True, 0.0,
+                            {name: {"loss": nan, "accuracy": nan} for name in evals})
+    train_loss, _ = _evaluate_alone(model, X, y, rows, config.loss)
+    val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
+    val_loss, val_acc = _evaluate_alone(model, X, y, val_rows, config.loss)
+    evaluated = {}
+    for name, (ex, ey) in evals.items():
+        loss, acc = _evaluate_alone(model, ex, ey, torch.arange(len(ex)), config.loss)
+        evaluated[name] = {"loss": loss, "accuracy": acc}
+    norm = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p in decay))
+    return MemberResult(train_loss, val_loss, val_acc, norm, epochs_run, steps, False, 0.0, evaluated)
+

@@ -1,0 +1,239 @@
+"""The stacked model: G members' parameters as ``[G, *shape]`` tensors and their forward/backward.
+
+How members are stacked. ``model_factory()`` is called once per member right after
+``torch.manual_seed(member.seed)``, so member g starts from exactly the weights it would have alone.
+The G parameter sets are stacked (``torch.func.stack_module_state``) and the forward pass is
+``vmap(functional_call(base, params, x))`` over members — for ``Linear`` layers this runs as batched
+matmuls, for ``Conv2d`` as grouped convolutions. One backward pass of ``Σ_g loss_g`` gives every member
+its own gradient (members share no parameters). Plain MLPs — an ``nn.Sequential`` or
+:class:`decaylab.models.MLP` of ``Linear`` layers and elementwise activations — skip vmap: each
+``Linear`` is one ``torch.baddbmm`` over members (``_StackedLinear``, whose weight gradient ``∂yᵀ·x``
+comes out in the weight's layout), and the cross-entropy uses its closed-form gradient
+``w·(softmax(z) − onehot(y))`` (``_WeightedCrossEntropy``); a ReLU MLP with the cross-entropy is
+differentiated entirely by hand (no autograd graph, ``_relu_mlp_losses_and_grads``).
+
+Which stacked tensors decay: ``config.decayed_names`` (:func:`decaylab.param_groups`' rule) on member
+0's model. Supported: models whose forward pass is a pure function of the parameters (no BatchNorm
+statistics, no dropout); :func:`check_batchable` says why not.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from decaylab._checks import InputError
+from decaylab.train._torch_internals import relu_backward_
+from decaylab.train.members import Member, TrainConfig, _per_sample_loss
+
+__all__ = ["check_batchable"]
+
+
+def check_batchable(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be trained by :func:`train_batched` (``None`` if it can)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            return f"{name or 'model'} is {type(module).__name__} (batch statistics differ per member)"
+        if isinstance(module, nn.Dropout) and module.p > 0:
+            return f"{name or 'model'} is Dropout(p={module.p}) (random masks differ from a run alone)"
+    if any(True for _ in model.buffers()):
+        return "the model has buffers (state that the forward pass may update)"
+    return None
+
+
+class _StackedModel:
+    """G members' parameters stacked as ``[G, *shape]`` leaves, and their vmapped forward pass."""
+
+    def __init__(self, model_factory, members: Sequence[Member], config: TrainConfig):
+        models = []
+        for member in members:
+            torch.manual_seed(member.seed)
+            models.append(model_factory().to(config.dtype))
+        reason = check_batchable(models[0])
+        if reason is not None:
+            raise InputError(f"model cannot be trained batched: {reason}; use engine='sequential'")
+        params, _ = torch.func.stack_module_state(models)
+        self.names = list(params)
+        self.params = [params[n].detach().clone().requires_grad_(True) for n in self.names]
+        self.base = copy.deepcopy(models[0]).to("meta")
+        decays = config.decayed_names(models[0])
+        self.decayed = [decays.get(n, False) for n in self.names]
+        self.linear_stack = _linear_stack_plan(self.base, self.names)
+
+    def _call_one(self, flat_params, x):
+        return torch.func.functional_call(self.base, dict(zip(self.names, flat_params)), (x,))
+
+    def forward(self, x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
+        """``x`` is ``[G, B, …]`` (one batch per member) or ``[B, …]`` shared by all (``shared_input``)."""
+        if self.linear_stack is not None and x.dim() == (2 if shared_input else 3):
+            return _linear_stack_forward(self.linear_stack, self.params, x)
+        return torch.func.vmap(self._call_one, in_dims=(0, None if shared_input else 0))(self.params, x)
+
+    def predict(self, x: torch.Tensor, rows_per_pass: int = 1024) -> torch.Tensor:
+        """Every member's outputs ``[G, N, …]`` on the shared rows ``x``, a slice of rows at a time."""
+        with torch.no_grad():
+            return torch.cat([self.forward(x[i:i + rows_per_pass], shared_input=True)
+                              for i in range(0, len(x), rows_per_pass)], dim=1)
+
+    def state_dict(self, g: int) -> dict[str, torch.Tensor]:
+        return {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
+
+
+_IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_}
+_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.SiLU, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.Identity)
+
+
+def _linear_stack_plan(model: nn.Module, names: Sequence[str]) -> list | None:
+    """The layers of a plain MLP — an ``nn.Sequential`` (or :class:`decaylab.models.MLP`) of ``Linear``
+    and elementwise activations — as ``(weight index, bias index or None)`` pairs and activation
+    modules; ``None`` for any other model (it keeps the vmap forward pass)."""
+    from decaylab.models import MLP
+
+    if type(model) is nn.Sequential:
+        layers, prefix = model, ""
+    elif type(model) is MLP:
+        layers, prefix = model.layers, "layers."
+    else:
+        return None
+    position = {name: i for i, name in enumerate(names)}
+    plan = []
+    for i, layer in enumerate(layers):
+        if type(layer) is nn.Linear:
+            weight, bias = f"{prefix}{i}.weight", f"{prefix}{i}.bias"
+            if weight not in position or (layer.bias is not None) != (bias in position):
+                return None
+            plan.append((position[weight], position.get(bias)))
+        elif type(layer) in _ELEMENTWISE or (type(layer) is nn.Dropout and layer.p == 0):
+            plan.append(layer)
+        else:
+            return None
+    if len(position) != sum(1 + (b is not None) for b in (op[1] for op in plan if isinstance(op, tuple))) \
+            or not any(isinstance(op, tuple) for op in plan):
+        return None
+    return plan
+
+
+def _linear_stack_forward(plan: list, params: Sequence[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Every member's MLP output ``[G, B, out]`` by batched matmuls: ``h ← b_g + h·W_gᵀ`` per Linear
+    (``torch.baddbmm`` over members; ``x`` is ``[G, B, in]``, or ``[B, in]`` shared by all), then the
+    activations elementwise. The same function as the vmapped ``functional_call``, minus its overhead."""
+    h = x
+    for op in plan:
+        if not isinstance(op, tuple):
+            in_place = _IN_PLACE.get(type(op)) if h is not x else None      # a fresh matmul output: one buffer less
+            h = op(h) if in_place is None else in_place(h)
+            continue
+        weight, bias = params[op[0]], (None if op[1] is None else params[op[1]])
+        if h.dim() == 2:                                   # input shared by all members
+            h = torch.matmul(h, weight.transpose(1, 2))
+            h = h if bias is None else h + bias.unsqueeze(1)
+        else:
+            h = _StackedLinear.apply(h, weight, bias)
+    return h
+
+
+class _StackedLinear(torch.autograd.Function):
+    """``y_g = x_g·W_gᵀ + b_g`` for every member g (``x`` ``[G, B, in]``, ``W`` ``[G, out, in]``, ``b`` ``[G, out]``).
+
+    Backward: ``∂W_g = ∂y_gᵀ·x_g`` (computed in ``W``'s own layout, so the optimizer's fused kernel gets
+    contiguous gradients), ``∂b_g = Σ_rows ∂y_g``, ``∂x_g = ∂y_g·W_g`` (only when ``x`` needs it)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        if bias is None:
+            return torch.bmm(x, weight.transpose(1, 2))
+        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.bmm(grad_out, weight) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.bmm(grad_out.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
+        grad_bias = grad_out.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return grad_x, grad_weight, grad_bias
+
+
+def _losses_and_grads(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor,
+                      kind: str) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Each member's batch loss ``[G]`` (detached) and the gradients of their sum w.r.t. the stacked parameters."""
+    plan = stacked.linear_stack
+    if kind == "cross_entropy" and plan is not None and _is_relu_mlp(plan):
+        with torch.no_grad():
+            return _relu_mlp_losses_and_grads(plan, stacked.params, X[idx], y[idx], weight)
+    losses = _member_losses(stacked, X, y, idx, weight, kind)
+    return losses.detach(), list(torch.autograd.grad(losses.sum(), stacked.params))
+
+
+def _is_relu_mlp(plan: list) -> bool:
+    """``Linear (→ ReLU → Linear)*``: the layers :func:`_relu_mlp_losses_and_grads` differentiates by hand."""
+    return (len(plan) % 2 == 1 and all(isinstance(op, tuple) for op in plan[::2])
+            and all(type(op) is nn.ReLU for op in plan[1::2]))
+
+
+def _relu_mlp_losses_and_grads(plan: list, params: Sequence[torch.Tensor], x: torch.Tensor, target: torch.Tensor,
+                               weight: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Forward and backward of a ReLU MLP with the weighted cross-entropy, by hand (no autograd graph).
+
+    Forward ``h_0 = x``, ``h_k = relu(h_{k−1}·W_kᵀ + b_k)`` (no relu on the last layer, whose output is the
+    logits ``z``); ``L_g = Σ_b w_gb·(logsumexp(z_gb) − z_gb[y_gb])``. Backward ``δ = w·(softmax(z) − onehot(y))``
+    then per layer from the last: ``∂W_k = δᵀ·h_{k−1}``, ``∂b_k = Σ_rows δ``, ``δ ← (δ·W_k)·𝕀(h_{k−1} > 0)``.
+    """
+    linears = plan[::2]
+    inputs = []
+    h = x
+    for k, (w_index, b_index) in enumerate(linears):
+        inputs.append(h)
+        W = params[w_index]
+        h = torch.bmm(h, W.transpose(1, 2)) if b_index is None else \
+            torch.baddbmm(params[b_index].unsqueeze(1), h, W.transpose(1, 2))
+        if k + 1 < len(linears):
+            h.relu_()
+    lse = h.logsumexp(-1, keepdim=True)
+    target = target.unsqueeze(-1)
+    losses = ((lse - h.gather(-1, target)).squeeze(-1) * weight).sum(1)
+    delta = h.sub_(lse).exp_()
+    delta.scatter_add_(-1, target, torch.full_like(target, -1, dtype=delta.dtype))
+    delta.mul_(weight.unsqueeze(-1))
+    grads: list[torch.Tensor | None] = [None] * len(params)
+    for k in range(len(linears) - 1, -1, -1):
+        w_index, b_index = linears[k]
+        grads[w_index] = torch.bmm(delta.transpose(1, 2), inputs[k])
+        if b_index is not None:
+            grads[b_index] = delta.sum(1)
+        if k > 0:
+            delta = torch.bmm(delta, params[w_index])
+            relu_backward_(delta, inputs[k])
+    return losses, grads
+
+
+def _member_losses(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
+    """Each member's batch loss ``[G]``: the weighted sum of its rows' losses (weights 1/batch length, 0 on padding)."""
+    out = stacked.forward(X[idx])
+    if kind == "cross_entropy":
+        return _WeightedCrossEntropy.apply(out, y[idx], weight)
+    return (_per_sample_loss(kind, out, y[idx]) * weight).sum(1)
+
+
+class _WeightedCrossEntropy(torch.autograd.Function):
+    """``L_g = Σ_b w_gb·(logsumexp(z_gb) − z_gb[y_gb])`` for logits ``z`` ``[G, B, C]``, with the closed-form
+    gradient ``∂L_g/∂z_gb = w_gb·(softmax(z_gb) − onehot(y_gb))`` instead of autograd's chain of ops."""
+
+    @staticmethod
+    def forward(ctx, logits, target, weight):
+        lse = logits.logsumexp(-1, keepdim=True)
+        target = target.unsqueeze(-1)
+        ctx.save_for_backward(logits, lse, target, weight)
+        return ((lse - logits.gather(-1, target)).squeeze(-1) * weight).sum(1)
+
+    @staticmethod
+    def backward(ctx, grad_losses):
+        logits, lse, target, weight = ctx.saved_tensors
+        grad = (logits - lse).exp_()
+        grad.scatter_add_(-1, target, torch.full_like(target, -1, dtype=grad.dtype))
+        return grad.mul_((weight * grad_losses.unsqueeze(1)).unsqueeze(-1)), None, None
+
