@@ -73,6 +73,7 @@ import torch
 from torch import nn
 
 from decaylab._checks import check_choice, check_int, check_real
+from decaylab.train.stacked_layers import batch_lengths, grouped_losses
 
 OPTIMIZERS = ("sgd", "sgdw", "adam", "adamw")
 DECAY_SCALINGS = ("lr", "schedule")
@@ -231,19 +232,17 @@ def _is_decayed(tensor: torch.Tensor, config: TrainConfig, stacked: bool) -> boo
 
 def check_batchable(model: nn.Module) -> str | None:
     """Why ``model`` cannot be trained by :func:`train_batched` (``None`` if it can)."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            return f"{name or 'model'} is {type(module).__name__} (batch statistics differ per member)"
-        if isinstance(module, nn.Dropout) and module.p > 0:
-            return f"{name or 'model'} is Dropout(p={module.p}) (random masks differ from a run alone)"
-    if any(True for _ in model.buffers()):
-        return "the model has buffers (state that the forward pass may update)"
-    return None
+    from decaylab.train.stacked_layers import unbatchable_reason      # issue 11: layers with state
+
+    return unbatchable_reason(model)
 
 
-def _as_tensors(X, y, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    X = torch.as_tensor(X).to(config.dtype)
+def _as_tensors(X, y, config: TrainConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    X = torch.as_tensor(X)
+    X = X.to(config.dtype) if X.is_floating_point() else X.long()    # token ids / indices stay integers
     y = torch.as_tensor(y)
+    if device is not None:                                           # issue 11: device=
+        X, y = X.to(device), y.to(device)
     y = y.long() if config.loss == "cross_entropy" else y.to(config.dtype)
     if len(X) != len(y):
         raise ValueError(f"y must have one entry per row of X ({len(X)}), got {len(y)}")
@@ -291,16 +290,20 @@ def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, flo
 
 def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[Member], config: TrainConfig, *,
                 eval_sets: Mapping[str, tuple] | None = None, keep_weights: bool = False,
-                on_member_end: Callable[[int, MemberResult], None] | None = None) -> list[MemberResult]:
-    """Train each member by itself, one after another (any ``nn.Module``); see the module docstring."""
-    X, y = _as_tensors(X, y, config)
+                on_member_end: Callable[[int, MemberResult], None] | None = None, device=None) -> list[MemberResult]:
+    """Train each member by itself, one after another (any ``nn.Module``); see the module docstring.
+    ``device``: where it trains (``None``: CUDA when available, else the CPU)."""
+    from decaylab.train.devices import resolve_device
+
+    device = resolve_device(device)
+    X, y = _as_tensors(X, y, config, device)
     members = _check_members(members)
-    evals = {name: _as_tensors(ex, ey, config) for name, (ex, ey) in (eval_sets or {}).items()}
+    evals = {name: _as_tensors(ex, ey, config, device) for name, (ex, ey) in (eval_sets or {}).items()}
     results = []
     for index, member in enumerate(members):
         start = time.perf_counter()
         torch.manual_seed(member.seed)
-        model = model_factory().to(config.dtype)
+        model = model_factory().to(config.dtype).to(device)
         decay = [p for n, p in model.named_parameters() if _is_decayed(p, config, stacked=False)]
         plain = [p for n, p in model.named_parameters() if not _is_decayed(p, config, stacked=False)]
         optimizer = _make_optimizer(decay, plain, member, config)
@@ -344,6 +347,7 @@ def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_
     if diverged:
         return MemberResult(nan, nan, nan, nan, epochs_run, steps, True, 0.0,
                             {name: {"loss": nan, "accuracy": nan} for name in evals})
+    model.eval()                              # BatchNorm: evaluate with the running statistics
     train_loss, _ = _evaluate_alone(model, X, y, rows, config.loss)
     val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
     val_loss, val_acc = _evaluate_alone(model, X, y, val_rows, config.loss)
@@ -360,7 +364,9 @@ def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_
 class _StackedModel:
     """G members' parameters stacked as ``[G, *shape]`` leaves, and their vmapped forward pass."""
 
-    def __init__(self, model_factory, members: Sequence[Member], config: TrainConfig):
+    def __init__(self, model_factory, members: Sequence[Member], config: TrainConfig, device=None):
+        from decaylab.train import stacked_layers
+
         models = []
         for member in members:
             torch.manual_seed(member.seed)
@@ -368,30 +374,52 @@ class _StackedModel:
         reason = check_batchable(models[0])
         if reason is not None:
             raise ValueError(f"model cannot be trained batched: {reason}; use engine='sequential'")
-        params, _ = torch.func.stack_module_state(models)
+        params, buffers = torch.func.stack_module_state(models)
         self.names = list(params)
-        self.params = [params[n].detach().clone().requires_grad_(True) for n in self.names]
+        self.params = [params[n].detach().clone().to(device).requires_grad_(True) for n in self.names]
+        # issue 11: buffers (BatchNorm running statistics) stacked [G, …] per member, updated in place
+        self.buffer_names = list(buffers)
+        self.buffers = [buffers[n].detach().clone().to(device) for n in self.buffer_names]
         self.base = copy.deepcopy(models[0]).to("meta")
         self.decayed = [_is_decayed(p, config, stacked=True) for n, p in zip(self.names, self.params)]
-        self.linear_stack = _linear_stack_plan(self.base, self.names)
+        self.linear_stack = None if self.buffers else _linear_stack_plan(self.base, self.names)
+        self.batch_statistics = stacked_layers.has_batch_statistics(self.base)
+        self.path = stacked_layers.batch_path(self.base, self.linear_stack is not None)
+        self._context = lambda: stacked_layers.stacked_forward_context(self.base)
 
-    def _call_one(self, flat_params, x):
-        return torch.func.functional_call(self.base, dict(zip(self.names, flat_params)), (x,))
+    def _call_one(self, flat_params, flat_buffers, x):
+        return torch.func.functional_call(self.base, (dict(zip(self.names, flat_params)),
+                                                      dict(zip(self.buffer_names, flat_buffers))), (x,))
 
-    def forward(self, x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
-        """``x`` is ``[G, B, …]`` (one batch per member) or ``[B, …]`` shared by all (``shared_input``)."""
-        if self.linear_stack is not None and x.dim() == (2 if shared_input else 3):
+    def forward(self, x: torch.Tensor, shared_input: bool = False, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` is ``[G, B, …]`` (one batch per member) or ``[B, …]`` shared by all (``shared_input``);
+        ``members``: only these members (their buffers' updates are written back)."""
+        if self.linear_stack is not None and members is None and x.dim() == (2 if shared_input else 3):
             return _linear_stack_forward(self.linear_stack, self.params, x)
-        return torch.func.vmap(self._call_one, in_dims=(0, None if shared_input else 0))(self.params, x)
+        params = self.params if members is None else [p[members] for p in self.params]
+        buffers = self.buffers if members is None else [b[members] for b in self.buffers]
+        with self._context():
+            out = torch.func.vmap(self._call_one, in_dims=(0, 0, None if shared_input else 0))(params, buffers, x)
+        if members is not None:
+            with torch.no_grad():
+                for full, part in zip(self.buffers, buffers):
+                    full[members] = part
+        return out
 
     def predict(self, x: torch.Tensor, rows_per_pass: int = 1024) -> torch.Tensor:
-        """Every member's outputs ``[G, N, …]`` on the shared rows ``x``, a slice of rows at a time."""
-        with torch.no_grad():
-            return torch.cat([self.forward(x[i:i + rows_per_pass], shared_input=True)
-                              for i in range(0, len(x), rows_per_pass)], dim=1)
+        """Every member's outputs ``[G, N, …]`` on the shared rows ``x`` (eval mode), a slice of rows at a time."""
+        self.base.eval()
+        try:
+            with torch.no_grad():
+                return torch.cat([self.forward(x[i:i + rows_per_pass], shared_input=True)
+                                  for i in range(0, len(x), rows_per_pass)], dim=1)
+        finally:
+            self.base.train()
 
     def state_dict(self, g: int) -> dict[str, torch.Tensor]:
-        return {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
+        state = {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
+        state.update({n: b[g].clone() for n, b in zip(self.buffer_names, self.buffers)})
+        return state
 
 
 _IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_}
@@ -491,7 +519,7 @@ def _per_member(values: torch.Tensor, param: torch.Tensor):
     ``[G, 1, …]`` in ``param``'s dtype that broadcasts over each member's slice."""
     if bool((values == values[0]).all()):
         return values[0].item()
-    return values.to(param.dtype).view((-1,) + (1,) * (param.dim() - 1))
+    return values.to(param.dtype).to(param.device).view((-1,) + (1,) * (param.dim() - 1))
 
 
 class _BatchedOptimizer:
@@ -517,9 +545,9 @@ class _BatchedOptimizer:
         shared = bool((self.lr0 == self.lr0[0]).all()) and (config.lr_schedule == "constant"
                                                              or bool((totals == totals[0]).all()))
         self.uniform_steps = 0 if shared else None
-        self.wd_stacked = [self.wd.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1)) if d else None
+        self.wd_stacked = [self.wd.to(p.dtype).to(p.device).view((-1,) + (1,) * (p.dim() - 1)) if d else None
                            for p, d in zip(self.params, self.decayed)]
-        self.fused_steps = [torch.zeros((), dtype=torch.float32) for _ in self.params]
+        self.fused_steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
 
     def _state(self) -> list[torch.Tensor | None]:
         if self.config.is_adam:
@@ -597,7 +625,7 @@ class _BatchedOptimizer:
         for now, before in zip(self._state(), saved):
             if now is None or before is None:
                 continue
-            keep = active.view((-1,) + (1,) * (now.dim() - 1))
+            keep = active.to(now.device).view((-1,) + (1,) * (now.dim() - 1))
             now.copy_(torch.where(keep, now, before))
 
     def freeze(self, members: torch.Tensor) -> None:
@@ -605,11 +633,12 @@ class _BatchedOptimizer:
         with torch.no_grad():
             for t in self._state():
                 if t is not None:
-                    t[members] = 0.0
+                    t[members.to(t.device)] = 0.0
 
 
 def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequence[Member], config: TrainConfig, *,
-                  eval_sets: Mapping[str, tuple] | None = None, keep_weights: bool = False) -> list[MemberResult]:
+                  eval_sets: Mapping[str, tuple] | None = None, keep_weights: bool = False,
+                  device=None) -> list[MemberResult]:
     """Train all ``members`` as one stacked model; member g equals ``train_alone`` of member g.
 
     Args:
@@ -619,15 +648,19 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
         config: what they share (:class:`TrainConfig`).
         eval_sets: extra ``{name: (X, y)}`` every member is evaluated on at the end (e.g. a test set).
         keep_weights: also return each member's final ``state_dict``.
+        device: where it trains (``None``: CUDA when available, else the CPU).
     Returns:
         one :class:`MemberResult` per member, in order.
     """
+    from decaylab.train.devices import resolve_device
+
     start = time.perf_counter()
-    X, y = _as_tensors(X, y, config)
+    device = resolve_device(device)
+    X, y = _as_tensors(X, y, config, device)
     members = _check_members(members)
-    evals = {name: _as_tensors(ex, ey, config) for name, (ex, ey) in (eval_sets or {}).items()}
+    evals = {name: _as_tensors(ex, ey, config, device) for name, (ex, ey) in (eval_sets or {}).items()}
     G = len(members)
-    stacked = _StackedModel(model_factory, members, config)
+    stacked = _StackedModel(model_factory, members, config, device)
     rows = [_train_rows(m, len(X)) for m in members]
     per_epoch = torch.tensor([_steps_per_epoch(len(r), config.batch_size) for r in rows])
     steps_per_epoch = int(per_epoch.max())
@@ -638,17 +671,17 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
     for epoch in range(config.epochs):
         orders = [_epoch_order(r, gen) for r, gen in zip(rows, generators)]
         index, weight = _padded_epoch(orders, config.batch_size, steps_per_epoch)
-        weight = weight.to(config.dtype)
+        index, weight = index.to(device), weight.to(config.dtype).to(device)
         for s in range(steps_per_epoch):
             idx, w = index[:, s], weight[:, s]
             losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
-            newly = alive & (s < per_epoch) & ~torch.isfinite(losses)
+            newly = alive & (s < per_epoch) & ~torch.isfinite(losses).cpu()
             if bool(newly.any()):                 # diverged on this batch: freeze, recompute without them
                 _drop(newly, alive, epochs_run, epoch, optimizer)
                 losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
             optimizer.step(grads, alive & (s < per_epoch))
         epochs_run[alive] = epoch + 1
-        finite = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0)
+        finite = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0).cpu()
         _drop(alive & ~finite, alive, epochs_run, epoch, optimizer)
         if not bool(alive.any()):
             break
@@ -716,10 +749,21 @@ def _relu_mlp_losses_and_grads(plan: list, params: Sequence[torch.Tensor], x: to
 
 def _member_losses(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
     """Each member's batch loss ``[G]``: the weighted sum of its rows' losses (weights 1/batch length, 0 on padding)."""
-    out = stacked.forward(X[idx])
+    if stacked.batch_statistics:                       # issue 11: BatchNorm sees only real rows
+        lengths = batch_lengths(weight).cpu()
+        if bool((lengths != lengths[0]).any()) or int(lengths[0]) == 0:
+            return grouped_losses(
+                lambda group, L: stacked.forward(X[idx[group, :L]], members=group),
+                lambda out, group, L: _weighted_losses(out, y[idx[group, :L]], weight[group, :L], kind),
+                lengths, len(idx), weight.dtype, weight.device)
+    return _weighted_losses(stacked.forward(X[idx]), y[idx], weight, kind)
+
+
+def _weighted_losses(out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
+    """``Σ_b w_gb·loss(out_gb, target_gb)`` per member ``g``."""
     if kind == "cross_entropy":
-        return _WeightedCrossEntropy.apply(out, y[idx], weight)
-    return (_per_sample_loss(kind, out, y[idx]) * weight).sum(1)
+        return _WeightedCrossEntropy.apply(out, target, weight)
+    return (_per_sample_loss(kind, out, target) * weight).sum(1)
 
 
 class _WeightedCrossEntropy(torch.autograd.Function):
