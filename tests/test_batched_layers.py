@@ -185,3 +185,13 @@ def test_device_argument_is_checked():
     default = train_batched(conv_bn, X, y, [Member(0.0, 0.1)], config, keep_weights=True)
     if not torch.cuda.is_available():
         assert max_state_gap(cpu, default) == 0.0
+
+
+def test_batchnorm_short_last_batch_of_equal_length_sees_only_real_rows():
+    # 20 rows at batch 6: every member's last batch has 2 real rows and 4 padding rows
+    X, y = images(40)
+    members = [Member(0.0, 0.05, seed=s, train_index=range(s, 40, 2)) for s in (0, 1)]
+    config = TrainConfig(optimizer="sgd", momentum=0.9, epochs=3, batch_size=6, dtype=torch.float64)
+    alone = train_alone(conv_bn, X, y, members, config, keep_weights=True)
+    batched = train_batched(conv_bn, X, y, members, config, keep_weights=True)
+    assert max_state_gap(alone, batched) < 1e-12

@@ -37,6 +37,7 @@ class SweepResult:
     engine: str = ""
     wall_time: float = 0.0
     trained: int = 0                       # members trained in this call (the rest came from the store)
+    path: str = ""                         # one line: the engine's path for the model (fast/vmap/sequential) and why
 
     @property
     def n_diverged(self) -> int:

@@ -751,7 +751,7 @@ def _member_losses(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torc
     """Each member's batch loss ``[G]``: the weighted sum of its rows' losses (weights 1/batch length, 0 on padding)."""
     if stacked.batch_statistics:                       # issue 11: BatchNorm sees only real rows
         lengths = batch_lengths(weight).cpu()
-        if bool((lengths != lengths[0]).any()) or int(lengths[0]) == 0:
+        if bool((lengths != idx.shape[1]).any()):     # padding rows at this step: real rows only, by length
             return grouped_losses(
                 lambda group, L: stacked.forward(X[idx[group, :L]], members=group),
                 lambda out, group, L: _weighted_losses(out, y[idx[group, :L]], weight[group, :L], kind),
