@@ -16,7 +16,7 @@ batch (32 × 64 rows) for the same number of steps — the same FLOPs as the sta
 overhead at all. Prints wall times, ratios, GFLOP/s (training FLOPs counted by ``FlopCounterMode`` on one member's
 step) next to a 2048² float32 matmul measured in the same run, and mean CV accuracy per λ, batched vs sequential.
 
-    python benchmarks/sweep_models.py [--epochs 3] [--models conv,attention] [--device cpu]
+    python benchmarks/sweep_models.py [--epochs 3] [--models conv,attention] [--device cpu] [--threads 1]
 """
 
 from __future__ import annotations
@@ -197,7 +197,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--models", default="conv,attention")
     parser.add_argument("--device", default=None, help="default: CUDA when available, else cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for every run (default 1: on a "
+                        "shared 2-core machine a second thread mostly waits)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     from decaylab.train.devices import resolve_device
 
     device = str(resolve_device(args.device))

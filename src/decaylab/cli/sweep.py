@@ -210,7 +210,7 @@ def write_outputs(result, out_dir, data_name: str) -> None:
                                     caption="Per (lr, λ): mean ± std over folds and seeds")])
     summary = {"best_lambda": result.best_lambda, "best_lr": result.best_lr, "lambda_1se": result.lambda_1se,
                "metric": result.metric, "members": len(result.table), "diverged": result.n_diverged,
-               "engine": result.engine, "seconds": round(result.wall_time, 2)}
+               "engine": result.engine, "path": result.path, "seconds": round(result.wall_time, 2)}
     write_report(out_dir, TITLE, [section], summary)
 
 
@@ -221,4 +221,6 @@ def print_summary(result, out_dir) -> None:
     print(f"\nbest λ = {result.best_lambda}  (lr {result.best_lr}),  λ_1se = {result.lambda_1se},  "
           f"{result.trained} trained, {len(result.table) - result.trained} from the store, "
           f"{result.n_diverged} diverged", file=sys.stdout)
+    if result.path:
+        print(f"engine: {result.path}", file=sys.stdout)
     print(f"wrote {out_dir / 'results.json'}, results.csv, validation_curve.png, index.html", file=sys.stdout)
