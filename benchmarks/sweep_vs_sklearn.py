@@ -5,6 +5,9 @@ The task (issue 4): digits (1797 images, 64 standardized features, 10 classes), 
 (the same folds for everyone), 50 epochs, batch 64. Runs, in the same process:
 
 - ``GridSearchCV(MLPClassifier(alpha=…), n_jobs=2)``, early stopping off (exactly 50 epochs);
+- ``GridSearchCV(skorch.NeuralNetClassifier(the same torch MLP), n_jobs=2)`` over torch Adam's
+  ``weight_decay`` = λ (coupled, biases not decayed, as decaylab), no internal validation split —
+  the tool a torch user picks for a cross-validated grid (issue 11; skipped if skorch is missing);
 - ``decaylab.sweep(engine="sequential")`` — the 80 members one at a time;
 - ``decaylab.sweep(engine="batched")`` — the 80 members as one stacked model;
 
@@ -20,7 +23,7 @@ as 1 process × 1 torch thread, 2 worker processes × 1 thread (``workers=2``, t
 GridSearchCV) and 1 process × 2 threads; the sequential engine as 1 process × 1 thread (its
 per-member tensors are tiny, and on a busy machine a second thread mostly waits).
 
-    python benchmarks/sweep_vs_sklearn.py [--quick] [--skip-sklearn] [--skip-sequential]
+    python benchmarks/sweep_vs_sklearn.py [--quick] [--skip-sklearn] [--skip-sequential] [--skip-skorch]
 """
 
 from __future__ import annotations
@@ -61,6 +64,32 @@ def run_sklearn(X, y, epochs: int) -> tuple[float, float, float]:
     return seconds, search.best_params_["alpha"] / BATCH, float(search.best_score_)
 
 
+class TorchMLP(torch.nn.Module):
+    """64-128-10 ReLU MLP returning logits (skorch's module)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.Sequential(torch.nn.Linear(64, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, 10))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def run_skorch(X, y, epochs: int) -> tuple[float, float, float]:
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from skorch import NeuralNetClassifier
+
+    net = NeuralNetClassifier(TorchMLP, criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=LR,
+                              max_epochs=epochs, batch_size=BATCH, train_split=None, iterator_train__shuffle=True,
+                              optimizer__param_groups=[("*bias", {"weight_decay": 0.0})], verbose=0)
+    search = GridSearchCV(net, {"optimizer__weight_decay": list(LAMBDAS)},
+                          cv=StratifiedKFold(FOLDS, shuffle=True, random_state=0), n_jobs=2)
+    start = time.perf_counter()
+    search.fit(X, y.astype(np.int64))
+    seconds = time.perf_counter() - start
+    return seconds, search.best_params_["optimizer__weight_decay"], float(search.best_score_)
+
+
 def run_decaylab(X, y, epochs: int, engine: str, workers: int = 1):
     import decaylab
 
@@ -93,6 +122,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="5 epochs instead of 50 (a smoke run)")
     parser.add_argument("--skip-sklearn", action="store_true")
     parser.add_argument("--skip-sequential", action="store_true")
+    parser.add_argument("--skip-skorch", action="store_true")
     args = parser.parse_args()
     epochs = 5 if args.quick else 50
     X, y = digits()
@@ -102,6 +132,14 @@ def main() -> None:
     if not args.skip_sklearn:
         seconds, lam, acc = run_sklearn(X, y, epochs)
         rows.append(("sklearn GridSearchCV(n_jobs=2)", seconds, lam, acc))
+    skorch_row = None
+    if not args.skip_skorch:
+        try:
+            seconds, lam, acc = run_skorch(X, y, epochs)
+            skorch_row = ("skorch + GridSearchCV(n_jobs=2)", seconds, lam, acc)
+            rows.append(skorch_row)
+        except ImportError:
+            print("skorch is not installed (pip install 'decaylab[dev]'): skipped")
     if not args.skip_sequential:
         torch.set_num_threads(1)
         seconds, lam, acc, _ = run_decaylab(X, y, epochs, "sequential")
@@ -123,6 +161,10 @@ def main() -> None:
     print(f"\n{fastest[0]}: {flops / 1e9:.0f} GFLOP of training in {fastest[1]:.1f} s = {achieved:.1f} GFLOP/s "
           f"({100 * achieved / peak:.0f}% of a 2048² float32 matmul on 2 threads at "
           f"{peak:.1f} GFLOP/s in this run)")
+    if skorch_row is not None:
+        for name, secs, _, acc in batched:
+            print(f"{name} vs skorch + GridSearchCV: {skorch_row[1] / secs:.2f}× faster (target ≥ 12×), best CV "
+                  f"accuracy {100 * (acc - skorch_row[3]):+.2f} points (target within ±0.5)")
     if rows[0][0].startswith("sklearn"):
         for name, secs, _, acc in batched:
             print(f"{name} vs GridSearchCV: {rows[0][1] / secs:.2f}× faster (target ≥ 4×), best CV accuracy "

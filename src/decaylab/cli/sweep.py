@@ -309,7 +309,7 @@ def write_outputs(result, out_dir, data_name: str) -> None:
                                     caption="Per (lr, λ): mean ± std over folds and seeds")])
     summary = {"best_lambda": result.best_lambda, "best_lr": result.best_lr, "lambda_1se": result.lambda_1se,
                "metric": result.metric, "members": len(result.table), "diverged": result.n_diverged,
-               "engine": result.engine, "seconds": round(result.wall_time, 2)}
+               "engine": result.engine, "path": result.path, "seconds": round(result.wall_time, 2)}
     files = {"results.json": result.to_json(), "results.csv": result.to_csv(), "validation_curve.png": png,
              **render_report(TITLE, [section], summary)}
     replace_atomically(out_dir, files)
@@ -322,4 +322,6 @@ def print_summary(result, out_dir) -> None:
     print(f"\nbest λ = {result.best_lambda}  (lr {result.best_lr}),  λ_1se = {result.lambda_1se},  "
           f"{result.trained} trained, {len(result.table) - result.trained} from the store, "
           f"{result.n_diverged} diverged", file=sys.stdout)
+    if result.path:
+        print(f"engine: {result.path}", file=sys.stdout)
     print(f"wrote {out_dir / 'results.json'}, results.csv, validation_curve.png, index.html", file=sys.stdout)

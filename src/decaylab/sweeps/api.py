@@ -15,11 +15,13 @@ from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab._progress import progress_bar
 from decaylab.sweeps.engines import ENGINES, RUNNERS, TrainingJob
 from decaylab.sweeps.grid import check_grid, fold_splits, grid_points
+from decaylab.sweeps.planning import plan_sweep
 from decaylab.sweeps.result import SweepResult
 from decaylab.sweeps.select import HIGHER_IS_BETTER, choose, summarize
 from decaylab.sweeps.store import ResultStore, config_key
 from decaylab.groups import DEFAULT_NO_DECAY_NAMES
 from decaylab.train.batched import Member, MemberResult, TrainConfig, check_batchable
+from decaylab.train.devices import resolve_device
 
 BUILTIN_MODELS = ("mlp", "linear")
 STORE_FORMAT = 2          # part of every key: bump when the meaning of a stored row changes
@@ -48,7 +50,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
           nesterov: bool = False, amsgrad: bool = False, cautious: bool = False, l1_decay: float = 0.0,
           no_decay_types: Sequence[type] | None = None, no_decay_names: Sequence[str] = DEFAULT_NO_DECAY_NAMES,
           decay_names: Sequence[str] = (), decay_embeddings: bool = False,
-          progress: bool = False) -> SweepResult:
+          progress: bool = False, device=None) -> SweepResult:
     """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ.
 
     Args:
@@ -72,12 +74,15 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         metric: what chooses λ: ``"accuracy"`` (default for classification) or ``"loss"``.
         engine: ``"batched"`` (all members stacked), ``"sequential"`` (one at a time, any model),
             ``"ray"`` (Ray Tune trials: batched chunks, or single members for a model the batched trainer
-            cannot take), or ``"auto"`` (batched where the model allows it, else sequential).
+            cannot take), or ``"auto"`` (sequential for a model the batched trainer cannot take; batched
+            for a plain MLP; else whichever is faster in a short timed probe, :mod:`decaylab.sweeps.planning`).
         store: path of a SQLite results file; finished members are written as they finish and
             reused on the next call with the same configuration (resume; a changed grid trains
             only what is new). ``None``: keep results in memory only.
-        chunk_size: members stacked per batched chunk (``None``: all at once; the store is written
-            after each chunk).
+        chunk_size: members stacked per batched chunk (``None``: as many as fit the memory budget of
+            :mod:`decaylab.train.chunking`; a larger value is split to fit; the store is written after each
+            chunk). ``result.path`` says in one line which path the model took (fast path, vmap,
+            sequential), why, and the chunks.
         split_seed: seed of the fold split (the same for every member).
         test_data: extra ``(X, y)`` to evaluate every member on (reported as ``test_*``).
         model_key: a name for a factory ``model`` used in store keys instead of its qualified name.
@@ -85,6 +90,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
             process); each gets ``cpu_count // workers`` torch threads and an equal share of members.
             Workers die with this process, and ignore Ctrl-C (this process stops them).
         progress: show a progress bar of finished members on stderr.
+        device: where members train (``None``: CUDA when available, else the CPU).
     Returns:
         :class:`~decaylab.sweeps.result.SweepResult`.
     Raises:
@@ -109,6 +115,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, low=1)
     workers = check_int("workers", workers, low=1)
+    device = resolve_device(device)
     split_seed = check_int("split_seed", split_seed, low=0, high=MAX_SPLIT_SEED)
     if holdout is not None:
         folds = None
@@ -133,7 +140,11 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
                          no_decay_names=no_decay_names, decay_names=decay_names, decay_embeddings=decay_embeddings)
     model_factory, model_spec = _resolve_model(model, X, y, classification, hidden, model_key,
                                                keyed=store is not None)
+    if isinstance(model, str):                      # built-in MLPs take features: integer X becomes float
+        X = X if torch.is_floating_point(X) else X.to(torch.float64)
+        eval_sets = {k: (torch.as_tensor(ex).to(torch.float64), ey) for k, (ex, ey) in eval_sets.items()}
     batchable = check_batchable(model_factory()) is None
+    requested, path = engine, "nothing to train: every member came from the store"
     if engine == "auto":
         engine = "batched" if batchable else "sequential"
 
@@ -172,7 +183,12 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
             bar.update(len(pairs))
 
         if pending:
-            job = TrainingJob(model_factory, X, y, config, eval_sets)
+            if requested != "ray":                  # issue 11: auto's choice, chunks from a memory budget, path report
+                plan = plan_sweep(model_factory, X, y, config, [m for _, m in pending], requested, chunk_size, device)
+                engine, path = plan.engine, plan.report
+                chunk_size = plan.chunk_size if workers == 1 or plan.chunk_size is None else \
+                    min(plan.chunk_size, -(-len(pending) // workers))
+            job = TrainingJob(model_factory, X, y, config, eval_sets, device=device)
             try:
                 RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size, workers=workers, batched=batchable,
                                 store_path=store if engine == "ray" else None, rows_of=rows_of)
@@ -190,7 +206,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     return SweepResult(table=table, summary=summary, best_lambda=None if best is None else best["lambda"],
                        best_lr=None if best is None else best["lr"], lambda_1se=lambda_1se, metric=metric,
                        config=sweep_config, engine=engine, wall_time=time.perf_counter() - start,
-                       trained=len(fresh))
+                       trained=len(fresh), path=path)
 
 
 def result_dict(result: MemberResult) -> dict:
@@ -286,8 +302,7 @@ def _as_xy(name: str, value) -> tuple[torch.Tensor, torch.Tensor]:
                          f"y {tuple(y.shape)}")
     if len(X) < 2:
         raise InputError(f"{name} must have at least 2 rows, got {len(X)}")
-    X = X.to(torch.float64) if not torch.is_floating_point(X) else X
-    if not bool(torch.isfinite(X).all()):
+    if torch.is_floating_point(X) and not bool(torch.isfinite(X).all()):   # integer X (token ids) stays integer
         raise InputError(f"{name} X must contain only finite numbers")
     if not torch.is_floating_point(y):
         if y.dim() != 1 or bool((y < 0).any()):

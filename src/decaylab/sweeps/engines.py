@@ -42,6 +42,7 @@ class TrainingJob:
     y: object
     config: TrainConfig
     eval_sets: Mapping[str, tuple] | None = None
+    device: object = None                  # None: CUDA when available, else the CPU
 
 
 def _chunks(pending: Sequence, size: int | None) -> list[Sequence]:
@@ -54,10 +55,11 @@ def train_chunk(job: TrainingJob, chunk: Sequence[tuple[str, Member]], batched: 
     """Train one chunk of members (stacked, or one at a time) and pair each result with its key."""
     members = [m for _, m in chunk]
     if batched:
-        results = train_batched(job.model_factory, job.X, job.y, members, job.config, eval_sets=job.eval_sets)
+        results = train_batched(job.model_factory, job.X, job.y, members, job.config, eval_sets=job.eval_sets,
+                                device=job.device)
     else:
         results = train_alone(job.model_factory, job.X, job.y, members, job.config, eval_sets=job.eval_sets,
-                              on_member_end=on_member_end)
+                              on_member_end=on_member_end, device=job.device)
     return [(k, r) for (k, _), r in zip(chunk, results)]
 
 
@@ -132,7 +134,7 @@ def run_sequential(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_d
         return
     keys = [k for k, _ in pending]
     train_alone(job.model_factory, job.X, job.y, [m for _, m in pending], job.config, eval_sets=job.eval_sets,
-                on_member_end=lambda i, result: on_done([(keys[i], result)]))
+                on_member_end=lambda i, result: on_done([(keys[i], result)]), device=job.device)
 
 
 def run_batched(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,

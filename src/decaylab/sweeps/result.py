@@ -38,6 +38,7 @@ class SweepResult:
     engine: str = ""
     wall_time: float = 0.0
     trained: int = 0                       # members trained in this call (the rest came from the store)
+    path: str = ""                         # one line: the engine's path for the model (fast/vmap/sequential) and why
 
     @property
     def n_diverged(self) -> int:
@@ -58,8 +59,8 @@ class SweepResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: chosen λ, summary, table and configuration (NaN → null)."""
         return plain_json({"best_lambda": self.best_lambda, "best_lr": self.best_lr, "lambda_1se": self.lambda_1se,
-                          "metric": self.metric, "engine": self.engine, "wall_time": self.wall_time,
-                          "trained": self.trained, "n_diverged": self.n_diverged, "summary": self.summary,
+                          "metric": self.metric, "engine": self.engine, "path": self.path,
+                          "wall_time": self.wall_time, "trained": self.trained, "n_diverged": self.n_diverged, "summary": self.summary,
                           "table": self.table, "config": self.config})
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:

@@ -42,16 +42,21 @@ def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, flo
 
 def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[Member], config: TrainConfig, *,
                 eval_sets: Mapping[str, tuple] | None = None, keep_weights: bool = False,
-                on_member_end: Callable[[int, MemberResult], None] | None = None) -> list[MemberResult]:
-    """Train each member by itself, one after another (any ``nn.Module``); see the module docstring."""
-    X, y = _as_tensors(X, y, config)
+                on_member_end: Callable[[int, MemberResult], None] | None = None,
+                device=None) -> list[MemberResult]:
+    """Train each member by itself, one after another (any ``nn.Module``); see the module docstring.
+    ``device``: where it trains (``None``: CUDA when available, else the CPU)."""
+    from decaylab.train.devices import resolve_device
+
+    device = resolve_device(device)
+    X, y = _as_tensors(X, y, config, device)
     members = _check_members(members)
-    evals = {name: _as_tensors(ex, ey, config) for name, (ex, ey) in (eval_sets or {}).items()}
+    evals = {name: _as_tensors(ex, ey, config, device) for name, (ex, ey) in (eval_sets or {}).items()}
     results = []
     for index, member in enumerate(members):
         start = time.perf_counter()
         torch.manual_seed(member.seed)
-        model = model_factory().to(config.dtype)
+        model = model_factory().to(config.dtype).to(device)
         decays = config.decayed_names(model)
         decay = [p for n, p in model.named_parameters() if decays.get(n, False)]
         plain = [p for n, p in model.named_parameters() if n in decays and not decays[n]]
@@ -97,6 +102,7 @@ def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_
     if diverged:
         return MemberResult(nan, nan, nan, nan, epochs_run, steps, True, 0.0,
                             {name: {"loss": nan, "accuracy": nan} for name in evals})
+    model.eval()                              # BatchNorm: evaluate with the running statistics
     train_loss, _ = _evaluate_alone(model, X, y, rows, config.loss)
     val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
     val_loss, val_acc = _evaluate_alone(model, X, y, val_rows, config.loss)

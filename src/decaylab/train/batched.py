@@ -55,7 +55,7 @@ def _per_member(values: torch.Tensor, param: torch.Tensor):
     ``[G, 1, …]`` in ``param``'s dtype that broadcasts over each member's slice."""
     if bool((values == values[0]).all()):
         return values[0].item()
-    return values.to(param.dtype).view((-1,) + (1,) * (param.dim() - 1))
+    return values.to(param.dtype).to(param.device).view((-1,) + (1,) * (param.dim() - 1))
 
 
 class _BatchedOptimizer:
@@ -82,9 +82,9 @@ class _BatchedOptimizer:
                                                              or bool((totals == totals[0]).all()))
         shared = shared and not config.cautious and config.l1_decay == 0
         self.uniform_steps = 0 if shared else None
-        self.wd_stacked = [self.wd.to(p.dtype).view((-1,) + (1,) * (p.dim() - 1)) if d else None
+        self.wd_stacked = [self.wd.to(p.dtype).to(p.device).view((-1,) + (1,) * (p.dim() - 1)) if d else None
                            for p, d in zip(self.params, self.decayed)]
-        self.fused_steps = [torch.zeros((), dtype=torch.float32) for _ in self.params]
+        self.fused_steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
 
     def _state(self) -> list[torch.Tensor | None]:
         if self.config.is_adam:
@@ -168,7 +168,7 @@ class _BatchedOptimizer:
         for now, before in zip(self._state(), saved):
             if now is None or before is None:
                 continue
-            keep = active.view((-1,) + (1,) * (now.dim() - 1))
+            keep = active.to(now.device).view((-1,) + (1,) * (now.dim() - 1))
             now.copy_(torch.where(keep, now, before))
 
     def freeze(self, members: torch.Tensor) -> None:
@@ -176,11 +176,12 @@ class _BatchedOptimizer:
         with torch.no_grad():
             for t in self._state():
                 if t is not None:
-                    t[members] = 0.0
+                    t[members.to(t.device)] = 0.0
 
 
 def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequence[Member], config: TrainConfig, *,
-                  eval_sets: Mapping[str, tuple] | None = None, keep_weights: bool = False) -> list[MemberResult]:
+                  eval_sets: Mapping[str, tuple] | None = None, keep_weights: bool = False,
+                  device=None) -> list[MemberResult]:
     """Train all ``members`` as one stacked model; member g equals ``train_alone`` of member g.
 
     Args:
@@ -190,15 +191,19 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
         config: what they share (:class:`TrainConfig`).
         eval_sets: extra ``{name: (X, y)}`` every member is evaluated on at the end (e.g. a test set).
         keep_weights: also return each member's final ``state_dict``.
+        device: where it trains (``None``: CUDA when available, else the CPU).
     Returns:
         one :class:`MemberResult` per member, in order.
     """
+    from decaylab.train.devices import resolve_device
+
     start = time.perf_counter()
-    X, y = _as_tensors(X, y, config)
+    device = resolve_device(device)
+    X, y = _as_tensors(X, y, config, device)
     members = _check_members(members)
-    evals = {name: _as_tensors(ex, ey, config) for name, (ex, ey) in (eval_sets or {}).items()}
+    evals = {name: _as_tensors(ex, ey, config, device) for name, (ex, ey) in (eval_sets or {}).items()}
     G = len(members)
-    stacked = _StackedModel(model_factory, members, config)
+    stacked = _StackedModel(model_factory, members, config, device)
     rows = [_train_rows(m, len(X)) for m in members]
     per_epoch = torch.tensor([_steps_per_epoch(len(r), config.batch_size) for r in rows])
     steps_per_epoch = int(per_epoch.max())
@@ -210,17 +215,17 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
     for epoch in range(config.epochs):
         orders = [_epoch_order(r, gen) for r, gen in zip(rows, generators)]
         index, weight = _padded_epoch(orders, config.batch_size, steps_per_epoch)
-        weight = weight.to(config.dtype)
+        index, weight = index.to(device), weight.to(config.dtype).to(device)
         for s in range(steps_per_epoch):
             idx, w = index[:, s], weight[:, s]
             losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
-            newly = alive & (s < per_epoch) & diverging(losses, limit)
+            newly = alive & (s < per_epoch) & diverging(losses, limit).cpu()
             if bool(newly.any()):                 # diverged on this batch: freeze, recompute without them
                 _drop(newly, alive, epochs_run, epoch, optimizer)
                 losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
             optimizer.step(grads, alive & (s < per_epoch))
         epochs_run[alive] = epoch + 1
-        finite = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0)
+        finite = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0).cpu()
         _drop(alive & ~finite, alive, epochs_run, epoch, optimizer)
         if not bool(alive.any()):
             break

@@ -167,9 +167,12 @@ def _accuracy(kind: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tenso
         return torch.full(out.shape[:-2], float("nan"), dtype=torch.float64)
     return (out.argmax(-1) == target).double().mean(-1)
 
-def _as_tensors(X, y, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    X = torch.as_tensor(X).to(config.dtype)
+def _as_tensors(X, y, config: TrainConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    X = torch.as_tensor(X)
+    X = X.to(config.dtype) if X.is_floating_point() else X.long()    # token ids / indices stay integers
     y = torch.as_tensor(y)
+    if device is not None:
+        X, y = X.to(device), y.to(device)
     y = y.long() if config.loss == "cross_entropy" else y.to(config.dtype)
     if len(X) != len(y):
         raise InputError(f"y must have one entry per row of X ({len(X)}), got {len(y)}")

@@ -28,26 +28,24 @@ from torch import nn
 from decaylab._checks import InputError
 from decaylab.train._torch_internals import relu_backward_
 from decaylab.train.members import Member, TrainConfig, _per_sample_loss
+from decaylab.train.stacked_layers import batch_lengths, grouped_losses
 
 __all__ = ["check_batchable"]
 
 
 def check_batchable(model: nn.Module) -> str | None:
     """Why ``model`` cannot be trained by :func:`train_batched` (``None`` if it can)."""
-    for name, module in model.named_modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            return f"{name or 'model'} is {type(module).__name__} (batch statistics differ per member)"
-        if isinstance(module, nn.Dropout) and module.p > 0:
-            return f"{name or 'model'} is Dropout(p={module.p}) (random masks differ from a run alone)"
-    if any(True for _ in model.buffers()):
-        return "the model has buffers (state that the forward pass may update)"
-    return None
+    from decaylab.train.stacked_layers import unbatchable_reason      # layers with state (BatchNorm, …)
+
+    return unbatchable_reason(model)
 
 
 class _StackedModel:
     """G members' parameters stacked as ``[G, *shape]`` leaves, and their vmapped forward pass."""
 
-    def __init__(self, model_factory, members: Sequence[Member], config: TrainConfig):
+    def __init__(self, model_factory, members: Sequence[Member], config: TrainConfig, device=None):
+        from decaylab.train import stacked_layers
+
         models = []
         for member in members:
             torch.manual_seed(member.seed)
@@ -55,31 +53,53 @@ class _StackedModel:
         reason = check_batchable(models[0])
         if reason is not None:
             raise InputError(f"model cannot be trained batched: {reason}; use engine='sequential'")
-        params, _ = torch.func.stack_module_state(models)
+        params, buffers = torch.func.stack_module_state(models)
         self.names = list(params)
-        self.params = [params[n].detach().clone().requires_grad_(True) for n in self.names]
+        self.params = [params[n].detach().clone().to(device).requires_grad_(True) for n in self.names]
+        # buffers (BatchNorm running statistics) stacked [G, …] per member, updated in place
+        self.buffer_names = list(buffers)
+        self.buffers = [buffers[n].detach().clone().to(device) for n in self.buffer_names]
         self.base = copy.deepcopy(models[0]).to("meta")
         decays = config.decayed_names(models[0])
         self.decayed = [decays.get(n, False) for n in self.names]
-        self.linear_stack = _linear_stack_plan(self.base, self.names)
+        self.linear_stack = None if self.buffers else _linear_stack_plan(self.base, self.names)
+        self.batch_statistics = stacked_layers.has_batch_statistics(self.base)
+        self.path = stacked_layers.batch_path(self.base, self.linear_stack is not None)
+        self._context = lambda: stacked_layers.stacked_forward_context(self.base)
 
-    def _call_one(self, flat_params, x):
-        return torch.func.functional_call(self.base, dict(zip(self.names, flat_params)), (x,))
+    def _call_one(self, flat_params, flat_buffers, x):
+        return torch.func.functional_call(self.base, (dict(zip(self.names, flat_params)),
+                                                      dict(zip(self.buffer_names, flat_buffers))), (x,))
 
-    def forward(self, x: torch.Tensor, shared_input: bool = False) -> torch.Tensor:
-        """``x`` is ``[G, B, …]`` (one batch per member) or ``[B, …]`` shared by all (``shared_input``)."""
-        if self.linear_stack is not None and x.dim() == (2 if shared_input else 3):
+    def forward(self, x: torch.Tensor, shared_input: bool = False, members: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` is ``[G, B, …]`` (one batch per member) or ``[B, …]`` shared by all (``shared_input``);
+        ``members``: only these members (their buffers' updates are written back)."""
+        if self.linear_stack is not None and members is None and x.dim() == (2 if shared_input else 3):
             return _linear_stack_forward(self.linear_stack, self.params, x)
-        return torch.func.vmap(self._call_one, in_dims=(0, None if shared_input else 0))(self.params, x)
+        params = self.params if members is None else [p[members] for p in self.params]
+        buffers = self.buffers if members is None else [b[members] for b in self.buffers]
+        with self._context():
+            out = torch.func.vmap(self._call_one, in_dims=(0, 0, None if shared_input else 0))(params, buffers, x)
+        if members is not None:
+            with torch.no_grad():
+                for full, part in zip(self.buffers, buffers):
+                    full[members] = part
+        return out
 
     def predict(self, x: torch.Tensor, rows_per_pass: int = 1024) -> torch.Tensor:
-        """Every member's outputs ``[G, N, …]`` on the shared rows ``x``, a slice of rows at a time."""
-        with torch.no_grad():
-            return torch.cat([self.forward(x[i:i + rows_per_pass], shared_input=True)
-                              for i in range(0, len(x), rows_per_pass)], dim=1)
+        """Every member's outputs ``[G, N, …]`` on the shared rows ``x`` (eval mode), a slice of rows at a time."""
+        self.base.eval()
+        try:
+            with torch.no_grad():
+                return torch.cat([self.forward(x[i:i + rows_per_pass], shared_input=True)
+                                  for i in range(0, len(x), rows_per_pass)], dim=1)
+        finally:
+            self.base.train()
 
     def state_dict(self, g: int) -> dict[str, torch.Tensor]:
-        return {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
+        state = {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
+        state.update({n: b[g].clone() for n, b in zip(self.buffer_names, self.buffers)})
+        return state
 
 
 _IN_PLACE = {nn.ReLU: torch.relu_, nn.Tanh: torch.tanh_, nn.Sigmoid: torch.sigmoid_}
@@ -213,10 +233,21 @@ def _relu_mlp_losses_and_grads(plan: list, params: Sequence[torch.Tensor], x: to
 
 def _member_losses(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
     """Each member's batch loss ``[G]``: the weighted sum of its rows' losses (weights 1/batch length, 0 on padding)."""
-    out = stacked.forward(X[idx])
+    if stacked.batch_statistics:                       # BatchNorm sees only real rows
+        lengths = batch_lengths(weight).cpu()
+        if bool((lengths != idx.shape[1]).any()):     # padding rows at this step: real rows only, by length
+            return grouped_losses(
+                lambda group, L: stacked.forward(X[idx[group, :L]], members=group),
+                lambda out, group, L: _weighted_losses(out, y[idx[group, :L]], weight[group, :L], kind),
+                lengths, len(idx), weight.dtype, weight.device)
+    return _weighted_losses(stacked.forward(X[idx]), y[idx], weight, kind)
+
+
+def _weighted_losses(out: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
+    """``Σ_b w_gb·loss(out_gb, target_gb)`` per member ``g``."""
     if kind == "cross_entropy":
-        return _WeightedCrossEntropy.apply(out, y[idx], weight)
-    return (_per_sample_loss(kind, out, y[idx]) * weight).sum(1)
+        return _WeightedCrossEntropy.apply(out, target, weight)
+    return (_per_sample_loss(kind, out, target) * weight).sum(1)
 
 
 class _WeightedCrossEntropy(torch.autograd.Function):

@@ -1,0 +1,100 @@
+"""How many members one batched chunk stacks: each member's memory, measured, against a stated budget.
+
+A member's bytes (:func:`member_bytes`) = its parameters × (1 + 1 gradient + the optimizer's state
+tensors: 2 for Adam, 3 with AMSGrad, 1 for SGD with momentum, 0 without) + its buffers + the
+activations autograd saves for one training batch of ``batch_size`` rows (measured on one copy with
+``torch.autograd.graph.saved_tensors_hooks``, each storage counted once) + that batch's output.
+The budget (:func:`memory_budget`, unless given): on CUDA 80% of the device's free memory; on the CPU
+a quarter of the available memory (``/proc/meminfo``'s MemAvailable), at most 4 GiB.
+A chunk holds ``⌊budget / member bytes⌋`` members (at least 1); a requested ``chunk_size`` that would
+not fit is split into chunks that do (:func:`plan_chunks`), never run into an out-of-memory error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+CPU_BUDGET_CAP = 4 << 30
+CPU_BUDGET_FRACTION = 0.25
+CUDA_BUDGET_FRACTION = 0.8
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """Members per chunk, how many chunks, and what that was computed from."""
+
+    size: int
+    chunks: int
+    member_bytes: int
+    budget: int
+    requested: int | None = None      # the chunk_size asked for, if any
+
+    @property
+    def split(self) -> bool:
+        """Whether a requested chunk size was cut down to fit the budget."""
+        return self.requested is not None and self.size < self.requested
+
+    def describe(self) -> str:
+        text = (f"{self.chunks} chunk{'s' if self.chunks != 1 else ''} of ≤ {self.size} members "
+                f"(≈ {_mib(self.member_bytes)} each, budget {_mib(self.budget)})")
+        if self.split:
+            text += f"; chunk_size={self.requested} would not fit and was split"
+        return text
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def memory_budget(device: torch.device) -> int:
+    """Bytes one chunk may use on ``device`` (see the module docstring)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(CUDA_BUDGET_FRACTION * free)
+    available = _available_host_memory()
+    return int(min(CPU_BUDGET_CAP, CPU_BUDGET_FRACTION * available)) if available else CPU_BUDGET_CAP
+
+
+def _available_host_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def member_bytes(model: torch.nn.Module, x_batch: torch.Tensor, optimizer_states: int) -> int:
+    """Bytes one member needs in a chunk: state (parameters, gradients, optimizer, buffers) and the
+    activations saved by one forward/backward on ``x_batch`` (a training batch of one member)."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        seen[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x_batch)
+    activations = sum(seen.values()) + out.numel() * out.element_size()
+    return params * (2 + optimizer_states) + buffers + activations
+
+
+def optimizer_state_count(config) -> int:
+    """State tensors per parameter of ``config``'s optimizer (a :class:`~decaylab.train.batched.TrainConfig`)."""
+    if config.is_adam:
+        return 3 if config.amsgrad else 2
+    return 1 if config.momentum else 0
+
+
+def plan_chunks(n_members: int, per_member: int, budget: int, chunk_size: int | None = None) -> ChunkPlan:
+    """Members per chunk: ``chunk_size`` if given and it fits, else as many as fit in ``budget``."""
+    fit = max(1, budget // max(1, per_member))
+    size = min(n_members, fit if chunk_size is None else min(chunk_size, fit))
+    return ChunkPlan(size, -(-n_members // size), per_member, budget, chunk_size)

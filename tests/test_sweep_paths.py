@@ -1,0 +1,125 @@
+"""Sweeps of conv/BatchNorm/embedding models: integer inputs, auto's engine choice, chunks from a memory budget, the path line."""
+
+import pytest
+import torch
+from torch import nn
+
+import decaylab
+from decaylab.train import chunking
+from decaylab.train.batched import Member, TrainConfig, train_alone, train_batched
+from decaylab.train.chunking import member_bytes, plan_chunks
+from decaylab.sweeps.planning import plan_sweep
+
+VOCAB, TOKENS = 9, 5
+
+
+def tokens(n=48):
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randint(0, VOCAB, (n, TOKENS), generator=gen)
+    return X, (X[:, 0] > X[:, 1]).long()
+
+
+class TokenModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, 4)
+        self.norm = nn.LayerNorm(4)
+        self.out = nn.Linear(4 * TOKENS, 2)
+
+    def forward(self, x):
+        return self.out(self.norm(self.embed(x)).flatten(1))
+
+
+def conv_bn():
+    return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(32, 2))
+
+
+def dropout_mlp():
+    return nn.Sequential(nn.Flatten(), nn.Linear(TOKENS, 6), nn.Dropout(0.3), nn.Linear(6, 2))
+
+
+@pytest.mark.parametrize("engine", ["batched", "sequential", "auto"])
+def test_integer_token_inputs_work_in_every_engine(engine):
+    X, y = tokens()
+    result = decaylab.sweep(TokenModel, (X.numpy(), y.numpy()), [1e-4, 1e-1], folds=2, epochs=2, batch_size=8,
+                            engine=engine, dtype=torch.float64)
+    assert len(result.table) == 4 and not result.n_diverged
+    assert result.path and "\n" not in result.path
+
+
+def test_engines_agree_on_a_batchnorm_conv_sweep():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 1, 4, 4, generator=gen, dtype=torch.float64)
+    y = (X.sum((1, 2, 3)) > 0).long()
+    kwargs = dict(folds=2, epochs=3, batch_size=6, optimizer="sgd", momentum=0.9, dtype=torch.float64, lr=0.05)
+    batched = decaylab.sweep(conv_bn, (X, y), [0.0, 1e-2], engine="batched", **kwargs)
+    alone = decaylab.sweep(conv_bn, (X, y), [0.0, 1e-2], engine="sequential", **kwargs)
+    for a, b in zip(alone.table, batched.table):
+        assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-10)
+    assert batched.path.startswith("batched, vmap: ") and "BatchNorm2d" in batched.path
+    assert alone.path == "sequential: engine='sequential' was asked for"
+
+
+def test_auto_sends_a_model_with_dropout_to_sequential_and_says_why():
+    X, y = tokens()
+    result = decaylab.sweep(dropout_mlp, (X.double(), y), [0.0, 1e-2], folds=2, epochs=1, engine="auto")
+    assert result.engine == "sequential"
+    assert result.path.startswith("sequential: ") and "Dropout(p=0.3)" in result.path
+
+
+def test_auto_takes_the_fast_path_for_a_plain_mlp_and_probes_other_models():
+    X, y = tokens()
+    mlp = decaylab.sweep("mlp", (X, y), [0.0, 1e-2], folds=2, epochs=1, engine="auto", hidden=(8,))
+    assert mlp.engine == "batched" and mlp.path.startswith("auto → batched, fast: plain MLP")
+    probed = decaylab.sweep(TokenModel, (X, y), [0.0, 1e-2], folds=2, epochs=1, engine="auto")
+    assert probed.engine in ("batched", "sequential")
+    assert "-step probe" in probed.path and "faster" in probed.path or "slower" in probed.path
+
+
+def test_plan_chunks_fits_the_budget_and_splits_a_chunk_that_would_not_fit():
+    assert plan_chunks(32, per_member=100, budget=10_000).size == 32
+    plan = plan_chunks(32, per_member=1000, budget=10_000)
+    assert (plan.size, plan.chunks, plan.split) == (10, 4, False)
+    plan = plan_chunks(32, per_member=1000, budget=10_000, chunk_size=16)
+    assert (plan.size, plan.chunks, plan.split) == (10, 4, True)
+    assert "chunk_size=16 would not fit and was split" in plan.describe()
+    assert plan_chunks(3, per_member=10**9, budget=10).size == 1     # one member is the least a chunk holds
+    assert plan_chunks(32, per_member=1000, budget=10_000, chunk_size=4).size == 4
+
+
+def test_member_bytes_counts_state_and_saved_activations():
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3)).double()
+    params = sum(p.numel() for p in model.parameters()) * 8
+    small = member_bytes(model, torch.randn(4, 10, dtype=torch.float64), optimizer_states=2)
+    large = member_bytes(model, torch.randn(400, 10, dtype=torch.float64), optimizer_states=2)
+    assert small >= 4 * params                                 # parameters, gradients, two Adam moments
+    assert large - small >= 396 * (10 + 20 + 3) * 8           # saved input, hidden activation and output grow with rows
+    assert member_bytes(model, torch.randn(4, 10, dtype=torch.float64), optimizer_states=0) == small - 2 * params
+
+
+def test_sweep_splits_chunks_to_the_memory_budget(monkeypatch):
+    X, y = tokens()
+    torch.manual_seed(0)
+    one = member_bytes(TokenModel().float(), X[:8], optimizer_states=2)
+    monkeypatch.setattr(chunking, "memory_budget", lambda device: 3 * one)
+    from decaylab.sweeps import planning
+
+    monkeypatch.setattr(planning, "memory_budget", lambda device: 3 * one)
+    sizes = []
+    import decaylab.sweeps.engines as engines
+
+    real = engines.train_batched
+    monkeypatch.setattr(engines, "train_batched", lambda f, X, y, members, *a, **k: sizes.append(len(members))
+                        or real(f, X, y, members, *a, **k))
+    result = decaylab.sweep(TokenModel, (X, y), [0.0, 1e-3, 1e-2, 1e-1], folds=2, epochs=1, batch_size=8,
+                            engine="batched", chunk_size=8)
+    assert sizes == [3, 3, 2]
+    assert "3 chunks of ≤ 3 members" in result.path and "chunk_size=8 would not fit and was split" in result.path
+
+
+def test_plan_sweep_reports_sequential_for_a_model_it_cannot_batch():
+    X, y = tokens()
+    members = [Member(0.0, 0.1), Member(0.1, 0.1)]
+    plan = plan_sweep(dropout_mlp, X.double(), y, TrainConfig(dtype=torch.float64), members, "auto", None, "cpu")
+    assert (plan.engine, plan.chunk_size) == ("sequential", None)
+    assert plan.report == "sequential: 2 is Dropout(p=0.3) (random masks differ from a run alone)"
