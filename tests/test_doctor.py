@@ -81,10 +81,18 @@ def test_coupled_sgd_momentum_is_info():
 def test_decay_on_biases_norms_embeddings():
     model = Net()
     findings = doctor(model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1), **RUN)
-    assert codes(findings) == ["decay-on-no-decay"]
-    assert set(findings[0].params) == {"emb.weight", "lin.bias", "norm.weight", "norm.bias", "head.bias"}
-    assert "embeddings" in findings[0].why and "normalization layers" in findings[0].why
-    assert "param_groups" in findings[0].fix
+    assert codes(findings) == ["decay-on-embeddings", "decay-on-no-decay"]
+    by_code = {f.code: f for f in findings}
+    warning, info = by_code["decay-on-no-decay"], by_code["decay-on-embeddings"]
+    assert set(warning.params) == {"lin.bias", "norm.weight", "norm.bias", "head.bias"}
+    assert "normalization layers" in warning.why and warning.severity == "warning"
+    assert "param_groups" in warning.fix
+    # embeddings: transformers' Trainer decays them; information, not a warning
+    assert info.params == ("emb.weight",) and info.severity == "info" and "Trainer" in info.why
+    # the same overrides as param_groups: decay_embeddings=True means decayed embeddings are intended
+    intended = doctor(model, torch.optim.AdamW(param_groups(model, 0.1, decay_embeddings=True), lr=1e-3),
+                      decay_embeddings=True, **RUN)
+    assert "decay-on-embeddings" not in codes(intended) and "decay-on-no-decay" not in codes(intended)
 
 
 def test_decay_inert_and_dominates():
@@ -134,7 +142,7 @@ def test_params_not_in_model_and_report_text():
     assert [f.severity for f in findings] == sorted((f.severity for f in findings),
                                                     key=("error", "warning", "info").index)
     text = str(findings)
-    assert text.startswith("decaylab doctor: 2 warnings, 1 info")
+    assert text.startswith("decaylab doctor: 2 warnings, 2 infos")     # decayed embeddings are an info
     assert "[warning] coupled-adaptive:" in text and "    fix: " in text and "(+" in text
     rows = json.loads(json.dumps(findings.to_dicts()))
     assert [r["code"] for r in rows] == findings.codes and rows[-1]["params"] == ["group0.param7"]

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from decaylab.groups import param_groups
 from decaylab.penalty import l1_penalty, l2_penalty
 
 
@@ -12,12 +13,24 @@ def _mlp(seed=0):
 def test_l2_value_and_gradient_is_2_lambda_w():
     model = _mlp()
     lam = 0.3
-    expected = lam * sum((p.detach() ** 2).sum() for p in model.parameters())
+    weights = [model[0].weight, model[2].weight]             # a module: param_groups' rule, biases are spared
+    expected = lam * sum((p.detach() ** 2).sum() for p in weights)
     pen = l2_penalty(model, lam)
     assert torch.allclose(pen, expected)
     pen.backward()
-    for p in model.parameters():
+    for p in weights:
         assert torch.allclose(p.grad, 2 * lam * p.detach())
+    assert model[0].bias.grad is None and model[2].bias.grad is None
+    everything = l2_penalty(model.parameters(), lam)         # all tensors when given them explicitly
+    assert torch.allclose(everything, lam * sum((p.detach() ** 2).sum() for p in model.parameters()))
+
+
+def test_module_penalty_spares_what_param_groups_spares():
+    model = torch.nn.Sequential(torch.nn.Embedding(4, 3), torch.nn.LayerNorm(3), torch.nn.Linear(3, 2))
+    pen = l2_penalty(model, 1.0)
+    assert pen.item() == pytest.approx((model[2].weight.detach() ** 2).sum().item())
+    decayed = param_groups(model, 0.1)[0]["params"]
+    assert len(decayed) == 1 and decayed[0] is model[2].weight
 
 
 def test_l1_value_and_subgradient():
@@ -38,7 +51,7 @@ def test_penalty_equals_coupled_weight_decay_2_lambda(make_opt):
     torch.manual_seed(1)
     x, y = torch.randn(32, 5, dtype=torch.float64), torch.randn(32, 1, dtype=torch.float64)
     a, b = _mlp(), _mlp()
-    opt_a, opt_b = make_opt(a.parameters(), 0.0), make_opt(b.parameters(), 2 * lam)
+    opt_a, opt_b = make_opt(a.parameters(), 0.0), make_opt(param_groups(b, 2 * lam), 2 * lam)
     for _ in range(20):
         for model, opt, pen in ((a, opt_a, lambda m: l2_penalty(m, lam)), (b, opt_b, lambda m: 0.0)):
             opt.zero_grad()

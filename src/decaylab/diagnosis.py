@@ -12,7 +12,8 @@ code                        severity  what
                                       Adam is divided by √v̂; AdamW was probably meant)
 ``coupled-sgd-momentum``    info      SGD with momentum and coupled decay: effective rate lr·λ/(1−μ),
                                       best λ moves with lr
-``decay-on-no-decay``       warning   decay on biases, normalization or embedding parameters
+``decay-on-no-decay``       warning   decay on biases, normalization or 0-/1-D free parameters
+``decay-on-embeddings``     info      decay on embeddings (transformers' Trainer's choice, not decaylab's)
 ``decay-inert``             warning   τ_iter = 1/(per-step decay) longer than the whole run
 ``decay-dominates``         warning   τ_iter shorter than one epoch
 ``lambda-convention``       warning   λ in the wrong convention's range: ≥ 0.01 with
@@ -115,7 +116,9 @@ class _Setup:
 
 _RULE_WORDS = {"normalization": "normalization layers", "embedding": "embeddings",
                "no_decay_names": "biases (names matching no_decay_names)",
-               "no_decay_types": "modules of no_decay_types"}
+               "no_decay_types": "modules of no_decay_types",
+               "no_weight_decay": "parameters the model's no_weight_decay() names",
+               "free_low_dim": "0-/1-D free parameters such as layer-scale gammas"}
 
 
 def _lam_for_timescale(d: GroupDecay, tau_iter: float) -> float:
@@ -164,19 +167,29 @@ def _check_coupled(s: _Setup) -> list[Finding]:
 
 
 def _check_no_decay_params(s: _Setup) -> list[Finding]:
-    flagged, reasons = [], set()
+    """Decay on parameters param_groups' rule spares: a warning for biases, norms and the like; embeddings
+    only as information (a choice: transformers' Trainer decays them, decaylab does not by default)."""
+    flagged, reasons, embeddings = [], set(), []
     for gi, g, _ in s.decayed_groups():
         for pi, p in enumerate(g["params"]):
             decide = s.should_decay.get(id(p))
             if decide is not None and not decide[0]:
+                if decide[1] == "embedding":
+                    embeddings.append(s.name(p, gi, pi))
+                    continue
                 flagged.append(s.name(p, gi, pi))
                 reasons.add(_RULE_WORDS.get(decide[1], decide[1]))
     return _if_any(flagged, "warning", "decay-on-no-decay",
                    f"weight decay is applied to {len(flagged)} parameter tensor(s) that are usually not decayed "
                    f"({', '.join(sorted(reasons))}): shrinking biases and normalization gains fights the "
-                   "normalization instead of limiting capacity, and rarely-seen embedding rows decay towards 0",
+                   "normalization instead of limiting capacity",
                    "build the optimizer from decaylab.param_groups(model, weight_decay), which puts these in a "
-                   "weight_decay=0 group")
+                   "weight_decay=0 group") + \
+        _if_any(embeddings, "info", "decay-on-embeddings",
+                f"weight decay is applied to {len(embeddings)} embedding tensor(s): Hugging Face transformers' "
+                "Trainer does this by default, decaylab.param_groups does not (rarely seen rows shrink towards 0 "
+                "on every step); fine if intended",
+                "decaylab.param_groups(model, λ) leaves embeddings out; decay_embeddings=True keeps them in")
 
 
 def _check_timescale(s: _Setup) -> list[Finding]:
@@ -258,12 +271,14 @@ CHECKS: tuple[Callable[[_Setup], list[Finding]], ...] = (
 
 def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int | None = None,
            steps_per_epoch: int | None = None, *, no_decay_types: Iterable[type] | None = None,
-           no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES, pattern_syntax: str = "glob") -> Findings:
+           no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES, pattern_syntax: str = "glob",
+           decay_names: Iterable[str] = (), decay_embeddings: bool = False) -> Findings:
     """Check how ``optimizer`` decays ``model``'s parameters; return the :class:`Findings`.
 
     ``total_steps`` (optimizer steps in the run) enables ``decay-inert``, ``steps_per_epoch``
-    ``decay-dominates``. ``no_decay_types``/``no_decay_names``/``pattern_syntax`` say which
-    parameters should not decay, as in :func:`decaylab.param_groups`. See the module docstring
+    ``decay-dominates``. ``no_decay_types``/``no_decay_names``/``decay_names``/``decay_embeddings``/
+    ``pattern_syntax`` say which parameters should not decay, exactly as in :func:`decaylab.param_groups`
+    (the one rule, :func:`decaylab.groups.classify_parameters`). See the module docstring
     for every check.
     """
     if not isinstance(model, torch.nn.Module):
@@ -275,7 +290,8 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps
     if steps_per_epoch is not None:
         steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
     decisions = classify_parameters(model, no_decay_types=no_decay_types, no_decay_names=no_decay_names,
-                                    pattern_syntax=pattern_syntax)
+                                    pattern_syntax=pattern_syntax, decay_names=decay_names,
+                                    decay_embeddings=decay_embeddings)
     setup = _Setup(model=model, optimizer=optimizer,
                    names={id(p): n for n, p in model.named_parameters()},
                    decays=[group_decay(optimizer, g).at_peak() for g in optimizer.param_groups],

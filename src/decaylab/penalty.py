@@ -28,9 +28,13 @@ __all__ = ["l2_penalty", "l1_penalty"]
 
 
 def _tensors(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tensor]:
-    """The tensors a penalty is taken over: a module's parameters (each once), one tensor, or an iterable of tensors."""
+    """The tensors a penalty is taken over: the parameters of a module that :func:`decaylab.param_groups`
+    decays (each once: weights, not biases, norms, embeddings or 0-/1-D free parameters), one tensor, or an
+    iterable of tensors (all of them)."""
     if isinstance(params, torch.nn.Module):
-        return list(params.parameters())
+        from decaylab.groups import classify_parameters
+
+        return [d.param for d in classify_parameters(params) if d.decay]
     if isinstance(params, torch.Tensor):
         return [params]
     try:
@@ -54,9 +58,10 @@ def l2_penalty(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor], 
     ``SGD``/``Adam``); for plain SGD without momentum it is also decoupled ``lr``-scaled decay
     (SGDW/AdamW convention ``decay_scaling="lr"``) with ``weight_decay = 2·lam``.
 
-    ``params`` is a module (its parameters, each shared tensor once), a tensor, or an iterable of
-    tensors; ``lam`` must be a finite number ``≥ 0``. Pass only the parameters you mean to decay
-    (see :func:`decaylab.param_groups` for the usual split).
+    ``params`` is a module — the parameters :func:`decaylab.param_groups` decays, each shared tensor
+    once (weights; not biases, norms, embeddings: the one rule of what decays, see :mod:`decaylab.groups`)
+    — or a tensor, or an iterable of tensors (all of them: ``model.parameters()`` penalizes everything);
+    ``lam`` must be a finite number ``≥ 0``.
     """
     lam = check_real("lam", lam, low=0.0)
     tensors = _tensors(params)

@@ -223,11 +223,9 @@ def _pointer(t: Tensor | None, start: int) -> int | None:
 
 
 def _run(kernel_name: str, tensors: list[list[Tensor | None]], scalars: list[tuple]) -> None:
-    """Call the kernel on each parameter's tensors, split into chunks over torch's threads.
-
-    ctypes releases the GIL during the call, so chunks run in parallel. The kernels
-    write through raw pointers, so the tensors' autograd version counters are bumped
-    here, as any in-place torch op would (a graph that saved a param then notices).
+    """Call the kernel once per parameter (:func:`_launch`; OpenMP inside splits the loop over torch's
+    own threads). The kernels write through raw pointers, so the tensors' autograd version counters are
+    bumped here, as any in-place torch op would (a graph that saved a param then notices).
     """
     _launch(kernel_name, tensors, scalars)
     for group in tensors:
