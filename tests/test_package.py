@@ -37,3 +37,15 @@ def test_cli_bad_command_is_one_line_exit_2():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_subpackages_are_attributes_after_a_light_import():
+    import subprocess
+    import sys
+
+    script = ("import sys, decaylab; assert 'torch' not in sys.modules, 'import decaylab imported torch'; "
+              "print(decaylab.optim.AdamW.__name__, decaylab.sweeps.sweep.__name__, decaylab.conventions.__name__, "
+              "'optim' in dir(decaylab))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["AdamW", "sweep", "decaylab.conventions", "True"]

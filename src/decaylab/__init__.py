@@ -27,11 +27,18 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+# Subpackages and modules reachable as attributes (``decaylab.optim.AdamW``), imported on first use.
+_SUBMODULES = ("optim", "sweeps", "train", "experiments", "report", "conventions", "groups", "penalty",
+               "monitor", "diagnosis", "schedules", "data", "models", "ridge", "cli")
 
+
+def __getattr__(name):
+    import importlib
+
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"decaylab.{name}")
     raise AttributeError(f"module 'decaylab' has no attribute {name!r}")
 
 
@@ -39,4 +46,4 @@ __all__ = ["__version__", "ridge_path", *_LAZY]
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
