@@ -36,6 +36,9 @@ def test_the_api_tour_runs():
     code = code.replace("epochs=20)", "epochs=2)")  # keep the sweep small in the test
     exec(compile(code, str(README), "exec"), namespace)
     assert 0 < namespace["result"].best_lambda <= 1
-    slope = namespace["m"].basin().slope
-    assert isinstance(slope, float) and math.isfinite(slope)
+    basin = namespace["m"].basin()
+    # the stand-in map (60 rows, 3 × 3 grid) has its best λ on the grid's edge: then the slope is NaN
+    # and must say why; a NaN without that explanation fails
+    assert isinstance(basin.slope, float)
+    assert math.isfinite(basin.slope) or any("no slope" in note for note in basin.notes), basin.notes
     assert namespace["loss"].requires_grad
