@@ -76,24 +76,36 @@ def test_bad_arguments_name_the_argument(moons, kwargs, exc, match):
 
 def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "report"
-    rc = main(["repro", "decoupling", "--quick", "--seeds", "2", "--epochs", "15", "--out", str(out),
+    rc = main(["repro", "decoupling", "--quick", "--seeds", "2", "--epochs", "3", "--out", str(out),
                "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "slope [95% CI]" in printed and "AdamW (decay_scaling=\"lr\")" in printed
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["arms"]) == {"sgd", "sgdw", "adam", "adamw", "adamw-lr"}
-    assert summary["setup"]["grid_size"] == 5 and summary["setup"]["epochs"] == 15
+    assert set(summary["regimes"]) == {"fixed-point", "equilibrium"}
+    assert summary["setup"]["grid_size"] == 5
     cells = summary["cells"]
-    assert len(cells) == 5 * 5 * 5 * 2
+    assert len(cells) == 2 * 5 * 5 * 5 * 2
     finite = [c["test_error"] for c in cells if c["test_error"] is not None]
     assert finite and all(0.0 <= e <= 1.0 for e in finite)
     assert all((c["test_error"] is None) == c["diverged"] for c in cells)
-    for arm in summary["arms"].values():
-        assert len(arm["lrs"]) == len(arm["decays"]) == 5
-        assert arm["basin"]["n_seeds"] == 2 and len(arm["basin"]["seed_slopes"]) == 2
+    expected = {"fixed-point": {"sgd": 0.0, "sgdw": 1.0, "adam": 0.0, "adamw": 1.0, "adamw-lr": 0.0},
+                "equilibrium": {"sgd": -1.0, "sgdw": 0.0, "adam": None, "adamw": 0.0, "adamw-lr": -1.0}}
+    for regime, block in summary["regimes"].items():
+        assert block["setup"]["epochs"] == 3
+        assert set(block["arms"]) == {"sgd", "sgdw", "adam", "adamw", "adamw-lr"}
+        for key, arm in block["arms"].items():
+            assert arm["predicted_slope"] == expected[regime][key]
+            assert arm["detected_regime"]["regime"] == regime
+            assert len(arm["lrs"]) == len(arm["decays"]) == 5
+            assert arm["basin"]["n_seeds"] == 2 and len(arm["basin"]["seed_slopes"]) == 2
+            check = arm["equilibrium_check"]
+            if regime == "fixed-point":
+                assert check is None
+            else:
+                assert check["angle"] > 0 and (check["predicted_angle"] is None) == (key == "adam")
     html = (out / "index.html").read_text()
-    assert "Learning rate × weight decay maps" in html and html.count("<img") >= 5
+    assert "Equilibrium regime" in html and "Fixed-point regime" in html and html.count("<img") >= 10
 
 
 def exit_code(argv):

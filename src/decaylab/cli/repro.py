@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     print(text_table(result.rows))
     intro = (f"Measured in {result.seconds:.0f} s ({'quick' if args.quick else 'full'} mode, {seeds} seeds). "
              f"Every cell of every map is in summary.json beside this page (key \"cells\")."
-             + (" Quick mode is a smoke run: 5×5 grids and 200 steps are too coarse to judge the slopes; run "
-                "without --quick for the study." if args.quick else ""))
+             + (" Quick mode is a smoke run: 5×5 grids and short training are too coarse to judge the slopes; "
+                "run without --quick for the study." if args.quick else ""))
     try:
         index = write_report(out_dir, TITLE, result.sections, summary, intro=intro)
     except OSError as exc:

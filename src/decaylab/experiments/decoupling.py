@@ -16,6 +16,14 @@ flipped labels (test error ~17–23 %) and the best λ brings them to ~11–12 %
 learning rates underfit and reach ~10 % with or without decay (their rows have no interior
 best λ and are left out of the slope). Every member of every grid is trained by the batched
 engine (:func:`decaylab.experiments.lr_map.lr_decay_map`).
+
+That task is the *fixed-point* regime. The same five arms are mapped in the *equilibrium*
+regime too (:mod:`decaylab.experiments.regimes`: a LayerNorm MLP on digits whose hidden
+weights are scale-invariant, mini-batches, constant lr), and every arm's measured slope is
+compared with the slope :mod:`decaylab.experiments.theory` predicts for its regime (none for
+Adam with coupled L2 at equilibrium). In the equilibrium regime the best cell of each map is
+retrained alone with a :class:`~decaylab.monitor.DecayMonitor` to check that its first hidden
+weight did reach the predicted equilibrium rotation.
 """
 
 from __future__ import annotations
@@ -28,12 +36,13 @@ import numpy as np
 from decaylab._checks import check_int
 from decaylab.experiments.basin import BasinFit
 from decaylab.experiments.lr_map import LrDecayMap, lr_decay_map, plot_maps
+from decaylab.experiments.regimes import REGIME_SETUPS, equilibrium_check
+from decaylab.experiments.theory import predicted_slope
 from decaylab.report.model import Figure, Section, Table
 
 __all__ = ["ARMS", "Arm", "BASIN", "DecouplingResult", "TASK", "run_decoupling"]
 
-TASK = dict(dataset="moons", n_train=100, noise=0.2, label_noise=0.2, n_test=1000, hidden=(64, 64),
-            batch_size=100, epochs=1000, quick_epochs=200, lr_schedule="cosine", momentum=0.9)
+TASK = REGIME_SETUPS[0].task     # the fixed-point regime's task (the original study)
 
 
 # The basin statistic's tolerances, in units of test error: cells within half a point of a row's
@@ -46,14 +55,17 @@ BASIN = dict(tie_tol=0.005, min_contrast=0.01, row_gap=0.05)
 
 @dataclass(frozen=True)
 class Arm:
-    """One optimizer of the study with its grid (log10 ranges) and the paper's expected slope."""
+    """One optimizer of the study and the paper's expected slope (grids: per regime, in
+    :data:`decaylab.experiments.regimes.REGIME_SETUPS`)."""
 
     key: str
     optimizer: str
     decay_scaling: str | None
-    log10_lrs: tuple[float, float]
-    log10_decays: tuple[float, float]
     paper_slope: float | None      # −1 coupled, 0 schedule-scaled; None where the paper has no panel
+
+    def predicted(self, regime: str) -> float | None:
+        """The theory's slope in ``regime`` (:func:`decaylab.experiments.theory.predicted_slope`)."""
+        return predicted_slope(self.optimizer, self.decay_scaling, regime)
 
     @property
     def title(self) -> str:
@@ -62,27 +74,27 @@ class Arm:
         return names[self.optimizer] + scaling
 
 
-# Ranges chosen in trial runs so that each map has its good region inside: lr from where a run
-# starts to overfit without decay up to divergence, λ from no effect to underfitting.
 ARMS = (
-    Arm("sgd", "sgd", None, (-2.0, 0.5), (-4.5, -1.0), -1.0),
-    Arm("sgdw", "sgdw", "schedule", (-2.0, 0.5), (-4.0, -0.5), 0.0),
-    Arm("adam", "adam", None, (-4.0, -0.5), (-4.5, -1.0), -1.0),
-    Arm("adamw", "adamw", "schedule", (-4.0, -0.5), (-3.5, 0.0), 0.0),
-    Arm("adamw-lr", "adamw", "lr", (-4.0, -0.5), (-1.5, 2.0), None),
+    Arm("sgd", "sgd", None, -1.0),
+    Arm("sgdw", "sgdw", "schedule", 0.0),
+    Arm("adam", "adam", None, -1.0),
+    Arm("adamw", "adamw", "schedule", 0.0),
+    Arm("adamw-lr", "adamw", "lr", None),
 )
 
 
 @dataclass
 class DecouplingResult:
-    """The maps, their basin statistics, the report sections, the JSON summary and terminal rows."""
+    """Per regime and arm: the maps, their basin statistics and (equilibrium regime) the angle
+    check; the report sections, the JSON summary and terminal rows."""
 
-    maps: dict[str, LrDecayMap]
-    fits: dict[str, BasinFit]
+    maps: dict[str, dict[str, LrDecayMap]]
+    fits: dict[str, dict[str, BasinFit]]
     sections: list[Section]
     summary: dict
     rows: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    checks: dict[str, dict[str, dict]] = field(default_factory=dict)
 
 
 def _grid(log10_range: tuple[float, float], size: int) -> np.ndarray:
@@ -90,44 +102,64 @@ def _grid(log10_range: tuple[float, float], size: int) -> np.ndarray:
 
 
 def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int | None = None,
-                   grid_size: int | None = None,
-                   arms: tuple[Arm, ...] = ARMS, layer_norm: bool = False, progress: bool = False,
+                   grid_size: int | None = None, arms: tuple[Arm, ...] = ARMS,
+                   regimes: tuple[str, ...] = ("fixed-point", "equilibrium"), progress: bool = False,
                    n_boot: int = 2000) -> DecouplingResult:
-    """Train every arm's lr × λ grid for ``seeds`` seeds and build the report.
+    """Train every arm's lr × λ grid in each regime for ``seeds`` seeds and build the report.
 
-    ``quick``: 5 × 5 grids over the same ranges, :data:`TASK`'s ``quick_epochs`` and 3 seeds;
-    otherwise 8 × 8, ``TASK["epochs"]`` and 5 seeds (3 seeds leave the SGD intervals too wide to
-    tell −1, 0 and +1 apart). ``seeds``, ``epochs`` and ``grid_size`` override either. ``layer_norm``
-    puts a LayerNorm after each hidden Linear layer (its weights then scale-invariant, as with
-    the paper's BatchNorm ResNets).
+    ``quick``: 5 × 5 grids over the same ranges, each task's ``quick_epochs`` and 3 seeds;
+    otherwise 8 × 8, the task's ``epochs`` and 5 seeds (3 seeds leave the SGD intervals too wide to
+    tell −1, 0 and +1 apart). ``seeds``, ``epochs`` (both regimes) and ``grid_size`` override either.
     """
-    from decaylab import data, models
     from decaylab.experiments._shared import intra_op_threads
 
     seeds = check_int("seeds", seeds if seeds is not None else (3 if quick else 5), low=1)
-    epochs = check_int("epochs", epochs if epochs is not None else TASK["quick_epochs" if quick else "epochs"], low=1)
+    if epochs is not None:
+        epochs = check_int("epochs", epochs, low=1)
     grid_size = check_int("grid_size", grid_size if grid_size is not None else (5 if quick else 8), low=3)
-    dataset = data.load(TASK["dataset"], seed=0, n_train=TASK["n_train"], n_test=TASK["n_test"],
-                        noise=TASK["noise"], label_noise=TASK["label_noise"])
-
-    def model_factory():
-        return models.MLP(dataset.n_features, dataset.n_classes, TASK["hidden"], layer_norm=layer_norm)
-
+    setups = {r.key: r for r in REGIME_SETUPS}
+    for regime in regimes:
+        if regime not in setups:
+            raise ValueError(f"regimes must hold only {', '.join(map(repr, setups))}, got {regime!r}")
     start = time.perf_counter()
-    maps, fits = {}, {}
+    maps, fits, checks, details = {}, {}, {}, {}
     with intra_op_threads(1):   # tiny models: extra threads only add synchronization
-        for arm in arms:
-            maps[arm.key] = lr_decay_map(
-                model_factory, dataset.train, dataset.test, optimizer=arm.optimizer,
-                lrs=_grid(arm.log10_lrs, grid_size), decays=_grid(arm.log10_decays, grid_size),
-                seeds=tuple(range(seeds)), decay_scaling=arm.decay_scaling or "lr", epochs=epochs,
-                batch_size=TASK["batch_size"], lr_schedule=TASK["lr_schedule"], momentum=TASK["momentum"],
-                progress=progress)
-            fits[arm.key] = maps[arm.key].basin(n_boot=n_boot, **BASIN)
+        for regime in regimes:
+            rs = setups[regime]
+            task = rs.task
+            n_epochs = epochs if epochs is not None else task["quick_epochs" if quick else "epochs"]
+            dataset = rs.dataset()
+            factory = rs.model_factory(dataset)
+            maps[regime], fits[regime], checks[regime] = {}, {}, {}
+            for arm in arms:
+                lr_range, decay_range = rs.ranges[arm.key]
+                m = lr_decay_map(
+                    factory, dataset.train, dataset.test, optimizer=arm.optimizer,
+                    lrs=_grid(lr_range, grid_size), decays=_grid(decay_range, grid_size),
+                    seeds=tuple(range(seeds)), decay_scaling=arm.decay_scaling or "lr", epochs=n_epochs,
+                    batch_size=task["batch_size"], lr_schedule=task["lr_schedule"], momentum=task["momentum"],
+                    progress=progress)
+                maps[regime][arm.key], fits[regime][arm.key] = m, m.basin(n_boot=n_boot, **BASIN)
+                if m.regime["regime"] == "equilibrium":
+                    lr, lam, _ = m.best_cell()
+                    checks[regime][arm.key] = equilibrium_check(
+                        factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
+                        decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"])
+            n_train = len(dataset.train.X)
+            details[regime] = dict(task, epochs=n_epochs, grid_size=grid_size, seeds=seeds, quick=quick,
+                                   n_train_rows=n_train, n_test_rows=len(dataset.test.X),
+                                   steps=n_epochs * -(-n_train // task["batch_size"]))
     seconds = time.perf_counter() - start
-    setup = dict(TASK, epochs=epochs, grid_size=grid_size, seeds=seeds, quick=quick, layer_norm=layer_norm)
-    return DecouplingResult(maps, fits, _sections(arms, maps, fits, setup), _summary(arms, maps, fits, setup, seconds),
-                            _rows(arms, maps, fits), seconds)
+    sections, rows, summary = [], [], {"regimes": {}, "basin_settings": BASIN, "cells": []}
+    for regime in regimes:
+        m, f, c, setup = maps[regime], fits[regime], checks[regime], details[regime]
+        sections += _sections(setups[regime], arms, m, f, c, setup)
+        rows += _rows(regime, arms, m, f, c)
+        summary["regimes"][regime] = _summary(regime, arms, m, f, c, setup)
+        summary["cells"] += [dict(cell, regime=regime, arm=arm.key) for arm in arms for cell in m[arm.key].cells()]
+    summary["seconds"] = round(seconds, 2)
+    summary["setup"] = {"grid_size": grid_size, "seeds": seeds, "quick": quick, "regimes": list(regimes)}
+    return DecouplingResult(maps, fits, sections, summary, rows, seconds, checks)
 
 
 # -- numbers into words -------------------------------------------------------------------------
@@ -142,31 +174,50 @@ def _fmt_slope(fit: BasinFit) -> str:
     return f"{fit.slope:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
-def _verdict(fit: BasinFit, expected: float | None) -> str:
-    """How the measured slope compares with the paper's, in words (union interval)."""
+def _verdict(fit: BasinFit, expected: float | None, source: str = "the paper's") -> str:
+    """How the measured slope compares with an expected one (``source``: whose), in words (union interval)."""
     if expected is None:
         return "—"
     if not np.isfinite(fit.slope):
         return "no slope: fewer than two learning rates had an interior best λ"
     low, high = fit.interval()
     if not np.isfinite(low):
-        return f"one seed, no interval; paper {expected:+.0f}"
+        return f"one seed, no interval; {source} {expected:+.0f}"
     if low <= expected <= high:
         others = [f"{v:+.0f}" for v in (-1.0, 0.0, 1.0) if v != expected and low <= v <= high]
         if others:
-            return f"inconclusive: the interval holds the paper's {expected:+.0f} and {', '.join(others)}"
-        return f"agrees with the paper's {expected:+.0f}"
-    return f"disagrees: the interval excludes the paper's {expected:+.0f}"
+            return f"inconclusive: the interval holds {source} {expected:+.0f} and {', '.join(others)}"
+        return f"agrees with {source} {expected:+.0f}"
+    return f"disagrees: the interval excludes {source} {expected:+.0f}"
 
 
-def _rows(arms, maps, fits) -> list[dict]:
+def _agreement(fit: BasinFit, predicted: float | None) -> str:
+    if predicted is None:
+        return "no prediction (measured alone)"
+    return _verdict(fit, predicted, "the predicted")
+
+
+def _fmt_check(check: dict | None) -> str:
+    """``measured / predicted rad (ratio)`` of an equilibrium check, or a dash."""
+    if not check:
+        return "—"
+    if check["predicted_angle"] is None:
+        return f"{check['angle']:.3g} rad (no prediction)"
+    return f"{check['angle']:.3g} / {check['predicted_angle']:.3g} rad (×{check['ratio']:.2f})"
+
+
+def _rows(regime, arms, maps, fits, checks) -> list[dict]:
     rows = []
     for arm in arms:
         fit, m = fits[arm.key], maps[arm.key]
         lr, lam, err = m.best_cell()
-        rows.append({"optimizer": arm.title, "slope [95% CI]": _fmt_slope(fit),
-                     "rows kept": f"{int(fit.kept.sum())}/{len(m.lrs)}", "paper": _verdict(fit, arm.paper_slope),
-                     "best cell": f"lr {lr:.3g}, λ {lam:.3g}: {100 * err:.1f} %"})
+        predicted = arm.predicted(regime)
+        rows.append({"regime": regime, "optimizer": arm.title,
+                     "predicted": "none" if predicted is None else f"{predicted:+.0f}",
+                     "slope [95% CI]": _fmt_slope(fit), "agrees": _agreement(fit, predicted),
+                     "rows kept": f"{int(fit.kept.sum())}/{len(m.lrs)}",
+                     "best cell": f"lr {lr:.3g}, λ {lam:.3g}: {100 * err:.1f} %",
+                     "angle measured / predicted": _fmt_check(checks.get(arm.key))})
     return rows
 
 
@@ -184,29 +235,30 @@ def _classify(fit: BasinFit) -> str:
     return " or ".join(inside)
 
 
-def _main_text(arms, maps, fits, setup) -> str:
+def _main_text(rs, arms, maps, fits, checks, setup) -> str:
     parts = []
     for arm in arms:
-        fit = fits[arm.key]
-        parts.append(f"{arm.title}: {_fmt_slope(fit)}, {_classify(fit)}")
-    coupled = [a for a in arms if a.paper_slope == -1.0]
-    scheduled = [a for a in arms if a.paper_slope == 0.0]
-    agree = [a.title for a in coupled + scheduled if _verdict(fits[a.key], a.paper_slope).startswith("agrees")]
-    disagree = [a.title for a in coupled + scheduled if _verdict(fits[a.key], a.paper_slope).startswith("disagrees")]
-    summary = (f"Agreeing with the paper: {', '.join(agree) or 'none'}. "
-               f"Disagreeing: {', '.join(disagree) or 'none'}.")
-    return (f"Each map trains {setup['grid_size']}×{setup['grid_size']} (lr, λ) cells × {setup['seeds']} seeds "
-            f"(initial weights and batch order) on two moons with {100 * setup['label_noise']:.0f} % flipped "
-            f"training labels ({setup['n_train']} training points, {setup['n_test']} clean test points), a 2-"
-            f"{'-'.join(map(str, setup['hidden']))}-2 ReLU MLP{' with LayerNorm' if setup['layer_norm'] else ''}, "
-            f"full-batch, {setup['epochs']} steps of a cosine "
-            f"schedule. The basin statistic is the least-squares slope of log(best λ) against log(lr), with a 95 % "
-            f"interval over seeds (bootstrap and per-seed t-interval, whichever is wider at each end); the "
-            f"paper's Figure 2 corresponds to −1 for coupled L2 and 0 for "
-            f"schedule-scaled decoupled decay. Learning rates whose best λ is not inside the grid with a wall on "
-            f"both sides are left out (at small lr the short run underfits and decay cannot help; at the "
-            f"largest lr runs diverge); the table gives how many rows each fit kept. Measured: "
-            + "; ".join(parts) + ". " + summary)
+        fit, predicted = fits[arm.key], arm.predicted(rs.key)
+        word = _agreement(fit, predicted)
+        parts.append(f"{arm.title}: {_fmt_slope(fit)} against {'no prediction' if predicted is None else f'{predicted:+.0f}'}"
+                     f" ({word.split(':')[0]})")
+    regime = next(iter(maps.values())).regime
+    invariant = [n for n, v in regime["scale_invariant"].items() if v]
+    text = (f"Each map trains {setup['grid_size']}×{setup['grid_size']} (lr, λ) cells × {setup['seeds']} seeds "
+            f"(initial weights and batch order) on {rs.describe(setup)}. The detector (rescale each decayed weight, "
+            f"compare outputs) finds {len(invariant)} scale-invariant decayed weight(s) ({', '.join(invariant) or 'none'}; "
+            f"{100 * regime['invariant_fraction']:.0f} % of the decayed elements): the {regime['regime']} regime. "
+            f"Slope of log(best λ) against log(lr), 95 % interval over seeds (bootstrap and per-seed t-interval, "
+            f"whichever is wider at each end), against the slope the theory predicts for this regime (dotted line on "
+            f"each map): " + "; ".join(parts) + ".")
+    if checks:
+        close = [f"{k} ×{c['ratio']:.2f}" for k, c in checks.items() if c["ratio"] is not None]
+        text += (" Equilibrium check (the best cell of each map retrained alone with DecayMonitor, first hidden "
+                 "weight, mean rotation per step over the last quarter of training divided by the predicted "
+                 "equilibrium angle): " + (", ".join(close) or "none predicted") + ". A ratio near 1 means the "
+                 "weights reached the rotational equilibrium the prediction assumes; far from 1, the runs were still "
+                 "in their transient and the equilibrium slope need not apply.")
+    return text
 
 
 def _explanation(arms, fits) -> str:
@@ -252,52 +304,52 @@ def _explanation(arms, fits) -> str:
         text.append(
             "The paper's diagonal for coupled L2 comes from ResNets whose layers are followed by BatchNorm "
             "(scale-invariant weights, whose dynamics depend on lr·λ) trained for a fixed budget; this small "
-            "MLP without normalization does not have that property. That is our hypothesis for the difference, "
-            "not a measured fact.")
+            "MLP without normalization does not have that property: the hypothesis that the equilibrium regime "
+            "below tests.")
     return " ".join(text)
 
 
-def _sections(arms, maps, fits, setup) -> list[Section]:
+def _sections(rs, arms, maps, fits, checks, setup) -> list[Section]:
     from decaylab.experiments._shared import fig_to_png
 
     figures = []
     for arm in arms:
         fig = plot_maps([maps[arm.key]], [fits[arm.key]])
-        figures.append(Figure(name=f"lr-decay-map-{arm.key}", png=fig_to_png(fig),
-                              caption=f"{arm.title}: mean test error (best λ per lr: dots; fitted line dashed) "
-                                      f"and final train loss; grey = diverged."))
-    table = Table(columns=["optimizer", "slope [95% CI]", "rows kept", "paper", "best cell"],
-                  rows=[list(r.values()) for r in _rows(arms, maps, fits)],
+        figures.append(Figure(name=f"lr-decay-map-{rs.key}-{arm.key}", png=fig_to_png(fig),
+                              caption=f"{rs.key} regime, {arm.title}: mean test error (best λ per lr: dots; "
+                                      f"fitted line dashed; predicted slope dotted) and final train loss; "
+                                      f"grey = diverged."))
+    table = Table(columns=list(_rows(rs.key, arms, maps, fits, checks)[0]),
+                  rows=[list(r.values()) for r in _rows(rs.key, arms, maps, fits, checks)],
                   caption="Basin statistic per optimizer: slope of log(best λ) vs log(lr) on the seed-mean "
                           "map; 95 % interval = union of the percentile bootstrap over seeds and the t-interval "
                           "of the per-seed slopes. Best λ of a row: the mean log λ of the cells "
                           f"within {BASIN['tie_tol']:g} of its lowest error (the parabola vertex when that is one "
                           f"cell); rows kept = learning rates whose good cells are inside the grid with both "
                           f"edges at least {BASIN['min_contrast']:g} worse, and the row's best within "
-                          f"{BASIN['row_gap']:g} of the map's best.")
-    sections = [Section(key="decoupling-maps", title="Learning rate × weight decay maps",
-                        text=_main_text(arms, maps, fits, setup), figures=figures, tables=[table])]
-    explanation = _explanation(arms, fits)
+                          f"{BASIN['row_gap']:g} of the map's best. Predicted: decaylab.experiments.theory.")
+    sections = [Section(key=f"decoupling-maps-{rs.key}", title=f"Learning rate × weight decay maps — {rs.title}",
+                        text=_main_text(rs, arms, maps, fits, checks, setup), figures=figures, tables=[table])]
+    explanation = _explanation(arms, fits) if rs.key == "fixed-point" else ""
     if explanation:
         sections.append(Section(key="decoupling-scaling", title="decay_scaling=\"lr\" vs \"schedule\"",
                                 text=explanation))
     return sections
 
 
-def _summary(arms, maps, fits, setup, seconds) -> dict:
-    out = {"setup": {k: (list(v) if isinstance(v, tuple) else v) for k, v in setup.items()}, "basin_settings": BASIN,
-           "arms": {}, "cells": []}
+def _summary(regime, arms, maps, fits, checks, setup) -> dict:
+    out = {"setup": {k: (list(v) if isinstance(v, tuple) else v) for k, v in setup.items()}, "arms": {}}
     for arm in arms:
         m, fit = maps[arm.key], fits[arm.key]
         lr, lam, err = m.best_cell()
+        predicted = arm.predicted(regime)
         out["arms"][arm.key] = {
             "optimizer": arm.optimizer, "decay_scaling": arm.decay_scaling, "title": arm.title,
+            "predicted_slope": predicted, "agreement": _agreement(fit, predicted),
             "paper_slope": arm.paper_slope, "basin": fit.to_dict(), "verdict": _verdict(fit, arm.paper_slope),
+            "detected_regime": m.regime, "equilibrium_check": checks.get(arm.key),
             "lrs": m.lrs, "decays": m.decays, "mean_test_error": m.mean_error(),
             "mean_train_loss": m.train_loss.mean(axis=0), "diverged_members": int(m.diverged.sum()),
             "best_cell": {"lr": lr, "weight_decay": lam, "test_error": err}, "seconds": round(m.seconds, 2),
             "settings": m.settings}
-        out["cells"].extend(dict(c, arm=arm.key) for c in m.cells())
-    out["seconds"] = round(seconds, 2)
     return out
-

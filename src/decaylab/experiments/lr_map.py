@@ -11,7 +11,9 @@ column are the optimizer's, not the draw's.
 The result's :meth:`LrDecayMap.basin` is the basin statistic of
 :mod:`decaylab.experiments.basin` (slope of log best-λ against log lr, with a bootstrap
 interval over seeds), and :meth:`LrDecayMap.plot` draws test error and train loss side by
-side with the best λ of each lr and the fitted line.
+side with the best λ of each lr and the fitted line. ``regime`` says whether the model's
+decayed weights are scale-invariant (:func:`decaylab.experiments.theory.detect_regime`) and
+``predicted_slope`` is the theory's slope there, drawn dotted over the map.
 
 Example::
 
@@ -23,6 +25,7 @@ Example::
                               decay_scaling="schedule", lrs=np.logspace(-4, -1, 8),
                               decays=np.logspace(-4, 0, 8), seeds=(0, 1, 2), epochs=200)
     fit = m.basin()            # fit.slope, fit.interval(), fit.best_decay
+    m.regime["regime"], m.predicted_slope   # "fixed-point" (no scale-invariant weights), 0.0
     m.plot().savefig("map.png")
 """
 
@@ -55,6 +58,16 @@ class LrDecayMap:
     metric: str                       # "test error" (classification) or "test loss" (regression)
     seconds: float
     settings: dict = field(default_factory=dict)
+    regime: dict | None = None        # :func:`decaylab.experiments.theory.detect_regime` of the model
+
+    @property
+    def predicted_slope(self) -> float | None:
+        """The theory's basin slope for this optimizer in the model's regime (``None`` if none)."""
+        from decaylab.experiments.theory import predicted_slope
+
+        if self.regime is None:
+            return None
+        return predicted_slope(self.optimizer, self.decay_scaling, self.regime["regime"])
 
     @property
     def label(self) -> str:
@@ -158,6 +171,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
                          decay_names=decay_names, decay_embeddings=decay_embeddings)
     X, y = _xy(train)
     X_test, y_test = _xy(test)
+    regime = _regime(model_factory, X, seeds[0], decay_biases, dtype)
     shape = (len(seeds), lr_grid.size, decay_grid.size)
     test_error, train_loss = np.full(shape, np.nan), np.full(shape, np.nan)
     start = time.perf_counter()
@@ -178,7 +192,15 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     return LrDecayMap(optimizer=optimizer, decay_scaling=decay_scaling if decoupled else None, lrs=lr_grid,
                       decays=decay_grid, seeds=seeds, test_error=test_error, train_loss=train_loss,
                       metric="test error" if loss == "cross_entropy" else "test loss",
-                      seconds=time.perf_counter() - start, settings=settings)
+                      seconds=time.perf_counter() - start, settings=settings, regime=regime)
+
+
+def _regime(model_factory, X, seed: int, decay_biases: bool, dtype: torch.dtype) -> dict:
+    """Which regime the model's decayed weights are in, probed on the first 64 training inputs."""
+    from decaylab.experiments.theory import detect_regime
+
+    torch.manual_seed(seed)
+    return detect_regime(model_factory(), torch.as_tensor(X[:64]).to(dtype), decay_biases=decay_biases)
 
 
 def _log_edges(grid: np.ndarray) -> np.ndarray:
@@ -186,6 +208,16 @@ def _log_edges(grid: np.ndarray) -> np.ndarray:
     logs = np.log10(grid)
     mids = (logs[1:] + logs[:-1]) / 2
     return 10 ** np.concatenate([[logs[0] - (mids[0] - logs[0])], mids, [logs[-1] + (logs[-1] - mids[-1])]])
+
+
+def _draw_predicted_line(ax, m: LrDecayMap, fit: BasinFit) -> None:
+    """The theory's basin line (slope from the model's regime) through the kept best-λ points."""
+    from decaylab.experiments.theory import predicted_line
+
+    line = predicted_line(m.predicted_slope, m.lrs, fit.best_decay, fit.kept)
+    if line is not None:
+        ax.plot(line, m.lrs, ":", color="white", lw=1.5,
+                label=f"predicted ({m.regime['regime']}): slope {m.predicted_slope:+.0f}")
 
 
 def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
@@ -208,6 +240,7 @@ def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
             line = np.exp(fit.intercept) * span ** fit.slope
             ax_err.plot(line, span, "--", color="red", lw=1,
                         label="slope {:+.2f} [{:+.2f}, {:+.2f}]".format(fit.slope, *fit.interval()))
+        _draw_predicted_line(ax_err, m, fit)
         ax_err.set_xlim(x_edges[0], x_edges[-1])
         ax_err.set_ylim(y_edges[0], y_edges[-1])
         ax_err.legend(loc="lower left", fontsize=7, framealpha=0.8)

@@ -1,0 +1,132 @@
+"""The two regimes of the decoupling study: their tasks, grids, and the equilibrium-angle check.
+
+- ``"fixed-point"``: the un-normalized 2-64-64-2 MLP on two moons with 20 % flipped labels,
+  trained full-batch with a cosine schedule (Loshchilov & Hutter's protocol at toy scale).
+- ``"equilibrium"``: an MLP on the digits images whose hidden layers are a bias-free Linear
+  followed by an affine-free LayerNorm (each hidden weight scale-invariant, as behind the
+  paper's BatchNorm), mini-batches of 64 at a constant learning rate, so the weight norms can
+  settle where the gradient's growth balances the decay (see :mod:`decaylab.experiments.theory`).
+
+:func:`equilibrium_check` retrains one cell of a map alone, with decaylab's optimizer and a
+:class:`decaylab.monitor.DecayMonitor`, and compares the measured per-step rotation of the first
+hidden weight over the last quarter of training with the monitor's predicted equilibrium angle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["REGIME_SETUPS", "RegimeSetup", "equilibrium_check", "normalized_mlp"]
+
+
+def normalized_mlp(in_features: int, out_features: int, hidden: tuple[int, ...]) -> nn.Sequential:
+    """``[Linear(bias=False) → LayerNorm(no affine) → ReLU] × hidden → Linear``: every hidden
+    weight scale-invariant, the output layer not."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h, bias=False), nn.LayerNorm(h, elementwise_affine=False), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)
+
+
+@dataclass(frozen=True)
+class RegimeSetup:
+    """One regime: the task (dataset, model, training), and per arm key its (log10 lr, log10 λ) ranges."""
+
+    key: str
+    title: str
+    task: dict
+    ranges: dict
+
+    def dataset(self):
+        from decaylab import data
+
+        t = self.task
+        options = {k: t[k] for k in ("n_train", "n_test", "noise", "label_noise") if k in t}
+        return data.load(t["dataset"], seed=0, **options)
+
+    def model_factory(self, dataset):
+        from decaylab import models
+
+        if self.task["normalized"]:
+            return lambda: normalized_mlp(dataset.n_features, dataset.n_classes, self.task["hidden"])
+        return lambda: models.MLP(dataset.n_features, dataset.n_classes, self.task["hidden"])
+
+    def describe(self, setup: dict) -> str:
+        t = self.task
+        if t["normalized"]:
+            return (f"digits (8×8 images, {setup['n_train_rows']} training / {setup['n_test_rows']} test rows), an MLP "
+                    f"64-{'-'.join(map(str, t['hidden']))}-10 whose hidden layers are bias-free Linear → LayerNorm "
+                    f"without affine parameters → ReLU, mini-batches of {t['batch_size']}, {setup['epochs']} epochs "
+                    f"({setup['steps']} steps) at a constant learning rate")
+        return (f"two moons with {100 * t['label_noise']:.0f} % flipped training labels ({t['n_train']} training "
+                f"points, {t['n_test']} clean test points), a 2-{'-'.join(map(str, t['hidden']))}-2 ReLU MLP, "
+                f"full-batch, {setup['epochs']} steps of a cosine schedule")
+
+
+# Ranges: the fixed-point ones were chosen in trial runs of the original study; the equilibrium
+# ones span lr from too slow to unstable and λ from no effect to too much (one trial run on
+# --quick settings, to put each basin inside its grid, not to move a slope).
+REGIME_SETUPS = (
+    RegimeSetup("fixed-point", "Fixed-point regime: un-normalized MLP",
+                dict(dataset="moons", n_train=100, noise=0.2, label_noise=0.2, n_test=1000, hidden=(64, 64),
+                     batch_size=100, epochs=1000, quick_epochs=200, lr_schedule="cosine", momentum=0.9,
+                     normalized=False),
+                {"sgd": ((-2.0, 0.5), (-4.5, -1.0)), "sgdw": ((-2.0, 0.5), (-4.0, -0.5)),
+                 "adam": ((-4.0, -0.5), (-4.5, -1.0)), "adamw": ((-4.0, -0.5), (-3.5, 0.0)),
+                 "adamw-lr": ((-4.0, -0.5), (-1.5, 2.0))}),
+    RegimeSetup("equilibrium", "Equilibrium regime: LayerNorm MLP (scale-invariant hidden weights)",
+                dict(dataset="digits", hidden=(64, 64), batch_size=64, epochs=60, quick_epochs=15,
+                     lr_schedule="constant", momentum=0.9, normalized=True),
+                {"sgd": ((-2.0, 0.5), (-5.0, -1.0)), "sgdw": ((-2.0, 0.5), (-5.0, -1.0)),
+                 "adam": ((-4.0, -1.0), (-5.0, -1.0)), "adamw": ((-4.0, -1.0), (-5.0, -1.0)),
+                 "adamw-lr": ((-4.0, -1.0), (-3.0, 1.5))}),
+)
+
+
+def _optimizer(params, optimizer: str, decay_scaling: str | None, lr: float, decay: float, momentum: float):
+    from decaylab import optim
+
+    if optimizer == "sgd":
+        return optim.SGD(params, lr=lr, momentum=momentum, weight_decay=decay)
+    if optimizer == "sgdw":
+        return optim.SGDW(params, lr=lr, momentum=momentum, weight_decay=decay, decay_scaling=decay_scaling)
+    if optimizer == "adam":
+        return optim.Adam(params, lr=lr, weight_decay=decay)
+    return optim.AdamW(params, lr=lr, weight_decay=decay, decay_scaling=decay_scaling)
+
+
+def equilibrium_check(model_factory, train, *, optimizer: str, decay_scaling: str | None, lr: float, decay: float,
+                      epochs: int, batch_size: int, momentum: float, seed: int = 0) -> dict:
+    """Train one (lr, λ) cell alone at a constant lr with a :class:`~decaylab.monitor.DecayMonitor`;
+    return the first hidden weight's mean rotation per step over the last quarter of training,
+    the predicted equilibrium angle (``None`` for coupled Adam), and their ratio."""
+    from decaylab.monitor import DecayMonitor
+
+    torch.manual_seed(seed)
+    model = model_factory()
+    # only weights are decayed, as in the batched maps
+    weights = [p for p in model.parameters() if p.dim() >= 2]
+    others = [p for p in model.parameters() if p.dim() < 2]
+    opt = _optimizer([{"params": weights}, {"params": others, "weight_decay": 0.0}], optimizer, decay_scaling,
+                     lr, decay, momentum)
+    first = next(n for n, p in model.named_parameters() if p.dim() >= 2)
+    monitor = DecayMonitor(model, opt, include=first)
+    X, y = train.X, train.y
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(len(X), generator=gen)
+        for start in range(0, len(X), batch_size):
+            idx = order[start:start + batch_size]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+            opt.step()
+    monitor.detach()
+    row = monitor.summary(last=0.25)[0]
+    return {"param": first, "lr": lr, "weight_decay": decay, "angle": row["angle"],
+            "predicted_angle": row["predicted_angle"], "ratio": row["angle_ratio"]}
