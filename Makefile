@@ -30,6 +30,7 @@ demo: $(STAMP)
 	$(VENV)/bin/decaylab demo --out decaylab-report
 
 test: $(STAMP) browser
+	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)

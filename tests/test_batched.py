@@ -7,8 +7,15 @@ import torch
 from torch import nn
 
 from decaylab.models import MLP
-from decaylab.train.batched import (Member, TrainConfig, _BatchedOptimizer, check_batchable, lr_multiplier, train_alone,
-                                    train_batched)
+from decaylab.train.batched import (
+    Member,
+    TrainConfig,
+    _BatchedOptimizer,
+    check_batchable,
+    lr_multiplier,
+    train_alone,
+    train_batched,
+)
 from decaylab.train.stacked import _member_losses, _relu_mlp_losses_and_grads, _StackedModel
 
 
@@ -101,7 +108,8 @@ def test_fused_step_equals_reference_update(setup):
     members = [Member(wd, 0.05, seed=s) for s, wd in enumerate((0.0, 1e-2, 0.3))]
     fast_model, ref_model = (_StackedModel(mlp, members, config) for _ in range(2))
     totals = torch.tensor([12, 12, 12])
-    fast, ref = _BatchedOptimizer(fast_model, members, config, totals), _BatchedOptimizer(ref_model, members, config, totals)
+    fast = _BatchedOptimizer(fast_model, members, config, totals)
+    ref = _BatchedOptimizer(ref_model, members, config, totals)
     ref.uniform_steps = None                      # forces the reference path
     initial = [p.detach().clone() for p in fast_model.params]
     gen = torch.Generator().manual_seed(0)
@@ -266,7 +274,7 @@ def test_cosine_multiplier():
 
 
 def test_unbatchable_models_are_refused():
-    assert check_batchable(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))) is None    # per-member statistics (issue 11)
+    assert check_batchable(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))) is None    # per-member statistics
     assert "Dropout" in check_batchable(nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)))
     assert check_batchable(mlp()) is None
     X, y = make_data()

@@ -1,4 +1,5 @@
-"""The batched trainer with BatchNorm, conv, embeddings over integer inputs, norms and attention equals members alone."""
+"""The batched trainer with BatchNorm, conv, embeddings over integer inputs, norms and attention equals
+members trained alone."""
 
 import pytest
 import torch

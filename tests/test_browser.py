@@ -11,11 +11,11 @@ import json
 
 import pytest
 from playwright.sync_api import sync_playwright
+from test_cli_demo import quick_demo
+from test_report import HOSTILE, sample_sections
 
 from decaylab.report import write_report
 from decaylab.report.html import png_data_uri
-from test_cli_demo import quick_demo
-from test_report import HOSTILE, sample_sections
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -7,9 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from decaylab.conventions import (CONVENTIONS, convert, formula, group_decay, is_exact,
-                                  normalized_weight_decay, required_context, timescale_epochs,
-                                  timescale_iters)
+from decaylab.conventions import (
+    CONVENTIONS,
+    convert,
+    formula,
+    group_decay,
+    is_exact,
+    normalized_weight_decay,
+    required_context,
+    timescale_epochs,
+    timescale_iters,
+)
 
 CTX = dict(lr=3e-3, batch_size=64, dataset_size=50_000, epochs=90)
 PAIRS = list(itertools.permutations(CONVENTIONS, 2))
@@ -56,7 +64,8 @@ def test_hand_checked_values():
     # τ_iter = 1/(lr·λ) = 1/(1e-3·0.1) = 1e4 steps; τ_epoch = 1e4·b/N = 1e4·100/1e5 = 10 epochs
     assert timescale_iters(1e-3, 0.1) == pytest.approx(1e4)
     assert timescale_epochs(1e-3, 0.1, 100, 100_000) == pytest.approx(10.0)
-    assert convert(10.0, "tau-epoch", "torch-adamw", lr=1e-3, batch_size=100, dataset_size=100_000) == pytest.approx(0.1)
+    assert convert(10.0, "tau-epoch", "torch-adamw", lr=1e-3, batch_size=100,
+                   dataset_size=100_000) == pytest.approx(0.1)
     # normalized: λ = 0.05·√(128/(50000·100)) = 0.05·0.0050596 = 2.5298e-4
     assert normalized_weight_decay(0.05, 128, 50_000, 100) == pytest.approx(0.05 * math.sqrt(128 / 5e6))
     # Ridge α on N examples = mean-loss penalty α/N = coupled 2α/N

@@ -189,7 +189,8 @@ def test_runaway_loss_is_diverged(trainer):
 
 # --- stores that are not a decaylab store -------------------------------------------------------
 
-@pytest.mark.parametrize("content", [b"random bytes, not a database at all" * 40, b"SQLite format 3\x00" + b"\x07" * 50])
+@pytest.mark.parametrize("content", [b"random bytes, not a database at all" * 40,
+                                     b"SQLite format 3\x00" + b"\x07" * 50])
 def test_corrupt_store_is_one_line_and_left_untouched(tmp_path, capsys, content):
     path = tmp_path / "bad.sqlite"
     path.write_bytes(content)

@@ -17,7 +17,6 @@ import torch
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW
 
-
 OPTIMIZERS = {
     "SGD": (SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
     "SGDW": (SGDW, None, dict(lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True)),

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from decaylab.optim import Adam, AdamW, SGDW
+from decaylab.optim import SGDW, Adam, AdamW
 
 
 def model_and_data(seed=0):

@@ -11,7 +11,6 @@ from sklearn.linear_model import Lasso
 from decaylab.optim import SGD, SGDW, Adam, AdamW, functional
 from decaylab.optim._decay import timescale_weight_decay
 
-
 F64 = torch.float64
 PATHS = [{"foreach": False, "fused": False}, {"foreach": True}, {"fused": True}]
 
@@ -272,7 +271,7 @@ def test_functional_sgd_on_stacked_members_equals_separate_runs(kwargs):
     shape = (-1, 1, 1)
     stacked, buf = params.clone(), None
     scales = lrs / 0.2  # a "schedule" decay scale per member
-    for t, g in enumerate(grads):
+    for _t, g in enumerate(grads):
         buf = functional.sgd_update_(stacked, g, buf, lr=lrs.view(shape),
                                      weight_decay=lams.view(shape),
                                      decay_scale=scales.view(shape), **kwargs)

@@ -17,7 +17,6 @@ import torch
 
 from decaylab.optim import SGDW, AdamW, _native, _paths
 
-
 NUMEL = 5000
 REFERENCE = {"foreach": False, "fused": False}
 

@@ -15,7 +15,6 @@ import torch
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW
 
-
 STEPS = 200
 PATHS = {"reference": {"foreach": False, "fused": False}, "foreach": {"foreach": True},
          "fused": {"fused": True}}

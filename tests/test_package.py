@@ -1,10 +1,10 @@
 import subprocess
 import sys
 
+import pytest
+
 import decaylab
 from decaylab._checks import check_choice, check_int, check_real
-
-import pytest
 
 
 def test_version():

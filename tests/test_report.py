@@ -197,9 +197,11 @@ def test_out_dir_must_be_a_directory(tmp_path, sections):
     (lambda s: s.__setitem__(1, Section("boundaries", "dup", "")), ValueError, r"sections\[1\]\.key must be unique"),
     (lambda s: setattr(s[1], "key", "has space"), ValueError, r"sections\[1\]\.key must be letters.*'has space'"),
     (lambda s: setattr(s[1].figures[0], "name", "norms"), ValueError, r"figures\[0\]\.name must be unique.*'norms'"),
-    (lambda s: setattr(s[0].slider, "values", (0.0, 1.0)), ValueError, r"slider\.values must have one value per frame \(4\), got 2"),
+    (lambda s: setattr(s[0].slider, "values", (0.0, 1.0)), ValueError,
+     r"slider\.values must have one value per frame \(4\), got 2"),
     (lambda s: setattr(s[0].slider, "captions", ["a"]), ValueError, r"slider\.captions must be empty or one per frame"),
-    (lambda s: setattr(s[0].slider, "values", (0.0, 1.0, float("nan"), 2.0)), ValueError, r"slider\.values\[2\] must be finite"),
+    (lambda s: setattr(s[0].slider, "values", (0.0, 1.0, float("nan"), 2.0)), ValueError,
+     r"slider\.values\[2\] must be finite"),
     (lambda s: setattr(s[0].tables[0], "rows", [[1, 2]]), ValueError, r"tables\[0\]\.rows\[0\] must have 3 cells"),
     (lambda s: setattr(s[1], "title", None), TypeError, r"sections\[1\]\.title must be a str, got None"),
     (lambda s: s.append("text"), TypeError, r"sections\[2\] must be a decaylab\.report\.model\.Section, got str"),
@@ -226,7 +228,8 @@ def test_summary_conversion():
 
 
 def test_text_table_aligns_numbers_right_and_marks_missing():
-    table = text_table([{"study": "boundaries", "λ": 0.01, "acc": 0.87341}, {"study": "ridge", "λ": 1e-4, "gap": 3.2e-7}])
+    table = text_table([{"study": "boundaries", "λ": 0.01, "acc": 0.87341},
+                        {"study": "ridge", "λ": 1e-4, "gap": 3.2e-7}])
     lines = table.splitlines()
     assert lines[0].split() == ["study", "λ", "acc", "gap"]
     assert lines[2].split() == ["boundaries", "0.01", "0.8734", "-"]

@@ -99,7 +99,7 @@ def test_chains_with_a_warmup_scheduler_multiplicatively():
     restarts = CosineWarmRestarts(opt, T_0=3, T_mult=1)
     chained = torch.optim.lr_scheduler.ChainedScheduler([warmup, restarts])
     lrs = []
-    for t in range(10):
+    for _t in range(10):
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         chained.step()
@@ -148,7 +148,7 @@ def test_schedule_scaled_decay_follows_the_multiplier_and_returns_to_one_at_rest
     opt, sched = getattr(schedules, make)([w], lr=0.3, T_0=2, T_mult=2, weight_decay=lam)
     assert opt.param_groups[0]["decay_scaling"] == "schedule"
     expected, factors = 1.0, []
-    for k in range(14):
+    for _k in range(14):
         s_k = opt.param_groups[0]["lr"] / 0.3
         factors.append(s_k)
         w.grad = torch.zeros_like(w)
@@ -170,7 +170,7 @@ def test_normalized_decay_is_renormalized_to_each_period():
     opt, sched = adamwr([w], lr=1e-3, T_0=2, T_mult=2, steps_per_epoch=100, weight_decay_norm=0.05,
                         batch_size=10, train_size=1000)
     seen = {}
-    for k in range(14 * 100):
+    for _k in range(14 * 100):
         seen.setdefault(sched.period_epochs, opt.param_groups[0]["weight_decay"])
         w.grad = torch.zeros_like(w)
         opt.step()

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from decaylab.experiments import demo
-from decaylab.experiments.demo import boundaries, coupling, cross_validation, dropout, ridge_fit, sparsity
 from decaylab.experiments._shared import intra_op_threads
+from decaylab.experiments.demo import boundaries, coupling, cross_validation, dropout, ridge_fit, sparsity
 from decaylab.report.model import Section
 
 PNG = b"\x89PNG\r\n\x1a\n"

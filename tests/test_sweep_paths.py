@@ -1,14 +1,15 @@
-"""Sweeps of conv/BatchNorm/embedding models: integer inputs, auto's engine choice, chunks from a memory budget, the path line."""
+"""Sweeps of conv/BatchNorm/embedding models: integer inputs, auto's engine choice, chunks from a memory
+budget, the path line."""
 
 import pytest
 import torch
 from torch import nn
 
 import decaylab
-from decaylab.train import chunking
-from decaylab.train.batched import Member, TrainConfig, train_alone, train_batched
-from decaylab.train.chunking import member_bytes, plan_chunks
 from decaylab.sweeps.planning import plan_sweep
+from decaylab.train import chunking
+from decaylab.train.batched import Member, TrainConfig
+from decaylab.train.chunking import member_bytes, plan_chunks
 
 VOCAB, TOKENS = 9, 5
 

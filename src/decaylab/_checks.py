@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 
 class InputError(ValueError):
@@ -32,7 +33,9 @@ def check_real(name: str, value: Any, *, low: float | None = None, high: float |
     if not (lo_ok and hi_ok):
         lo = "-inf" if low is None else repr(low)
         hi = "inf" if high is None else repr(high)
-        interval = ("(" if low_open or low is None else "[") + f"{lo}, {hi}" + (")" if high_open or high is None else "]")
+        opening = "(" if low_open or low is None else "["
+        closing = ")" if high_open or high is None else "]"
+        interval = f"{opening}{lo}, {hi}{closing}"
         raise InputError(f"{name} must be in {interval}, got {value!r}")
     return value
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 
 def replace_atomically(directory: str | os.PathLike, files: Mapping[str, str | bytes]) -> None:

@@ -289,7 +289,7 @@ class GroupDecay:
     beta: float
     dampening: float = 0.0
 
-    def at_peak(self) -> "GroupDecay":
+    def at_peak(self) -> GroupDecay:
         """The same group at its peak (initial) lr, e.g. before a warm-up scheduler raises it."""
         return dataclasses.replace(self, lr=self.peak_lr)
 

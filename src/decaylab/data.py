@@ -33,9 +33,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ._checks import check_choice, check_int, check_real
-
 from decaylab._checks import InputError, InputTypeError
+from decaylab._extras import needs
+
+from ._checks import check_choice, check_int, check_real
 
 DATASETS = ("moons", "poly", "digits", "breast_cancer", "mnist1d")
 TASKS = ("classification", "regression")
@@ -77,7 +78,7 @@ class Dataset:
         """Training and validation rows together (for cross-validation over both)."""
         return Split(torch.cat([self.train.X, self.val.X]), torch.cat([self.train.y, self.val.y]))
 
-    def to(self, dtype: torch.dtype) -> "Dataset":
+    def to(self, dtype: torch.dtype) -> Dataset:
         """The same dataset with float tensors (``X``, and ``y`` for regression) cast to ``dtype``."""
         def cast(s: Split) -> Split:
             y = s.y.to(dtype) if self.task == "regression" else s.y
@@ -118,7 +119,8 @@ def _options(*names):
 
 @_options("n_train", "n_val", "n_test", "noise", "label_noise")
 def _moons(*, seed, n_train=200, n_val=200, n_test=1000, noise=0.25, label_noise=0.1) -> Dataset:
-    from sklearn.datasets import make_moons
+    with needs("sweep", "the two-moons data"):
+        from sklearn.datasets import make_moons
 
     sizes = [check_int(k, v, low=1) for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test))]
     noise = check_real("noise", noise, low=0.0)
@@ -158,7 +160,8 @@ def _poly(*, seed, n_train=20, n_val=20, n_test=200, noise=0.3) -> Dataset:
 def _sklearn_set(name: str, bunch_loader):
     @_options("n_train")
     def loader(*, seed, n_train=None) -> Dataset:
-        from sklearn.model_selection import train_test_split
+        with needs("sweep", "splitting a built-in dataset"):
+            from sklearn.model_selection import train_test_split
 
         bunch = bunch_loader()
         X, y = bunch.data.astype(np.float64), bunch.target.astype(np.int64)
@@ -172,12 +175,14 @@ def _sklearn_set(name: str, bunch_loader):
 
 
 def _digits():
-    from sklearn.datasets import load_digits
+    with needs("sweep", "the digits data"):
+        from sklearn.datasets import load_digits
     return load_digits()
 
 
 def _breast_cancer():
-    from sklearn.datasets import load_breast_cancer
+    with needs("sweep", "the breast-cancer data"):
+        from sklearn.datasets import load_breast_cancer
     return load_breast_cancer()
 
 
@@ -186,7 +191,8 @@ def _mnist1d_arrays():
     """MNIST-1D from its generator, leaving the global NumPy/random state as it was."""
     import random
 
-    from mnist1d.data import get_dataset_args, make_dataset
+    with needs("sweep", "the MNIST-1D data"):
+        from mnist1d.data import get_dataset_args, make_dataset
 
     np_state, py_state = np.random.get_state(), random.getstate()
     try:

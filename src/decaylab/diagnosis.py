@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 
@@ -150,7 +150,8 @@ def _check_coupled(s: _Setup) -> list[Finding]:
         if d.family == "sgd":
             if d.beta > 0:
                 out.append(Finding("info", "coupled-sgd-momentum", s.group_names(gi),
-                                   f"{d.optimizer} with momentum {d.beta:g} and coupled weight_decay {d.weight_decay:g}: "
+                                   f"{d.optimizer} with momentum {d.beta:g} and coupled weight_decay "
+                                   f"{d.weight_decay:g}: "
                                    f"the L2 term goes through the momentum buffer (effective rate lr·λ/(1−μ)) and the "
                                    "best λ moves whenever lr does (Loshchilov & Hutter 2019); fine if intended",
                                    "decaylab.SGDW decouples the decay, so λ can be tuned apart from lr"))
@@ -236,9 +237,11 @@ def _check_convention(s: _Setup) -> list[Finding]:
             out.append(Finding(
                 "warning", "lambda-convention", s.group_names(gi),
                 f"weight_decay {d.weight_decay:g} in the lr-scaled (torch AdamW) convention with lr {d.peak_lr:g} "
-                f"decays {d.peak_lr * d.weight_decay:.2g} of a weight per step (τ = {1 / (d.peak_lr * d.weight_decay):.3g} "
+                f"decays {d.peak_lr * d.weight_decay:.2g} of a weight per step "
+                f"(τ = {1 / (d.peak_lr * d.weight_decay):.3g} "
                 "steps): it looks like a paper/schedule-scaled value (~1e-4), which torch's AdamW multiplies by lr",
-                f"for the paper's meaning use weight_decay={convert(d.weight_decay, 'schedule', 'torch-adamw', lr=d.peak_lr):.3g} "
+                "for the paper's meaning use weight_decay="
+                f"{convert(d.weight_decay, 'schedule', 'torch-adamw', lr=d.peak_lr):.3g} "
                 "(λ/lr), or decaylab.AdamW(..., decay_scaling='schedule')"))
     return out
 

@@ -15,14 +15,14 @@ the caller's global random state.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_int, check_real
-
 from decaylab._checks import InputTypeError
+
+from ._checks import check_choice, check_int, check_real
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
 BASES = ("legendre", "monomial")

@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 
 from decaylab._checks import check_choice, check_int
+from decaylab._extras import needs
 from decaylab.conventions import group_decay
 
 __all__ = ["DecayMonitor", "METRICS"]
@@ -239,7 +241,8 @@ class DecayMonitor:
         """A matplotlib ``Figure`` with one panel per metric over steps, one line per parameter;
         dashed lines of the same colour show ``predicted_angle`` (angle panel) and ``max_abs_bound``
         (max_abs panel). ``params`` (default all) picks the parameters by name."""
-        from matplotlib.figure import Figure
+        with needs("report", "DecayMonitor.plot"):
+            from matplotlib.figure import Figure
 
         for m in metrics:
             check_choice("metrics", m, METRICS)
@@ -251,7 +254,7 @@ class DecayMonitor:
         axes = fig.subplots(1, len(metrics), squeeze=False)[0]
         predictions = {"angle": "predicted_angle", "max_abs": "max_abs_bound"}
         for ax, metric in zip(axes, metrics):
-            for i, name in enumerate(params):
+            for _i, name in enumerate(params):
                 steps, values = self.series(name, metric)
                 (line,) = ax.plot(steps, values, lw=1, label=name)
                 if metric in predictions:

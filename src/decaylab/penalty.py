@@ -18,7 +18,7 @@ gradient (SGDW/AdamW) is a different update from any penalty added to the loss.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 

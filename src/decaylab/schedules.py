@@ -35,7 +35,8 @@ arithmetic is :func:`decaylab.conventions.normalized_weight_decay`'s.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler

@@ -21,6 +21,7 @@ import sys
 import traceback
 
 from decaylab._checks import InputError, InputTypeError
+from decaylab._extras import MissingExtra
 
 #: Where ``decaylab`` asks users to report a bug (the traceback above it says where it happened).
 REPORT_BUG = ("decaylab: this is a bug in decaylab, not a problem with your input; please report it with the "
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (UsageError, InputError, InputTypeError) as exc:
+    except (UsageError, InputError, InputTypeError, MissingExtra) as exc:
         print(f"decaylab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

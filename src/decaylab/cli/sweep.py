@@ -66,7 +66,8 @@ def register(subparsers) -> None:
     parser.add_argument("--workers", type=int, default=1,
                         help="worker processes for the batched/sequential engines (default: 1)")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the fold split (default: 0)")
-    parser.add_argument("--out", metavar="DIR", default="decaylab-sweep", help="output directory (default: %(default)s)")
+    parser.add_argument("--out", metavar="DIR", default="decaylab-sweep",
+                        help="output directory (default: %(default)s)")
     parser.add_argument("--store", metavar="FILE", help="SQLite results store (default: DIR/sweep.sqlite)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.set_defaults(func=run)

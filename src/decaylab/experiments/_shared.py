@@ -7,10 +7,13 @@ import io
 
 import torch
 
+from decaylab._extras import needs
+
 
 def new_figure(width: float, height: float, **subplots):
     """A matplotlib figure with Agg-only rendering (no pyplot, no global state) and its axes."""
-    from matplotlib.figure import Figure
+    with needs("report", "plotting"):
+        from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
     axes = fig.subplots(**subplots) if subplots else fig.subplots()

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decaylab._checks import InputError, check_int, check_real
+from decaylab._extras import needs
 
 __all__ = ["BasinFit", "best_log_decay", "fit_basin", "log_slope"]
 
@@ -196,7 +197,8 @@ def _t_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     """``mean ± t_{k−1}·sd/√k`` of ``k`` values (NaN for fewer than two)."""
     if values.size < 2:
         return float("nan"), float("nan")
-    from scipy.stats import t
+    with needs("report", "the basin slope's confidence interval"):
+        from scipy.stats import t
 
     half = t.ppf((1.0 + confidence) / 2.0, values.size - 1) * values.std(ddof=1) / np.sqrt(values.size)
     return float(values.mean() - half), float(values.mean() + half)

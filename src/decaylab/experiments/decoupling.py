@@ -240,13 +240,15 @@ def _main_text(rs, arms, maps, fits, checks, setup) -> str:
     for arm in arms:
         fit, predicted = fits[arm.key], arm.predicted(rs.key)
         word = _agreement(fit, predicted)
-        parts.append(f"{arm.title}: {_fmt_slope(fit)} against {'no prediction' if predicted is None else f'{predicted:+.0f}'}"
+        against = "no prediction" if predicted is None else f"{predicted:+.0f}"
+        parts.append(f"{arm.title}: {_fmt_slope(fit)} against {against}"
                      f" ({word.split(':')[0]})")
     regime = next(iter(maps.values())).regime
     invariant = [n for n, v in regime["scale_invariant"].items() if v]
     text = (f"Each map trains {setup['grid_size']}×{setup['grid_size']} (lr, λ) cells × {setup['seeds']} seeds "
             f"(initial weights and batch order) on {rs.describe(setup)}. The detector (rescale each decayed weight, "
-            f"compare outputs) finds {len(invariant)} scale-invariant decayed weight(s) ({', '.join(invariant) or 'none'}; "
+            f"compare outputs) finds {len(invariant)} scale-invariant decayed weight(s) "
+            f"({', '.join(invariant) or 'none'}; "
             f"{100 * regime['invariant_fraction']:.0f} % of the decayed elements): the {regime['regime']} regime. "
             f"Slope of log(best λ) against log(lr), 95 % interval over seeds (bootstrap and per-seed t-interval, "
             f"whichever is wider at each end), against the slope the theory predicts for this regime (dotted line on "

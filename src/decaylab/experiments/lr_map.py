@@ -32,13 +32,15 @@ Example::
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int
+from decaylab._extras import needs
 from decaylab.experiments.basin import BasinFit, fit_basin
 
 __all__ = ["LrDecayMap", "lr_decay_map", "plot_maps"]
@@ -222,8 +224,9 @@ def _draw_predicted_line(ax, m: LrDecayMap, fit: BasinFit) -> None:
 
 def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
     """One row per map: mean test error (best λ per lr as dots, the fitted line dashed) | mean train loss."""
-    from matplotlib.colors import LogNorm
-    from matplotlib.figure import Figure
+    with needs("report", "plotting an lr × λ map"):
+        from matplotlib.colors import LogNorm
+        from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9.5, 3.4 * len(maps)), dpi=100, layout="constrained")
     axes = fig.subplots(len(maps), 2, squeeze=False)

@@ -48,7 +48,7 @@ that slope through the measured best-λ points (the theory fixes the slope, not 
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

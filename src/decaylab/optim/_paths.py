@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.optim.optimizer import _default_to_fused_or_foreach, _device_dtype_check_for_fused
+from torch.optim.optimizer import (
+    _default_to_fused_or_foreach,
+    _device_dtype_check_for_fused,
+)
 
 from decaylab.optim import _native
 from decaylab.optim._decay import decay_scale

@@ -16,8 +16,13 @@ from torch.optim.optimizer import Optimizer, ParamsT, _get_scalar_dtype, _to_sca
 
 from decaylab._checks import check_real
 from decaylab.optim import _native, _paths
-from decaylab.optim._decay import (DecayGroupsMixin, check_decay_options, check_lr,
-                                   decay_scale, kernel_weight_decay)
+from decaylab.optim._decay import (
+    DecayGroupsMixin,
+    check_decay_options,
+    check_lr,
+    decay_scale,
+    kernel_weight_decay,
+)
 from decaylab.optim.functional import adam_update_
 
 

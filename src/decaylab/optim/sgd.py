@@ -13,8 +13,13 @@ from torch.optim.sgd import sgd as _torch_sgd
 
 from decaylab._checks import check_real
 from decaylab.optim import _native, _paths
-from decaylab.optim._decay import (DecayGroupsMixin, check_decay_options, check_lr,
-                                   decay_scale, kernel_weight_decay)
+from decaylab.optim._decay import (
+    DecayGroupsMixin,
+    check_decay_options,
+    check_lr,
+    decay_scale,
+    kernel_weight_decay,
+)
 from decaylab.optim.functional import sgd_update_
 
 

@@ -10,4 +10,5 @@ from decaylab.report.summary import to_jsonable
 from decaylab.report.text import text_table
 from decaylab.report.write import render_report, write_report
 
-__all__ = ["Figure", "Section", "Slider", "Table", "render_html", "render_report", "text_table", "to_jsonable", "write_report"]
+__all__ = ["Figure", "Section", "Slider", "Table", "render_html", "render_report", "text_table", "to_jsonable",
+           "write_report"]

@@ -7,7 +7,8 @@ what is allowed, so that a study author sees at once which object to fix.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from decaylab._checks import check_real
 from decaylab.report.model import Figure, Section, Slider, Table

@@ -18,8 +18,9 @@ import hashlib
 import json
 import math
 import numbers
+from collections.abc import Sequence
 from html import escape
-from typing import Any, Sequence
+from typing import Any
 
 from decaylab import __version__
 from decaylab.report.checks import check_sections, check_text

@@ -6,8 +6,9 @@ renders them into one static, offline ``index.html``. Nothing here knows about H
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 
 @dataclass

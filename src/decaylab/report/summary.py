@@ -15,7 +15,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from decaylab import __version__
 from decaylab.report.model import Section

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,13 +14,13 @@ from torch import nn
 
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab._progress import progress_bar
+from decaylab.groups import DEFAULT_NO_DECAY_NAMES
 from decaylab.sweeps.engines import ENGINES, RUNNERS, TrainingJob
 from decaylab.sweeps.grid import check_grid, fold_splits, grid_points
 from decaylab.sweeps.planning import plan_sweep
 from decaylab.sweeps.result import SweepResult
 from decaylab.sweeps.select import HIGHER_IS_BETTER, choose, summarize
 from decaylab.sweeps.store import ResultStore, config_key
-from decaylab.groups import DEFAULT_NO_DECAY_NAMES
 from decaylab.train.batched import Member, MemberResult, TrainConfig, check_batchable
 from decaylab.train.devices import resolve_device
 

@@ -21,12 +21,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
-from decaylab._checks import InputError
-from decaylab.train.batched import Member, MemberResult, TrainConfig, train_alone, train_batched
+from decaylab._extras import MissingExtra
+from decaylab.train.batched import (
+    Member,
+    MemberResult,
+    TrainConfig,
+    train_alone,
+    train_batched,
+)
 
 ENGINES = ("auto", "batched", "sequential", "ray")
 
@@ -184,7 +190,7 @@ def run_ray(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Do
         from ray import tune
         from ray.util.queue import Queue
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise InputError("engine='ray' needs Ray Tune: pip install 'decaylab[ray]'") from exc
+        raise MissingExtra("engine='ray' needs Ray Tune: pip install 'decaylab[ray]'") from exc
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     if chunk_size is None:

@@ -11,12 +11,13 @@ import itertools
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from decaylab._checks import InputError, InputTypeError, check_int, check_real
+from decaylab._extras import needs
 
 MAX_GRID = 100_000        # values in one λ or lr grid
 
@@ -71,7 +72,13 @@ def check_grid(name: str, values, *, low: float = 0.0, low_open: bool = False) -
 def fold_splits(y: np.ndarray, *, folds: int | None, holdout: float | None, classification: bool,
                 split_seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """``[(train_rows, val_rows), …]``: K folds, or one holdout split of fraction ``holdout``."""
-    from sklearn.model_selection import KFold, ShuffleSplit, StratifiedKFold, StratifiedShuffleSplit
+    with needs("sweep", "cross-validation folds"):
+        from sklearn.model_selection import (
+            KFold,
+            ShuffleSplit,
+            StratifiedKFold,
+            StratifiedShuffleSplit,
+        )
 
     n = len(y)
     if (folds is None) == (holdout is None):

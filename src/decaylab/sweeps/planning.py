@@ -11,13 +11,25 @@ The batched engine's chunk size comes from :mod:`decaylab.train.chunking` (a sta
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
-from decaylab.train.batched import Member, TrainConfig, _StackedModel, check_batchable, train_alone, train_batched
-from decaylab.train.chunking import member_bytes, memory_budget, optimizer_state_count, plan_chunks
+from decaylab.train.batched import (
+    Member,
+    TrainConfig,
+    _StackedModel,
+    check_batchable,
+    train_alone,
+    train_batched,
+)
+from decaylab.train.chunking import (
+    member_bytes,
+    memory_budget,
+    optimizer_state_count,
+    plan_chunks,
+)
 from decaylab.train.devices import resolve_device
 
 PROBE_STEPS = 3

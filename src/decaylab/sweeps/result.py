@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from decaylab._extras import needs
 from decaylab._files import write_atomically
 from decaylab.sweeps.store import plain_json
 
@@ -60,7 +61,8 @@ class SweepResult:
         """JSON-able: chosen λ, summary, table and configuration (NaN → null)."""
         return plain_json({"best_lambda": self.best_lambda, "best_lr": self.best_lr, "lambda_1se": self.lambda_1se,
                           "metric": self.metric, "engine": self.engine, "path": self.path,
-                          "wall_time": self.wall_time, "trained": self.trained, "n_diverged": self.n_diverged, "summary": self.summary,
+                          "wall_time": self.wall_time, "trained": self.trained, "n_diverged": self.n_diverged,
+                          "summary": self.summary,
                           "table": self.table, "config": self.config})
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
@@ -71,10 +73,12 @@ class SweepResult:
 
     def plot(self, ax=None):
         """Validation curve: mean ± std of the metric over λ per lr, with best λ and λ_1se marked."""
-        import matplotlib
+        with needs("sweep", "plotting a validation curve"):
+            import matplotlib
 
         matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        with needs("sweep", "plotting a validation curve"):
+            import matplotlib.pyplot as plt
 
         if ax is None:
             fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
@@ -105,7 +109,8 @@ class SweepResult:
         return fig
 
     def plot_png(self) -> bytes:
-        import matplotlib.pyplot as plt
+        with needs("sweep", "plotting a validation curve"):
+            import matplotlib.pyplot as plt
 
         fig = self.plot()
         buffer = io.BytesIO()

@@ -20,7 +20,8 @@ import math
 import os
 import sqlite3
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from decaylab._checks import InputError
 
@@ -172,7 +173,7 @@ class ResultStore:
             self._conn.close()
             self._conn = None
 
-    def __enter__(self) -> "ResultStore":
+    def __enter__(self) -> ResultStore:
         return self
 
     def __exit__(self, *exc) -> None:

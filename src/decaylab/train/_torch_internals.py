@@ -14,7 +14,7 @@ torch-compatibility layer and sit with them.)
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

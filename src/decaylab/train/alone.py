@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from decaylab.train.divergence import diverging, runaway_limit
-from decaylab.train.epochs import _epoch_order, _shuffle_generator, _steps_per_epoch, _train_rows
-from decaylab.train.members import (Member, MemberResult, TrainConfig, _accuracy, _as_tensors, _check_members,
-                                    _per_sample_loss, lr_multiplier)
+from decaylab.train.epochs import (
+    _epoch_order,
+    _shuffle_generator,
+    _steps_per_epoch,
+    _train_rows,
+)
+from decaylab.train.members import (
+    Member,
+    MemberResult,
+    TrainConfig,
+    _accuracy,
+    _as_tensors,
+    _check_members,
+    _per_sample_loss,
+    lr_multiplier,
+)
 
 __all__ = ["train_alone"]
 
@@ -65,7 +78,7 @@ def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[
         per_epoch = _steps_per_epoch(len(rows), config.batch_size)
         total = per_epoch * config.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda t: lr_multiplier(config.lr_schedule, t, total))
+            optimizer, lambda t, total=total: lr_multiplier(config.lr_schedule, t, total))
         generator = _shuffle_generator(member.seed)
         diverged, epochs_run, steps = False, 0, 0
         limit = runaway_limit(config.loss, y)

@@ -22,15 +22,15 @@ tensor and torch's fused Adam/SGD kernel (``weight_decay=0``) does the rest; oth
 functional update runs (the reference the tests compare the fast path against).
 
 Divergence. A member whose batch loss is non-finite or runaway (:mod:`decaylab.train.divergence`) or
-whose parameters become non-finite is marked ``diverged`` at that epoch, frozen (its parameters are zeroed so NaN cannot spread) and reported with NaN losses; the other
-members are unaffected.
+whose parameters become non-finite is marked ``diverged`` at that epoch, frozen (its parameters are
+zeroed so NaN cannot spread) and reported with NaN losses; the other members are unaffected.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -39,11 +39,28 @@ from decaylab.optim._decay import scale_for
 from decaylab.train._torch_internals import fused_adam_, fused_sgd_
 from decaylab.train.alone import train_alone
 from decaylab.train.divergence import diverging, runaway_limit
-from decaylab.train.epochs import _epoch_order, _padded_epoch, _shuffle_generator, _steps_per_epoch, _train_rows
-from decaylab.train.members import (DECAY_SCALINGS, LOSSES, LR_SCHEDULES, OPTIMIZERS, Member, MemberResult,
-                                    TrainConfig, _accuracy, _as_tensors, _check_members, _per_sample_loss,
-                                    lr_multiplier)
-from decaylab.train.stacked import _StackedModel, _losses_and_grads, check_batchable
+from decaylab.train.epochs import (
+    _epoch_order,
+    _padded_epoch,
+    _shuffle_generator,
+    _steps_per_epoch,
+    _train_rows,
+)
+from decaylab.train.members import (
+    DECAY_SCALINGS,
+    LOSSES,
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    Member,
+    MemberResult,
+    TrainConfig,
+    _accuracy,
+    _as_tensors,
+    _check_members,
+    _per_sample_loss,
+    lr_multiplier,
+)
+from decaylab.train.stacked import _losses_and_grads, _StackedModel, check_batchable
 
 __all__ = ["Member", "TrainConfig", "MemberResult", "train_batched", "train_alone", "check_batchable",
            "lr_multiplier", "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES"]
@@ -269,7 +286,8 @@ def _summarize_batched(stacked, X, y, rows, members, config, evals, alive, epoch
                  for p, d in zip(stacked.params, stacked.decayed) if d)
     results = []
     for g, member in enumerate(members):
-        evaluated = {name: {"loss": float(l[g]), "accuracy": float(a[g])} for name, (l, a) in eval_out.items()}
+        evaluated = {name: {"loss": float(loss[g]), "accuracy": float(acc[g])}
+                     for name, (loss, acc) in eval_out.items()}
         if not bool(alive[g]):
             results.append(MemberResult(nan, nan, nan, nan, int(epochs_run[g]), int(steps[g]), True, 0.0,
                                         {name: {"loss": nan, "accuracy": nan} for name in evals}))

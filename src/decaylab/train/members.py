@@ -10,16 +10,23 @@ Losses, per row: ``cross_entropy`` = ``logsumexp(z) − z_y`` (logits ``z``, cla
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 from torch import nn
 
-from decaylab._checks import InputError, InputTypeError, check_choice, check_int, check_real
+from decaylab._checks import (
+    InputError,
+    InputTypeError,
+    check_choice,
+    check_int,
+    check_real,
+)
 from decaylab.groups import DEFAULT_NO_DECAY_NAMES, classify_parameters
 from decaylab.optim._decay import DECAY_SCALINGS
-from decaylab.optim.spec import OPTIMIZER_NAMES as OPTIMIZERS, OptimizerSpec
+from decaylab.optim.spec import OPTIMIZER_NAMES as OPTIMIZERS
+from decaylab.optim.spec import OptimizerSpec
 
 LR_SCHEDULES = ("constant", "cosine")
 LOSSES = ("cross_entropy", "mse")

@@ -20,7 +20,7 @@ statistics, no dropout); :func:`check_batchable` says why not.
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -35,7 +35,9 @@ __all__ = ["check_batchable"]
 
 def check_batchable(model: nn.Module) -> str | None:
     """Why ``model`` cannot be trained by :func:`train_batched` (``None`` if it can)."""
-    from decaylab.train.stacked_layers import unbatchable_reason      # layers with state (BatchNorm, …)
+    from decaylab.train.stacked_layers import (
+        unbatchable_reason,  # layers with state (BatchNorm, …)
+    )
 
     return unbatchable_reason(model)
 

@@ -18,7 +18,7 @@ class StudyResult:
     rows: list[dict] = field(default_factory=list)
 
     @classmethod
-    def with_headline(cls, section: Section, summary: dict, study: str, headline: str) -> "StudyResult":
+    def with_headline(cls, section: Section, summary: dict, study: str, headline: str) -> StudyResult:
         """A result whose terminal table gets the one row ``{"study": study, "result": headline}``."""
         return cls(section, summary, [{"study": study, "result": headline}])
 

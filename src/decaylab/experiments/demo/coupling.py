@@ -157,7 +157,7 @@ def _curves_png(s) -> bytes:
     groups = (list(s["runs"])[:4], list(s["runs"])[4:])
     styles = ("-", "--", "-", "--", "-", "--", ":")
     for col, names in enumerate(groups):
-        for i, name in enumerate(names):
+        for _i, name in enumerate(names):
             run = s["runs"][name]
             k = list(s["runs"]).index(name)
             epochs = range(1, len(run["train_loss"]) + 1)

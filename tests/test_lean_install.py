@@ -1,0 +1,76 @@
+"""The core install is torch + numpy: everything else is an extra, and a missing one is one line
+naming the ``pip install 'decaylab[...]'`` that fixes it. Checked in a subprocess where importing
+scikit-learn, scipy, matplotlib, tqdm, mnist1d or ray fails, as on a core-only install."""
+
+import subprocess
+import sys
+import textwrap
+
+BLOCK = textwrap.dedent("""
+    import importlib.abc, importlib.machinery, sys
+    OPTIONAL = {"sklearn", "scipy", "matplotlib", "tqdm", "mnist1d", "ray"}
+
+    class Refuse(importlib.abc.Loader):          # importing fails as for a package that is not installed
+        def create_module(self, spec):
+            raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
+
+        def exec_module(self, module):
+            pass
+
+    class NotInstalled(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in OPTIONAL:
+                return importlib.machinery.ModuleSpec(name, Refuse())   # no origin: torch skips it too
+            return None
+
+    sys.meta_path.insert(0, NotInstalled())
+""")
+
+
+def run(code):
+    return subprocess.run([sys.executable, "-c", BLOCK + textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_the_core_works_with_torch_and_numpy_only():
+    proc = run("""
+        import torch, decaylab
+        from decaylab.optim import AdamW, SGDW
+        model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+        opt = AdamW(decaylab.param_groups(model, 0.05), lr=1e-3)
+        mon = decaylab.DecayMonitor(model, opt)
+        loss = model(torch.randn(16, 4)).square().mean() + decaylab.l2_penalty(model, 1e-4)
+        loss.backward(); opt.step()
+        print(decaylab.convert(0.05, "torch-adamw", "schedule", lr=1e-3), len(mon.history),
+              len(decaylab.doctor(model, opt)) >= 0, "sklearn" in sys.modules)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["5e-05", "6", "True", "False"]   # 6 tensors watched
+
+
+def test_a_missing_extra_names_the_pip_install():
+    proc = run("""
+        import numpy as np, decaylab
+        from decaylab._extras import MissingExtra
+        X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
+        try:
+            decaylab.sweep("mlp", (X, y), [1e-3], epochs=1)
+        except MissingExtra as exc:
+            print(exc)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ("cross-validation folds needs scikit-learn, which is not installed: "
+                                   "pip install 'decaylab[sweep]'")
+
+
+def test_the_command_line_says_it_in_one_line():
+    for argv, extra in ((["sweep", "moons", "--out", "/tmp/decaylab-lean-test"], "sweep"),
+                        (["repro", "decoupling", "--quick", "--out", "/tmp/decaylab-lean-test"], "sweep")):
+        proc = run(f"""
+            import sys
+            from decaylab.cli import main
+            sys.exit(main({argv!r}))
+        """)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, proc.stderr
+        assert len(lines) == 1 and f"pip install 'decaylab[{extra}]'" in lines[0], proc.stderr
