@@ -35,7 +35,8 @@ def test_wheel_and_sdist_build_and_the_wheel_installs_lean(tmp_path):
     out = run(python, "-c", "import decaylab, torch, importlib.util as u; "
                             "p = torch.nn.Parameter(torch.ones(3)); o = decaylab.optim.AdamW([p], lr=0.1); "
                             "p.grad = torch.ones(3); o.step(); "
-                            "print(round(float(p[0]), 6), u.find_spec('sklearn') is None, u.find_spec('matplotlib') is None)")
+                            "print(round(float(p[0]), 6), u.find_spec('sklearn') is None, "
+                            "u.find_spec('matplotlib') is None)")
     assert out.split() == [str(round(1 - 0.1 * 0.01 - 0.1, 6)), "True", "True"]
     assert run(venv / "bin" / "decaylab", "convert", "0.05", "--from", "torch-adamw", "--to", "schedule",
                "--lr", "1e-3").splitlines()[0] == "5e-05"
