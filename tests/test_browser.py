@@ -11,8 +11,6 @@ import json
 
 import pytest
 from playwright.sync_api import sync_playwright
-from test_cli_demo import quick_demo
-from test_report import HOSTILE, sample_sections
 
 from decaylab.report import write_report
 from decaylab.report.html import png_data_uri
@@ -102,8 +100,8 @@ def check_slider_scrubs(offline, section_key, frame_srcs):
     return labels
 
 
-def test_hand_made_report_renders_offline_and_slider_scrubs(offline_page, tmp_path):
-    sections = sample_sections()
+def test_hand_made_report_renders_offline_and_slider_scrubs(offline_page, tmp_path, report_sections):
+    sections = report_sections()
     index = write_report(tmp_path / "report", "Hand-made report", sections, {"n": 1}, intro="Intro.")
     check_report_renders(offline_page, index, n_sections=2, n_images=3, screenshot=tmp_path / "hand.png")
     labels = check_slider_scrubs(offline_page, "boundaries", [png_data_uri(f.png) for f in sections[0].slider.frames])
@@ -118,20 +116,20 @@ def test_hand_made_report_renders_offline_and_slider_scrubs(offline_page, tmp_pa
     assert offline_page.remote_requests == [] and offline_page.errors == []
 
 
-def test_hostile_strings_show_as_text_and_never_run(offline_page, tmp_path):
-    sections = sample_sections(text=HOSTILE, caption=HOSTILE)
-    sections[0].title = HOSTILE
-    sections[0].slider.label = HOSTILE
-    index = write_report(tmp_path, HOSTILE, sections, {}, intro=HOSTILE)
+def test_hostile_strings_show_as_text_and_never_run(offline_page, tmp_path, hostile, report_sections):
+    sections = report_sections(text=hostile, caption=hostile)
+    sections[0].title = hostile
+    sections[0].slider.label = hostile
+    index = write_report(tmp_path, hostile, sections, {}, intro=hostile)
     page = offline_page.page
     page.on("dialog", lambda dialog: (offline_page.errors.append("dialog: " + dialog.message), dialog.dismiss()))
     check_report_renders(offline_page, index, n_sections=2, n_images=3, screenshot=tmp_path / "hostile.png")
-    assert page.title() == HOSTILE
-    assert page.locator("h1").inner_text() == HOSTILE
-    assert page.locator("section.study h2").first.inner_text() == HOSTILE
+    assert page.title() == hostile
+    assert page.locator("h1").inner_text() == hostile
+    assert page.locator("section.study h2").first.inner_text() == hostile
     page.locator('[data-slider="boundaries"] input').fill("3")
-    assert page.locator('[data-slider="boundaries"] .frame-caption').inner_text() == HOSTILE + ": slope 0.250"
-    assert page.locator('[data-slider="boundaries"] output').inner_text() == HOSTILE + " = 0.1"
+    assert page.locator('[data-slider="boundaries"] .frame-caption').inner_text() == hostile + ": slope 0.250"
+    assert page.locator('[data-slider="boundaries"] output').inner_text() == hostile + " = 0.1"
     assert page.locator("script").count() == 2 and page.locator("img").count() == 3
     assert offline_page.errors == []  # no alert() dialog, no CSP violation
 
@@ -144,8 +142,8 @@ def test_network_guard_sees_remote_requests(offline_page):
     assert sorted(offline_page.remote_requests) == ["http://example.invalid/a.css", "https://example.invalid/x.png"]
 
 
-def test_quick_demo_report_renders_offline_and_slider_scrubs(offline_page, tmp_path_factory, tmp_path):
-    run, report = quick_demo(tmp_path_factory)  # shared with test_cli_demo.py: one demo per test run
+def test_quick_demo_report_renders_offline_and_slider_scrubs(offline_page, tmp_path, quick_demo_run):
+    run, report = quick_demo_run  # shared with test_cli_demo.py: one demo per test run
     assert run["returncode"] == 0, run["stderr"][-3000:]
     outline = json.loads((report / "summary.json").read_text(encoding="utf-8"))["report"]["sections"]
     n_images = sum(len(section["figures"]) + ("slider" in section) for section in outline)

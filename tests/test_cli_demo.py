@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import subprocess
 import sys
 
@@ -61,30 +59,9 @@ def test_console_script_entry_point_parses_demo():
         "decaylab demo: error: argument --seed: must be an integer in [0, 4294967295], got -3"]
 
 
-def quick_demo(tmp_path_factory):
-    """One ``decaylab demo --quick`` per test run (it costs ~30 s), shared by every module and xdist worker.
-
-    The first caller runs the command in a subprocess (the real entry point, progress bars on)
-    under a file lock; later callers, in this process or another worker, read its record.
-    Returns (record of the run: returncode/stdout/stderr, report directory).
-    """
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the run's base directory, common to all workers
-    record, report = shared / "quick-demo.json", shared / "quick-demo"
-    with open(shared / "quick-demo.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not record.exists():
-            proc = subprocess.run([sys.executable, "-m", "decaylab.cli", "demo", "--quick", "--seed", "0",
-                                   "--out", str(report)], capture_output=True, text=True, timeout=600)
-            record.write_text(json.dumps({"returncode": proc.returncode, "stdout": proc.stdout,
-                                          "stderr": proc.stderr}))
-    return json.loads(record.read_text()), report
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    run, report = quick_demo(tmp_path_factory)
+def demo(quick_demo_run):
+    run, report = quick_demo_run
     assert run["returncode"] == 0, run["stderr"][-3000:]
     return run, report, json.loads((report / "summary.json").read_text(encoding="utf-8"))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 from html.parser import HTMLParser
 
@@ -13,46 +12,12 @@ import pytest
 import torch
 
 from decaylab._progress import progress_bar
-from decaylab.report import Figure, Section, Slider, Table, render_html, text_table, to_jsonable, write_report
-
-HOSTILE = '<script>alert(1)</script>"\'&</script><img src=x onerror=alert(2)>'
-LAMBDAS = (0.0, 1e-3, 1e-2, 1e-1)
-
-
-def line_plot_png(slope: float, title: str, *, lam: float | None = None) -> bytes:
-    """A small real matplotlib figure: a fitted line whose slope shrinks like a weight under decay."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(3.2, 2.2), dpi=60)
-    x = np.linspace(-1, 1, 20)
-    ax.plot(x, slope * x, color="tab:blue")
-    ax.scatter(x, np.sin(2 * x), s=6, color="k")
-    ax.set_title(title if lam is None else f"{title} λ={lam:g}", fontsize=8)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def sample_sections(text: str = "Weights shrink as λ grows.", caption: str = "slope per λ") -> list[Section]:
-    """Two hand-made sections: one with a λ slider, figures and a table; one with a figure only."""
-    frames = [Figure(f"frame-{i}", line_plot_png(1.0 / (1 + 30 * lam), "fit", lam=lam), caption=f"λ={lam:g}")
-              for i, lam in enumerate(LAMBDAS)]
-    slider = Slider("λ", LAMBDAS, frames, captions=[f"{caption}: slope {1.0 / (1 + 30 * lam):.3f}" for lam in LAMBDAS])
-    table = Table(["λ", "slope", "note"], [[lam, 1.0 / (1 + 30 * lam), caption] for lam in LAMBDAS], caption=caption)
-    first = Section("boundaries", "Decision boundaries vs λ", text,
-                    figures=[Figure("norms", line_plot_png(0.5, "norms"), caption=caption)],
-                    tables=[table], slider=slider)
-    second = Section("ridge", "Ridge overlay", text + "\n\nA second paragraph.",
-                     figures=[Figure("ridge-fit", line_plot_png(2.0, "ridge"), caption="ridge vs GD")])
-    return [first, second]
+from decaylab.report import Figure, Section, render_html, text_table, to_jsonable, write_report
 
 
 @pytest.fixture(scope="module")
-def sections():
-    return sample_sections()
+def sections(report_sections):
+    return report_sections()
 
 
 class PageParser(HTMLParser):
@@ -86,7 +51,7 @@ def parse(page: str) -> PageParser:
     return parser
 
 
-def test_write_report_files_sections_and_images(tmp_path, sections):
+def test_write_report_files_sections_and_images(tmp_path, sections, report_lambdas):
     index = write_report(tmp_path / "out" / "nested", "Demo", sections, {"boundaries": {"norm": [3.0, 2.0]}},
                          intro="What decay does.\n\nA second intro paragraph.")
     assert index == tmp_path / "out" / "nested" / "index.html"
@@ -103,12 +68,12 @@ def test_write_report_files_sections_and_images(tmp_path, sections):
     assert "Decision boundaries vs λ" in text and "Ridge overlay" in text and "A second paragraph." in text
     assert "What decay does." in text and "λ = 0" in text  # intro and the slider's value label
     assert [t for t, n, v in doc.attrs if n == "class" and v == "intro"] == ["p", "p"]
-    assert doc.tags.count("tr") == 1 + len(LAMBDAS) and doc.tags.count("p") >= 4
+    assert doc.tags.count("tr") == 1 + len(report_lambdas) and doc.tags.count("p") >= 4
     summary = json.loads((index.parent / "summary.json").read_text(encoding="utf-8"))
     assert summary["boundaries"] == {"norm": [3.0, 2.0]}
     outline = summary["report"]["sections"]
     assert [s["key"] for s in outline] == ["boundaries", "ridge"]
-    assert outline[0]["slider"]["values"] == list(LAMBDAS)
+    assert outline[0]["slider"]["values"] == list(report_lambdas)
     assert outline[0]["tables"][0]["rows"][1][1] == pytest.approx(1 / 1.03)
     assert outline[1]["figures"] == [{"name": "ridge-fit", "caption": "ridge vs GD"}]
 
@@ -142,11 +107,11 @@ def test_page_is_offline_and_csp_allows_only_its_own_code(sections):
     assert "default-src 'none'" in csp and "img-src data:;" in csp and "unsafe-inline" not in csp
 
 
-def test_hostile_strings_are_escaped_everywhere(tmp_path):
-    hostile = sample_sections(text=HOSTILE, caption=HOSTILE)
-    hostile[0].title = HOSTILE
-    hostile[0].slider.label = HOSTILE
-    index = write_report(tmp_path, HOSTILE, hostile, {HOSTILE: HOSTILE}, intro=HOSTILE)
+def test_hostile_strings_are_escaped_everywhere(tmp_path, hostile, report_lambdas, report_sections):
+    hostile_sections = report_sections(text=hostile, caption=hostile)
+    hostile_sections[0].title = hostile
+    hostile_sections[0].slider.label = hostile
+    index = write_report(tmp_path, hostile, hostile_sections, {hostile: hostile}, intro=hostile)
     page = index.read_text(encoding="utf-8")
     assert "<script>alert" not in page and "<img src=x" not in page and "onerror=alert(2)>" not in page
     doc = parse(page)
@@ -158,12 +123,12 @@ def test_hostile_strings_are_escaped_everywhere(tmp_path):
     assert doc.tags.count("img") == 3
     assert not [name for _, name, _ in doc.attrs if name.startswith("on")]
     text = "".join(doc.text)
-    assert text.count(HOSTILE) >= 6  # title, h1, intro, toc, h2, paragraphs, captions: shown as text
+    assert text.count(hostile) >= 6  # title, h1, intro, toc, h2, paragraphs, captions: shown as text
     [frames] = [json.loads(body) for type_, body in doc.scripts if type_ == "application/json"]
-    assert frames["captions"] == [HOSTILE + f": slope {1 / (1 + 30 * lam):.3f}" for lam in LAMBDAS]
-    assert frames["values"][0] == HOSTILE + " = 0"
+    assert frames["captions"] == [hostile + f": slope {1 / (1 + 30 * lam):.3f}" for lam in report_lambdas]
+    assert frames["values"][0] == hostile + " = 0"
     summary = json.loads((tmp_path / "summary.json").read_text(encoding="utf-8"))
-    assert summary[HOSTILE] == HOSTILE and summary["report"]["title"] == HOSTILE
+    assert summary[hostile] == hostile and summary["report"]["title"] == hostile
 
 
 def test_failed_write_keeps_the_previous_report(tmp_path, sections):
@@ -206,8 +171,8 @@ def test_out_dir_must_be_a_directory(tmp_path, sections):
     (lambda s: setattr(s[1], "title", None), TypeError, r"sections\[1\]\.title must be a str, got None"),
     (lambda s: s.append("text"), TypeError, r"sections\[2\] must be a decaylab\.report\.model\.Section, got str"),
 ])
-def test_malformed_sections_are_named(tmp_path, mutate, error, message):
-    sections = sample_sections()
+def test_malformed_sections_are_named(tmp_path, mutate, error, message, report_sections):
+    sections = report_sections()
     mutate(sections)
     with pytest.raises(error, match=message):
         write_report(tmp_path, "T", sections, {})
