@@ -71,3 +71,14 @@ def test_exit_codes_from_a_real_process(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "decaylab.cli", "convert", "0.1", "--from", "torch-adamw", "--lr",
                          "0.01"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    import decaylab.cli.convert as convert_cmd
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(convert_cmd, "run", interrupted)
+    assert cli.main(["convert", "0.1", "--from", "torch-adamw"]) == 130
+    assert capsys.readouterr().err.strip() == "decaylab convert: interrupted"
