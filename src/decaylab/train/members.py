@@ -95,9 +95,7 @@ class TrainConfig:
     decay_embeddings: bool = False
 
     def __post_init__(self):
-        spec = OptimizerSpec(name=self.optimizer, decay_scaling=self.decay_scaling, cautious=self.cautious,
-                             l1_decay=self.l1_decay, momentum=self.momentum, dampening=self.dampening,
-                             nesterov=self.nesterov, betas=self.betas, eps=self.eps, amsgrad=self.amsgrad)
+        spec = self.spec                                   # checks the optimizer and its options
         object.__setattr__(self, "betas", spec.betas)
         object.__setattr__(self, "l1_decay", spec.l1_decay)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
