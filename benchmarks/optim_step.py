@@ -11,7 +11,9 @@ reported, so machine noise hits all of them alike. Printed per row:
   that bandwidth as a fraction of a plain in-place ``p.add_(g)`` measured in the
   same rounds.
 
-Run: ``python benchmarks/optim_step.py [--quick] [--rounds N] [--threads T] [--device cpu|cuda]``.
+Run: ``python benchmarks/optim_step.py [--quick] [--rounds N] [--threads T] [--device cpu|cuda]
+[--paths fused|default|all]``. ``default`` rows run the optimizers with no foreach/fused flag
+against torch's default path for the same class and arguments.
 On a machine whose cores are busy with other work, ``--threads 1``: torch's OpenMP
 kernels with more threads than free cores stall in their barriers (one step of
 torch's fused SGD went from ~15 ms to ~156 ms that way here), which says nothing
@@ -58,9 +60,26 @@ def _configs():
     ]
 
 
+def _default_configs():
+    """The same optimizers with no foreach/fused flag, against torch's default path for the same class."""
+    sgd = dict(lr=LR, momentum=MOMENTUM, weight_decay=LAMBDA)
+    adam = dict(lr=LR, weight_decay=LAMBDA)
+    return [
+        ("SGD default", lambda p: SGD(p, **sgd), "torch SGD default", "sgd", 1.15),
+        ("SGDW lr default", lambda p: SGDW(p, **sgd), "torch SGD default", "sgd", 1.15),
+        ("Adam default", lambda p: Adam(p, **adam), "torch Adam default", "adam", 1.15),
+        ("AdamW lr default", lambda p: AdamW(p, **adam), "torch AdamW default", "adam", 1.15),
+        ("AdamW schedule default", lambda p: AdamW(p, **{**adam, "decay_scaling": "schedule"}),
+         "torch AdamW default", "adam", 1.15),
+    ]
+
+
 def _peers():
-    """The fastest torch equivalents: torch's fused kernels."""
+    """The torch equivalents: torch's fused kernels, and torch's default path for each class."""
     return {
+        "torch SGD default": lambda p: torch.optim.SGD(p, lr=LR, momentum=MOMENTUM, weight_decay=LAMBDA),
+        "torch Adam default": lambda p: torch.optim.Adam(p, lr=LR, weight_decay=LAMBDA),
+        "torch AdamW default": lambda p: torch.optim.AdamW(p, lr=LR, weight_decay=LAMBDA),
         "torch SGD fused": lambda p: torch.optim.SGD(p, lr=LR, momentum=MOMENTUM,
                                                      weight_decay=LAMBDA, fused=True),
         "torch Adam fused": lambda p: torch.optim.Adam(p, lr=LR, weight_decay=LAMBDA, fused=True),
@@ -84,6 +103,8 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="2.5M params, 5 rounds")
     parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 15)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--paths", choices=("fused", "default", "all"), default="all",
+                        help="fused: fused=True against torch fused; default: no flags against torch's default")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args(argv)
@@ -104,7 +125,8 @@ def main(argv=None) -> None:
     steps = {"in-place add_": lambda: [a.add_(b) for a, b in zip(add_targets, add_sources)]}
     for name, make in _peers().items():
         steps[name] = make(params).step
-    configs = _configs()
+    configs = ((_configs() if args.paths in ("fused", "all") else [])
+               + (_default_configs() if args.paths in ("default", "all") else []))
     for label, make, *_ in configs:
         steps[label] = make(params).step
 

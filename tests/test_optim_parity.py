@@ -150,3 +150,30 @@ def test_fast_paths_match_reference_path(case):
         results[path] = _train(twin, opt, _schedule(opt, sched), None, sign, data)
     for path in ("foreach", "fused"):
         assert _relative_error(results[path], results["reference"]) <= 1e-12, path
+
+
+@pytest.mark.parametrize("ours, theirs, kwargs", [
+    ("SGD", "SGD", dict(lr=0.05, momentum=0.9, weight_decay=0.01)),
+    ("SGD", "SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("Adam", "Adam", dict(lr=0.01, weight_decay=0.01)),
+    ("Adam", "Adam", dict(lr=0.01, weight_decay=0.01, amsgrad=True)),
+    ("AdamW", "AdamW", dict(lr=0.01)),
+    ("AdamW", "AdamW", dict(lr=0.01, weight_decay=0.1, maximize=True)),
+])
+def test_default_path_is_torchs_default_bit_for_bit(ours, theirs, kwargs):
+    """No foreach/fused flag: on the CPU decaylab runs torch's own for-loop kernel, so the numbers are
+    torch's default path's exactly (and so is the speed: benchmarks/optim_step.py --paths default)."""
+    import decaylab.optim as dl
+
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(7, 5)), torch.nn.Parameter(torch.randn(5))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    opt_a, opt_b = getattr(dl, ours)(a, **kwargs), getattr(torch.optim, theirs)(b, **kwargs)
+    for _ in range(20):
+        g = [torch.randn_like(p) for p in a]
+        for p, q, grad in zip(a, b, g):
+            p.grad, q.grad = grad.clone(), grad.clone()
+        opt_a.step()
+        opt_b.step()
+    for p, q in zip(a, b):
+        assert torch.equal(p, q)

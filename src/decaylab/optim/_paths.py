@@ -21,7 +21,7 @@ from decaylab.optim import _native
 from decaylab.optim._decay import decay_scale
 from decaylab.optim.functional import decoupled_decay_foreach_, soft_threshold_foreach_
 
-PATHS = ("reference", "foreach", "fused", "native")
+PATHS = ("reference", "single", "foreach", "fused", "native")
 
 
 def check_fused_flags(fused: bool | None, foreach: bool | None, differentiable: bool) -> None:
@@ -38,17 +38,21 @@ def check_fused_device(param: Tensor) -> None:
 
 
 def select(group: dict, tensors: list[Tensor], *, native_needed: bool) -> str:
-    """The path for this group's step: ``reference``, ``foreach``, ``fused`` or ``native``.
+    """The path for this group's step: ``reference``, ``foreach``, ``fused``, ``native`` or ``single``.
 
-    The user's ``fused``/``foreach`` choice (both None: torch's default for the
-    device, the for-loop reference on CPU). ``fused`` becomes ``native`` — decaylab's
-    single-pass kernel — when the update needs one (``native_needed``) and the
-    tensors suit it.
+    The user's ``fused``/``foreach`` choice. Both None: torch's default for the device —
+    where that is torch's for-loop (the CPU), the update runs on torch's own single-tensor
+    kernel (``single``, λ reparametrized as on the other kernel paths: the same numbers and
+    speed as torch's default), or on decaylab's reference loop when no torch kernel
+    expresses it (``native_needed``). ``fused`` becomes ``native`` — decaylab's single-pass
+    kernel — when the update needs one and the tensors suit it.
     """
     fused, foreach = group["fused"], group["foreach"]
     if fused is None and foreach is None:
         fused, foreach = _default_to_fused_or_foreach(tensors, group["differentiable"],
                                                       use_fused=False)
+        if not fused and not foreach and not native_needed:
+            return "single"
     if fused and native_needed and _native.eligible(tensors):
         return "native"
     if fused:
