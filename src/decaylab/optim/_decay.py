@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _use_grad_for_differentiable
 
-from decaylab._checks import InputTypeError, check_choice, check_int, check_real
+from decaylab._checks import InputError, InputTypeError, check_choice, check_int, check_real
 
 DECAY_SCALINGS = ("lr", "schedule", "corrected")
 
@@ -39,14 +39,27 @@ DECAY_GROUP_KEYS = ("decoupled_weight_decay", "decay_scaling", "decay_reference_
                     "cautious", "l1_decay")
 
 
+def check_as_torch(torch_message: str, name: str, value: Any, **interval: Any) -> float:
+    """:func:`check_real` whose ``ValueError`` starts with torch's own message for the same input
+    (``"Invalid learning rate: -1.0 (lr must be in [0.0, inf), got -1.0)"``), so code matching
+    torch's errors matches decaylab's too; the detail in parentheses says what is allowed."""
+    try:
+        return check_real(name, float(value) if isinstance(value, Tensor) else value, **interval)
+    except InputError as exc:
+        raise InputError(f"{torch_message} ({exc})") from None
+
+
 def check_lr(lr: Any) -> float | Tensor:
     """Check a learning rate: a finite float >= 0 or a 1-element tensor holding one."""
     if isinstance(lr, Tensor):
         if lr.numel() != 1:
-            raise ValueError(f"lr as a Tensor must have 1 element, got shape {tuple(lr.shape)}")
-        check_real("lr", float(lr), low=0.0)
+            raise InputError(f"Tensor lr must be 1-element (lr as a Tensor must have 1 element, got shape "
+                             f"{tuple(lr.shape)})")
+        check_as_torch(f"Invalid learning rate: {lr}", "lr", lr, low=0.0)
         return lr
-    return check_real("lr", lr, low=0.0)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        return check_real("lr", lr, low=0.0)
+    return check_as_torch(f"Invalid learning rate: {lr}", "lr", lr, low=0.0)
 
 
 def check_decay_options(decay_scaling: Any, cautious: Any, l1_decay: Any) -> None:

@@ -14,10 +14,10 @@ from torch import Tensor
 from torch.optim.adam import adam as _torch_adam
 from torch.optim.optimizer import Optimizer, ParamsT, _get_scalar_dtype, _to_scalar
 
-from decaylab._checks import check_real
 from decaylab.optim import _native, _paths
 from decaylab.optim._decay import (
     DecayGroupsMixin,
+    check_as_torch,
     check_decay_options,
     check_lr,
     decay_scale,
@@ -207,10 +207,11 @@ def _adam_defaults(lr, betas, eps, weight_decay, amsgrad, foreach, maximize, cap
     if not isinstance(betas, Sequence) or len(betas) != 2:
         raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     for i, beta in enumerate(betas):
-        check_real(f"betas[{i}]", float(beta) if isinstance(beta, Tensor) else beta,
+        check_as_torch(f"Invalid beta parameter at index {i}: {beta}", f"betas[{i}]",
+                       float(beta) if isinstance(beta, Tensor) else beta,
                    low=0.0, high=1.0, high_open=True)
-    check_real("eps", eps, low=0.0)
-    check_real("weight_decay", float(weight_decay) if isinstance(weight_decay, Tensor) else weight_decay, low=0.0)
+    check_as_torch(f"Invalid epsilon value: {eps}", "eps", eps, low=0.0)
+    check_as_torch(f"Invalid weight_decay value: {weight_decay}", "weight_decay", weight_decay, low=0.0)
     check_decay_options(decay_scaling, cautious, l1_decay)
     return {"lr": lr, "betas": tuple(map(_to_scalar, betas)), "eps": eps,
             "weight_decay": weight_decay, "amsgrad": amsgrad, "maximize": maximize,

@@ -11,10 +11,11 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 from torch.optim.sgd import sgd as _torch_sgd
 
-from decaylab._checks import check_real
+from decaylab._checks import InputError, check_real
 from decaylab.optim import _native, _paths
 from decaylab.optim._decay import (
     DecayGroupsMixin,
+    check_as_torch,
     check_decay_options,
     check_lr,
     decay_scale,
@@ -156,14 +157,14 @@ def _sgd_defaults(lr, momentum, dampening, weight_decay, nesterov, maximize, for
                   l1_decay=0.0) -> dict:
     """Check SGD/SGDW arguments (each error names the argument) and return the defaults."""
     check_lr(lr)
-    check_real("momentum", momentum, low=0.0)
+    check_as_torch(f"Invalid momentum value: {momentum}", "momentum", momentum, low=0.0)
     check_real("dampening", dampening)
-    check_real("weight_decay", float(weight_decay) if isinstance(weight_decay, Tensor)
-               else weight_decay, low=0.0)
+    check_as_torch(f"Invalid weight_decay value: {weight_decay}", "weight_decay", weight_decay, low=0.0)
     check_decay_options(decay_scaling, cautious, l1_decay)
     if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError(f"nesterov=True requires momentum > 0 and dampening == 0, got "
-                         f"momentum={momentum!r}, dampening={dampening!r}")
+        raise InputError("Nesterov momentum requires a momentum and zero dampening (nesterov=True requires "
+                         f"momentum > 0 and dampening == 0, got "
+                         f"momentum={momentum!r}, dampening={dampening!r})")
     return {"lr": lr, "momentum": momentum, "dampening": dampening,
             "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize,
             "foreach": foreach, "differentiable": differentiable, "fused": fused,
