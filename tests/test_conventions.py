@@ -248,3 +248,16 @@ def test_cli_table_marks_out_of_range_rows(capsys):
     assert main(["convert", "1e-300", "--from", "torch-adamw", "--to", "tau-iter", "--lr", "1e-10"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "outside the range" in err
+
+
+def test_keras_has_two_named_conventions_and_the_bare_name_is_refused():
+    import pytest
+
+    from decaylab._checks import InputError
+    from decaylab.conventions import convert, get_convention
+
+    assert get_convention("keras-optimizer").name == "torch-adamw"
+    assert get_convention("keras-l2").name == "penalty"
+    assert convert(0.01, "keras-l2", "keras-optimizer", lr=0.1) == 0.02      # ×2, exact
+    with pytest.raises(InputError, match="'keras' is ambiguous.*keras-optimizer.*keras-l2"):
+        get_convention("keras")

@@ -105,14 +105,15 @@ class Convention:
 _LR = {"lr": 1}
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention("penalty", "λ_pen", "penalty", "λ in L + λ·Σw² (tutorial form; gradient adds 2λw)",
-               2.0, 1, _LR, ("l2-penalty", "tutorial")),
+               2.0, 1, _LR, ("l2-penalty", "tutorial", "keras-l2", "keras-regularizer")),
     Convention("half-penalty", "λ_half", "penalty", "λ in L + (λ/2)·Σw² (gradient adds λw)", 1.0, 1, _LR),
     Convention("coupled", "wd_coupled", "penalty",
                "weight_decay of torch.optim.SGD/Adam, decaylab SGD/Adam: g ← g + λ·w", 1.0, 1, _LR,
                ("l2", "torch-sgd", "torch-adam")),
     Convention("torch-adamw", "wd_adamw", "decoupled",
-               "decoupled weight_decay, decay_scaling='lr' (torch AdamW, optax, Keras): w ← w − lr_t·λ·w",
-               1.0, 1, _LR, ("lr", "decoupled-lr", "adamw", "optax", "keras")),
+               "decoupled weight_decay, decay_scaling='lr' (torch AdamW, optax, Keras optimizers' weight_decay): "
+               "w ← w − lr_t·λ·w", 1.0, 1, _LR, ("lr", "decoupled-lr", "adamw", "optax", "keras-optimizer",
+                                                "keras-weight-decay")),
     Convention("schedule", "wd_sched", "decoupled",
                "decoupled weight_decay, decay_scaling='schedule' (AdamW paper, Composer): "
                "w ← w − (lr_t/lr_0)·λ·w", 1.0, 1, {}, ("paper", "composer", "decoupled-schedule", "independent")),
@@ -133,10 +134,18 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
 _BY_ALIAS = {alias: c for c in CONVENTIONS.values() for alias in (c.name, *c.aliases)}
 
 
+#: names that mean two conventions: refused with both choices named
+AMBIGUOUS = {"keras": "Keras has two: 'keras-optimizer' (an optimizer's weight_decay, decoupled: "
+                      "w ← w − lr·λ·w, = torch-adamw) and 'keras-l2' (the L2 regularizer l2·Σw² added to "
+                      "the loss, = penalty; for plain SGD, l2 = weight_decay/2 gives the same update)"}
+
+
 def get_convention(name: Any, arg: str = "convention") -> Convention:
     """The :class:`Convention` called ``name`` (or one of its aliases)."""
     if isinstance(name, Convention):
         return name
+    if isinstance(name, str) and name.lower() in AMBIGUOUS:
+        raise InputError(f"{arg} {name!r} is ambiguous: {AMBIGUOUS[name.lower()]}")
     if not isinstance(name, str) or name.lower() not in _BY_ALIAS:
         raise InputError(f"{arg} must be one of {', '.join(CONVENTIONS)} (or an alias), got {name!r}")
     return _BY_ALIAS[name.lower()]
