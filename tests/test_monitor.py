@@ -205,3 +205,27 @@ def test_scalar_gain_has_no_angle_and_no_prediction():
     weight = [r for r in monitor.history if r["param"] == "linear.weight"]
     assert len(gain) == 3 and all(math.isnan(r["angle"]) and r["predicted_angle"] is None for r in gain)
     assert all(r["angle"] > 0 and r["predicted_angle"] > 0 for r in weight)
+
+
+def test_print_monitor_is_a_per_layer_table():
+    import torch
+
+    from decaylab import DecayMonitor
+    from decaylab.optim import AdamW
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    opt = AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    monitor = DecayMonitor(model, opt)
+    assert "nothing recorded yet (4 tensors watched)" in str(monitor)
+    for _ in range(8):
+        opt.zero_grad()
+        model(torch.randn(16, 4)).square().mean().backward()
+        opt.step()
+    lines = str(monitor).splitlines()
+    assert lines[0].startswith("DecayMonitor: 4 tensors, step 8")
+    assert lines[1].split()[:5] == ["param", "‖w‖", "Δw/w", "angle", "predicted"]
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert set(rows) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    norm = float(torch.linalg.vector_norm(model[0].weight.detach()))
+    assert float(rows["0.weight"][1]) == float(f"{norm:.3g}")

@@ -217,6 +217,35 @@ class DecayMonitor:
         check_choice("metric", metric, tuple(k for k in rows[0] if k not in ("step", "param", "group")))
         return [r["step"] for r in rows], [r[metric] for r in rows]
 
+    def __str__(self) -> str:
+        """A per-parameter table over the last quarter of the records: ‖w‖, ‖Δw‖/‖w‖, the measured and
+        predicted rotation angles, max|w| against AdamW's 1/λ bound, and flags a person should look at."""
+        if not self.history:
+            return f"DecayMonitor: nothing recorded yet ({len(getattr(self, '_tracked', []))} tensors watched)"
+        last = {}
+        for r in self.history:
+            last[r["param"]] = r
+        head = ("param", "‖w‖", "Δw/w", "angle", "predicted", "max|w|", "bound", "flags")
+        rows = []
+        for s in self.summary():
+            r = last[s["param"]]
+            flags = []
+            if s["angle_ratio"] is not None and not 0.5 <= s["angle_ratio"] <= 2:
+                flags.append(f"angle ×{s['angle_ratio']:.2g} of equilibrium")
+            if s["max_abs_bound"] is not None and s["max_abs"] > s["max_abs_bound"]:
+                flags.append("above 1/λ bound")
+            if r["weight_norm"] == 0:
+                flags.append("all zero")
+            rows.append((s["param"], f"{r['weight_norm']:.3g}", f"{r['update_ratio']:.2g}", f"{s['angle']:.2g}",
+                         "—" if s["predicted_angle"] is None else f"{s['predicted_angle']:.2g}",
+                         f"{s['max_abs']:.3g}", "—" if s["max_abs_bound"] is None else f"{s['max_abs_bound']:.3g}",
+                         ", ".join(flags)))
+        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+        lines = [f"DecayMonitor: {len(rows)} tensors, step {self._steps} (means over the last quarter of records)",
+                 "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
+        lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
+        return "\n".join(lines)
+
     def summary(self, last: float = 0.25) -> list[dict]:
         """Per parameter over the last ``last`` fraction of its records: mean ``angle`` and the mean
         ``predicted_angle``, their ratio ``angle_ratio``, the largest ``max_abs`` and the smallest
