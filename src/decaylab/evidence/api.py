@@ -129,7 +129,7 @@ def _eval_mode(model: nn.Module):
 
 
 def marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: bool = False, loss=None,
-            weight_decay: float | None = None, sigma: float | None = None, optimize: bool = True,
+            weight_decay: float | dict[str, float] | None = None, sigma: float | None = None, optimize: bool = True,
             no_decay_precision: float = 1e-4, max_full_parameters: int = 4096, chunk_size: int = 256,
             **group_options) -> MarglikResult:
     """The Laplace log evidence of the trained ``model`` on ``data`` and the prior precision (weight decay)
@@ -150,7 +150,8 @@ def marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: bool = 
         loss: ``"cross_entropy"`` / ``"mse"`` (or ``nn.CrossEntropyLoss()`` / ``nn.MSELoss()``); ``None``
             infers it from ``y`` (integers → cross-entropy).
         weight_decay: the coupled λ the model was trained with (the start of the search, and the
-            evidence reported as ``log_evidence_start``).
+            evidence reported as ``log_evidence_start``): one number, or ``{group: λ}`` for the groups of
+            :attr:`MarglikResult.weight_decay` (missing groups start at δ = 1).
         sigma: a fixed Gaussian noise for mse (default: fitted with δ; starts at the residuals' RMS).
         optimize: maximize over δ (and σ); ``False`` only evaluates at the start.
         no_decay_precision: δ₀ of the broad prior of no-decay parameters (> 0).
@@ -165,7 +166,9 @@ def marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: bool = 
     no_decay_precision = check_real("no_decay_precision", no_decay_precision, low=0.0, low_open=True)
     max_full_parameters = check_int("max_full_parameters", max_full_parameters, low=1)
     chunk_size = check_int("chunk_size", chunk_size, low=1)
-    if weight_decay is not None:
+    if isinstance(weight_decay, dict):
+        weight_decay = {k: check_real(f"weight_decay[{k!r}]", v, low=0.0, low_open=True) for k, v in weight_decay.items()}
+    elif weight_decay is not None:
         weight_decay = check_real("weight_decay", weight_decay, low=0.0, low_open=True)
     if sigma is not None:
         sigma = check_real("sigma", sigma, low=0.0, low_open=True)
@@ -197,8 +200,12 @@ def _fit_precisions(model, structure: PriorStructure, curv, kind, data_term, n, 
     sigma0 = None
     if kind == "mse":
         sigma0 = sigma if sigma is not None else max(math.sqrt(data_term / (n * d)), 1e-6)
-    start = 1.0 if weight_decay is None else weight_decay_to_precision(weight_decay, kind, n, d, sigma0 or 1.0)
-    log_prec = torch.full((len(structure.groups),), math.log(start), dtype=torch.float64)
+    if not isinstance(weight_decay, dict):
+        weight_decay = {g: weight_decay for g in structure.groups}
+    starts = [1.0 if weight_decay.get(g) is None else weight_decay_to_precision(weight_decay[g], kind, n, d,
+                                                                                 sigma0 or 1.0)
+              for g in structure.groups]
+    log_prec = torch.log(torch.tensor(starts, dtype=torch.float64))
     log_sigma = None if sigma0 is None else torch.tensor(math.log(sigma0), dtype=torch.float64)
     with torch.no_grad():
         value_start = float(objective(log_prec, log_sigma))

@@ -10,7 +10,10 @@ model's second derivatives otherwise (it is positive semi-definite everywhere).
 
 - ``full``: ``G`` itself (``P × P``): per-row Jacobians by ``torch.func.vmap(torch.func.jacrev(…))``
   over rows, in chunks.
-- ``diag``: ``diag(G) = Σ_n Σ_k v_nk²``, from the same Jacobians.
+- ``diag``: ``diag(G) = Σ_n Σ_k v_nk²``. For ``Linear``/``Conv2d`` weights and biases from the same
+  pullbacks as ``kron`` (below): the weight entry ``(o, i)`` of ``v_nk`` is ``Σ_t S_nkt[o]·a_nt[i]``
+  with ``S_nk = B_nᵀ L_n[:, k]`` — exact, one vjp per ``k`` instead of a Jacobian per row; other
+  parameters from per-row Jacobians as for ``full``.
 - ``kron`` (K-FAC; Martens & Grosse 2015, for convolutions KFC/"K-FAC expand", Grosse & Martens
   2016, Eschenhagen et al. 2023): for a ``Linear`` layer ``s = W a + b`` the GGN block of ``W`` is
   ``Σ_n (a_n a_nᵀ) ⊗ (B_nᵀ Λ_n B_n)`` with ``B_n = ∂f_n/∂s_n``; K-FAC replaces the sum of products
@@ -116,8 +119,11 @@ def _layer_inputs(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
     return patches.transpose(1, 2)
 
 
-def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str], chunk: int = 512):
-    """``(A sums, G sums, bias blocks, T per layer)`` for the ``Linear``/``Conv2d`` layers among ``names``."""
+def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str], chunk: int = 512,
+                 diagonal: bool = False):
+    """``(modules, A sums, G sums, bias blocks, T per layer)`` for the ``Linear``/``Conv2d`` layers among
+    ``names``; with ``diagonal=True`` the exact GGN diagonals of their weights and biases instead of A, G and
+    the bias blocks."""
     modules = _kron_modules(model, set(names))
     params = {k: v.detach() for k, v in model.named_parameters()}
     buffers = {k: v.detach() for k, v in model.named_buffers()}
@@ -153,9 +159,16 @@ def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str],
             a = _layer_inputs(m, inputs[name][0]).double()                  # [n, T, d]
             s = S[name].double().flatten(3) if S[name].dim() > 3 else S[name].double().unsqueeze(3)  # [K,n,o,T]
             positions[name] = a.shape[1]
+            sb = s.sum(3)
+            if diagonal:
+                if a.shape[1] == 1:
+                    A[name] = A[name] + torch.einsum("kno,nd->od", sb.pow(2), a[:, 0].pow(2))
+                else:
+                    A[name] = A[name] + torch.einsum("knot,ntd->knod", s, a).pow(2).sum((0, 1))
+                Gb[name] = Gb[name] + sb.pow(2).sum((0, 1))
+                continue
             A[name] = A[name] + torch.einsum("ntd,nte->de", a, a)
             G[name] = G[name] + torch.einsum("knot,knpt->op", s, s)
-            sb = s.sum(3)
             Gb[name] = Gb[name] + torch.einsum("kno,knp->op", sb, sb)
     return modules, A, G, Gb, positions
 
@@ -180,7 +193,7 @@ def compute_curvature(model: nn.Module, X: torch.Tensor, kind: str, hessian: str
     if hessian == "full":
         return Curvature("full", names, sizes, matrix=ggn_full_or_diag(model, X, kind, "full", names, chunk))
     if hessian == "diag":
-        return Curvature("diag", names, sizes, diagonal=ggn_full_or_diag(model, X, kind, "diag", names, chunk))
+        return _diagonal(model, X, kind, names, sizes, chunk)
     curv = Curvature("kron", names, sizes)
     modules, A, G, Gb, positions = kron_factors(model, X, kind, names, chunk=max(chunk, 512))
     covered = set()
@@ -204,3 +217,24 @@ def compute_curvature(model: nn.Module, X: torch.Tensor, kind: str, hessian: str
             curv.diagonal_blocks[k] = diag[offset:offset + size]
             offset += size
     return curv
+
+
+def _diagonal(model: nn.Module, X: torch.Tensor, kind: str, names: list[str], sizes: list[int],
+              chunk: int) -> Curvature:
+    """The exact GGN diagonal: layer pullbacks for ``Linear``/``Conv2d``, per-row Jacobians for the rest."""
+    modules, W, _, B, _ = kron_factors(model, X, kind, names, chunk=max(chunk, 512), diagonal=True)
+    parts: dict[str, torch.Tensor] = {}
+    for mod_name, m in modules.items():
+        prefix = f"{mod_name}." if mod_name else ""
+        parts[f"{prefix}weight"] = W[mod_name].reshape(-1)
+        if m.bias is not None and f"{prefix}bias" in names:
+            parts[f"{prefix}bias"] = B[mod_name].reshape(-1)
+    rest = [k for k in names if k not in parts]
+    if rest:
+        diag = ggn_full_or_diag(model, X, kind, "diag", rest, chunk)
+        offset = 0
+        for k, size in zip(names, sizes):
+            if k in rest:
+                parts[k] = diag[offset:offset + size]
+                offset += size
+    return Curvature("diag", names, sizes, diagonal=torch.cat([parts[k] for k in names]))
