@@ -40,7 +40,17 @@ def register(subparsers) -> None:
                                                         "array of an NPZ (default: y)")
     parser.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                         help="auto: classification if the target holds at most 50 distinct integers")
-    parser.add_argument("--lambdas", default="1e-6:1e1:16", help="λ grid (default: %(default)s)")
+    parser.add_argument("--lambdas", default=None, help="λ grid (default: 1e-6:1e1:16); with --method marglik one "
+                                                        "starting λ (default: 1/N)")
+    parser.add_argument("--method", choices=("grid", "marglik"), default="grid",
+                        help="grid: cross-validate the λ grid; marglik: one run per seed that learns λ per layer "
+                             "from the Laplace evidence (Immer et al. 2021) (default: %(default)s)")
+    parser.add_argument("--hessian", choices=("kron", "diag", "full"), default="kron",
+                        help="--method marglik: GGN approximation of the evidence (default: %(default)s)")
+    parser.add_argument("--global-prior", action="store_true",
+                        help="--method marglik: one λ for all layers instead of one per layer")
+    parser.add_argument("--marglik-frequency", type=int, default=1,
+                        help="--method marglik: epochs between evidence updates (default: %(default)s)")
     parser.add_argument("--metric", choices=("accuracy", "loss"), default=None,
                         help="what chooses λ (default: accuracy for classification, loss for regression)")
     parser.add_argument("--lr", default="1e-3", help="learning rate(s): a value or a grid (default: %(default)s)")
@@ -161,8 +171,12 @@ def run(args: argparse.Namespace) -> int:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     store = args.store or str(out_dir / "sweep.sqlite")
+    if args.method == "marglik":
+        from decaylab.cli.sweep_marglik import run_marglik
+
+        return run_marglik(args, data, loss, out_dir)
     result = decaylab.sweep(
-        args.model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
+        args.model, data, args.lambdas or "1e-6:1e1:16", lr=args.lr, seed=_int_list("--seeds", args.seeds),
         folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
         momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
         loss=loss, metric=args.metric, engine=args.engine, store=store, split_seed=args.split_seed, workers=args.workers,

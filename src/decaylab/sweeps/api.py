@@ -29,7 +29,8 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
           epochs: int = 20, batch_size: int = 64, decay_biases: bool = False, loss: str | None = None,
           metric: str | None = None, engine: str = "auto", store: str | None = None, chunk_size: int | None = None,
           split_seed: int = 0, dtype: torch.dtype = torch.float32, hidden: Sequence[int] = (64,),
-          test_data: Any = None, model_key: str | None = None, workers: int = 1) -> SweepResult:
+          test_data: Any = None, model_key: str | None = None, workers: int = 1, method: str = "grid",
+          hessian: str = "kron", per_layer: bool = True, marglik_frequency: int = 1) -> SweepResult:
     """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ.
 
     Args:
@@ -61,6 +62,9 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         model_key: a name for a factory ``model`` used in store keys instead of its qualified name.
         workers: worker processes for the batched and sequential engines (1: train in this
             process); each gets ``cpu_count // workers`` torch threads and an equal share of members.
+        method: ``"grid"`` (cross-validate the λ grid) or ``"marglik"``: one run per (lr, seed) that learns λ
+            (per layer) from the Laplace evidence — :mod:`decaylab.sweeps.marglik`, with ``hessian``,
+            ``per_layer`` and ``marglik_frequency``; ``lambdas`` is then ``None`` or one starting λ.
     Returns:
         :class:`~decaylab.sweeps.result.SweepResult`.
 
@@ -70,6 +74,13 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     spec is its qualified name and parameter shapes: pass a new ``model_key`` when its code changes
     in a way those do not show.
     """
+    if check_choice("method", method, ("grid", "marglik")) == "marglik":
+        from decaylab.sweeps.marglik import marglik_sweep
+
+        return marglik_sweep(model, data, lambdas, lr=lr, seed=seed, optimizer=optimizer, momentum=momentum,
+                             epochs=epochs, batch_size=batch_size, loss=loss, dtype=dtype, hidden=hidden,
+                             test_data=test_data, model_key=model_key, hessian=hessian, per_layer=per_layer,
+                             marglik_frequency=marglik_frequency)
     start = time.perf_counter()
     lambdas = check_grid("lambdas", lambdas)
     lrs = check_grid("lr", lr, low_open=True)
