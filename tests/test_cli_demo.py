@@ -117,7 +117,7 @@ def test_quick_demo_summary_shows_the_expected_directions(demo):
     """Checked on the measured numbers themselves, not only on the studies' own verdicts."""
     _, _, summary = demo
     studies, checks = summary["studies"], summary["checks"]
-    assert list(studies) == ["boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation"]
+    assert list(studies) == ["boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation", "evidence"]
     # 1. weights shrink as λ grows (AdamW on two moons), and the boundary gets shorter
     b = studies["boundaries"]
     assert b["lambdas"] == sorted(b["lambdas"]) and len(b["lambdas"]) >= 6 and b["lambdas"][0] == 0
