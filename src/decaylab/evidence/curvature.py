@@ -27,7 +27,8 @@ model's second derivatives otherwise (it is positive semi-definite everywhere).
   ``Linear`` layer under the Gaussian likelihood (``Λ`` constant).
 
 Curvature is computed in evaluation mode (dropout off, batch-norm running statistics) with
-the unit-noise Gaussian factor for mse (scale by ``1/σ²`` afterwards), accumulated in float64.
+the unit-noise Gaussian factor for mse (scale by ``1/σ²`` afterwards): products in the model's
+dtype, sums over chunks of rows and everything after them in float64.
 """
 
 from __future__ import annotations
@@ -156,20 +157,24 @@ def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str],
                 h.remove()
             perturb.clear()
         for name, m in modules.items():
-            a = _layer_inputs(m, inputs[name][0]).double()                  # [n, T, d]
-            s = S[name].double().flatten(3) if S[name].dim() > 3 else S[name].double().unsqueeze(3)  # [K,n,o,T]
+            a = _layer_inputs(m, inputs[name][0])                            # [n, T, d]
+            s = S[name].flatten(3) if S[name].dim() > 3 else S[name].unsqueeze(3)   # [K, n, o, T]
             positions[name] = a.shape[1]
-            sb = s.sum(3)
+            sb = s.sum(3)                                                    # [K, n, o]
             if diagonal:
                 if a.shape[1] == 1:
-                    A[name] = A[name] + torch.einsum("kno,nd->od", sb.pow(2), a[:, 0].pow(2))
+                    A[name] = A[name] + (sb.pow(2).sum(0).T @ a[:, 0].pow(2)).double()
                 else:
-                    A[name] = A[name] + torch.einsum("knot,ntd->knod", s, a).pow(2).sum((0, 1))
-                Gb[name] = Gb[name] + sb.pow(2).sum((0, 1))
+                    A[name] = A[name] + torch.einsum("knot,ntd->knod", s, a).pow(2).sum((0, 1)).double()
+                Gb[name] = Gb[name] + sb.pow(2).sum((0, 1)).double()
                 continue
-            A[name] = A[name] + torch.einsum("ntd,nte->de", a, a)
-            G[name] = G[name] + torch.einsum("knot,knpt->op", s, s)
-            Gb[name] = Gb[name] + torch.einsum("kno,knp->op", sb, sb)
+            a2 = a.reshape(-1, a.shape[2])                                   # rows (n, t)
+            s2 = s.permute(0, 1, 3, 2).reshape(-1, s.shape[2])               # rows (k, n, t)
+            A[name] = A[name] + (a2.T @ a2).double()
+            g = (s2.T @ s2).double()
+            G[name] = G[name] + g
+            sb2 = sb.reshape(-1, sb.shape[2])
+            Gb[name] = Gb[name] + (g if a.shape[1] == 1 else (sb2.T @ sb2).double())   # T = 1: the bias block is G
     return modules, A, G, Gb, positions
 
 

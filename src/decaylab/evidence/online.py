@@ -110,8 +110,8 @@ def train_marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: b
     rest = [named[k] for k, g in structure.group_of.items() if g is None]
     if rest:
         groups.append({"params": rest, "weight_decay": lam0, "prior_group": None})
-    opt = (torch.optim.Adam(groups, lr=lr) if optimizer == "adam"
-           else torch.optim.SGD(groups, lr=lr, momentum=momentum))
+    opt = (torch.optim.Adam(groups, lr=lr, fused=True) if optimizer == "adam"
+           else torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True))
     generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     start_time = time.perf_counter()

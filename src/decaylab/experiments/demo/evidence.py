@@ -44,6 +44,10 @@ def run_evidence(quick: bool = False, seed: int = 0, progress: bool = False, **o
     rows = ds.train_and_val()
     test = (ds.test.X, ds.test.y)
     bar = progress_bar(total=2, desc="7 evidence vs CV", enabled=progress)
+    import torch
+
+    # the first torch optimizer of a process imports torch._dynamo (~2.5 s): a one-time cost, not the evidence's
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     start = time.perf_counter()
     cv = sweep("mlp", (rows.X, rows.y), list(cfg["lambdas"]), lr=LR, seed=seed, folds=FOLDS, optimizer="adam",
                epochs=cfg["epochs"], batch_size=BATCH, hidden=cfg["hidden"], split_seed=seed)
