@@ -203,3 +203,15 @@ def test_diag_for_conv_layers_with_many_positions_equals_the_ggn_diagonal():
     assert torch.allclose(curv.diagonal, torch.diagonal(ggn(model, X, "cross_entropy")), rtol=1e-10, atol=1e-12)
     res = marglik(model, (X, y), hessian="kron", weight_decay=0.1, optimize=False)   # conv K-FAC + LayerNorm diag
     assert math.isfinite(res.log_evidence)
+
+
+def test_kron_factors_do_not_depend_on_how_rows_are_chunked():
+    from decaylab.evidence.curvature import kron_factors
+
+    model = _tiny_mlp(seed=4).eval()
+    X, _ = _classification(n=23)
+    names = [n for n, _ in model.named_parameters()]
+    _, A1, G1, B1, _ = kron_factors(model, X, "cross_entropy", names)
+    _, A2, G2, B2, _ = kron_factors(model, X, "cross_entropy", names, chunk=5)
+    for one, two in ((A1, A2), (G1, G2), (B1, B2)):
+        assert all(torch.allclose(one[k], two[k], rtol=1e-12, atol=1e-12) for k in one)

@@ -120,7 +120,10 @@ def _layer_inputs(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
     return patches.transpose(1, 2)
 
 
-def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str], chunk: int = 512,
+KRON_CHUNK_ELEMENTS = 2 ** 25    # rows per chunk of kron_factors: about this many elements of S and a at once
+
+
+def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str], chunk: int | None = None,
                  diagonal: bool = False):
     """``(modules, A sums, G sums, bias blocks, T per layer)`` for the ``Linear``/``Conv2d`` layers among
     ``names``; with ``diagonal=True`` the exact GGN diagonals of their weights and biases instead of A, G and
@@ -132,6 +135,8 @@ def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str],
     G = {m: 0.0 for m in modules}
     Gb = {m: 0.0 for m in modules}
     positions = {}
+    if chunk is None:
+        chunk = _rows_per_chunk(model, modules, params, buffers, X)
     for start in range(0, len(X), chunk):
         x = X[start:start + chunk]
         inputs, perturb = {}, {}
@@ -178,6 +183,20 @@ def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str],
     return modules, A, G, Gb, positions
 
 
+def _rows_per_chunk(model, modules, params, buffers, X) -> int:
+    """Rows such that one chunk's pullbacks ``[K, rows, out, T]`` and inputs hold ≤ KRON_CHUNK_ELEMENTS values."""
+    seen = {}
+    handles = [m.register_forward_hook(_recorder(seen, name)) for name, m in modules.items()]
+    try:
+        with torch.no_grad():
+            k = _outputs_2d(functional_call(model, {**params, **buffers}, (X[:1],))).shape[1]
+    finally:
+        for h in handles:
+            h.remove()
+    per_row = sum(k * out.numel() + _layer_inputs(modules[name], a).numel() for name, (a, out) in seen.items())
+    return max(1, min(len(X), KRON_CHUNK_ELEMENTS // max(per_row, 1)))
+
+
 def _recorder(store: dict, name: str):
     def hook(module, args, output):
         store[name] = (args[0].detach(), output.detach())
@@ -200,7 +219,7 @@ def compute_curvature(model: nn.Module, X: torch.Tensor, kind: str, hessian: str
     if hessian == "diag":
         return _diagonal(model, X, kind, names, sizes, chunk)
     curv = Curvature("kron", names, sizes)
-    modules, A, G, Gb, positions = kron_factors(model, X, kind, names, chunk=max(chunk, 512))
+    modules, A, G, Gb, positions = kron_factors(model, X, kind, names)
     covered = set()
     n = len(X)
     for mod_name, m in modules.items():
@@ -227,7 +246,7 @@ def compute_curvature(model: nn.Module, X: torch.Tensor, kind: str, hessian: str
 def _diagonal(model: nn.Module, X: torch.Tensor, kind: str, names: list[str], sizes: list[int],
               chunk: int) -> Curvature:
     """The exact GGN diagonal: layer pullbacks for ``Linear``/``Conv2d``, per-row Jacobians for the rest."""
-    modules, W, _, B, _ = kron_factors(model, X, kind, names, chunk=max(chunk, 512), diagonal=True)
+    modules, W, _, B, _ = kron_factors(model, X, kind, names, diagonal=True)
     parts: dict[str, torch.Tensor] = {}
     for mod_name, m in modules.items():
         prefix = f"{mod_name}." if mod_name else ""
