@@ -93,7 +93,7 @@ def test_quick_demo_writes_a_complete_report(demo):
     run, report, summary = demo
     assert sorted(p.name for p in report.iterdir()) == ["index.html", "summary.json"]
     outline = summary["report"]["sections"]
-    assert len(outline) == 6
+    assert len(outline) == 7
     page = (report / "index.html").read_text(encoding="utf-8")
     for section in outline:
         assert f'<section class="study" id="{section["key"]}">' in page

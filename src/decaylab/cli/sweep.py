@@ -3,6 +3,7 @@
     decaylab sweep DATA [--target COL] [--lambdas 1e-6:1e1:16] [--folds K | --holdout F]
                         [--model mlp|linear] [--hidden 64] [--optimizer adamw] [--lr 1e-3] ...
                         [--out DIR] [--store FILE]
+    decaylab sweep DATA --method marglik [--hessian kron|diag|full] [--global-prior] ...
 
 ``DATA`` is a built-in dataset name (moons, poly, digits, breast_cancer, mnist1d: its train and
 validation rows are cross-validated, its test split evaluated) or a file: a CSV with a header
@@ -11,7 +12,10 @@ and ``y`` (``--target`` names another target array). Features of a file are stan
 (mean 0, standard deviation 1 over all rows). Grids are ``START:STOP:COUNT`` (log-spaced) or
 comma lists. Writes ``DIR/results.json``, ``DIR/results.csv``, ``DIR/validation_curve.png`` and
 ``DIR/index.html`` (+ ``summary.json``); members are stored in ``DIR/sweep.sqlite`` (or
-``--store``) as they finish, so running the same command again resumes.
+``--store``) as they finish, so running the same command again resumes. ``--method marglik``
+learns λ (per layer) from the Laplace evidence in one run per seed instead (``--folds``,
+``--engine`` and the store do not apply) and writes results.json, results.csv,
+evidence_curve.png and index.html (:mod:`decaylab.cli.sweep_marglik`).
 """
 
 from __future__ import annotations

@@ -58,8 +58,9 @@ def log_evidence(curv: Curvature, log_lik: torch.Tensor, sq_norms: dict[str, tor
 
 
 def effective_parameters(curv: Curvature, precision: dict[str, torch.Tensor], scale: torch.Tensor) -> float:
-    """MacKay's ``γ = Σ_i h_i/(h_i + δ)`` over the curvature's eigenvalues (diagonal for ``diag``/``full``'s
-    diagonal is not used: ``full`` uses ``tr((H + D)⁻¹ H)``): how many parameters the data determine."""
+    """MacKay's effective number of parameters ``γ = tr((H + D)⁻¹ H)`` — how many parameters the data
+    determine — i.e. ``Σ_i h_i/(h_i + δ_i)`` over the eigenvalues of each block (``kron``) or the diagonal
+    entries (``diag``); ``full`` takes the trace itself."""
     with torch.no_grad():
         if curv.kind == "full":
             H = curv.matrix * scale
