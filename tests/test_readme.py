@@ -37,3 +37,5 @@ def test_the_api_tour_runs():
     assert 0 < namespace["result"].best_lambda <= 1
     assert isinstance(namespace["m"].basin().slope, float)
     assert namespace["loss"].requires_grad
+    assert set(namespace["ev"].weight_decay) == {"0.weight", "2.weight"}       # LayerNorm: the broad prior
+    assert namespace["learned"].metric == "evidence" and namespace["learned"].best_lambda > 0
