@@ -70,7 +70,7 @@ def test_quick_demo_writes_a_complete_report(demo):
     run, report, summary = demo
     assert sorted(p.name for p in report.iterdir()) == ["index.html", "summary.json"]
     outline = summary["report"]["sections"]
-    assert len(outline) == 6
+    assert len(outline) == 7
     page = (report / "index.html").read_text(encoding="utf-8")
     for section in outline:
         assert f'<section class="study" id="{section["key"]}">' in page
@@ -94,7 +94,7 @@ def test_quick_demo_summary_shows_the_expected_directions(demo):
     """Checked on the measured numbers themselves, not only on the studies' own verdicts."""
     _, _, summary = demo
     studies, checks = summary["studies"], summary["checks"]
-    assert list(studies) == ["boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation"]
+    assert list(studies) == ["boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation", "evidence"]
     # 1. weights shrink as λ grows (AdamW on two moons), and the boundary gets shorter
     b = studies["boundaries"]
     assert b["lambdas"] == sorted(b["lambdas"]) and len(b["lambdas"]) >= 6 and b["lambdas"][0] == 0

@@ -24,6 +24,7 @@ _LAZY = {
     "sgdwr": "decaylab.schedules",
     "adamwr": "decaylab.schedules",
     "lr_decay_map": "decaylab.experiments.lr_map",
+    "marglik": "decaylab.evidence.api",
 }
 
 

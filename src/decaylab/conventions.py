@@ -26,6 +26,9 @@ name                      the number is                                         
                           against a mean-squared-error loss, MSELoss)
 ``mlp-alpha``             sklearn ``MLPClassifier/MLPRegressor(alpha)``: (α/(2b))·‖W‖² added  lr·α/b
                           to each batch's mean loss
+``prior-precision``       δ of a Gaussian prior N(0, 1/δ) on the weights, the loss being the     lr·δ/N
+                          mean negative log-likelihood (cross-entropy; the Laplace evidence,
+                          decaylab.marglik): coupled λ = δ/N
 ``normalized``            λ_norm with λ_schedule = λ_norm·√(b/(N·T)) (Loshchilov & Hutter     λ_norm·√(b/(N·T))
                           2019, §B.1; T = epochs, or epochs of the current restart)
 ``tau-iter``              EMA timescale in steps, τ_iter = 1/(lr·λ_adamw)                    1/τ_iter
@@ -34,7 +37,7 @@ name                      the number is                                         
 ========================  =================================================================  =====================
 
 Exact or not. Conventions come in two families. In the *penalty* family (``penalty``,
-``half-penalty``, ``coupled``, ``ridge-alpha``, ``mlp-alpha``) the decay is a term of the loss's
+``half-penalty``, ``coupled``, ``ridge-alpha``, ``mlp-alpha``, ``prior-precision``) the decay is a term of the loss's
 gradient: conversions inside it give the *same update for every optimizer*. In the *decoupled*
 family (``torch-adamw``, ``schedule``, ``normalized``, ``tau-iter``, ``tau-epoch``) the decay
 shrinks the weights outside the gradient: conversions inside it are exact too (``schedule`` ↔
@@ -123,6 +126,10 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention("mlp-alpha", "α_mlp", "penalty",
                "sklearn MLPClassifier/MLPRegressor alpha: α/(2b)·‖W‖² added to the batch mean loss "
                "(b = batch_size; N for lbfgs)", 1.0, 1, {"lr": 1, "batch_size": -1}, ("mlp", "sklearn-mlp")),
+    Convention("prior-precision", "δ", "penalty",
+               "Gaussian prior precision δ (θ ~ N(0, 1/δ)) with a mean negative-log-likelihood loss over N rows "
+               "(cross-entropy): coupled λ = δ/N (decaylab.marglik)", 1.0, 1, {"lr": 1, "dataset_size": -1},
+               ("precision", "laplace", "evidence")),
     Convention("normalized", "λ_norm", "decoupled",
                "normalized decay: λ_schedule = λ_norm·√(b/(N·T)) (Loshchilov & Hutter 2019)", 1.0, 1,
                {"batch_size": 0.5, "dataset_size": -0.5, "epochs": -0.5}, ("lambda-norm",)),

@@ -49,7 +49,7 @@ def register(subparsers) -> None:
                         help="random seed for data splits and initialisation (default: %(default)s)")
     parser.add_argument("--study", metavar="KEY", dest="studies", action="append",
                         help="run only this study (repeatable): boundaries, ridge, coupling, sparsity, dropout, "
-                             "cross_validation (default: all)")
+                             "cross_validation, evidence (default: all)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="do not draw progress bars on stderr")
     parser.set_defaults(func=run)

@@ -3,6 +3,7 @@
     decaylab sweep DATA [--target COL] [--lambdas 1e-6:1e1:16] [--folds K | --holdout F]
                         [--model mlp|linear] [--hidden 64] [--optimizer adamw] [--lr 1e-3] ...
                         [--out DIR] [--store FILE]
+    decaylab sweep DATA --method marglik [--hessian kron|diag|full] [--global-prior] ...
 
 ``DATA`` is a built-in dataset name (moons, poly, digits, breast_cancer, mnist1d: its train and
 validation rows are cross-validated, its test split evaluated) or a file: a CSV with a header
@@ -11,7 +12,10 @@ and ``y`` (``--target`` names another target array). Features of a file are stan
 (mean 0, standard deviation 1 over all rows). Grids are ``START:STOP:COUNT`` (log-spaced) or
 comma lists. Writes ``DIR/results.json``, ``DIR/results.csv``, ``DIR/validation_curve.png`` and
 ``DIR/index.html`` (+ ``summary.json``); members are stored in ``DIR/sweep.sqlite`` (or
-``--store``) as they finish, so running the same command again resumes.
+``--store``) as they finish, so running the same command again resumes. ``--method marglik``
+learns λ (per layer) from the Laplace evidence in one run per seed instead (``--folds``,
+``--engine`` and the store do not apply) and writes results.json, results.csv,
+evidence_curve.png and index.html (:mod:`decaylab.cli.sweep_marglik`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,17 @@ def register(subparsers) -> None:
                                                         "array of an NPZ (default: y)")
     parser.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
                         help="auto: classification if the target holds at most 50 distinct integers")
-    parser.add_argument("--lambdas", default="1e-6:1e1:16", help="λ grid (default: %(default)s)")
+    parser.add_argument("--lambdas", default=None, help="λ grid (default: 1e-6:1e1:16); with --method marglik one "
+                                                        "starting λ (default: 1/N)")
+    parser.add_argument("--method", choices=("grid", "marglik"), default="grid",
+                        help="grid: cross-validate the λ grid; marglik: one run per seed that learns λ per layer "
+                             "from the Laplace evidence (Immer et al. 2021) (default: %(default)s)")
+    parser.add_argument("--hessian", choices=("kron", "diag", "full"), default="kron",
+                        help="--method marglik: GGN approximation of the evidence (default: %(default)s)")
+    parser.add_argument("--global-prior", action="store_true",
+                        help="--method marglik: one λ for all layers instead of one per layer")
+    parser.add_argument("--marglik-frequency", type=int, default=1,
+                        help="--method marglik: epochs between evidence updates (default: %(default)s)")
     parser.add_argument("--metric", choices=("accuracy", "loss"), default=None,
                         help="what chooses λ (default: accuracy for classification, loss for regression)")
     parser.add_argument("--lr", default="1e-3", help="learning rate(s): a value or a grid (default: %(default)s)")
@@ -226,9 +240,13 @@ def run(args: argparse.Namespace) -> int:
     from decaylab.sweeps.api import SweepInterrupted
 
     store = args.store or str(out_dir / "sweep.sqlite")
+    if args.method == "marglik":
+        from decaylab.cli.sweep_marglik import run_marglik
+
+        return run_marglik(args, data, loss, out_dir)
     try:
         result = decaylab.sweep(
-            args.model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
+            args.model, data, args.lambdas or "1e-6:1e1:16", lr=args.lr, seed=_int_list("--seeds", args.seeds),
             folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
             momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
             loss=loss, metric=args.metric, engine=args.engine, store=store, split_seed=args.split_seed,

@@ -51,7 +51,8 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
           nesterov: bool = False, amsgrad: bool = False, cautious: bool = False, l1_decay: float = 0.0,
           no_decay_types: Sequence[type] | None = None, no_decay_names: Sequence[str] = DEFAULT_NO_DECAY_NAMES,
           decay_names: Sequence[str] = (), decay_embeddings: bool = False,
-          progress: bool = False, device=None) -> SweepResult:
+          progress: bool = False, device=None, method: str = "grid", hessian: str = "kron",
+          per_layer: bool = True, marglik_frequency: int = 1) -> SweepResult:
     """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ.
 
     Args:
@@ -92,6 +93,9 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
             Workers die with this process, and ignore Ctrl-C (this process stops them).
         progress: show a progress bar of finished members on stderr.
         device: where members train (``None``: CUDA when available, else the CPU).
+        method: ``"grid"`` (cross-validate the λ grid) or ``"marglik"``: one run per (lr, seed) that learns λ
+            (per layer) from the Laplace evidence — :mod:`decaylab.sweeps.marglik`, with ``hessian``,
+            ``per_layer`` and ``marglik_frequency``; ``lambdas`` is then ``None`` or one starting λ.
     Returns:
         :class:`~decaylab.sweeps.result.SweepResult`.
     Raises:
@@ -108,6 +112,13 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
     spec is its qualified name and parameter shapes: pass a new ``model_key`` when its code changes
     in a way those do not show.
     """
+    if check_choice("method", method, ("grid", "marglik")) == "marglik":
+        from decaylab.sweeps.marglik import marglik_sweep
+
+        return marglik_sweep(model, data, lambdas, lr=lr, seed=seed, optimizer=optimizer, momentum=momentum,
+                             epochs=epochs, batch_size=batch_size, loss=loss, dtype=dtype, hidden=hidden,
+                             test_data=test_data, model_key=model_key, hessian=hessian, per_layer=per_layer,
+                             marglik_frequency=marglik_frequency)
     start = time.perf_counter()
     lambdas = check_grid("lambdas", lambdas)
     lrs = check_grid("lr", lr, low_open=True)

@@ -1,4 +1,4 @@
-"""The six studies of ``decaylab demo``, each a report section with its numbers, and :func:`run_demo`.
+"""The seven studies of ``decaylab demo``, each a report section with its numbers, and :func:`run_demo`.
 
 1. :mod:`.boundaries` — decision boundaries vs λ (AdamW on noisy two moons)
 2. :mod:`.ridge_fit` — a degree-15 polynomial: gradient descent with decay vs closed-form ridge
@@ -6,6 +6,7 @@
 4. :mod:`.sparsity` — L1 (proximal) vs L2: exact zeros
 5. :mod:`.dropout` — dropout vs weight decay
 6. :mod:`.cross_validation` — choosing λ by 5-fold cross-validation
+7. :mod:`.evidence` — choosing λ (per layer) by the Laplace evidence in one run, against 5-fold CV
 
 Every study is a function ``run_<study>(quick, seed, progress) -> StudyResult`` (a
 :class:`~decaylab.report.model.Section`, a JSON-able summary and terminal-table rows); its
@@ -26,7 +27,7 @@ from ._common import StudyResult
 
 __all__ = ["DemoResult", "STUDIES", "StudyResult", "fig_to_png", "run_demo", "run_study"]
 
-STUDIES = ("boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation")
+STUDIES = ("boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation", "evidence")
 _RUNNERS = {  # study key: (module, function)
     "boundaries": ("boundaries", "run_boundaries"),
     "ridge": ("ridge_fit", "run_ridge_fit"),
@@ -34,6 +35,7 @@ _RUNNERS = {  # study key: (module, function)
     "sparsity": ("sparsity", "run_sparsity"),
     "dropout": ("dropout", "run_dropout"),
     "cross_validation": ("cross_validation", "run_cross_validation"),
+    "evidence": ("evidence", "run_evidence"),
 }
 
 
@@ -108,4 +110,6 @@ def _checks(s: dict) -> dict:
         checks["l2_gives_no_zeros"] = s["sparsity"]["l2_gives_no_zeros"]
     if "dropout" in s:
         checks["decay_shrinks_more_than_dropout"] = s["dropout"]["decay_shrinks_more_than_dropout"]
+    if "evidence" in s:
+        checks["evidence_within_1_point_of_cv"] = s["evidence"]["evidence_within_1_point"]
     return checks

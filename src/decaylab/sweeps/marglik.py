@@ -1,0 +1,142 @@
+"""``decaylab.sweep(..., method="marglik")``: choose λ by the Laplace evidence in one training run per seed.
+
+Instead of training every (λ, fold) member, each (lr, seed) trains one model on all rows with
+Immer et al.'s (2021) online evidence maximization (:func:`decaylab.evidence.online.train_marglik`):
+the prior precision — one per decayed layer with ``per_layer=True`` (default), else one — is
+refitted from the Laplace evidence every ``marglik_frequency`` epochs and fed back as coupled
+``weight_decay``. The prior is a coupled penalty, so decoupled optimizers train as their coupled
+counterparts (``adamw`` → ``adam``, ``sgdw`` → ``sgd``); this is recorded in the configuration.
+
+The result is a :class:`MarglikSweepResult` — a :class:`~decaylab.sweeps.result.SweepResult` whose
+table has one row per (lr, seed) with ``lambda`` the single global λ that maximizes the evidence of
+the final model (a ``per_layer=False`` refit, so the number is comparable with a grid's λ),
+``val_metric`` the final log evidence (metric ``"evidence"``, higher is better; there are no
+validation rows, so ``val_loss``/``val_accuracy`` are empty), plus ``evidence_curve`` (the evidence
+and λ per layer at every update) and ``layer_weight_decay`` (the final λ per layer and seed).
+Runs are not written to a results store (there is one run per seed; nothing to resume).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from decaylab._checks import check_choice, check_int
+from decaylab.sweeps.grid import check_grid
+from decaylab.sweeps.result import SweepResult
+from decaylab.sweeps.select import summarize
+from decaylab.sweeps.store import plain_json
+
+COUPLED = {"adamw": "adam", "adam": "adam", "sgdw": "sgd", "sgd": "sgd"}
+
+
+@dataclass
+class MarglikSweepResult(SweepResult):
+    """A :class:`SweepResult` from the evidence, with the evidence curve and the per-layer λ."""
+
+    evidence_curve: list[dict] = field(default_factory=list)
+    layer_weight_decay: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        out.update(plain_json({"method": "marglik", "lambda_1se": None, "evidence_curve": self.evidence_curve,
+                               "layer_weight_decay": self.layer_weight_decay}))
+        return out
+
+    def plot(self, ax=None):
+        """Two panels: the log evidence over training, and λ per layer over training (log scale)."""
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+
+        fig, (ax_ev, ax_wd) = plt.subplots(1, 2, figsize=(9.6, 3.8), dpi=100)
+        runs = sorted({(c["lr"], c["seed"]) for c in self.evidence_curve})
+        for lr, seed in runs:
+            rows = [c for c in self.evidence_curve if (c["lr"], c["seed"]) == (lr, seed)]
+            label = f"seed {seed}" + (f", lr {lr:g}" if len({r[0] for r in runs}) > 1 else "")
+            ax_ev.plot([r["epoch"] for r in rows], [r["log_evidence"] for r in rows], marker="o", ms=3, label=label)
+            for layer in rows[0]["weight_decay"]:
+                ax_wd.plot([r["epoch"] for r in rows], [r["weight_decay"][layer] for r in rows], marker=".",
+                           label=f"{layer} ({label})" if len(runs) > 1 else layer)
+        ax_ev.set(xlabel="epoch", ylabel="log evidence (Laplace)", title="Evidence during training")
+        ax_wd.set(xlabel="epoch", ylabel="λ (coupled weight_decay)", yscale="log", title="λ per layer")
+        if self.best_lambda is not None:
+            ax_wd.axhline(self.best_lambda, color="k", ls=":", lw=1, label=f"global λ = {self.best_lambda:.3g}")
+        for a in (ax_ev, ax_wd):
+            a.grid(alpha=0.3)
+            a.legend(fontsize=7)
+        fig.tight_layout()
+        return fig
+
+
+def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: float, epochs: int,
+                  batch_size: int, loss: str | None, dtype: torch.dtype, hidden, test_data, model_key,
+                  hessian: str = "kron", per_layer: bool = True, marglik_frequency: int = 1) -> MarglikSweepResult:
+    """One evidence-trained model per (lr, seed) (module docstring). ``lambdas``: ``None`` (start at δ = 1,
+    i.e. λ = 1/N) or one starting λ."""
+    from decaylab.evidence.api import marglik
+    from decaylab.evidence.curvature import HESSIANS
+    from decaylab.evidence.online import train_marglik
+    from decaylab.sweeps.api import _resolve_data, _resolve_model
+
+    start = time.perf_counter()
+    check_choice("hessian", hessian, HESSIANS)
+    check_choice("optimizer", optimizer, tuple(COUPLED))
+    marglik_frequency = check_int("marglik_frequency", marglik_frequency, low=1)
+    start_lambda = None
+    if lambdas is not None:
+        values = check_grid("lambdas", lambdas, low=0.0, low_open=True)
+        if len(values) != 1:
+            raise ValueError(f"lambdas must be one starting λ (or None) for method='marglik', which learns λ; "
+                             f"got {len(values)} values")
+        start_lambda = values[0]
+    lrs = check_grid("lr", lr, low_open=True)
+    seeds = [check_int("seed", s, low=0) for s in (seed if isinstance(seed, (list, tuple, range)) else [seed])]
+    X, y, eval_sets, data_spec = _resolve_data(data, test_data)
+    if loss is None:
+        loss = "cross_entropy" if not torch.is_floating_point(y) else "mse"
+    check_choice("loss", loss, ("cross_entropy", "mse"))
+    factory, model_spec = _resolve_model(model, X, y, loss == "cross_entropy", hidden, model_key)
+    X = X.to(dtype)
+    y = y.to(dtype) if torch.is_floating_point(y) else y
+    config = {"method": "marglik", "model": model_spec, "data": data_spec, "hessian": hessian,
+              "per_layer": per_layer, "marglik_frequency": marglik_frequency,
+              "train": {"optimizer": COUPLED[optimizer], "requested_optimizer": optimizer, "momentum": momentum,
+                        "epochs": epochs, "batch_size": batch_size, "loss": loss, "dtype": str(dtype),
+                        "start_lambda": start_lambda}}
+    table, curve, layers = [], [], []
+    for lr_value in lrs:
+        for s in seeds:
+            torch.manual_seed(s)
+            net = factory().to(dtype)
+            t0 = time.perf_counter()
+            run = train_marglik(net, (X, y), hessian=hessian, per_layer=per_layer, loss=loss, epochs=epochs,
+                                batch_size=batch_size, lr=lr_value, optimizer=COUPLED[optimizer], momentum=momentum,
+                                weight_decay=start_lambda, frequency=marglik_frequency, seed=s, eval_sets=eval_sets)
+            single = run.final if not per_layer else marglik(
+                net, (X, y), hessian=hessian, per_layer=False, loss=loss,
+                weight_decay=math.exp(sum(map(math.log, run.weight_decay.values())) / len(run.weight_decay)))
+            wall = time.perf_counter() - t0
+            test = run.evals.get("test", {})
+            norm = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in net.parameters()))
+            table.append({"lambda": single.lambda_, "lr": lr_value, "seed": s, "fold": -1,
+                          "train_loss": run.train_loss, "val_loss": math.nan, "val_accuracy": math.nan,
+                          "val_metric": run.final.log_evidence, "weight_norm": norm, "epochs_run": epochs,
+                          "steps": run.steps, "diverged": not math.isfinite(run.final.log_evidence),
+                          "wall_time": wall, "test_loss": test.get("loss", math.nan),
+                          "test_accuracy": test.get("accuracy", math.nan), "from_store": False,
+                          "key": f"marglik-lr{lr_value:g}-seed{s}", "log_evidence": run.final.log_evidence,
+                          "log_evidence_global": single.log_evidence})
+            curve.extend({"lr": lr_value, "seed": s, **h} for h in run.history)
+            layers.append({"lr": lr_value, "seed": s, "weight_decay": dict(run.weight_decay), "sigma": run.final.sigma})
+    summary = summarize(table)
+    best_row = max(table, key=lambda r: r["val_metric"] if math.isfinite(r["val_metric"]) else -math.inf)
+    return MarglikSweepResult(table=table, summary=summary, best_lambda=best_row["lambda"], best_lr=best_row["lr"],
+                              lambda_1se=None, metric="evidence", config=config, engine="marglik",
+                              wall_time=time.perf_counter() - start, trained=len(table), evidence_curve=curve,
+                              layer_weight_decay=layers)
