@@ -42,9 +42,8 @@ def codes(findings):
     lambda m: healthy(m, dopt.AdamW, weight_decay=1e-4, decay_scaling="schedule"),
     lambda m: healthy(m, torch.optim.SGD, lr=0.1, weight_decay=1e-3),
     lambda m: healthy(m, dopt.SGDW, lr=0.1, momentum=0.9, weight_decay=1e-3),
-    lambda m: torch.optim.Adam(m.parameters(), lr=1e-3),  # no decay at all: nothing to say
     lambda m: with_warmup(healthy(m)),  # judged at the peak lr, not the warm-up's first 1e-5
-], ids=["torch-adamw", "decaylab-adamw", "decaylab-adamw-schedule", "torch-sgd", "decaylab-sgdw", "adam-no-decay",
+], ids=["torch-adamw", "decaylab-adamw", "decaylab-adamw-schedule", "torch-sgd", "decaylab-sgdw",
         "torch-adamw-warmup"])
 def test_healthy_setups_have_no_findings(make):
     model = Net()
@@ -95,19 +94,57 @@ def test_decay_on_biases_norms_embeddings():
     assert "decay-on-embeddings" not in codes(intended) and "decay-on-no-decay" not in codes(intended)
 
 
-def test_decay_inert_and_dominates():
+def test_decay_weak_over_a_short_run_is_an_info_without_advice_to_raise():
     model = Net()
-    # torch AdamW λ=0.01, lr=1e-3: τ = 1e5 steps > 5e4-step run
-    inert = doctor(model, healthy(model, weight_decay=0.01), **RUN)
-    assert codes(inert) == ["decay-inert"]
-    assert "0.02" in inert[0].fix  # λ for τ = the run: 0.01·1e5/5e4
+    # torch AdamW λ=0.01, lr=1e-3: τ = 1e5 steps > a 5e4-step run: a light pull, not a mistake
+    weak = doctor(model, healthy(model, weight_decay=0.01), **RUN)
+    assert codes(weak) == ["decay-weak"] and weak[0].severity == "info"
+    assert "39%" in weak[0].why  # 1 − e^(−0.5): the most decay can remove over the run
+    assert "raise" not in str(weak).lower()
     assert doctor(model, healthy(model, weight_decay=0.01), total_steps=200_000) == []
+
+
+def test_decay_dominates_with_and_without_the_run_length():
+    model = Net()
     # SGD lr=0.1, λ=0.05: τ = 200 steps < a 500-step epoch
     dominated = doctor(model, healthy(model, torch.optim.SGD, lr=0.1, weight_decay=0.05), **RUN)
-    assert codes(dominated) == ["decay-dominates"]
-    assert "0.02" in dominated[0].fix  # λ for τ = one epoch: 0.05·200/500
-    # without the run's length the timescale checks say nothing
-    assert doctor(model, healthy(model, torch.optim.SGD, lr=0.1, weight_decay=0.05)) == []
+    assert codes(dominated) == ["decay-dominates"] and "shorter than one epoch" in dominated[0].why
+    assert "0.002" in dominated[0].fix  # τ = max(1000, an epoch, a tenth of the run) = 5000 steps: 0.05·200/5000
+    # lr·λ = 0.1 per step: caught with a run of 100 or 10,000 steps, or no length at all
+    for run in (100, 10_000, None):
+        for opt in (healthy(model, lr=1e-3, weight_decay=100.0), healthy(model, torch.optim.SGD, lr=0.1,
+                                                                          weight_decay=1.0)):
+            found = doctor(model, opt, total_steps=run)
+            assert codes(found) == ["decay-dominates"], (run, str(found))
+            assert "10% of every weight per step" in found[0].why
+    # a small fraction of a long run: τ = 500 steps in a 10⁶-step run
+    long_run = doctor(model, healthy(model, lr=1e-3, weight_decay=2.0), total_steps=1_000_000)
+    assert codes(long_run) == ["decay-dominates"] and "2e+03× shorter than the run" in long_run[0].why
+
+
+def test_adamw_bound_below_the_weights_scale():
+    """Xie & Li: AdamW ends inside max|w| ≤ 1/λ; λ=20 bounds the weights by 0.05, a quarter of the RMS of
+    Linear(8, 8)'s init, although τ = 5000 steps is unremarkable."""
+    model = Net()
+    rms = float(model.lin.weight.detach().pow(2).mean().sqrt())
+    assert 1 / 20 < 0.5 * rms
+    found = doctor(model, healthy(model, lr=1e-5, weight_decay=20.0))
+    assert codes(found) == ["decay-dominates"] and "1/λ = 0.05" in found[0].why
+    assert "lin.weight" in found[0].why or "head.weight" in found[0].why
+    fixed = float(found[0].fix.split()[-1])
+    assert doctor(model, healthy(model, lr=1e-5, weight_decay=fixed)) == []
+
+
+def test_decay_inert_is_one_finding_with_one_fix():
+    model = Net()
+    # λ=1e-8 in torch AdamW at lr 1e-3: 1e-11 per step. One verdict, not "raise to 10" next to "use 1e-5".
+    found = doctor(model, healthy(model, weight_decay=1e-8), total_steps=1000)
+    assert codes(found) == ["decay-inert"] and len(found) == 1
+    assert "set weight_decay=0" in found[0].fix and "schedule-scaled" not in found[0].fix  # 1e-8/step: inert too
+    # a paper value (1e-5 per step) in torch's lr-scaled AdamW: the fix names λ/lr
+    paper = doctor(model, healthy(model, weight_decay=1e-5))
+    assert codes(paper) == ["decay-inert"] and "weight_decay=0.01 (λ/lr)" in paper[0].fix
+    assert doctor(model, healthy(model, dopt.AdamW, weight_decay=1e-5, decay_scaling="schedule")) == []
 
 
 def test_lambda_copied_across_conventions():
@@ -116,11 +153,49 @@ def test_lambda_copied_across_conventions():
     sched = doctor(model, healthy(model, dopt.AdamW, weight_decay=0.1, decay_scaling="schedule"))
     assert codes(sched) == ["lambda-convention"]
     assert "0.0001" in sched[0].fix  # 0.1·lr_0
-    # a paper value in torch's lr-scaled AdamW: lr·λ = 1e-7 per step
-    lr_scaled = doctor(model, healthy(model, weight_decay=1e-4))
-    assert codes(lr_scaled) == ["lambda-convention"]
-    assert "weight_decay=0.1" in lr_scaled[0].fix  # λ/lr
     assert doctor(model, healthy(model, dopt.AdamW, weight_decay=1e-4, decay_scaling="schedule")) == []
+
+
+STRENGTH = {"decay-dominates", "lambda-convention", "decay-inert", "decay-weak"}
+
+
+@pytest.mark.parametrize("family", ["adamw", "adamw-schedule", "sgd", "sgdw"])
+def test_strength_verdicts_never_contradict(family):
+    """Over a grid of λ, lr and run lengths: at most one strength finding per group, and the value a
+    too-strong finding proposes is itself neither too strong nor inert."""
+    model = Net()
+    make = {"adamw": lambda lr, lam: healthy(model, lr=lr, weight_decay=lam),
+            "adamw-schedule": lambda lr, lam: healthy(model, dopt.AdamW, lr=lr, weight_decay=lam,
+                                                      decay_scaling="schedule"),
+            "sgd": lambda lr, lam: healthy(model, torch.optim.SGD, lr=lr, momentum=0.9, weight_decay=lam),
+            "sgdw": lambda lr, lam: healthy(model, dopt.SGDW, lr=lr, momentum=0.9, weight_decay=lam)}[family]
+    checked = 0
+    for lr in (1e-5, 1e-3, 0.1):
+        for lam in (1e-9, 1e-6, 1e-4, 1e-2, 0.1, 1.0, 100.0):
+            for run in (None, 100, 10_000, 1_000_000):
+                for spe in (None, 50):
+                    found = doctor(model, make(lr, lam), total_steps=run, steps_per_epoch=spe)
+                    verdicts = [f for f in found if f.code in STRENGTH]
+                    assert len(verdicts) <= 1, str(found)
+                    if verdicts and verdicts[0].code in ("decay-dominates", "lambda-convention"):
+                        fix = float(verdicts[0].fix.split("use ")[1].split()[0] if "use " in verdicts[0].fix
+                                    else verdicts[0].fix.split()[-1])
+                        again = doctor(model, make(lr, fix), total_steps=run, steps_per_epoch=spe)
+                        assert not {f.code for f in again if f.severity == "warning"} & STRENGTH, (lr, lam, str(again))
+                        checked += 1
+                    if verdicts and "(λ/lr)" in verdicts[0].fix:   # the paper-value reading of an inert λ
+                        meant = float(verdicts[0].fix.split("weight_decay=")[1].split()[0])
+                        again = doctor(model, make(lr, meant), total_steps=run, steps_per_epoch=spe)
+                        assert not {f.code for f in again if f.severity == "warning"} & STRENGTH, (lr, lam, str(again))
+                        checked += 1
+    assert checked > 5
+
+
+def test_decay_off_is_an_info():
+    model = Net()
+    found = doctor(model, torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0), **RUN)
+    assert codes(found) == ["decay-off"] and found[0].severity == "info"
+    assert doctor(model, torch.optim.Adam(param_groups(model, 0.0), lr=1e-3)).codes == ["decay-off"]
 
 
 def test_frozen_parameters_in_a_decayed_group():

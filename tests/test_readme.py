@@ -42,5 +42,7 @@ def test_the_api_tour_runs():
     assert isinstance(basin.slope, float)
     assert math.isfinite(basin.slope) or any("no slope" in note for note in basin.notes), basin.notes
     assert namespace["loss"].requires_grad
+    assert "double-decay" in str(namespace["decaylab"].doctor(namespace["model"], namespace["opt"],
+                                                               loss=namespace["loss"]))
     assert set(namespace["ev"].weight_decay) == {"0.weight", "2.weight"}       # LayerNorm: the broad prior
     assert namespace["learned"].metric == "evidence" and namespace["learned"].best_lambda > 0

@@ -1,6 +1,6 @@
 """Find weight-decay misconfigurations in a (model, optimizer) pair before training, with the fix.
 
-``decaylab.doctor(model, optimizer, total_steps=..., steps_per_epoch=...)`` returns
+``decaylab.doctor(model, optimizer, total_steps=..., steps_per_epoch=..., scheduler=..., loss=...)`` returns
 :class:`Findings` (a list of :class:`Finding`, most severe first; ``print`` it for a report). Each
 check is a small function below; together they look for:
 
@@ -14,19 +14,32 @@ code                        severity  what
                                       best λ moves with lr
 ``decay-on-no-decay``       warning   decay on biases, normalization or 0-/1-D free parameters
 ``decay-on-embeddings``     info      decay on embeddings (transformers' Trainer's choice, not decaylab's)
-``decay-inert``             warning   τ_iter = 1/(per-step decay) longer than the whole run
-``decay-dominates``         warning   τ_iter shorter than one epoch
-``lambda-convention``       warning   λ in the wrong convention's range: ≥ 0.01 with
-                                      ``decay_scaling="schedule"`` (a torch-AdamW value), or ≤ 1e-3
-                                      with lr-scaled AdamW and lr·λ < 1e-5 (a paper value)
+``decay-dominates``         warning   decay too strong: τ_iter < 100 steps (> 1% per step), shorter than
+                                      an epoch, shorter than 0.1% of the run, or AdamW's ℓ∞ bound 1/λ
+                                      below half a decayed tensor's RMS
+``lambda-convention``       warning   the same, with ``decay_scaling="schedule"`` and λ ≥ 0.01: a
+                                      torch-AdamW value in the schedule-scaled convention
+``decay-inert``             warning   at most 1e-7 of a weight per step (τ ≥ 10⁷ steps): decay does
+                                      nothing (a paper value in torch's AdamW is one way to get there)
+``decay-weak``              info      τ longer than the run with a usual value: a light pull, normal for
+                                      short fine-tunes; no advice to raise it
+``decay-reference-lr``      warning   schedule-scaled decay whose lr_0 (``decay_reference_lr``) is below
+                                      the schedule's peak lr: decay peak/lr_0 times too strong
+``decay-off``               info      no group decays at all
+``double-decay``            warning   the ``loss`` has an explicit L2 term (found in its autograd graph,
+                                      :mod:`decaylab.penalty_graph`) on parameters the optimizer decays
 ``frozen-decayed``          warning   frozen parameters in a group with weight_decay > 0
 ``params-not-in-model``     info      optimizer parameters that are not the model's
 ==========================  ========  ==================================================================
 
-Timescales are per parameter group at its peak (initial) lr — ``decay_reference_lr`` of decaylab's
-optimizers, ``initial_lr`` set by torch's LR schedulers, else the current lr: τ_iter = 1/(s_0·λ) for decoupled decay
+The strength findings (``decay-dominates``, ``lambda-convention``, ``decay-inert``, ``decay-weak``) are one
+verdict per group, so they cannot contradict each other, and a fix's value does not trip the opposite one.
+Timescales are per parameter group at its peak lr: lr-scaled decay at the schedule's peak (the largest of
+the group's ``lr``, ``initial_lr``/``max_lr`` set by torch's schedulers, and the ``scheduler``'s
+``base_lrs``), schedule-scaled decay at ``decay_reference_lr``. τ_iter = 1/(s_0·λ) for decoupled decay
 (Wang & Aitchison 2024), (1−μ)/(lr·λ·(1−dampening)) for SGD with coupled decay; coupled Adam has no
-fixed rate and is reported by ``coupled-adaptive`` instead. Works with torch's optimizers and
+fixed rate and is reported by ``coupled-adaptive`` instead. The run's length is ``total_steps``, else
+read from the ``scheduler`` (:func:`decaylab.scheduler_length.run_length`). Works with torch's optimizers and
 decaylab's (``SGD``, ``SGDW``, ``Adam``, ``AdamW`` and their ``decay_scaling`` group key).
 """
 
@@ -42,6 +55,8 @@ import torch
 from decaylab._checks import check_int
 from decaylab.conventions import GroupDecay, convert, group_decay
 from decaylab.groups import DEFAULT_NO_DECAY_NAMES, classify_parameters
+from decaylab.penalty_graph import l2_penalized_parameters
+from decaylab.scheduler_length import run_length
 
 __all__ = ["doctor", "Finding", "Findings", "SEVERITIES"]
 
@@ -101,6 +116,18 @@ class _Setup:
     should_decay: dict[int, tuple[bool, str]]  # id -> (decay?, rule) for trainable params
     total_steps: int | None
     steps_per_epoch: int | None
+    scheduler: object | None = None
+    loss: torch.Tensor | None = None
+
+    def schedule_peak(self, gi: int) -> float:
+        """The peak lr of group ``gi``'s schedule: the largest of its current lr, ``initial_lr`` and
+        ``max_lr`` (set by torch's schedulers; OneCycleLR's peak) and the scheduler's ``base_lrs``."""
+        g = self.optimizer.param_groups[gi]
+        lrs = [g.get(k) for k in ("lr", "initial_lr", "max_lr")]
+        base = getattr(self.scheduler, "base_lrs", None)
+        if base is not None and gi < len(base):
+            lrs.append(base[gi])
+        return max(float(v) for v in lrs if v is not None)
 
     def name(self, p: torch.Tensor, gi: int, pi: int) -> str:
         return self.names.get(id(p), f"group{gi}.param{pi} (not in model)")
@@ -193,57 +220,142 @@ def _check_no_decay_params(s: _Setup) -> list[Finding]:
                 "decaylab.param_groups(model, λ) leaves embeddings out; decay_embeddings=True keeps them in")
 
 
-def _check_timescale(s: _Setup) -> list[Finding]:
+# Thresholds of the decay-strength check (one finding per group at most, see _check_strength).
+MIN_TIMESCALE = 100          # steps: a shorter τ removes more than 1% of every weight per step
+MIN_RUN_FRACTION = 1e-3      # τ shorter than 0.1% of the run
+INERT_STEP_DECAY = 1e-7      # per-step decay at or below this does nothing in any practical run (τ ≥ 10⁷ steps)
+BOUND_FRACTION = 0.5         # AdamW's ℓ∞ bound 1/λ below half a decayed tensor's initial RMS
+TYPICAL = {"adam": "torch-AdamW values are typically 0.01–0.1", "sgd": "SGD values are typically 1e-5–1e-3"}
+
+
+def _rms(p: torch.Tensor) -> float:
+    return float(p.detach().float().pow(2).mean().sqrt()) if p.numel() else 0.0
+
+
+def _too_strong(s: _Setup, gi: int, d: GroupDecay) -> tuple[list[str], float]:
+    """Why the decay of group ``gi`` is too strong (empty when it is not), and the largest weight_decay that
+    clears every reason with a margin: τ ≥ max(1000, one epoch, a tenth of the run), AdamW's bound ≥ 2·RMS."""
+    tau, reasons = d.timescale_iters, []
+    if tau < MIN_TIMESCALE:
+        reasons.append(f"it removes {100 / tau:.3g}% of every weight per step")
+    if s.steps_per_epoch is not None and tau < s.steps_per_epoch:
+        reasons.append(f"τ is shorter than one epoch ({s.steps_per_epoch} steps): the weights forget most of "
+                       "each epoch")
+    if s.total_steps is not None and tau < MIN_RUN_FRACTION * s.total_steps:
+        reasons.append(f"τ is {s.total_steps / tau:.3g}× shorter than the run ({s.total_steps} steps)")
+    target = min(max(1000.0, s.steps_per_epoch or 0, (s.total_steps or 0) / 10), 0.1 / INERT_STEP_DECAY)
+    fix = _lam_for_timescale(d, target)
+    bound = d.max_abs_bound
+    if bound is not None:
+        decayed = [(pi, p) for pi, p in enumerate(s.optimizer.param_groups[gi]["params"]) if p.numel() > 1]
+        if decayed:
+            pi, p = max(decayed, key=lambda ip: _rms(ip[1]))
+            rms = _rms(p)
+            if bound < BOUND_FRACTION * rms:
+                reasons.append(f"AdamW's bound max|w| ≤ 1/λ = {bound:.3g} (Xie & Li 2024) is below the weights' "
+                               f"own scale (RMS {rms:.3g} of {s.name(p, gi, pi)}): decay will crush them")
+                fix = min(fix, d.weight_decay * bound / (2 * rms))
+    return reasons, fix
+
+
+def _acceptable(s: _Setup, gi: int, d: GroupDecay, lam: float) -> bool:
+    """Whether weight_decay ``lam`` in group ``gi`` would be neither too strong nor inert."""
+    other = dataclasses.replace(d, weight_decay=lam)
+    return not _too_strong(s, gi, other)[0] and other.step_decay > INERT_STEP_DECAY
+
+
+def _strength_finding(s: _Setup, gi: int, d: GroupDecay) -> Finding | None:
+    """At most one finding on how strong group ``gi``'s decay is: too strong (``decay-dominates``, or
+    ``lambda-convention`` when a torch-AdamW value sits in a schedule-scaled optimizer), doing nothing
+    (``decay-inert``: at most 1e-7 per step), or light over a short run (``decay-weak``, an info: usual for
+    fine-tunes, so no advice to raise it). Judged at the peak lr."""
+    tau, lam, names = d.timescale_iters, d.weight_decay, s.group_names(gi)
+    head = f"{d.optimizer} group {gi} (weight_decay {lam:g}, τ_iter = {tau:.3g} steps)"
+    reasons, fix = _too_strong(s, gi, d)
+    if reasons:
+        if d.decay_scaling == "schedule" and lam >= 1e-2:
+            torch_meaning = convert(lam, "torch-adamw", "schedule", lr=d.peak_lr)
+            fix_text = (f"for the same decay as torch AdamW(weight_decay={lam:g}) use {torch_meaning:.3g} (λ·lr_0, "
+                        f"`decaylab convert {lam:g} --from torch-adamw --to schedule --lr {d.peak_lr:g}`)"
+                        if _acceptable(s, gi, d, torch_meaning) else f"lower weight_decay to at most {fix:.3g}")
+            return Finding(
+                "warning", "lambda-convention", names,
+                f"{head}: decay_scaling='schedule' removes λ = {100 * lam:.2g}% of every weight per step; "
+                "it looks like a torch-AdamW value (lr-scaled, typically 0.01–0.1); schedule-scaled values "
+                "are ~1e-5…1e-3; " + "; ".join(reasons), fix_text)
+        return Finding("warning", "decay-dominates", names,
+                       f"{head}: decay is too strong: " + "; ".join(reasons),
+                       f"lower weight_decay to at most {fix:.3g}")
+    step = d.step_decay
+    run = s.total_steps
+    if step <= INERT_STEP_DECAY:
+        over = (f"over the {run}-step run it removes at most {100 * -math.expm1(-run / tau):.2g}% of a weight"
+                if run is not None else "longer than any practical run")
+        fix = "it does nothing: set weight_decay=0 if no decay is meant"
+        if d.kind == "decoupled" and d.family == "adam" and d.decay_scaling == "lr" and lam <= 1e-3:
+            meant = convert(lam, "schedule", "torch-adamw", lr=d.peak_lr)
+            if _acceptable(s, gi, d, meant):
+                fix += (f"; if {lam:g} was a schedule-scaled (paper) value, torch's AdamW multiplies it by lr: "
+                        f"the same per-step decay is weight_decay={meant:.3g} (λ/lr), or use "
+                        "decaylab.AdamW(..., decay_scaling='schedule')")
+        return Finding("warning", "decay-inert", names,
+                       f"{head}: {step:.2g} of a weight per step, {over}", fix)
+    if run is not None and tau > run:
+        return Finding("info", "decay-weak", names,
+                       f"{head}: τ is longer than the {run}-step run, so decay removes at most "
+                       f"{100 * -math.expm1(-run / tau):.2g}% of a weight over training: a light pull, as usual "
+                       "on short fine-tunes of pre-trained weights",
+                       "nothing to change if that is intended; decay acts as a regularizer only when τ is "
+                       "shorter than the run")
+    return None
+
+
+def _check_strength(s: _Setup) -> list[Finding]:
+    found = (_strength_finding(s, gi, d) for gi, _, d in s.decayed_groups() if d.step_decay is not None)
+    return [f for f in found if f is not None]
+
+
+def _check_reference_lr(s: _Setup) -> list[Finding]:
+    """Schedule-scaled decay divides by lr_0 (``decay_reference_lr``); an optimizer re-created mid-run takes
+    its current, lower lr as lr_0 and then decays peak/lr_0 times too strongly."""
     out = []
-    for gi, _, d in s.decayed_groups():
-        tau = d.timescale_iters
-        if tau is None:
+    for gi, g, d in s.decayed_groups():
+        if d.kind != "decoupled" or d.decay_scaling == "lr" or "decay_reference_lr" not in g:
             continue
-        if s.total_steps is not None and tau > s.total_steps:
-            shrink = 1 - math.exp(-s.total_steps / tau)
+        ref, peak = float(g["decay_reference_lr"]), s.schedule_peak(gi)
+        if ref > 0 and peak > ref * 1.01:
             out.append(Finding(
-                "warning", "decay-inert", s.group_names(gi),
-                f"{d.optimizer} group {gi}: timescale τ_iter = {tau:.3g} steps is longer than the whole run "
-                f"({s.total_steps} steps): decay removes at most {100 * shrink:.2g}% of a weight over training, "
-                "so it barely regularizes",
-                f"raise weight_decay to at least {_lam_for_timescale(d, s.total_steps):.3g} (τ = the run); "
-                "τ of a fraction of the run is typical (Wang & Aitchison 2024)"))
-        if s.steps_per_epoch is not None and tau < s.steps_per_epoch:
-            out.append(Finding(
-                "warning", "decay-dominates", s.group_names(gi),
-                f"{d.optimizer} group {gi}: timescale τ_iter = {tau:.3g} steps is shorter than one epoch "
-                f"({s.steps_per_epoch} steps): the weights forget what they learned from most of each epoch and "
-                "decay dominates the gradient",
-                f"lower weight_decay to at most {_lam_for_timescale(d, s.steps_per_epoch):.3g} (τ = one epoch)"))
+                "warning", "decay-reference-lr", s.group_names(gi),
+                f"{d.optimizer} group {gi}: decay_reference_lr (lr_0) = {ref:g} is below the schedule's peak lr "
+                f"{peak:g}: decay_scaling='{d.decay_scaling}' scales λ by lr_t/lr_0, so decay is "
+                f"{peak / ref:.3g}× stronger than λ says (an optimizer re-created mid-run takes its current lr "
+                "as lr_0)",
+                f"give the group its peak: {{'params': ..., 'decay_reference_lr': {peak:g}}}, or load the "
+                "previous optimizer's state_dict (it carries lr_0)"))
     return out
 
 
-def _check_convention(s: _Setup) -> list[Finding]:
-    out = []
-    for gi, _, d in s.decayed_groups():
-        if d.kind != "decoupled":
-            continue
-        if d.decay_scaling == "schedule" and d.weight_decay >= 1e-2:
-            out.append(Finding(
-                "warning", "lambda-convention", s.group_names(gi),
-                f"weight_decay {d.weight_decay:g} with decay_scaling='schedule' removes {100 * d.weight_decay:.2g}% of "
-                f"every weight per step (τ = {1 / d.weight_decay:.3g} steps): it looks like a torch-AdamW value "
-                "(lr-scaled, typically 0.01–0.1); schedule-scaled values are ~1e-5…1e-3",
-                f"for the same decay as torch AdamW(weight_decay={d.weight_decay:g}) use "
-                f"{convert(d.weight_decay, 'torch-adamw', 'schedule', lr=d.peak_lr):.3g} "
-                f"(λ·lr_0, `decaylab convert {d.weight_decay:g} --from torch-adamw --to schedule --lr {d.peak_lr:g}`)"))
-        elif (d.decay_scaling in ("lr", "corrected") and d.family == "adam" and d.weight_decay <= 1e-3
-              and d.peak_lr * d.weight_decay < 1e-5):
-            out.append(Finding(
-                "warning", "lambda-convention", s.group_names(gi),
-                f"weight_decay {d.weight_decay:g} in the lr-scaled (torch AdamW) convention with lr {d.peak_lr:g} "
-                f"decays {d.peak_lr * d.weight_decay:.2g} of a weight per step "
-                f"(τ = {1 / (d.peak_lr * d.weight_decay):.3g} "
-                "steps): it looks like a paper/schedule-scaled value (~1e-4), which torch's AdamW multiplies by lr",
-                "for the paper's meaning use weight_decay="
-                f"{convert(d.weight_decay, 'schedule', 'torch-adamw', lr=d.peak_lr):.3g} "
-                "(λ/lr), or decaylab.AdamW(..., decay_scaling='schedule')"))
-    return out
+def _check_decay_off(s: _Setup) -> list[Finding]:
+    if not s.optimizer.param_groups or s.decayed_groups():
+        return []
+    return [Finding("info", "decay-off", (),
+                    f"no parameter group of {type(s.optimizer).__name__} decays (weight_decay=0 everywhere; "
+                    "transformers' TrainingArguments default): the run has no weight decay at all",
+                    "nothing to change if intended; decaylab.param_groups(model, weight_decay) decays the "
+                    "weights and spares biases, norms and embeddings")]
+
+
+def _check_double_decay(s: _Setup) -> list[Finding]:
+    if s.loss is None:
+        return []
+    decayed = [p for _, g, _ in s.decayed_groups() for p in g["params"]]
+    twice = l2_penalized_parameters(s.loss, decayed)
+    names = tuple(s.names.get(id(p), "(not in model)") for p in twice)
+    return _if_any(names, "warning", "double-decay",
+                   f"the loss has an explicit L2 term on {len(names)} parameter tensor(s) that the optimizer "
+                   "also decays (weight_decay > 0): they are decayed twice, and the strength is neither value",
+                   "keep one: drop the penalty from the loss (the optimizer's decay remains), or put these tensors "
+                   "in a weight_decay=0 group")
 
 
 def _check_frozen(s: _Setup) -> list[Finding]:
@@ -268,21 +380,23 @@ def _check_foreign(s: _Setup) -> list[Finding]:
 
 
 CHECKS: tuple[Callable[[_Setup], list[Finding]], ...] = (
-    _check_missing, _check_coupled, _check_no_decay_params, _check_timescale, _check_convention,
-    _check_frozen, _check_foreign)
+    _check_missing, _check_coupled, _check_no_decay_params, _check_strength, _check_reference_lr,
+    _check_decay_off, _check_double_decay, _check_frozen, _check_foreign)
 
 
 def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int | None = None,
-           steps_per_epoch: int | None = None, *, no_decay_types: Iterable[type] | None = None,
-           no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES, pattern_syntax: str = "glob",
-           decay_names: Iterable[str] = (), decay_embeddings: bool = False) -> Findings:
+           steps_per_epoch: int | None = None, *, scheduler: object | None = None, loss: torch.Tensor | None = None,
+           no_decay_types: Iterable[type] | None = None, no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES,
+           pattern_syntax: str = "glob", decay_names: Iterable[str] = (), decay_embeddings: bool = False) -> Findings:
     """Check how ``optimizer`` decays ``model``'s parameters; return the :class:`Findings`.
 
-    ``total_steps`` (optimizer steps in the run) enables ``decay-inert``, ``steps_per_epoch``
-    ``decay-dominates``. ``no_decay_types``/``no_decay_names``/``decay_names``/``decay_embeddings``/
-    ``pattern_syntax`` say which parameters should not decay, exactly as in :func:`decaylab.param_groups`
-    (the one rule, :func:`decaylab.groups.classify_parameters`). See the module docstring
-    for every check.
+    ``total_steps`` (optimizer steps in the run; read from ``scheduler`` when not given, see
+    :func:`decaylab.scheduler_length.run_length`) and ``steps_per_epoch`` sharpen the strength check;
+    ``scheduler`` (the run's LR scheduler: torch's or transformers') also gives each group's peak lr;
+    ``loss`` (one training step's loss tensor, before or after ``backward``) enables ``double-decay``.
+    ``no_decay_types``/``no_decay_names``/``decay_names``/``decay_embeddings``/``pattern_syntax`` say which
+    parameters should not decay, exactly as in :func:`decaylab.param_groups` (the one rule,
+    :func:`decaylab.groups.classify_parameters`). See the module docstring for every check.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -292,14 +406,25 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps
         total_steps = check_int("total_steps", total_steps, low=1)
     if steps_per_epoch is not None:
         steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
+    if scheduler is not None and getattr(scheduler, "optimizer", optimizer) is not optimizer:
+        raise ValueError("scheduler must schedule the optimizer given to doctor (scheduler.optimizer is another "
+                         f"{type(scheduler.optimizer).__name__})")
+    if loss is not None and not isinstance(loss, torch.Tensor):
+        raise TypeError(f"loss must be a torch.Tensor (one training step's loss), got {type(loss).__name__}")
+    if total_steps is None:
+        total_steps = run_length(scheduler)
     decisions = classify_parameters(model, no_decay_types=no_decay_types, no_decay_names=no_decay_names,
                                     pattern_syntax=pattern_syntax, decay_names=decay_names,
                                     decay_embeddings=decay_embeddings)
     setup = _Setup(model=model, optimizer=optimizer,
-                   names={id(p): n for n, p in model.named_parameters()},
-                   decays=[group_decay(optimizer, g).at_peak() for g in optimizer.param_groups],
+                   names={id(p): n for n, p in model.named_parameters()}, decays=[],
                    should_decay={id(d.param): (d.decay, d.rule) for d in decisions},
-                   total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+                   total_steps=total_steps, steps_per_epoch=steps_per_epoch, scheduler=scheduler, loss=loss)
+    for gi, g in enumerate(optimizer.param_groups):
+        d = group_decay(optimizer, g)
+        if d.decay_scaling == "lr":   # lr-scaled decay peaks with the schedule (schedule-scaled: at lr_0)
+            d = dataclasses.replace(d, peak_lr=setup.schedule_peak(gi))
+        setup.decays.append(d.at_peak())
     findings = [f for check in CHECKS for f in check(setup)]
     findings.sort(key=lambda f: SEVERITIES.index(f.severity))
     return Findings(findings)
