@@ -82,3 +82,18 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
     monkeypatch.setattr(convert_cmd, "run", interrupted)
     assert cli.main(["convert", "0.1", "--from", "torch-adamw"]) == 130
     assert capsys.readouterr().err.strip() == "decaylab convert: interrupted"
+
+
+def test_every_long_running_subcommand_has_no_progress():
+    """Everything that trains (all but ``convert``, which is instant) takes ``--no-progress``."""
+    parser = cli.build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    long_running = {name: p for name, p in subparsers.items() if name != "convert"}
+    assert {"demo", "sweep", "repro"} <= set(long_running)
+    for name, sub in long_running.items():
+        options = {opt for action in sub._actions for opt in action.option_strings}
+        nested = [a for a in sub._actions if isinstance(a.choices, dict)]
+        for action in nested:                       # repro's studies are sub-sub-commands
+            for child in action.choices.values():
+                options |= {opt for a in child._actions for opt in a.option_strings}
+        assert "--no-progress" in options, name
