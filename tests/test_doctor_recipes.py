@@ -203,3 +203,38 @@ def test_standard_transformers_recipes(kind, tmp_path):
         else:
             assert [f for f in found if f.severity != "info"] == [], str(found)
             assert "decay-weak" in found.codes and f"{steps}-step run" in str(found)   # the run read from the schedule
+
+
+class Gpt(nn.Module):
+    """Embedding + LayerNorm'd Linear layers, initialized like GPT-2 (std 0.02) or grokking's (std 1)."""
+
+    def __init__(self, std):
+        super().__init__()
+        self.emb = nn.Embedding(64, 32)
+        self.lin = nn.Linear(32, 32)
+        self.norm = nn.LayerNorm(32)
+        self.head = nn.Linear(32, 64)
+        for w in (self.emb.weight, self.lin.weight, self.head.weight):
+            nn.init.normal_(w, std=std)
+
+
+@pytest.mark.parametrize("recipe", [
+    # (name, optimizer, total_steps, steps_per_epoch, init std)
+    ("resnet-cifar SGD", lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=5e-4), 64_000, 391, 0.05),
+    ("nanoGPT AdamW", lambda ps: torch.optim.AdamW(ps, lr=6e-4, betas=(0.9, 0.95), weight_decay=0.1), 600_000, None,
+     0.02),
+    ("llama AdamW", lambda ps: torch.optim.AdamW(ps, lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1), 250_000, None,
+     0.02),
+    ("bert pre-training AdamW", lambda ps: torch.optim.AdamW(ps, lr=1e-4, weight_decay=0.01), 1_000_000, None, 0.02),
+    ("grokking AdamW λ=1", lambda ps: torch.optim.AdamW(ps, lr=1e-3, betas=(0.9, 0.98), weight_decay=1.0), 100_000,
+     None, 1.0),
+    ("fine-tune AdamW", lambda ps: torch.optim.AdamW(ps, lr=2e-5, weight_decay=0.01), 3_000, 300, 0.02),
+], ids=lambda r: r[0])
+def test_published_recipes_get_no_strength_warning(recipe):
+    _, make, total, per_epoch, std = recipe
+    model = Gpt(std)
+    groups = param_groups(model, 1.0)
+    del groups[0]["weight_decay"]            # the decayed group takes the recipe's weight_decay; the other keeps 0
+    found = doctor(model, make(groups), total_steps=total, steps_per_epoch=per_epoch)
+    assert [f for f in found if f.severity != "info"] == [], str(found)
+    assert "raise" not in str(found).lower()
