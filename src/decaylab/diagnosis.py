@@ -118,6 +118,7 @@ class _Setup:
     steps_per_epoch: int | None
     scheduler: object | None = None
     loss: torch.Tensor | None = None
+    _rms_cache: dict = dataclasses.field(default_factory=dict)
 
     def schedule_peak(self, gi: int) -> float:
         """The peak lr of group ``gi``'s schedule: the largest of its current lr, ``initial_lr`` and
@@ -128,6 +129,14 @@ class _Setup:
         if base is not None and gi < len(base):
             lrs.append(base[gi])
         return max(float(v) for v in lrs if v is not None)
+
+    def largest_rms(self, gi: int) -> tuple[float, str] | None:
+        """(RMS, name) of group ``gi``'s tensor with the largest RMS (of those with more than one element)."""
+        if gi not in self._rms_cache:
+            sized = [(_rms(p), self.name(p, gi, pi)) for pi, p in enumerate(self.optimizer.param_groups[gi]["params"])
+                     if p.numel() > 1]
+            self._rms_cache[gi] = max(sized) if sized else None
+        return self._rms_cache[gi]
 
     def name(self, p: torch.Tensor, gi: int, pi: int) -> str:
         return self.names.get(id(p), f"group{gi}.param{pi} (not in model)")
@@ -229,7 +238,8 @@ TYPICAL = {"adam": "torch-AdamW values are typically 0.01–0.1", "sgd": "SGD va
 
 
 def _rms(p: torch.Tensor) -> float:
-    return float(p.detach().float().pow(2).mean().sqrt()) if p.numel() else 0.0
+    """Root mean square of ``p``'s entries (no float copy of the tensor)."""
+    return float(torch.linalg.vector_norm(p.detach(), dtype=torch.float32)) / math.sqrt(p.numel()) if p.numel() else 0.0
 
 
 def _too_strong(s: _Setup, gi: int, d: GroupDecay) -> tuple[list[str], float]:
@@ -246,15 +256,12 @@ def _too_strong(s: _Setup, gi: int, d: GroupDecay) -> tuple[list[str], float]:
     target = min(max(1000.0, s.steps_per_epoch or 0, (s.total_steps or 0) / 10), 0.1 / INERT_STEP_DECAY)
     fix = _lam_for_timescale(d, target)
     bound = d.max_abs_bound
-    if bound is not None:
-        decayed = [(pi, p) for pi, p in enumerate(s.optimizer.param_groups[gi]["params"]) if p.numel() > 1]
-        if decayed:
-            pi, p = max(decayed, key=lambda ip: _rms(ip[1]))
-            rms = _rms(p)
-            if bound < BOUND_FRACTION * rms:
-                reasons.append(f"AdamW's bound max|w| ≤ 1/λ = {bound:.3g} (Xie & Li 2024) is below the weights' "
-                               f"own scale (RMS {rms:.3g} of {s.name(p, gi, pi)}): decay will crush them")
-                fix = min(fix, d.weight_decay * bound / (2 * rms))
+    if bound is not None and (largest := s.largest_rms(gi)) is not None:
+        rms, name = largest
+        if bound < BOUND_FRACTION * rms:
+            reasons.append(f"AdamW's bound max|w| ≤ 1/λ = {bound:.3g} (Xie & Li 2024) is below the weights' "
+                           f"own scale (RMS {rms:.3g} of {name}): decay will crush them")
+            fix = min(fix, d.weight_decay * bound / (2 * rms))
     return reasons, fix
 
 
