@@ -5,9 +5,11 @@ measures, with ``w⁻`` the tensor before the step and ``g`` its gradient:
 
 - ``weight_norm`` ‖w‖, ``grad_norm`` ‖g‖, ``max_abs`` max|w|;
 - ``update_ratio`` ‖w − w⁻‖ / ‖w⁻‖;
-- ``angle`` the rotation of the step in radians, ∠(w⁻, w) = 2·atan2(‖ŵ⁻ − ŵ‖, ‖ŵ⁻ + ŵ‖) with
-  ŵ = w/‖w‖ (accurate for small angles, unlike arccos of the cosine); NaN for a one-element
-  tensor such as a scalar gain (it has no direction, and no predicted angle);
+- ``angle`` the rotation of the step in radians, ∠(w⁻, w), from the three norms ‖w‖, ‖w⁻‖ and
+  ‖w − w⁻‖ by Kahan's formula for the angle of a needle-like triangle, which stays accurate for
+  small angles (unlike arccos of the cosine): with float32 norms, relative error ~1e-7 for a
+  tangential step and ~1e-4 for a 1e-3 rad rotation beside an equal shrinkage (tested); NaN for
+  a one-element tensor such as a scalar gain (it has no direction, and no predicted angle);
 
 and puts beside them what the parameter's optimizer group predicts (see
 :class:`decaylab.conventions.GroupDecay`):
@@ -27,11 +29,26 @@ Use it in any training loop (it attaches itself with the optimizer's step hooks)
     mon = DecayMonitor(model, optimizer)
     for x, y in batches:
         optimizer.zero_grad(); loss_fn(model(x), y).backward(); optimizer.step()
-    mon.plot()
+    print(mon); mon.plot(); mon.log(summary_writer)
 
-or as a callback: ``decaylab.train.fit(model, opt, data, epochs=5, callbacks=[DecayMonitor()])``.
-With ``attach=False`` call ``mon.step()`` after each ``optimizer.step()`` instead. Recording clones
-the monitored weights once per recorded step; ``every=k`` records every k-th step only.
+or as a callback: ``decaylab.train.fit(model, opt, data, epochs=5, callbacks=[DecayMonitor()])``
+(Lightning and transformers: :mod:`decaylab.integrations`). With ``attach=False`` call
+``mon.step()`` after each ``optimizer.step()`` instead.
+
+Cost. A recorded step snapshots the watched weights before the step (one copy of them, freed
+after the step) and measures every tensor at once with ``torch._foreach_*`` kernels (5 norms, one
+subtraction), keeping the results on the weights' device; they are copied to the host in batches
+of up to 64 records (one synchronization each), never per tensor. Steps that are not recorded
+cost one Python comparison. By default (``every=None``) the monitor records every step of the
+first 50, then every 10th: the early transient in full, then ~1/10 of the steps (measured in
+``benchmarks/monitor_overhead.py``).
+
+Memory. The history is a :class:`decaylab._thinned.ThinnedHistory`: at most ``max_records + 1``
+records per tensor (about 200 bytes each; ≈100 KB per tensor with the default 512), whatever the
+run's length. When it fills, every other record is dropped, so the kept series always start at the
+first recorded step and end at the newest, evenly spaced over the whole run; the means, maxima and
+minima of :meth:`summary` stay exact over every recorded step (up to the granularity of one
+kept record when ``last < 1``).
 """
 
 from __future__ import annotations
@@ -41,29 +58,58 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from decaylab._checks import check_choice, check_int
 from decaylab._extras import needs
+from decaylab._thinned import ThinnedHistory
 from decaylab.conventions import group_decay
 
-__all__ = ["DecayMonitor", "METRICS"]
+__all__ = ["DecayMonitor", "METRICS", "FIELDS"]
 
+#: what is measured per tensor and step
 METRICS = ("weight_norm", "grad_norm", "update_ratio", "angle", "max_abs")
+#: what each record holds: the metrics, then the group's settings and predictions
+FIELDS = (*METRICS, "lr", "weight_decay", "predicted_angle", "max_abs_bound")
+_GROUP_FIELDS = FIELDS[len(METRICS):]
+_DENSE_STEPS, _SPARSE_EVERY = 50, 10    # the default schedule: steps 1…50, then every 10th
+_PENDING = 64                           # records held on the device before one copy to the host
 
 
-def _norm(t: torch.Tensor) -> float:
-    """‖t‖₂ of a dense or sparse tensor."""
-    return float(torch.linalg.vector_norm(t.coalesce().values() if t.is_sparse else t))
+def _kahan_angle(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Angle between two vectors of norms ``a`` and ``b`` whose difference has norm ``c`` (elementwise
+    over tensors of norms), by Kahan's stable formula ("Miscalculating area and angles of a
+    needle-like triangle", 2014): accurate to rounding even when the angle is tiny."""
+    big, small = torch.maximum(a, b), torch.minimum(a, b)
+    mu = torch.where(small >= c, c - (big - small), small - (big - c))
+    num = ((big - small) + c) * mu
+    den = (big + (small + c)) * ((big - c) + small)
+    return 2.0 * torch.atan2(num.clamp(min=0).sqrt(), den.clamp(min=0).sqrt())
 
 
-def _angle(before: torch.Tensor, after: torch.Tensor) -> float:
-    """Angle in radians between two tensors seen as vectors (nan if either is zero)."""
-    nb, na = torch.linalg.vector_norm(before), torch.linalg.vector_norm(after)
-    if nb == 0 or na == 0:
-        return math.nan
-    u, v = before / nb, after / na
-    return 2.0 * math.atan2(float(torch.linalg.vector_norm(u - v)), float(torch.linalg.vector_norm(u + v)))
+def _max_abs(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """max|t| of each (non-empty) tensor, with as few kernel launches as torch allows."""
+    if hasattr(torch, "_foreach_max"):
+        return list(torch._foreach_max(torch._foreach_abs(tensors)))
+    return [t.abs().max() for t in tensors]
+
+
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """‖t‖₂ of each tensor, stacked: dense ones in one foreach call, in their own precision (half
+    precision ones accumulated and returned in float32), sparse ones one by one."""
+    out: list[torch.Tensor | None] = [None] * len(tensors)
+    plain = [i for i, t in enumerate(tensors) if not t.is_sparse and t.dtype not in _HALF]
+    for i, norm in zip(plain, torch._foreach_norm([tensors[i] for i in plain]) if plain else ()):
+        out[i] = norm
+    for i, t in enumerate(tensors):
+        if out[i] is None:
+            t = t.coalesce().values() if t.is_sparse else t
+            out[i] = torch.linalg.vector_norm(t, dtype=torch.float32 if t.dtype in _HALF else None)
+    return torch.stack(out)
 
 
 class DecayMonitor:
@@ -73,23 +119,28 @@ class DecayMonitor:
     Args:
         model, optimizer: what to watch; give both, or neither when the monitor is a
             :func:`decaylab.train.fit` callback (it then binds to the run's model and optimizer).
-        every: record every ``every``-th optimizer step (≥ 1).
+        every: record every ``every``-th optimizer step (≥ 1); ``None`` (default): steps 1…50, then
+            every 10th step.
         include: glob patterns (:func:`fnmatch.fnmatchcase`) of parameter names to watch; default
             all parameters the optimizer updates.
         attach: register optimizer step pre/post hooks (default); ``False``: call :meth:`step`
             after each ``optimizer.step()``.
+        max_records: records kept per tensor (≥ 2; the history thins itself by 2 when full, see
+            the module docstring).
 
-    ``history`` is a list of tidy records, one per (step, parameter): ``step``, ``param``,
-    ``group``, the :data:`METRICS`, ``lr``, ``weight_decay``, ``predicted_angle`` and
-    ``max_abs_bound`` (``None`` where no prediction applies).
+    :attr:`history` is a list of tidy records, one per kept (step, parameter): ``step``,
+    ``param``, ``group`` and the :data:`FIELDS` (the :data:`METRICS`, ``lr``, ``weight_decay``,
+    ``predicted_angle``, ``max_abs_bound``; the last two ``None`` where no prediction applies).
 
     As a callback it follows the protocol of :mod:`decaylab.train.callbacks` by duck typing (this
     module sits below ``train/`` and does not import it).
     """
 
     def __init__(self, model: torch.nn.Module | None = None, optimizer: torch.optim.Optimizer | None = None,
-                 *, every: int = 1, include: Iterable[str] | None = None, attach: bool = True):
-        self.every = check_int("every", every, low=1)
+                 *, every: int | None = None, include: Iterable[str] | None = None, attach: bool = True,
+                 max_records: int = 512):
+        self.every = None if every is None else check_int("every", every, low=1)
+        self.max_records = check_int("max_records", max_records, low=2)
         if isinstance(include, str):
             include = (include,)
         self.include = None if include is None else tuple(include)
@@ -99,12 +150,13 @@ class DecayMonitor:
             raise TypeError("model and optimizer must be given together, or neither when the monitor "
                             "is a decaylab.train.fit callback")
         self.attach = attach
-        self.history: list[dict] = []
         self.model = self.optimizer = None
         self._handles: list = []
+        self._tracked: list[tuple[str, torch.Tensor, int]] = []
         self._steps = 0
-        self._before: dict[int, torch.Tensor] | None = None
-        self._decay: list = []
+        self._before: list[torch.Tensor] | None = None
+        self._pending: list = []
+        self._store: ThinnedHistory | None = None
         self._bound_by_fit = False
         if model is not None:
             self._bind(model, optimizer)
@@ -129,6 +181,15 @@ class DecayMonitor:
         if meta:
             raise ValueError(f"model has parameters on the 'meta' device, which hold no values to watch (e.g. "
                              f"{meta[0]!r}): materialize it first (model.to_empty(device=...) and initialize it)")
+        self._group_of = np.array([gi for _, _, gi in self._tracked])
+        self._directional = np.array([p.numel() > 1 for _, p, _ in self._tracked])
+        by_device: dict[torch.device, list[int]] = {}
+        for i, (_, p, _) in enumerate(self._tracked):
+            by_device.setdefault(p.device, []).append(i)
+        self._by_device = list(by_device.items())
+        self._directional_cache: dict = {}
+        self._store = ThinnedHistory(len(self._tracked), FIELDS, capacity=self.max_records,
+                                     stride=self.every or 1, maxima=("max_abs",), minima=("max_abs_bound",))
         if self.attach:
             self._handles = [optimizer.register_step_pre_hook(lambda *_: self._before_step()),
                              optimizer.register_step_post_hook(lambda *_: self._after_step())]
@@ -141,18 +202,24 @@ class DecayMonitor:
             handle.remove()
         self._handles = []
 
+    def records_step(self, step: int) -> bool:
+        """Whether optimizer step ``step`` (1-based) is recorded."""
+        if self.every is None:
+            return step <= _DENSE_STEPS or step % _SPARSE_EVERY == 0
+        return step % self.every == 0
+
+    @torch.no_grad()
     def _before_step(self) -> None:
-        """Snapshot the weights and the groups' decay settings if the coming step is recorded."""
-        if (self._steps + 1) % self.every == 0:
-            self._before = {id(p): p.detach().clone() for _, p, _ in self._tracked}
-            self._decay = [group_decay(self.optimizer, g) for g in self.optimizer.param_groups]
+        """Snapshot the weights if the coming step is recorded."""
+        if self.records_step(self._steps + 1):
+            self._before = [p.detach().clone() for _, p, _ in self._tracked]
         else:
             self._before = None
 
     def _after_step(self) -> None:
         self._steps += 1
         if self._before is not None:
-            self._record()
+            self._measure()
             self._before = None
 
     def step(self) -> None:
@@ -161,7 +228,6 @@ class DecayMonitor:
             return
         if self.model is None:
             raise RuntimeError("DecayMonitor.step() needs a model and optimizer: pass them to DecayMonitor(...)")
-        self._decay = [group_decay(self.optimizer, g) for g in self.optimizer.param_groups]
         self._after_step()
         self._before_step()
 
@@ -181,54 +247,169 @@ class DecayMonitor:
 
     # --- measuring --------------------------------------------------------------------------
     @torch.no_grad()
-    def _record(self) -> None:
-        for name, p, gi in self._tracked:
-            if p.grad is None:  # not updated this step (frozen or unused)
+    def _measure(self) -> None:
+        """Measure every watched tensor that has a gradient; the results stay on their device."""
+        parts = []
+        for device, indices in self._by_device:
+            idx = [i for i in indices if self._tracked[i][1].grad is not None]  # others: not updated
+            if not idx:
                 continue
-            before, after = self._before[id(p)], p.detach()
-            w_norm = float(torch.linalg.vector_norm(after))
-            before_norm = float(torch.linalg.vector_norm(before))
-            update = float(torch.linalg.vector_norm(after - before))
-            decay = self._decay[gi]
-            directional = p.numel() > 1      # a scalar has no direction: no angle, no equilibrium
-            self.history.append({
-                "step": self._steps, "param": name, "group": gi,
-                "weight_norm": w_norm, "grad_norm": _norm(p.grad),
-                "update_ratio": update / before_norm if before_norm > 0 else math.nan,
-                "angle": _angle(before, after) if directional else math.nan,
-                "max_abs": float(after.abs().max()) if after.numel() else 0.0,
-                "lr": decay.lr, "weight_decay": decay.weight_decay,
-                "predicted_angle": decay.equilibrium_angle if directional else None,
-                "max_abs_bound": decay.max_abs_bound,
-            })
+            after = [self._tracked[i][1].detach() for i in idx]
+            before = [self._before[i] for i in idx]
+            delta = torch._foreach_sub(after, before)
+            k = len(idx)
+            norms = _norms([*after, *before, *delta, *(self._tracked[i][1].grad for i in idx)])
+            w_norm, b_norm, d_norm, g_norm = norms[:k], norms[k:2 * k], norms[2 * k:3 * k], norms[3 * k:]
+            nonempty = [j for j, t in enumerate(after) if t.numel()]
+            max_abs = torch.zeros_like(w_norm)
+            if nonempty:
+                max_abs[nonempty] = torch.stack(_max_abs([after[j] for j in nonempty])).to(max_abs.dtype)
+            nan = torch.full_like(w_norm, math.nan)
+            ratio = torch.where(b_norm > 0, d_norm / b_norm, nan)
+            directional = self._directional_on(device, idx)
+            angle = torch.where(directional & (b_norm > 0) & (w_norm > 0), _kahan_angle(w_norm, b_norm, d_norm), nan)
+            parts.append((idx, torch.stack([w_norm, g_norm, ratio, angle, max_abs], dim=1)))
+        groups = []
+        for group in self.optimizer.param_groups:
+            d = group_decay(self.optimizer, group)
+            groups.append([d.lr, d.weight_decay, _or_nan(d.equilibrium_angle), _or_nan(d.max_abs_bound)])
+        self._pending.append((self._steps, parts, groups))
+        if len(self._pending) >= _PENDING:
+            self._flush()
+
+    def _directional_on(self, device: torch.device, idx: list[int]) -> torch.Tensor:
+        """Which of the tensors ``idx`` have a direction (more than one element), on ``device``
+        (cached for the usual case: every tensor of the device has a gradient)."""
+        key = (device, tuple(idx))
+        if key not in self._directional_cache:
+            if len(self._directional_cache) > 8:  # gradients come and go: keep the cache small
+                self._directional_cache.clear()
+            self._directional_cache[key] = torch.as_tensor(self._directional[idx], device=device)
+        return self._directional_cache[key]
+
+    def _flush(self) -> None:
+        """Copy the pending records to the host and into the history."""
+        n = len(self._tracked)
+        for step, parts, groups in self._pending:
+            values = np.full((n, len(FIELDS)), np.nan)
+            present = np.zeros(n, dtype=bool)
+            for idx, stats in parts:
+                values[idx, :len(METRICS)] = stats.cpu().numpy()
+                present[idx] = True
+            values[:, len(METRICS):] = np.asarray(groups, dtype=float)[self._group_of]
+            values[~self._directional, FIELDS.index("predicted_angle")] = np.nan
+            self._store.add(step, values, present)
+        self._pending = []
+
+    def _history(self) -> ThinnedHistory | None:
+        if self._pending:
+            self._flush()
+        return self._store
 
     # --- reading the results ----------------------------------------------------------------
     @property
+    def history(self) -> list[dict]:
+        """The kept records as dicts, oldest step first, parameters in optimizer order (built on
+        each access from the bounded history; at most ``max_records + 1`` steps per parameter)."""
+        store = self._history()
+        if store is None:
+            return []
+        out = []
+        metric_count = len(METRICS)
+        for step, row, present in zip(store.steps.tolist(), store.samples.tolist(), store.present.tolist()):
+            for i, (name, _, gi) in enumerate(self._tracked):
+                if not present[i]:
+                    continue
+                values = row[i]
+                record = {"step": step, "param": name, "group": gi}
+                for k, field in enumerate(FIELDS):
+                    v = values[k]
+                    if v != v:  # NaN: the metrics say math.nan, a missing prediction says None
+                        v = math.nan if k < metric_count else None
+                    record[field] = v
+                out.append(record)
+        return out
+
+    @property
     def params(self) -> list[str]:
         """Names of the parameters with records, in optimizer order."""
-        seen = dict.fromkeys(r["param"] for r in self.history)
-        return list(seen)
+        store = self._history()
+        if store is None:
+            return []
+        seen = store.present.any(axis=0)
+        return [name for (name, _, _), s in zip(self._tracked, seen) if s]
+
+    @property
+    def steps_seen(self) -> int:
+        """Optimizer steps taken since the monitor attached."""
+        return self._steps
+
+    def _index(self, param: str) -> int:
+        names = self.params
+        if param not in names:
+            raise ValueError(f"param must be one of {', '.join(names)}, got {param!r}")
+        return next(i for i, (name, _, _) in enumerate(self._tracked) if name == param)
 
     def series(self, param: str, metric: str) -> tuple[list[int], list[float]]:
-        """``(steps, values)`` of one metric (or ``lr``/``predicted_angle``/...) for one parameter."""
-        rows = [r for r in self.history if r["param"] == param]
-        if not rows:
-            raise ValueError(f"param must be one of {', '.join(self.params)}, got {param!r}")
-        check_choice("metric", metric, tuple(k for k in rows[0] if k not in ("step", "param", "group")))
-        return [r["step"] for r in rows], [r[metric] for r in rows]
+        """``(steps, values)`` of one field (a metric, or ``lr``/``predicted_angle``/...) for one
+        parameter over the kept records (``None`` where no prediction applies)."""
+        i = self._index(param)
+        check_choice("metric", metric, FIELDS)
+        store = self._store
+        rows = store.present[:, i]
+        values = store.samples[rows, i, FIELDS.index(metric)].tolist()
+        if metric in _GROUP_FIELDS:
+            values = [None if v != v else v for v in values]
+        return store.steps[rows].tolist(), values
+
+    def summary(self, last: float = 0.25) -> list[dict]:
+        """Per parameter over its last ``last`` fraction of recorded steps (exact means over every
+        recorded step, to the granularity of one kept record): mean ``angle`` and mean
+        ``predicted_angle``, their ratio ``angle_ratio``, the largest ``max_abs`` and the smallest
+        ``max_abs_bound`` (``None`` where not predicted); ``steps``: how many recorded steps."""
+        if isinstance(last, bool) or not (isinstance(last, (int, float)) and 0 < last <= 1):
+            raise ValueError(f"last must be a fraction in (0, 1], got {last!r}")
+        store = self._history()
+        if store is None or store.rows == 0:
+            return []
+        tail = store.tail(last)
+        angle_col, pred_col = FIELDS.index("angle"), FIELDS.index("predicted_angle")
+        out = []
+        for i, (name, _, _) in enumerate(self._tracked):
+            if tail["count"][i] == 0:
+                continue
+            pred = _nan_to_none(tail["mean"][i, pred_col])
+            angle = float(tail["mean"][i, angle_col])
+            out.append({"param": name, "steps": int(tail["count"][i]), "angle": angle, "predicted_angle": pred,
+                        "angle_ratio": angle / pred if pred else None, "max_abs": float(tail["max"][i, 0]),
+                        "max_abs_bound": _nan_to_none(tail["min"][i, 0])})
+        return out
+
+    def latest(self) -> dict[str, dict]:
+        """The newest record of each parameter (``{param: record}``, records as in :attr:`history`)."""
+        store = self._history()
+        out = {}
+        if store is None:
+            return out
+        for i, (name, _, gi) in enumerate(self._tracked):
+            rows = np.flatnonzero(store.present[:, i])
+            if len(rows):
+                r = rows[-1]
+                values = store.samples[r, i].tolist()
+                out[name] = {"step": int(store.steps[r]), "param": name, "group": gi,
+                             **{f: (_nan_to_none(v) if f in _GROUP_FIELDS else v) for f, v in zip(FIELDS, values)}}
+        return out
 
     def __str__(self) -> str:
         """A per-parameter table over the last quarter of the records: ‖w‖, ‖Δw‖/‖w‖, the measured and
         predicted rotation angles, max|w| against AdamW's 1/λ bound, and flags a person should look at."""
-        if not self.history:
-            return f"DecayMonitor: nothing recorded yet ({len(getattr(self, '_tracked', []))} tensors watched)"
-        last = {}
-        for r in self.history:
-            last[r["param"]] = r
+        latest = self.latest()
+        if not latest:
+            return f"DecayMonitor: nothing recorded yet ({len(self._tracked)} tensors watched)"
         head = ("param", "‖w‖", "Δw/w", "angle", "predicted", "max|w|", "bound", "flags")
         rows = []
         for s in self.summary():
-            r = last[s["param"]]
+            r = latest[s["param"]]
             flags = []
             if s["angle_ratio"] is not None and not 0.5 <= s["angle_ratio"] <= 2:
                 flags.append(f"angle ×{s['angle_ratio']:.2g} of equilibrium")
@@ -246,44 +427,70 @@ class DecayMonitor:
         lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
         return "\n".join(lines)
 
-    def summary(self, last: float = 0.25) -> list[dict]:
-        """Per parameter over the last ``last`` fraction of its records: mean ``angle`` and the mean
-        ``predicted_angle``, their ratio ``angle_ratio``, the largest ``max_abs`` and the smallest
-        ``max_abs_bound`` (``None`` where not predicted)."""
-        if not (isinstance(last, (int, float)) and 0 < last <= 1):
-            raise ValueError(f"last must be a fraction in (0, 1], got {last!r}")
-        out = []
-        for name in self.params:
-            rows = [r for r in self.history if r["param"] == name]
-            rows = rows[len(rows) - max(1, int(round(last * len(rows)))):]
-            angle = sum(r["angle"] for r in rows) / len(rows)
-            preds = [r["predicted_angle"] for r in rows if r["predicted_angle"] is not None]
-            bounds = [r["max_abs_bound"] for r in rows if r["max_abs_bound"] is not None]
-            pred = sum(preds) / len(preds) if preds else None
-            out.append({"param": name, "steps": len(rows), "angle": angle, "predicted_angle": pred,
-                        "angle_ratio": angle / pred if pred else None,
-                        "max_abs": max(r["max_abs"] for r in rows), "max_abs_bound": min(bounds) if bounds else None})
+    # --- scalars for loggers ----------------------------------------------------------------
+    def scalars(self, metrics: Sequence[str] = (*METRICS, "predicted_angle")) -> dict[str, float]:
+        """``{"decay_<field>/<param>": value}`` from each parameter's newest record, for any logger
+        that takes a flat dict of numbers (Lightning's ``log_metrics``, transformers' ``logs``);
+        undefined values (a scalar's angle, a missing prediction) are left out."""
+        for m in metrics:
+            check_choice("metrics", m, FIELDS)
+        out = {}
+        for name, record in self.latest().items():
+            for m in metrics:
+                v = record[m]
+                if v is not None and v == v:
+                    out[f"decay_{m}/{name}"] = float(v)
         return out
 
+    def log(self, writer: Any, step: int | None = None,
+            metrics: Sequence[str] = (*METRICS, "predicted_angle")) -> dict[str, float]:
+        """Write :meth:`scalars` with ``writer.add_scalar(tag, value, step)`` — a
+        ``torch.utils.tensorboard.SummaryWriter`` or anything with that method (one chart per
+        tensor, grouped by field in TensorBoard); ``step`` defaults to the optimizer steps taken.
+        Returns what was written."""
+        if not callable(getattr(writer, "add_scalar", None)):
+            raise TypeError(f"writer must have an add_scalar(tag, value, step) method (e.g. a "
+                            f"torch.utils.tensorboard.SummaryWriter), got {type(writer).__name__}")
+        step = self._steps if step is None else check_int("step", step, low=0)
+        values = self.scalars(metrics)
+        for tag, value in values.items():
+            writer.add_scalar(tag, value, step)
+        return values
+
+    # --- plotting ---------------------------------------------------------------------------
     def plot(self, metrics: Sequence[str] = ("angle", "weight_norm", "update_ratio", "max_abs"),
-             params: Sequence[str] | None = None):
-        """A matplotlib ``Figure`` with one panel per metric over steps, one line per parameter;
-        dashed lines of the same colour show ``predicted_angle`` (angle panel) and ``max_abs_bound``
-        (max_abs panel). ``params`` (default all) picks the parameters by name."""
+             params: Sequence[str] | None = None, top: int | None = 8):
+        """A matplotlib ``Figure`` with one panel per metric over steps.
+
+        The ``top`` largest tensors (most elements; ties in optimizer order) among ``params``
+        (default: all recorded) are drawn one line each, with dashed lines of the same colour for
+        ``predicted_angle`` (angle panel) and ``max_abs_bound`` (max_abs panel); the rest are one
+        grey band per panel (their per-step minimum to maximum) with their median as a grey line.
+        So a panel has at most 2·``top`` + 1 lines and ``top`` + 1 legend entries however many
+        tensors the model has. ``top=None`` draws every tensor as a line.
+        """
         with needs("report", "DecayMonitor.plot"):
             from matplotlib.figure import Figure
 
         for m in metrics:
             check_choice("metrics", m, METRICS)
-        params = self.params if params is None else list(params)
+        if top is not None:
+            top = check_int("top", top, low=1)
+        recorded = self.params
+        params = recorded if params is None else list(params)
         for name in params:
-            if name not in self.params:
-                raise ValueError(f"params must be among {', '.join(self.params) or '(none recorded)'}, got {name!r}")
+            if name not in recorded:
+                raise ValueError(f"params must be among {', '.join(recorded) or '(none recorded)'}, got {name!r}")
+        numel = {name: p.numel() for name, p, _ in self._tracked}
+        order = sorted(range(len(params)), key=lambda k: -numel[params[k]])
+        shown = params if top is None or len(params) <= top else [params[k] for k in sorted(order[:top])]
+        rest = [name for name in params if name not in shown]
+
         fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
         axes = fig.subplots(1, len(metrics), squeeze=False)[0]
         predictions = {"angle": "predicted_angle", "max_abs": "max_abs_bound"}
         for ax, metric in zip(axes, metrics):
-            for _i, name in enumerate(params):
+            for name in shown:
                 steps, values = self.series(name, metric)
                 (line,) = ax.plot(steps, values, lw=1, label=name)
                 if metric in predictions:
@@ -291,9 +498,33 @@ class DecayMonitor:
                     if any(v is not None for v in pred):
                         ax.plot(steps, [math.nan if v is None else v for v in pred], ls="--", lw=1,
                                 color=line.get_color())
+            if rest:
+                self._band(ax, metric, rest)
             ax.set_xlabel("step")
             ax.set_title(metric.replace("_", " ") + (" (dashed: predicted)" if metric in predictions else ""))
             if metric in ("weight_norm", "update_ratio", "angle", "grad_norm"):
                 ax.set_yscale("log")
         axes[0].legend(fontsize="x-small")
         return fig
+
+    def _band(self, ax, metric: str, names: list[str]) -> None:
+        """Grey min–max band and median line of ``metric`` over the tensors ``names``, per kept step."""
+        store = self._store
+        cols = [self._index(name) for name in names]
+        values = store.samples[:, cols, FIELDS.index(metric)]
+        rows = ~np.isnan(values).all(axis=1)
+        if not rows.any():
+            return
+        steps, values = store.steps[rows], values[rows]
+        ax.fill_between(steps, np.nanmin(values, axis=1), np.nanmax(values, axis=1), color="0.6", alpha=0.3, lw=0,
+                        label=f"other {len(names)} tensors (min–max, median)")
+        ax.plot(steps, np.nanmedian(values, axis=1), color="0.45", lw=1)
+
+
+def _or_nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _nan_to_none(value: float) -> float | None:
+    value = float(value)
+    return None if value != value else value
