@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -229,3 +230,166 @@ def test_print_monitor_is_a_per_layer_table():
     assert set(rows) == {"0.weight", "0.bias", "2.weight", "2.bias"}
     norm = float(torch.linalg.vector_norm(model[0].weight.detach()))
     assert float(rows["0.weight"][1]) == float(f"{norm:.3g}")
+
+
+def _tiny_regression(steps, opt, model, monitor_hook=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X, y = torch.randn(64, 4, generator=g), torch.randn(64, 1, generator=g)
+    for step in range(1, steps + 1):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(X), y).backward()
+        opt.step()
+        if monitor_hook is not None:
+            monitor_hook(step)
+
+
+def test_history_stays_bounded_over_10000_steps_and_spans_the_run():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(16, 2)  # gradients of a quadratic pull towards a random target, set by hand
+    target = [torch.randn_like(p) for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-3)
+    mon = DecayMonitor(model, opt, every=1, max_records=32)
+    bytes_at_start = mon._store.nbytes()
+    largest = dict.fromkeys(("weight", "bias"), 0.0)
+    kept = []
+    g = torch.Generator().manual_seed(0)
+    for step in range(1, 10_001):
+        for p, t in zip(model.parameters(), target):
+            p.grad = 2 * (p.detach() - t) + torch.randn(p.shape, generator=g)  # noisy quadratic
+        opt.step()
+        for name, p in model.named_parameters():
+            largest[name] = max(largest[name], float(p.detach().abs().max()))
+        if step % 1000 == 0:
+            kept.append(len(mon.history))
+    assert max(kept) <= 33 * 2  # at most max_records + 1 records per tensor, at every point of the run
+    assert mon._store.nbytes() == bytes_at_start  # memory fixed at construction
+    steps, _ = mon.series("weight", "angle")
+    assert steps[0] == 1 and steps[-1] == 10_000  # the kept series spans the whole run
+    assert len(set(np.diff(steps[1:-1]))) == 1  # evenly thinned in between
+    for s in mon.summary(last=1.0):  # the aggregates saw every step, not just the kept ones
+        assert s["steps"] == 10_000
+        assert s["max_abs"] == pytest.approx(largest[s["param"]], rel=1e-6)
+
+
+def test_thinned_history_keeps_exact_aggregates_and_a_subset_of_the_full_records():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    small = DecayMonitor(model, opt, every=1, max_records=8)
+    full = DecayMonitor(model, opt, every=1, max_records=1000)
+    _tiny_regression(300, opt, model)
+    assert len(full.history) == 300 * 4 and len(small.history) <= 9 * 4
+    by_key = {(r["step"], r["param"]): r for r in full.history}
+    assert all(by_key[r["step"], r["param"]] == r for r in small.history)
+    for a, b in zip(small.summary(last=1.0), full.summary(last=1.0)):
+        assert a["steps"] == b["steps"] == 300
+        assert a["angle"] == pytest.approx(b["angle"], rel=1e-12, nan_ok=True)
+        assert a["max_abs"] == b["max_abs"]
+    for a, b in zip(small.summary(last=0.25), full.summary(last=0.25)):
+        assert 75 <= a["steps"] <= 75 + 64 and b["steps"] == 75  # whole blocks: at most one block more
+    rows = [r for r in full.history if r["param"] == "0.weight" and r["step"] > 300 - small.summary(0.25)[0]["steps"]]
+    assert small.summary(0.25)[0]["angle"] == pytest.approx(sum(r["angle"] for r in rows) / len(rows), rel=1e-12)
+
+
+def test_default_records_the_first_50_steps_then_every_10th():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    mon = DecayMonitor(model, opt)
+    _tiny_regression(125, opt, model)
+    steps, _ = mon.series("2.bias", "weight_norm")
+    assert steps == [*range(1, 51), *range(60, 121, 10)]
+    with pytest.raises(ValueError, match="max_records must be an integer in"):
+        DecayMonitor(model, opt, max_records=1)
+
+
+@pytest.mark.parametrize("rotation, shrink, tolerance", [(1e-2, 0.0, 1e-6), (1e-3, 0.0, 1e-5), (1e-3, 1e-3, 1e-3)])
+def test_angle_is_accurate_for_small_rotations(rotation, shrink, tolerance):
+    g = torch.Generator().manual_seed(0)
+    b = torch.randn(10_000, dtype=torch.float64, generator=g)
+    t = torch.randn(10_000, dtype=torch.float64, generator=g)
+    t -= (t @ b) / (b @ b) * b
+    a = ((b + t * (rotation * b.norm() / t.norm())) * (1 - shrink)).float()
+    w = torch.nn.Parameter(b.float())
+    model = torch.nn.Module()
+    model.w = w
+    mon = DecayMonitor(model, torch.optim.SGD([w], lr=0.1), attach=False, every=1)
+    w.grad = torch.zeros_like(w)
+    with torch.no_grad():
+        w.copy_(a)
+    mon.step()
+    before, after = b.float().double(), a.double()  # the exact angle between the two float32 vectors
+    u, v = before / before.norm(), after / after.norm()
+    exact = 2 * math.atan2(float((u - v).norm()), float((u + v).norm()))
+    assert mon.history[0]["angle"] == pytest.approx(exact, rel=tolerance)
+
+
+def test_plot_of_a_100_tensor_model_draws_the_top_tensors_and_one_band_for_the_rest():
+    from matplotlib.collections import PolyCollection
+
+    torch.manual_seed(0)
+    widths = [4 + k for k in range(51)]  # 50 Linear layers of growing size: 100 tensors
+    model = torch.nn.Sequential(*(torch.nn.Linear(a, b) for a, b in zip(widths, widths[1:])))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    mon = DecayMonitor(model, opt)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).square().mean().backward()
+        opt.step()
+    assert len(mon.params) == 100
+    fig = mon.plot()
+    largest = [f"{k}.weight" for k in range(42, 50)]  # the 8 largest tensors, in optimizer order
+    for ax in fig.axes:
+        assert len(ax.lines) <= 2 * 8 + 1
+        assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 1  # the band of the other 92
+        assert ax.lines[-1].get_color() == "0.45"  # their median
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == [*largest, "other 92 tensors (min–max, median)"]
+    band = fig.axes[1].collections[0].get_paths()[0].vertices[:, 1]  # weight_norm panel
+    rest_norms = [v for name in mon.params if name not in largest for v in mon.series(name, "weight_norm")[1]]
+    assert band.max() == pytest.approx(max(rest_norms)) and band.min() == pytest.approx(min(rest_norms))
+    assert len(mon.plot(params=mon.params[:5], top=None).axes[0].lines) == 5 * 2  # few tensors: all lines
+    with pytest.raises(ValueError, match="top must be an integer in"):
+        mon.plot(top=0)
+
+
+def test_log_writes_per_tensor_scalars_that_tensorboard_reads_back(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
+    mon = DecayMonitor(model, opt)
+    writer = SummaryWriter(log_dir=str(tmp_path))
+    _tiny_regression(3, opt, model)
+    first = mon.log(writer)
+    _tiny_regression(2, opt, model)
+    second = mon.log(writer, step=50)
+    writer.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert tags == set(first) == set(second)
+    assert {"decay_angle/0.weight", "decay_weight_norm/2.bias", "decay_predicted_angle/0.weight"} <= tags
+    assert "decay_angle/2.bias" not in tags  # a one-element tensor has no angle
+    norm = [e for e in events.Scalars("decay_weight_norm/0.weight")]
+    assert [e.step for e in norm] == [3, 50]
+    assert norm[1].value == pytest.approx(float(model[0].weight.detach().norm()), rel=1e-6)
+    assert norm[0].value == pytest.approx(first["decay_weight_norm/0.weight"], rel=1e-6)
+    angle = events.Scalars("decay_angle/0.weight")[1].value
+    assert angle == pytest.approx(mon.series("0.weight", "angle")[1][-1], rel=1e-6) and angle > 0
+
+    class Collect:  # anything with add_scalar(tag, value, step)
+        def __init__(self):
+            self.rows = []
+
+        def add_scalar(self, tag, value, step):
+            self.rows.append((tag, value, step))
+
+    sink = Collect()
+    mon.log(sink, metrics=("update_ratio",))
+    assert sorted(tag for tag, _, _ in sink.rows) == sorted(f"decay_update_ratio/{n}" for n in mon.params)
+    assert {step for _, _, step in sink.rows} == {5}
+    with pytest.raises(TypeError, match="writer must have an add_scalar"):
+        mon.log(object())

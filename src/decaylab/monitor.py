@@ -77,15 +77,15 @@ _DENSE_STEPS, _SPARSE_EVERY = 50, 10    # the default schedule: steps 1…50, th
 _PENDING = 64                           # records held on the device before one copy to the host
 
 
-def _kahan_angle(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+def _kahan_angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Angle between two vectors of norms ``a`` and ``b`` whose difference has norm ``c`` (elementwise
-    over tensors of norms), by Kahan's stable formula ("Miscalculating area and angles of a
+    over arrays of norms), by Kahan's stable formula ("Miscalculating area and angles of a
     needle-like triangle", 2014): accurate to rounding even when the angle is tiny."""
-    big, small = torch.maximum(a, b), torch.minimum(a, b)
-    mu = torch.where(small >= c, c - (big - small), small - (big - c))
+    big, small = np.maximum(a, b), np.minimum(a, b)
+    mu = np.where(small >= c, c - (big - small), small - (big - c))
     num = ((big - small) + c) * mu
     den = (big + (small + c)) * ((big - c) + small)
-    return 2.0 * torch.atan2(num.clamp(min=0).sqrt(), den.clamp(min=0).sqrt())
+    return 2.0 * np.arctan2(np.sqrt(np.clip(num, 0, None)), np.sqrt(np.clip(den, 0, None)))
 
 
 def _max_abs(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -187,7 +187,6 @@ class DecayMonitor:
         for i, (_, p, _) in enumerate(self._tracked):
             by_device.setdefault(p.device, []).append(i)
         self._by_device = list(by_device.items())
-        self._directional_cache: dict = {}
         self._store = ThinnedHistory(len(self._tracked), FIELDS, capacity=self.max_records,
                                      stride=self.every or 1, maxima=("max_abs",), minima=("max_abs_bound",))
         if self.attach:
@@ -248,7 +247,8 @@ class DecayMonitor:
     # --- measuring --------------------------------------------------------------------------
     @torch.no_grad()
     def _measure(self) -> None:
-        """Measure every watched tensor that has a gradient; the results stay on their device."""
+        """Measure the norms of every watched tensor that has a gradient; they stay on their device
+        until :meth:`_flush` copies them to the host and derives the ratio and the angle."""
         parts = []
         for device, indices in self._by_device:
             idx = [i for i in indices if self._tracked[i][1].grad is not None]  # others: not updated
@@ -257,18 +257,15 @@ class DecayMonitor:
             after = [self._tracked[i][1].detach() for i in idx]
             before = [self._before[i] for i in idx]
             delta = torch._foreach_sub(after, before)
-            k = len(idx)
             norms = _norms([*after, *before, *delta, *(self._tracked[i][1].grad for i in idx)])
-            w_norm, b_norm, d_norm, g_norm = norms[:k], norms[k:2 * k], norms[2 * k:3 * k], norms[3 * k:]
-            nonempty = [j for j, t in enumerate(after) if t.numel()]
-            max_abs = torch.zeros_like(w_norm)
-            if nonempty:
-                max_abs[nonempty] = torch.stack(_max_abs([after[j] for j in nonempty])).to(max_abs.dtype)
-            nan = torch.full_like(w_norm, math.nan)
-            ratio = torch.where(b_norm > 0, d_norm / b_norm, nan)
-            directional = self._directional_on(device, idx)
-            angle = torch.where(directional & (b_norm > 0) & (w_norm > 0), _kahan_angle(w_norm, b_norm, d_norm), nan)
-            parts.append((idx, torch.stack([w_norm, g_norm, ratio, angle, max_abs], dim=1)))
+            if all(t.numel() for t in after):
+                max_abs = torch.stack(_max_abs(after))
+            else:
+                nonempty = [j for j, t in enumerate(after) if t.numel()]
+                max_abs = torch.zeros(len(after), dtype=norms.dtype, device=device)
+                if nonempty:
+                    max_abs[nonempty] = torch.stack(_max_abs([after[j] for j in nonempty])).to(norms.dtype)
+            parts.append((idx, torch.cat([norms, max_abs])))  # ‖w‖, ‖w⁻‖, ‖Δw‖, ‖g‖, max|w|
         groups = []
         for group in self.optimizer.param_groups:
             d = group_decay(self.optimizer, group)
@@ -277,24 +274,18 @@ class DecayMonitor:
         if len(self._pending) >= _PENDING:
             self._flush()
 
-    def _directional_on(self, device: torch.device, idx: list[int]) -> torch.Tensor:
-        """Which of the tensors ``idx`` have a direction (more than one element), on ``device``
-        (cached for the usual case: every tensor of the device has a gradient)."""
-        key = (device, tuple(idx))
-        if key not in self._directional_cache:
-            if len(self._directional_cache) > 8:  # gradients come and go: keep the cache small
-                self._directional_cache.clear()
-            self._directional_cache[key] = torch.as_tensor(self._directional[idx], device=device)
-        return self._directional_cache[key]
-
     def _flush(self) -> None:
         """Copy the pending records to the host and into the history."""
         n = len(self._tracked)
         for step, parts, groups in self._pending:
             values = np.full((n, len(FIELDS)), np.nan)
             present = np.zeros(n, dtype=bool)
-            for idx, stats in parts:
-                values[idx, :len(METRICS)] = stats.cpu().numpy()
+            for idx, raw in parts:
+                w, b, d, g, max_abs = raw.cpu().numpy().astype(np.float64).reshape(5, len(idx))
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratio = np.where(b > 0, d / b, np.nan)
+                    angle = np.where(self._directional[idx] & (b > 0) & (w > 0), _kahan_angle(w, b, d), np.nan)
+                values[idx, :len(METRICS)] = np.stack([w, g, ratio, angle, max_abs], axis=1)
                 present[idx] = True
             values[:, len(METRICS):] = np.asarray(groups, dtype=float)[self._group_of]
             values[~self._directional, FIELDS.index("predicted_angle")] = np.nan
