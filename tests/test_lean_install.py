@@ -1,6 +1,7 @@
 """The core install is torch + numpy: everything else is an extra, and a missing one is one line
 naming the ``pip install 'decaylab[...]'`` that fixes it. Checked in a subprocess where importing
-scikit-learn, scipy, matplotlib, tqdm, mnist1d or ray fails, as on a core-only install."""
+scikit-learn, scipy, matplotlib, tqdm, mnist1d, ray, lightning, transformers or tensorboard fails, as on a
+core-only install."""
 
 import subprocess
 import sys
@@ -8,7 +9,8 @@ import textwrap
 
 BLOCK = textwrap.dedent("""
     import importlib.abc, importlib.machinery, sys
-    OPTIONAL = {"sklearn", "scipy", "matplotlib", "tqdm", "mnist1d", "ray"}
+    OPTIONAL = {"sklearn", "scipy", "matplotlib", "tqdm", "mnist1d", "ray", "lightning", "transformers",
+                "tensorboard"}
 
     class Refuse(importlib.abc.Loader):          # importing fails as for a package that is not installed
         def create_module(self, spec):
@@ -74,3 +76,20 @@ def test_the_command_line_says_it_in_one_line():
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, proc.stderr
         assert len(lines) == 1 and f"pip install 'decaylab[{extra}]'" in lines[0], proc.stderr
+
+
+def test_the_framework_integrations_name_their_extra():
+    proc = run("""
+        import decaylab, decaylab.integrations
+        from decaylab._extras import MissingExtra
+        for name in ("lightning", "transformers"):
+            try:
+                __import__(f"decaylab.integrations.{name}")
+            except MissingExtra as exc:
+                print(exc)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "decaylab.integrations.lightning needs lightning, which is not installed: pip install 'decaylab[lightning]'",
+        "decaylab.integrations.transformers needs transformers, which is not installed: "
+        "pip install 'decaylab[transformers]'"]

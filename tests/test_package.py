@@ -45,7 +45,9 @@ def test_subpackages_are_attributes_after_a_light_import():
 
     script = ("import sys, decaylab; assert 'torch' not in sys.modules, 'import decaylab imported torch'; "
               "print(decaylab.optim.AdamW.__name__, decaylab.sweeps.sweep.__name__, decaylab.conventions.__name__, "
-              "'optim' in dir(decaylab))")
+              "'optim' in dir(decaylab), decaylab.integrations.DecayDoctorWarning.__name__, "
+              "[m for m in ('lightning', 'transformers', 'tensorboard') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["AdamW", "sweep", "decaylab.conventions", "True"]
+    # the integrations package is an attribute too, and does not import the frameworks
+    assert out.stdout.split() == ["AdamW", "sweep", "decaylab.conventions", "True", "DecayDoctorWarning", "[]"]

@@ -30,7 +30,7 @@ _LAZY = {
 
 # Subpackages and modules reachable as attributes (``decaylab.optim.AdamW``), imported on first use.
 _SUBMODULES = ("optim", "sweeps", "train", "experiments", "report", "conventions", "groups", "penalty",
-               "monitor", "diagnosis", "schedules", "data", "models", "ridge", "cli")
+               "monitor", "diagnosis", "schedules", "data", "models", "ridge", "cli", "integrations")
 
 
 def __getattr__(name):

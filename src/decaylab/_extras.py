@@ -16,8 +16,9 @@ import contextlib
 
 #: top-level module → (the package pip installs, the extra of decaylab that brings it)
 PACKAGES = {"sklearn": "scikit-learn", "scipy": "scipy", "matplotlib": "matplotlib", "tqdm": "tqdm",
-            "mnist1d": "mnist1d", "ray": "ray[tune]"}
-EXTRAS = ("sweep", "report", "ray", "all", "dev")
+            "mnist1d": "mnist1d", "ray": "ray[tune]", "lightning": "lightning", "transformers": "transformers",
+            "tensorboard": "tensorboard"}
+EXTRAS = ("sweep", "report", "ray", "lightning", "transformers", "tensorboard", "all", "dev")
 
 
 class MissingExtra(ImportError):

@@ -331,6 +331,14 @@ class DecayMonitor:
         return [name for (name, _, _), s in zip(self._tracked, seen) if s]
 
     @property
+    def last_recorded_step(self) -> int:
+        """The step of the newest record (0 before any), without copying anything to the host."""
+        if self._pending:
+            return self._pending[-1][0]
+        store = self._store
+        return int(store.steps[-1]) if store is not None and store.rows else 0
+
+    @property
     def steps_seen(self) -> int:
         """Optimizer steps taken since the monitor attached."""
         return self._steps

@@ -1,0 +1,105 @@
+"""What the framework callbacks share: their settings, the monitor they attach, the doctor run and
+the scalars they hand to the framework's logger. Imports no framework."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+
+from decaylab._checks import check_choice, check_int
+from decaylab.monitor import FIELDS, METRICS, DecayMonitor
+
+__all__ = ["DecayDoctorWarning", "MonitorCallbackCore", "unwrap_optimizer"]
+
+
+class DecayDoctorWarning(UserWarning):
+    """A finding of :func:`decaylab.doctor`, raised when a framework callback starts training."""
+
+
+def unwrap_optimizer(optimizer: object) -> torch.optim.Optimizer:
+    """The torch optimizer inside a framework's wrapper (accelerate's ``AcceleratedOptimizer``,
+    Lightning's ``LightningOptimizer``), whose ``step`` runs the hooks the monitor registers."""
+    inner = optimizer
+    while not _is_plain_optimizer(inner) and isinstance(getattr(inner, "optimizer", None), torch.optim.Optimizer):
+        inner = inner.optimizer
+    if not isinstance(inner, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or a wrapper of one, "
+                        f"got {type(optimizer).__name__}")
+    return inner
+
+
+def _is_plain_optimizer(optimizer: object) -> bool:
+    """A torch optimizer that is not a wrapper around another one."""
+    return isinstance(optimizer, torch.optim.Optimizer) and not isinstance(
+        getattr(optimizer, "optimizer", None), torch.optim.Optimizer)
+
+
+class MonitorCallbackCore:
+    """The framework-independent half of a ``DecayMonitorCallback``.
+
+    Args:
+        every, include, max_records: passed to :class:`~decaylab.monitor.DecayMonitor`.
+        metrics: the fields logged per tensor (:data:`decaylab.monitor.FIELDS`).
+        doctor: run :func:`decaylab.doctor` when training starts.
+
+    After training starts: ``monitor`` (the :class:`~decaylab.monitor.DecayMonitor`) and
+    ``findings`` (the doctor's :class:`~decaylab.diagnosis.Findings`, empty with ``doctor=False``).
+    """
+
+    def __init__(self, *, every: int | None = None, include: Iterable[str] | None = None, max_records: int = 512,
+                 metrics: Sequence[str] = (*METRICS, "predicted_angle"), doctor: bool = True):
+        if every is not None:
+            check_int("every", every, low=1)
+        check_int("max_records", max_records, low=2)
+        if isinstance(metrics, str):
+            metrics = (metrics,)
+        for m in metrics:
+            check_choice("metrics", m, FIELDS)
+        if not isinstance(doctor, bool):
+            raise TypeError(f"doctor must be a bool, got {doctor!r}")
+        self.every, self.include, self.max_records = every, include, max_records
+        self.metrics, self.doctor = tuple(metrics), doctor
+        self.monitor: DecayMonitor | None = None
+        self.findings: list = []
+        self._logged_step = 0
+
+    def start(self, model: torch.nn.Module, optimizer: object, total_steps: float | None,
+              warn: Callable[[str], None]) -> None:
+        """Attach the monitor to ``optimizer`` and run the doctor over a run of ``total_steps``
+        optimizer steps (``None`` or not finite: unknown); ``warn(message)`` reports each finding
+        of severity error or warning."""
+        optimizer = unwrap_optimizer(optimizer)
+        if self.monitor is not None:
+            self.monitor.detach()
+        self.monitor = DecayMonitor(model, optimizer, every=self.every, include=self.include,
+                                    max_records=self.max_records)
+        self._logged_step = 0
+        if not self.doctor:
+            return
+        from decaylab.diagnosis import doctor
+
+        steps = int(total_steps) if total_steps is not None and math.isfinite(total_steps) and total_steps > 0 else None
+        # The one place where the framework's LR scheduler could be passed as doctor(..., scheduler=...);
+        # the callbacks pass the run length only.
+        self.findings = doctor(model, optimizer, total_steps=steps)
+        for finding in self.findings:
+            if finding.severity != "info":
+                warn(f"decaylab.doctor: {finding}")
+
+    def new_scalars(self) -> dict[str, float]:
+        """The monitor's :meth:`~decaylab.monitor.DecayMonitor.scalars` if it recorded a step since
+        the last call, else ``{}`` (a logger gets each record once)."""
+        if self.monitor is None:
+            return {}
+        latest = self.monitor.last_recorded_step
+        if latest <= self._logged_step:
+            return {}
+        self._logged_step = latest
+        return self.monitor.scalars(self.metrics)
+
+    def stop(self) -> None:
+        """Remove the monitor's hooks (its history stays readable)."""
+        if self.monitor is not None:
+            self.monitor.detach()

@@ -1,0 +1,54 @@
+"""DecayMonitor and the doctor in a Lightning ``Trainer``: :class:`DecayMonitorCallback`.
+
+::
+
+    from decaylab.integrations.lightning import DecayMonitorCallback
+
+    trainer = lightning.Trainer(max_steps=10_000, callbacks=[DecayMonitorCallback()])
+    trainer.fit(module)
+
+When training starts (``on_train_start``, the optimizers exist) the callback attaches a
+:class:`~decaylab.monitor.DecayMonitor` to the module's first optimizer (``trainer.optimizers[0]``)
+and runs :func:`decaylab.doctor` over ``trainer.estimated_stepping_batches`` steps; findings of
+severity error and warning go through Lightning's ``rank_zero_warn`` (once, on rank 0) as
+:class:`~decaylab.integrations.DecayDoctorWarning`, and all stay on ``callback.findings``. After each
+training batch at Lightning's logging cadence (``global_step`` a multiple of the Trainer's
+``log_every_n_steps``) with a new monitor record, the per-tensor scalars
+(``decay_<field>/<param>``, see :meth:`~decaylab.monitor.DecayMonitor.scalars`) go to every logger
+of the Trainer (``logger.log_metrics(..., step=global_step)``: TensorBoard, CSV, W&B, ...).
+"""
+
+from __future__ import annotations
+
+from decaylab._extras import needs
+
+with needs("lightning", "decaylab.integrations.lightning"):
+    from lightning.pytorch.callbacks import Callback
+    from lightning.pytorch.utilities import rank_zero_warn
+
+from decaylab.integrations._callback import DecayDoctorWarning, MonitorCallbackCore
+
+__all__ = ["DecayMonitorCallback"]
+
+
+class DecayMonitorCallback(MonitorCallbackCore, Callback):
+    """A Lightning ``Callback`` that monitors weight decay per tensor and runs the doctor at the
+    start of training; arguments as :class:`~decaylab.integrations._callback.MonitorCallbackCore`
+    (``every``, ``include``, ``max_records``, ``metrics``, ``doctor``)."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not trainer.optimizers:
+            raise ValueError("DecayMonitorCallback needs an optimizer: configure_optimizers returned none")
+        self.start(pl_module, trainer.optimizers[0], trainer.estimated_stepping_batches,
+                   lambda message: rank_zero_warn(message, category=DecayDoctorWarning))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % max(1, trainer.log_every_n_steps) != 0 or not trainer.loggers:
+            return
+        scalars = self.new_scalars()
+        if scalars:
+            for logger in trainer.loggers:
+                logger.log_metrics(scalars, step=trainer.global_step)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.stop()

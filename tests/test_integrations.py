@@ -1,0 +1,129 @@
+"""DecayMonitorCallback inside the real Lightning Trainer and transformers Trainer: tiny models, CPU,
+five steps each; the diagnostics are read back from what the framework logged."""
+
+import csv
+
+import pytest
+import torch
+from torch import nn
+
+import decaylab
+from decaylab.integrations import DecayDoctorWarning
+
+
+def _net():
+    """A LayerNorm network: AdamW over all of model.parameters() decays its LayerNorm and biases."""
+    return nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 1))
+
+
+def _codes_for(model, optimizer, total_steps):
+    return decaylab.doctor(model, optimizer, total_steps=total_steps).codes
+
+
+def test_lightning_callback_logs_per_tensor_scalars_and_runs_the_doctor(tmp_path):
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger
+
+    from decaylab.integrations.lightning import DecayMonitorCallback
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = _net()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=1e-2, weight_decay=0.1)
+
+    torch.manual_seed(0)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(64, 8), torch.randn(64, 1)),
+                                       batch_size=8)
+    module, callback = Module(), DecayMonitorCallback(every=1)
+    trainer = pl.Trainer(max_steps=5, logger=CSVLogger(tmp_path, name="run"), log_every_n_steps=2, accelerator="cpu",
+                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+                         callbacks=[callback])
+    with pytest.warns(DecayDoctorWarning, match="decay-on-no-decay"):
+        trainer.fit(module, data)
+
+    optimizer = trainer.optimizers[0]
+    assert callback.monitor.optimizer is optimizer
+    assert "decay-on-no-decay" in callback.findings.codes
+    # the doctor was told the run length (5 steps), which changes its verdict on this setup
+    assert callback.findings.codes == _codes_for(module, optimizer, 5) != _codes_for(module, optimizer, None)
+
+    with open(tmp_path / "run" / "version_0" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("decay_angle/net.0.weight")]
+    assert [int(r["step"]) for r in rows] == [2, 4]  # Lightning's cadence: every log_every_n_steps steps
+    steps, angles = callback.monitor.series("net.0.weight", "angle")
+    assert steps == [1, 2, 3, 4, 5]
+    assert float(rows[1]["decay_angle/net.0.weight"]) == pytest.approx(angles[3], rel=1e-6)
+    assert float(rows[1]["decay_weight_norm/net.3.bias"]) > 0
+    assert "decay_angle/net.3.bias" not in rows[1]  # one-element tensor: no angle
+    module.net[0].weight.grad = torch.ones_like(module.net[0].weight)
+    optimizer.step()  # after training the monitor is detached
+    assert callback.monitor.steps_seen == 5
+
+
+def _tiny_gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=16, bos_token_id=0,
+                        eos_token_id=0)
+    return GPT2LMHeadModel(config)
+
+
+def test_transformers_callback_adds_scalars_to_the_logs_and_runs_the_doctor(tmp_path):
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from decaylab.integrations.transformers import DecayMonitorCallback
+
+    model = _tiny_gpt2()
+    g = torch.Generator().manual_seed(0)
+    data = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 64, (40, 16), generator=g)]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)  # decays LayerNorm too
+
+    class Seen(TrainerCallback):  # a reporter that runs after the decay callback
+        def __init__(self):
+            self.logs = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.logs.append(dict(logs))
+
+    callback, seen = DecayMonitorCallback(every=1), Seen()
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=5, logging_steps=2, report_to=[], use_cpu=True,
+                             per_device_train_batch_size=4, save_strategy="no", disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=data, optimizers=(optimizer, None),
+                      callbacks=[callback, seen])
+    with pytest.warns(DecayDoctorWarning, match="decay-on-no-decay"):
+        trainer.train()
+
+    assert callback.monitor.optimizer is optimizer  # unwrapped from accelerate's AcceleratedOptimizer
+    assert "decay-on-no-decay" in callback.findings.codes
+    assert "transformer.ln_f.weight" in next(f for f in callback.findings if f.code == "decay-on-no-decay").params
+    assert callback.findings.codes == _codes_for(model, optimizer, 5) != _codes_for(model, optimizer, None)
+
+    tag = "decay_angle/transformer.h.0.attn.c_attn.weight"
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert [entry["step"] for entry in logged] == [2, 4]
+    assert all(tag in entry for entry in logged)
+    steps, angles = callback.monitor.series("transformer.h.0.attn.c_attn.weight", "angle")
+    assert steps == [1, 2, 3, 4, 5]
+    assert logged[1][tag] == pytest.approx(angles[3]) and angles[3] > 0
+    norms = callback.monitor.series("transformer.ln_f.bias", "weight_norm")[1]
+    assert logged[1]["decay_weight_norm/transformer.ln_f.bias"] == pytest.approx(norms[3], rel=1e-6) != norms[4]
+    assert [tag in logs for logs in seen.logs if "loss" in logs] == [True, True]
+
+
+def test_callback_arguments_are_checked():
+    from decaylab.integrations.lightning import DecayMonitorCallback
+
+    with pytest.raises(ValueError, match="metrics must be one of"):
+        DecayMonitorCallback(metrics=("angel",))
+    with pytest.raises(ValueError, match="every must be an integer in"):
+        DecayMonitorCallback(every=0)
+    with pytest.raises(TypeError, match="doctor must be a bool"):
+        DecayMonitorCallback(doctor="yes")
