@@ -299,6 +299,8 @@ def test_default_records_the_first_50_steps_then_every_10th():
     _tiny_regression(125, opt, model)
     steps, _ = mon.series("2.bias", "weight_norm")
     assert steps == [*range(1, 51), *range(60, 121, 10)]
+    # the summary covers the last fraction of the run, not of the (denser early) records
+    assert [s["steps"] for s in mon.summary(last=0.2)] == [3] * 4  # steps 100, 110, 120 (after 0.8·120)
     with pytest.raises(ValueError, match="max_records must be an integer in"):
         DecayMonitor(model, opt, max_records=1)
 

@@ -109,15 +109,18 @@ class ThinnedHistory:
         """``(n,)``: how many records each tensor ever had."""
         return self._count[:self.rows, :, 0].sum(axis=0) if self.rows else np.zeros(self._sum.shape[1], np.int64)
 
-    def tail(self, fraction: float) -> dict:
-        """Exact aggregates, per tensor, over its last ``max(1, round(fraction·records))`` records
-        (rounded up to whole blocks): ``count`` ``(n,)``, ``mean`` ``(n, F)`` (NaN where a field was
-        never defined), ``max`` / ``min`` ``(n, #maxima / #minima)``."""
+    def since(self, step: float) -> dict:
+        """Exact aggregates, per tensor, over the blocks of the rows after ``step`` (a block may reach
+        back before ``step`` by less than one row spacing; a tensor with no record there gets its
+        newest block): ``count`` ``(n,)``, ``mean`` ``(n, F)`` (NaN where a field was never
+        defined), ``max`` / ``min`` ``(n, #maxima / #minima)``."""
         m = self.rows
-        per_row = self._count[:m, :, 0].astype(np.int64)  # records of each tensor in each block
-        target = np.maximum(1, np.round(fraction * per_row.sum(axis=0)))
-        after = np.cumsum(per_row[::-1], axis=0)[::-1] - per_row  # records in the blocks after this one
-        take = after < target[None, :]
+        per_row = self._count[:m, :, 0]  # records of each tensor in each block
+        has = per_row > 0
+        take = has & (self._step[:m] > step)[:, None]
+        newest = m - 1 - np.argmax(has[::-1], axis=0)  # each tensor's newest block with a record
+        fallback = ~take.any(axis=0) & has.any(axis=0)
+        take[newest[fallback], np.flatnonzero(fallback)] = True
         counts = np.where(take[:, :, None], self._count[:m], 0).sum(axis=0)
         sums = np.where(take[:, :, None], self._sum[:m], 0.0).sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -362,16 +362,17 @@ class DecayMonitor:
         return store.steps[rows].tolist(), values
 
     def summary(self, last: float = 0.25) -> list[dict]:
-        """Per parameter over its last ``last`` fraction of recorded steps (exact means over every
-        recorded step, to the granularity of one kept record): mean ``angle`` and mean
-        ``predicted_angle``, their ratio ``angle_ratio``, the largest ``max_abs`` and the smallest
-        ``max_abs_bound`` (``None`` where not predicted); ``steps``: how many recorded steps."""
+        """Per parameter over the last ``last`` fraction of the run (its records after step
+        (1 − ``last``)·s, s the newest recorded step; exact means over every recorded step there, to
+        the granularity of one kept record): mean ``angle`` and mean ``predicted_angle``, their ratio
+        ``angle_ratio``, the largest ``max_abs`` and the smallest ``max_abs_bound`` (``None`` where not
+        predicted); ``steps``: how many records."""
         if isinstance(last, bool) or not (isinstance(last, (int, float)) and 0 < last <= 1):
             raise ValueError(f"last must be a fraction in (0, 1], got {last!r}")
         store = self._history()
         if store is None or store.rows == 0:
             return []
-        tail = store.tail(last)
+        tail = store.since((1 - last) * int(store.steps[-1]))
         angle_col, pred_col = FIELDS.index("angle"), FIELDS.index("predicted_angle")
         out = []
         for i, (name, _, _) in enumerate(self._tracked):
@@ -400,7 +401,7 @@ class DecayMonitor:
         return out
 
     def __str__(self) -> str:
-        """A per-parameter table over the last quarter of the records: ‖w‖, ‖Δw‖/‖w‖, the measured and
+        """A per-parameter table over the last quarter of the run: ‖w‖, ‖Δw‖/‖w‖, the measured and
         predicted rotation angles, max|w| against AdamW's 1/λ bound, and flags a person should look at."""
         latest = self.latest()
         if not latest:
@@ -421,7 +422,7 @@ class DecayMonitor:
                          f"{s['max_abs']:.3g}", "—" if s["max_abs_bound"] is None else f"{s['max_abs_bound']:.3g}",
                          ", ".join(flags)))
         widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-        lines = [f"DecayMonitor: {len(rows)} tensors, step {self._steps} (means over the last quarter of records)",
+        lines = [f"DecayMonitor: {len(rows)} tensors, step {self._steps} (means over the last quarter of the run)",
                  "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
         lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
         return "\n".join(lines)

@@ -116,8 +116,10 @@ def equilibrium_check(model_factory, train, *, optimizer: str, decay_scaling: st
     opt = _optimizer([{"params": weights}, {"params": others, "weight_decay": 0.0}], optimizer, decay_scaling,
                      lr, decay, momentum)
     first = next(n for n, p in model.named_parameters() if p.dim() >= 2)
-    monitor = DecayMonitor(model, opt, include=first)
     X, y = train.X, train.y
+    steps = epochs * -(-len(X) // batch_size)
+    # every step, all kept (one tensor): the last quarter's mean is over exactly its steps
+    monitor = DecayMonitor(model, opt, include=first, every=1, max_records=max(2, steps))
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         order = torch.randperm(len(X), generator=gen)
