@@ -77,7 +77,10 @@ def _tiny_gpt2():
 
 
 def test_transformers_callback_adds_scalars_to_the_logs_and_runs_the_doctor(tmp_path):
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers import Trainer, TrainingArguments
+    from transformers.integrations import TensorBoardCallback
 
     from decaylab.integrations.transformers import DecayMonitorCallback
 
@@ -86,18 +89,13 @@ def test_transformers_callback_adds_scalars_to_the_logs_and_runs_the_doctor(tmp_
     data = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 64, (40, 16), generator=g)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)  # decays LayerNorm too
 
-    class Seen(TrainerCallback):  # a reporter that runs after the decay callback
-        def __init__(self):
-            self.logs = []
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            self.logs.append(dict(logs))
-
-    callback, seen = DecayMonitorCallback(every=1), Seen()
+    # a TensorBoard reporter placed after the decay callback receives its scalars
+    reporter = TensorBoardCallback(tb_writer=SummaryWriter(log_dir=str(tmp_path / "tb")))
+    callback = DecayMonitorCallback(every=1)
     args = TrainingArguments(output_dir=str(tmp_path), max_steps=5, logging_steps=2, report_to=[], use_cpu=True,
                              per_device_train_batch_size=4, save_strategy="no", disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=data, optimizers=(optimizer, None),
-                      callbacks=[callback, seen])
+                      callbacks=[callback, reporter])
     with pytest.warns(DecayDoctorWarning, match="decay-on-no-decay"):
         trainer.train()
 
@@ -115,7 +113,12 @@ def test_transformers_callback_adds_scalars_to_the_logs_and_runs_the_doctor(tmp_
     assert logged[1][tag] == pytest.approx(angles[3]) and angles[3] > 0
     norms = callback.monitor.series("transformer.ln_f.bias", "weight_norm")[1]
     assert logged[1]["decay_weight_norm/transformer.ln_f.bias"] == pytest.approx(norms[3], rel=1e-6) != norms[4]
-    assert [tag in logs for logs in seen.logs if "loss" in logs] == [True, True]
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    written = events.Scalars(f"train/{tag}")
+    # steps 2 and 4, and the Trainer's closing log (train_runtime, ...) at step 5 with the newest record
+    assert [e.step for e in written] == [2, 4, 5]
+    assert [e.value for e in written] == pytest.approx([angles[1], angles[3], angles[4]], rel=1e-6)
 
 
 def test_callback_arguments_are_checked():

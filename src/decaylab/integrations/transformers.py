@@ -17,10 +17,9 @@ the Trainer's logging steps (``on_log``) with a new monitor record, the per-tens
 ``logs`` dict and to the entry the Trainer just appended to ``state.log_history``.
 
 The Trainer calls its reporting callbacks (``report_to``: TensorBoard, W&B, ...) before the ones
-passed in ``callbacks=``, so they have already written ``logs`` when this callback adds to it; the
-scalars reach them from the next call on only if this callback runs first:
-``Trainer(..., callbacks=...)`` then ``trainer.pop_callback(TensorBoardCallback)`` and
-``trainer.add_callback(TensorBoardCallback)`` puts the reporter after it.
+passed in ``callbacks=``, so they have already written ``logs`` when this callback adds to it;
+callbacks after this one see the scalars. To send them to a reporter, move it behind this callback:
+``trainer.add_callback(trainer.pop_callback(TensorBoardCallback))`` (``add_callback`` appends).
 """
 
 from __future__ import annotations
