@@ -121,6 +121,37 @@ def test_transformers_callback_adds_scalars_to_the_logs_and_runs_the_doctor(tmp_
     assert [e.value for e in written] == pytest.approx([angles[1], angles[3], angles[4]], rel=1e-6)
 
 
+def test_lightning_callback_gives_the_doctor_the_lr_scheduler(tmp_path):
+    """OneCycleLR starts at max_lr/25: only with the scheduler does the doctor judge λ=1 at the peak 0.1
+    (10% of every weight per step) and call it too strong."""
+    import lightning.pytorch as pl
+
+    from decaylab.integrations.lightning import DecayMonitorCallback
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = _net()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def configure_optimizers(self):
+            opt = torch.optim.AdamW(decaylab.param_groups(self, 1.0), lr=0.1)
+            cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=5)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": cycle, "interval": "step"}}
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(40, 8), torch.randn(40, 1)),
+                                       batch_size=8)
+    module, callback = Module(), DecayMonitorCallback()
+    trainer = pl.Trainer(max_steps=5, logger=False, accelerator="cpu", enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False, callbacks=[callback])
+    with pytest.warns(DecayDoctorWarning, match="decay-dominates"):
+        trainer.fit(module, data)
+    assert callback.findings.codes == ["decay-dominates"] and "τ_iter = 10 steps" in callback.findings[0].why
+
+
 def test_callback_arguments_are_checked():
     from decaylab.integrations.lightning import DecayMonitorCallback
 
@@ -130,3 +161,17 @@ def test_callback_arguments_are_checked():
         DecayMonitorCallback(every=0)
     with pytest.raises(TypeError, match="doctor must be a bool"):
         DecayMonitorCallback(doctor="yes")
+
+
+def test_unwrap_scheduler_finds_the_torch_scheduler_of_the_optimizer():
+    from types import SimpleNamespace
+
+    from decaylab.integrations._callback import unwrap_scheduler
+
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(2))], lr=1e-3)
+    inner = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10)
+    wrapped_opt = SimpleNamespace(optimizer=opt)                  # like accelerate's AcceleratedOptimizer
+    wrapper = SimpleNamespace(scheduler=inner, optimizer=wrapped_opt)
+    assert unwrap_scheduler(wrapper, opt) is inner and unwrap_scheduler(inner, opt) is inner
+    other = torch.optim.AdamW([nn.Parameter(torch.zeros(2))], lr=1e-3)
+    assert unwrap_scheduler(inner, other) is None and unwrap_scheduler(None, opt) is None

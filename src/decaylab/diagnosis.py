@@ -413,7 +413,8 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps
         total_steps = check_int("total_steps", total_steps, low=1)
     if steps_per_epoch is not None:
         steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
-    if scheduler is not None and getattr(scheduler, "optimizer", optimizer) is not optimizer:
+    scheduled = getattr(scheduler, "optimizer", optimizer)
+    if scheduler is not None and optimizer not in (scheduled, getattr(scheduled, "optimizer", None)):
         raise ValueError("scheduler must schedule the optimizer given to doctor (scheduler.optimizer is another "
                          f"{type(scheduler.optimizer).__name__})")
     if loss is not None and not isinstance(loss, torch.Tensor):

@@ -30,6 +30,21 @@ def unwrap_optimizer(optimizer: object) -> torch.optim.Optimizer:
     return inner
 
 
+def unwrap_scheduler(scheduler: object | None, optimizer: torch.optim.Optimizer) -> object | None:
+    """The torch LR scheduler inside a framework's wrapper (accelerate's ``AcceleratedScheduler``), if it
+    schedules ``optimizer``; else ``None`` (the doctor then judges without it)."""
+    inner = scheduler
+    while inner is not None and hasattr(inner, "scheduler"):
+        inner = inner.scheduler
+    owner = getattr(inner, "optimizer", None)
+    if owner is None:
+        return None
+    try:
+        return inner if unwrap_optimizer(owner) is optimizer else None
+    except TypeError:
+        return None
+
+
 def _is_plain_optimizer(optimizer: object) -> bool:
     """A torch optimizer that is not a wrapper around another one."""
     return isinstance(optimizer, torch.optim.Optimizer) and not isinstance(
@@ -66,10 +81,11 @@ class MonitorCallbackCore:
         self._logged_step = 0
 
     def start(self, model: torch.nn.Module, optimizer: object, total_steps: float | None,
-              warn: Callable[[str], None]) -> None:
+              warn: Callable[[str], None], scheduler: object | None = None) -> None:
         """Attach the monitor to ``optimizer`` and run the doctor over a run of ``total_steps``
-        optimizer steps (``None`` or not finite: unknown); ``warn(message)`` reports each finding
-        of severity error or warning."""
+        optimizer steps (``None`` or not finite: unknown; then read from ``scheduler``, the framework's
+        LR scheduler, which also gives the peak lr); ``warn(message)`` reports each finding of
+        severity error or warning."""
         optimizer = unwrap_optimizer(optimizer)
         if self.monitor is not None:
             self.monitor.detach()
@@ -81,9 +97,7 @@ class MonitorCallbackCore:
         from decaylab.diagnosis import doctor
 
         steps = int(total_steps) if total_steps is not None and math.isfinite(total_steps) and total_steps > 0 else None
-        # The one place where the framework's LR scheduler could be passed as doctor(..., scheduler=...);
-        # the callbacks pass the run length only.
-        self.findings = doctor(model, optimizer, total_steps=steps)
+        self.findings = doctor(model, optimizer, total_steps=steps, scheduler=unwrap_scheduler(scheduler, optimizer))
         for finding in self.findings:
             if finding.severity != "info":
                 warn(f"decaylab.doctor: {finding}")

@@ -39,8 +39,10 @@ class DecayMonitorCallback(MonitorCallbackCore, Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         if not trainer.optimizers:
             raise ValueError("DecayMonitorCallback needs an optimizer: configure_optimizers returned none")
+        configs = trainer.lr_scheduler_configs
         self.start(pl_module, trainer.optimizers[0], trainer.estimated_stepping_batches,
-                   lambda message: rank_zero_warn(message, category=DecayDoctorWarning))
+                   lambda message: rank_zero_warn(message, category=DecayDoctorWarning),
+                   scheduler=configs[0].scheduler if configs else None)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step % max(1, trainer.log_every_n_steps) != 0 or not trainer.loggers:

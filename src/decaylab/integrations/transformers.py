@@ -46,7 +46,8 @@ class DecayMonitorCallback(MonitorCallbackCore, TrainerCallback):
         if model is None or optimizer is None:
             raise ValueError("DecayMonitorCallback needs the Trainer's model and optimizer in on_train_begin")
         self.start(model, optimizer, state.max_steps,
-                   lambda message: warnings.warn(message, DecayDoctorWarning, stacklevel=2))
+                   lambda message: warnings.warn(message, DecayDoctorWarning, stacklevel=2),
+                   scheduler=kwargs.get("lr_scheduler"))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         scalars = self.new_scalars()
