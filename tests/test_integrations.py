@@ -16,6 +16,22 @@ def _net():
     return nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 1))
 
 
+def _lightning_module():
+    """A LightningModule class training _net() with MSE; subclasses add configure_optimizers."""
+    import lightning.pytorch as pl
+
+    class NetModule(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = _net()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+    return NetModule
+
+
 def _codes_for(model, optimizer, total_steps):
     return decaylab.doctor(model, optimizer, total_steps=total_steps).codes
 
@@ -26,15 +42,7 @@ def test_lightning_callback_logs_per_tensor_scalars_and_runs_the_doctor(tmp_path
 
     from decaylab.integrations.lightning import DecayMonitorCallback
 
-    class Module(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = _net()
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            return nn.functional.mse_loss(self.net(x), y)
-
+    class Module(_lightning_module()):
         def configure_optimizers(self):
             return torch.optim.AdamW(self.parameters(), lr=1e-2, weight_decay=0.1)
 
@@ -128,15 +136,7 @@ def test_lightning_callback_gives_the_doctor_the_lr_scheduler(tmp_path):
 
     from decaylab.integrations.lightning import DecayMonitorCallback
 
-    class Module(pl.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.net = _net()
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            return nn.functional.mse_loss(self.net(x), y)
-
+    class Module(_lightning_module()):
         def configure_optimizers(self):
             opt = torch.optim.AdamW(decaylab.param_groups(self, 1.0), lr=0.1)
             cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=5)
