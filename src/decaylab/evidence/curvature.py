@@ -230,7 +230,9 @@ def compute_curvature(model: nn.Module, X: torch.Tensor, kind: str, hessian: str
         curv.kron_blocks[f"{prefix}weight"] = (eig_a, eig_g)
         covered.add(f"{prefix}weight")
         if m.bias is not None and f"{prefix}bias" in names:
-            curv.exact_blocks[f"{prefix}bias"] = torch.linalg.eigvalsh(Gb[mod_name]).clamp_min(0.0)
+            one_position = positions[mod_name] == 1       # a Linear: the bias block is G itself (same sums)
+            curv.exact_blocks[f"{prefix}bias"] = eig_g if one_position else \
+                torch.linalg.eigvalsh(Gb[mod_name]).clamp_min(0.0)
             covered.add(f"{prefix}bias")
     rest = [k for k in names if k not in covered]
     if rest:

@@ -79,7 +79,6 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
                   hessian: str = "kron", per_layer: bool = True, marglik_frequency: int = 1) -> MarglikSweepResult:
     """One evidence-trained model per (lr, seed) (module docstring). ``lambdas``: ``None`` (start at δ = 1,
     i.e. λ = 1/N) or one starting λ."""
-    from decaylab.evidence.api import marglik
     from decaylab.evidence.curvature import HESSIANS
     from decaylab.evidence.online import train_marglik
     from decaylab.sweeps.api import _resolve_data, _resolve_model
@@ -118,8 +117,8 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
             run = train_marglik(net, (X, y), hessian=hessian, per_layer=per_layer, loss=loss, epochs=epochs,
                                 batch_size=batch_size, lr=lr_value, optimizer=COUPLED[optimizer], momentum=momentum,
                                 weight_decay=start_lambda, frequency=marglik_frequency, seed=s, eval_sets=eval_sets)
-            single = run.final if not per_layer else marglik(
-                net, (X, y), hessian=hessian, per_layer=False, loss=loss,
+            single = run.final if not per_layer else run.final.refit(
+                net, per_layer=False,
                 weight_decay=math.exp(sum(map(math.log, run.weight_decay.values())) / len(run.weight_decay)))
             wall = time.perf_counter() - t0
             test = run.evals.get("test", {})
