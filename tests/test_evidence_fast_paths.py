@@ -168,3 +168,35 @@ def test_refit_with_another_prior_structure_equals_a_fresh_marglik(hessian):
     assert refit.effective_parameters == pytest.approx(fresh.effective_parameters, rel=1e-9)
     with pytest.raises(InputError, match="model must be the one"):
         per_layer.refit(nn.Sequential(nn.Linear(5, 3)), per_layer=False)
+
+
+class _NotPlain(nn.Sequential):
+    """The same layers, but not recognised as a plain MLP: kron_factors takes the vjp path."""
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+@pytest.mark.parametrize("kind", ["cross_entropy", "mse"])
+def test_relu_mlp_pullbacks_by_hand_equal_the_vjp_path(diagonal, kind):
+    from decaylab.evidence.curvature import _relu_mlp_layers, kron_factors
+
+    X, y = _data(n=50)
+    torch.manual_seed(2)
+    layers = [nn.Linear(5, 12), nn.ReLU(), nn.Linear(12, 8), nn.ReLU(), nn.Linear(8, 3)]
+    plain, other = nn.Sequential(*layers).double(), _NotPlain(*layers).double()
+    names = [n for n, _ in plain.named_parameters()]
+    assert _relu_mlp_layers(plain, {"0": 0, "2": 0, "4": 0}) is not None
+    assert _relu_mlp_layers(other, {"0": 0, "2": 0, "4": 0}) is None
+    fast = kron_factors(plain, X.double(), kind, names, chunk=20, diagonal=diagonal)
+    slow = kron_factors(other, X.double(), kind, names, chunk=20, diagonal=diagonal)
+    for part in ((1, 3) if diagonal else (1, 2, 3)):          # diagonal: weight and bias diagonals
+        for layer in ("0", "2", "4"):
+            assert torch.allclose(fast[part][layer], slow[part][layer], rtol=1e-10, atol=1e-12), (part, layer)
+    assert fast[4] == slow[4]
+
+
+def test_a_relu_mlp_with_a_layer_left_out_of_the_kron_blocks_takes_the_vjp_path():
+    from decaylab.evidence.curvature import _relu_mlp_layers
+
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    assert _relu_mlp_layers(model, {"2": 0}) is None
+    assert _relu_mlp_layers(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)), {"0": 0, "2": 0}) is None
