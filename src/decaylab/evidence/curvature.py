@@ -199,14 +199,12 @@ def _pullbacks(model, modules, params, buffers, x, kind) -> tuple[dict, dict]:
 def _relu_mlp_layers(model: nn.Module, modules: dict[str, nn.Module]) -> list[tuple[str, nn.Linear]] | None:
     """The ``Linear`` layers of a plain ReLU MLP — an ``nn.Sequential`` (or :class:`decaylab.models.MLP`) of
     ``Linear (→ ReLU → Linear)*`` whose every weight has a K-FAC block — else ``None``."""
-    from decaylab.models import MLP
+    from decaylab.models import sequential_layers
 
-    if type(model) is nn.Sequential:
-        layers, prefix = model, ""
-    elif type(model) is MLP:
-        layers, prefix = model.layers, "layers."
-    else:
+    plain = sequential_layers(model)
+    if plain is None:
         return None
+    layers, prefix = plain
     found = []
     for i, layer in enumerate(layers):
         want = nn.Linear if i % 2 == 0 else nn.ReLU
