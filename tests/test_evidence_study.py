@@ -17,6 +17,9 @@ def test_evidence_study_reports_both_choices_and_the_per_layer_lambda():
     table = r.section.tables[0]
     assert len(table.rows) == 2 + 2 and f"{s['cv_lambda']:.3g}" in table.rows[0][1]
     assert f"{s['evidence_lambda']:.3g}" in r.section.text
+    # breast cancer's 114 test rows: one row is 0.88 points, so the 1-point check allows one more wrong row
+    assert s["n_test"] == 114 and "one of the 114 test rows is 0.88 points" in r.section.text
+    assert "at most 1 more wrong row(s)" in r.section.text
 
 
 def test_run_demo_gathers_the_evidence_check():

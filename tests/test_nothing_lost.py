@@ -48,6 +48,21 @@ def assert_one_line_error(code, err, *fragments):
 
 # --- outputs: written all together or not at all -------------------------------------------------
 
+def fail_third_fsync(monkeypatch) -> list:
+    """``os.fsync`` that fails on its third call (the third file hits a full disk); returns the calls seen."""
+    calls = []
+    real_fsync = os.fsync
+
+    def full_disk(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(decaylab._files.os, "fsync", full_disk)
+    return calls
+
+
 def test_failed_write_keeps_the_previous_outputs_whole(tmp_path, monkeypatch):
     first = decaylab.sweep("mlp", moons(), [1e-4, 1e-2], **FAST)
     write_outputs(first, tmp_path, "moons")
@@ -55,16 +70,7 @@ def test_failed_write_keeps_the_previous_outputs_whole(tmp_path, monkeypatch):
     assert set(before) == {"results.json", "results.csv", "validation_curve.png", "index.html", "summary.json"}
 
     second = decaylab.sweep("mlp", moons(), [1e-3, 1e-1, 1.0], **FAST)
-    calls = []
-    real_fsync = os.fsync
-
-    def full_disk(fd):                       # the third file hits a full disk
-        calls.append(fd)
-        if len(calls) == 3:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_fsync(fd)
-
-    monkeypatch.setattr(decaylab._files.os, "fsync", full_disk)
+    fail_third_fsync(monkeypatch)
     with pytest.raises(OSError, match="No space"):
         write_outputs(second, tmp_path, "moons")
     after = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
@@ -83,10 +89,38 @@ def test_cli_full_disk_is_one_line_and_keeps_the_store(tmp_path, capsys, monkeyp
     assert code == 0 and "0 trained, 4 from the store" in out
 
 
+MARGLIK_FAST = ["--method", "marglik", "--epochs", "2", "--batch-size", "16", "--hidden", "8", "--no-progress"]
+
+
+def test_marglik_failed_write_keeps_the_previous_outputs_whole_and_the_runs_stored(tmp_path, capsys, monkeypatch):
+    out_dir, store = tmp_path / "o", tmp_path / "runs.sqlite"
+    code, out, err = run_cli(capsys, "moons", *MARGLIK_FAST, "--out", out_dir, "--store", store)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    assert set(before) == {"results.json", "results.csv", "evidence_curve.png", "index.html", "summary.json"}
+
+    calls = fail_third_fsync(monkeypatch)
+    code, out, err = run_cli(capsys, "moons", *MARGLIK_FAST, "--seeds", "0,1", "--out", out_dir, "--store", store)
+    assert_one_line_error(code, err, "writing the results failed", "unchanged", "runs.sqlite")
+    assert len(calls) == 3
+    after = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+    assert after == before                   # the previous set, byte for byte, and no temporary files
+    monkeypatch.undo()
+    code, out, err = run_cli(capsys, "moons", *MARGLIK_FAST, "--seeds", "0,1", "--out", out_dir, "--store", store)
+    assert code == 0 and "0 trained, 2 from the store" in out
+
+
 def test_results_json_as_a_directory_is_refused_before_training(tmp_path, capsys):
     (tmp_path / "results.json").mkdir()
     code, out, err = run_cli(capsys, "moons", *CLI_FAST, "--out", tmp_path)
     assert_one_line_error(code, err, "results.json")
+    assert not (tmp_path / "sweep.sqlite").exists()
+
+
+def test_marglik_evidence_curve_png_as_a_directory_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "evidence_curve.png").mkdir()
+    code, out, err = run_cli(capsys, "moons", *MARGLIK_FAST, "--out", tmp_path)
+    assert_one_line_error(code, err, "evidence_curve.png")
     assert not (tmp_path / "sweep.sqlite").exists()
 
 

@@ -62,6 +62,16 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
+def sequential_layers(model: nn.Module) -> tuple[nn.Sequential, str] | None:
+    """The layer list of a plain stacked model — an ``nn.Sequential`` itself, or an :class:`MLP`'s ``layers`` —
+    and the prefix of its parameter names (``""`` or ``"layers."``); ``None`` for any other model."""
+    if type(model) is nn.Sequential:
+        return model, ""
+    if type(model) is MLP:
+        return model.layers, "layers."
+    return None
+
+
 def polynomial_features(x: torch.Tensor, degree: int, basis: str = "legendre") -> torch.Tensor:
     """Features ``[φ_0(x), …, φ_degree(x)]`` of a column ``x`` (shape ``[n]`` or ``[n, 1]``) → ``[n, degree+1]``.
 

@@ -13,9 +13,9 @@ and ``y`` (``--target`` names another target array). Features of a file are stan
 comma lists. Writes ``DIR/results.json``, ``DIR/results.csv``, ``DIR/validation_curve.png`` and
 ``DIR/index.html`` (+ ``summary.json``); members are stored in ``DIR/sweep.sqlite`` (or
 ``--store``) as they finish, so running the same command again resumes. ``--method marglik``
-learns λ (per layer) from the Laplace evidence in one run per seed instead (``--folds``,
-``--engine`` and the store do not apply) and writes results.json, results.csv,
-evidence_curve.png and index.html (:mod:`decaylab.cli.sweep_marglik`).
+learns λ (per layer) from the Laplace evidence in one run per seed instead (``--folds`` and
+``--engine`` do not apply; finished runs go to the same store) and writes results.json,
+results.csv, evidence_curve.png and index.html (:mod:`decaylab.cli.sweep_marglik`).
 """
 
 from __future__ import annotations
@@ -230,37 +230,36 @@ def prepare_file_data(path: str, target: str | None, task: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    out_dir = prepare_out_dir(args.out)
+    if args.method == "marglik":
+        from decaylab.cli.sweep_marglik import OUTPUT_FILES as outputs
+    else:
+        outputs = OUTPUT_FILES
+    out_dir = prepare_out_dir(args.out, outputs)
     if args.data in BUILTIN_DATASETS:
         data, loss = args.data, None
     else:
         data, task = prepare_file_data(args.data, args.target, args.task)
         loss = "cross_entropy" if task == "classification" else "mse"
     import decaylab
-    from decaylab.sweeps.api import SweepInterrupted
 
     store = args.store or str(out_dir / "sweep.sqlite")
     if args.method == "marglik":
         from decaylab.cli.sweep_marglik import run_marglik
 
-        return run_marglik(args, data, loss, out_dir)
-    try:
-        result = decaylab.sweep(
+        return run_marglik(args, data, loss, out_dir, store)
+
+    def train():
+        return decaylab.sweep(
             args.model, data, args.lambdas or "1e-6:1e1:16", lr=args.lr, seed=_int_list("--seeds", args.seeds),
             folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
             momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
             loss=loss, metric=args.metric, engine=args.engine, store=store, split_seed=args.split_seed,
             workers=args.workers, chunk_size=args.chunk_size, progress=not args.no_progress,
             hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else ())
-    except SweepInterrupted as stop:
-        print(f"decaylab sweep: {stop}", file=sys.stderr)
+
+    result = train_and_write(train, lambda r: write_outputs(r, out_dir, args.data), out_dir, store, "member")
+    if result is None:
         return 130
-    try:
-        write_outputs(result, out_dir, args.data)
-    except OSError as exc:
-        raise UsageError(f"--out {str(out_dir)!r}: writing the results failed ({exc.strerror or exc}); the previous "
-                         f"files there are unchanged, and every member is in the store {store!r}: free space or "
-                         "choose another --out and run the same command again (nothing is retrained)") from None
     print_summary(result, out_dir)
     if result.best_lambda is None:
         print(f"decaylab sweep: no usable member: all {len(result.table)} diverged (NaN or runaway loss); try a "
@@ -272,8 +271,29 @@ def run(args: argparse.Namespace) -> int:
 OUTPUT_FILES = ("results.json", "results.csv", "validation_curve.png", "index.html", "summary.json")
 
 
-def prepare_out_dir(out: str):
-    """The output directory, created and checked writable before anything is trained."""
+def train_and_write(train, write, out_dir, store: str, unit: str):
+    """``result = train()``, then ``write(result)``; returns the result. Ctrl-C (``SweepInterrupted``) → one line
+    on stderr and ``None`` (the caller exits 130); a failed write (``OSError``) → a :class:`UsageError` (exit 2)
+    saying that the previous files are unchanged and every finished ``unit`` is in ``store``."""
+    from decaylab.sweeps.api import SweepInterrupted
+
+    try:
+        result = train()
+    except SweepInterrupted as stop:
+        print(f"decaylab sweep: {stop}", file=sys.stderr)
+        return None
+    try:
+        write(result)
+    except OSError as exc:
+        raise UsageError(f"--out {str(out_dir)!r}: writing the results failed ({exc.strerror or exc}); the previous "
+                         f"files there are unchanged, and every {unit} is in the store {store!r}: free space or "
+                         "choose another --out and run the same command again (nothing is retrained)") from None
+    return result
+
+
+def prepare_out_dir(out: str, outputs: tuple[str, ...] = OUTPUT_FILES):
+    """The output directory, created and checked writable (and free of directories named like ``outputs``)
+    before anything is trained."""
     from decaylab.report.write import check_out_dir
 
     try:
@@ -285,7 +305,7 @@ def prepare_out_dir(out: str):
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"--out {out!r} cannot be used as an output directory: {exc.strerror or exc}") from None
-    for name in OUTPUT_FILES:
+    for name in outputs:
         if (out_dir / name).is_dir():
             raise UsageError(f"--out {out!r} holds a directory named {name!r} where the sweep writes that file: "
                              "move it away or choose another --out")

@@ -2,7 +2,10 @@
 
 Writes ``DIR/results.json`` and ``DIR/results.csv`` (the :class:`~decaylab.sweeps.marglik.MarglikSweepResult`,
 one row per seed, plus the evidence curve and the per-layer λ in the JSON), ``DIR/evidence_curve.png`` and
-the HTML report ``DIR/index.html`` + ``summary.json``.
+the HTML report ``DIR/index.html`` + ``summary.json`` — all five rendered in memory, then written as one set
+(:func:`decaylab._files.replace_atomically`: a failed write leaves the previous set whole). Finished runs are
+kept in the results store (``--store``, default ``DIR/sweep.sqlite``) as they finish: the same command again
+trains only what is missing, after Ctrl-C (exit 130) or a failed write (exit 2) alike.
 """
 
 from __future__ import annotations
@@ -13,21 +16,29 @@ import sys
 TITLE = "Choosing λ by the Laplace evidence"
 
 
-def run_marglik(args, data, loss, out_dir) -> int:
-    import decaylab
-    from decaylab.cli.sweep import _int_list
+OUTPUT_FILES = ("results.json", "results.csv", "evidence_curve.png", "index.html", "summary.json")
 
-    result = decaylab.sweep(
-        args.model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds), optimizer=args.optimizer,
-        momentum=args.momentum, epochs=args.epochs, batch_size=args.batch_size, loss=loss,
-        hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else (), method="marglik",
-        hessian=args.hessian, per_layer=not args.global_prior, marglik_frequency=args.marglik_frequency)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_marglik_outputs(result, out_dir, args.data)
+
+def run_marglik(args, data, loss, out_dir, store: str) -> int:
+    import decaylab
+    from decaylab.cli.sweep import _int_list, train_and_write
+
+    def train():
+        return decaylab.sweep(
+            args.model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
+            optimizer=args.optimizer, momentum=args.momentum, epochs=args.epochs, batch_size=args.batch_size,
+            loss=loss, hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else (), method="marglik",
+            hessian=args.hessian, per_layer=not args.global_prior, marglik_frequency=args.marglik_frequency,
+            store=store)
+
+    result = train_and_write(train, lambda r: write_marglik_outputs(r, out_dir, args.data), out_dir, store, "run")
+    if result is None:
+        return 130
     from decaylab.report import text_table
 
     print(text_table(layer_rows(result)))
-    print(f"\nevidence λ = {result.best_lambda:.4g} (one global λ; per layer above), {len(result.table)} run(s) in "
+    print(f"\nevidence λ = {result.best_lambda:.4g} (one global λ; per layer above), {len(result.table)} run(s): "
+          f"{result.trained} trained, {len(result.table) - result.trained} from the store, in "
           f"{result.wall_time:.1f} s", file=sys.stdout)
     print(f"wrote {out_dir / 'results.json'}, results.csv, evidence_curve.png, index.html", file=sys.stdout)
     return 0
@@ -46,13 +57,12 @@ def layer_rows(result) -> list[dict]:
 
 
 def write_marglik_outputs(result, out_dir, data_name: str) -> None:
-    """results.json, results.csv, evidence_curve.png and the HTML report in ``out_dir``."""
-    from decaylab.report import Figure, Section, Table, write_report
+    """results.json, results.csv, evidence_curve.png and the HTML report in ``out_dir``: all five rendered in
+    memory, then written together (a failed write leaves the previous set whole)."""
+    from decaylab._files import replace_atomically
+    from decaylab.report import Figure, Section, Table, render_report
 
-    result.to_json(out_dir / "results.json")
-    result.to_csv(out_dir / "results.csv")
     png = result.plot_png()
-    (out_dir / "evidence_curve.png").write_bytes(png)
     rows = layer_rows(result)
     columns = list(rows[0]) if rows else []
     cfg = result.config
@@ -68,5 +78,8 @@ def write_marglik_outputs(result, out_dir, data_name: str) -> None:
                                     caption="Final λ per layer (coupled weight_decay) per run")])
     summary = {"best_lambda": result.best_lambda, "metric": result.metric, "runs": len(result.table),
                "method": "marglik", "hessian": cfg["hessian"], "per_layer": cfg["per_layer"],
-               "layer_weight_decay": result.layer_weight_decay, "seconds": round(result.wall_time, 2)}
-    write_report(out_dir, TITLE, [section], summary)
+               "layer_weight_decay": result.layer_weight_decay, "seconds": round(result.wall_time, 2),
+               "trained": result.trained}
+    files = {"results.json": result.to_json(), "results.csv": result.to_csv(), "evidence_curve.png": png,
+             **render_report(TITLE, [section], summary)}
+    replace_atomically(out_dir, files)

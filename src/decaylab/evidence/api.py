@@ -33,7 +33,7 @@ from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab.evidence.curvature import HESSIANS, compute_curvature
 from decaylab.evidence.laplace import effective_parameters
 from decaylab.evidence.likelihood import check_targets, neg_log_lik_sum, resolve_loss
-from decaylab.evidence.optimize import EvidenceObjective, maximize
+from decaylab.evidence.optimize import EvidenceObjective, maximize, maximize_separable
 from decaylab.evidence.prior import GLOBAL, PriorStructure, prior_structure
 
 __all__ = ["marglik", "MarglikResult", "precision_to_weight_decay", "weight_decay_to_precision"]
@@ -49,6 +49,15 @@ def weight_decay_to_precision(lam: float, loss: str, n: int, n_outputs: int = 1,
     return lam * n if loss == "cross_entropy" else lam * n * n_outputs / (2.0 * sigma ** 2)
 
 
+@dataclass(frozen=True)
+class _LaplaceFit:
+    """What a refit reuses: the curvature, the data term and the σ given to :func:`marglik` (``None``: fitted)."""
+
+    curv: object
+    data_term: float
+    sigma: float | None
+
+
 @dataclass
 class MarglikResult:
     """What :func:`marglik` found.
@@ -58,7 +67,8 @@ class MarglikResult:
     one per decayed parameter tensor with ``per_layer=True``), δ and the coupled λ of the module
     docstring. ``parameter_weight_decay``: λ of every trainable parameter (no-decay ones get
     ``no_decay_precision`` converted the same way). ``sigma``: the Gaussian noise (mse) or ``None``.
-    ``effective_parameters``: MacKay's γ.
+    ``effective_parameters``: MacKay's γ. ``laplace``: the curvature and data term behind it, for
+    :meth:`refit`.
     """
 
     log_evidence: float
@@ -75,6 +85,21 @@ class MarglikResult:
     effective_parameters: float
     no_decay_precision: float
     groups: dict[str, str | None] = field(default_factory=dict)
+    laplace: _LaplaceFit | None = field(default=None, repr=False, compare=False)
+
+    def refit(self, model: nn.Module, *, per_layer: bool, weight_decay: float | dict[str, float] | None = None,
+              **group_options) -> MarglikResult:
+        """The evidence maximized again at the same parameters and curvature, with another prior structure
+        (``per_layer``, ``group_options`` as for :func:`marglik`; ``weight_decay`` the start): what
+        :func:`marglik` returns for them, without recomputing the GGN. ``model``: the one this result is of."""
+        if self.laplace is None:
+            raise InputError("refit needs a result of decaylab.marglik (this one holds no curvature)")
+        fit = self.laplace
+        structure = prior_structure(model, per_layer, **group_options)
+        if structure.names != fit.curv.names:
+            raise InputError("model must be the one this result was computed for: its parameters differ")
+        return _fit_precisions(model, structure, fit.curv, self.loss, fit.data_term, self.n_data, self.n_outputs,
+                               weight_decay, fit.sigma, True, self.no_decay_precision, self.hessian)
 
     @property
     def lambda_(self) -> float:
@@ -214,10 +239,14 @@ def _fit_precisions(model, structure: PriorStructure, curv, kind, data_term, n, 
         fit_sigma = kind == "mse" and sigma is None
         if fit_sigma:
             log_prec, log_sigma, value = maximize(objective, log_prec, log_sigma)
+        elif curv.kind in ("kron", "diag"):
+            log_prec, value = maximize_separable(objective, log_prec, log_sigma)
         else:
             log_prec, _, value = maximize(_FixedSigma(objective, log_sigma), log_prec, None)
-    return _result(structure, curv, objective, kind, log_prec, log_sigma, value, value_start, n, d,
-                   no_decay_precision, hessian)
+    result = _result(structure, curv, objective, kind, log_prec, log_sigma, value, value_start, n, d,
+                     no_decay_precision, hessian)
+    result.laplace = _LaplaceFit(curv, data_term, sigma)
+    return result
 
 
 class _FixedSigma:

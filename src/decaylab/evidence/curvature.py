@@ -22,9 +22,10 @@ model's second derivatives otherwise (it is positive semi-definite everywhere).
   patches and ``(1/(N·T))·(Σ_nt a a ᵀ) ⊗ (Σ_nt B_ntᵀ Λ_n B_nt)``. The block of a bias is kept exact:
   ``Σ_n (Σ_t B_nt)ᵀ Λ_n (Σ_t B_nt)`` (the bias–weight cross terms are dropped). ``B_nᵀ L_n[:, k]``
   comes from one ``torch.func.vjp`` through zero perturbations added to each layer's output,
-  vmapped over ``k``. Every other parameter (norm layers, embeddings, a grouped convolution)
-  gets its exact diagonal. K-FAC is exact for one row (``N = T = 1``) and for a single
-  ``Linear`` layer under the Gaussian likelihood (``Λ`` constant).
+  vmapped over ``k`` — or, for a plain ReLU MLP, from the same chain rule written out
+  (``S ← (S·W)·𝕀(s > 0)`` layer by layer, no hooks or transforms). Every other parameter (norm
+  layers, embeddings, a grouped convolution) gets its exact diagonal. K-FAC is exact for one row
+  (``N = T = 1``) and for a single ``Linear`` layer under the Gaussian likelihood (``Λ`` constant).
 
 Curvature is computed in evaluation mode (dropout off, batch-norm running statistics) with
 the unit-noise Gaussian factor for mse (scale by ``1/σ²`` afterwards): products in the model's
@@ -137,30 +138,13 @@ def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str],
     positions = {}
     if chunk is None:
         chunk = _rows_per_chunk(model, modules, params, buffers, X)
+    relu_layers = _relu_mlp_layers(model, modules)
     for start in range(0, len(X), chunk):
         x = X[start:start + chunk]
-        inputs, perturb = {}, {}
-        handles = [m.register_forward_hook(_recorder(inputs, name)) for name, m in modules.items()]
-        try:
-            with torch.no_grad():
-                out = _outputs_2d(functional_call(model, {**params, **buffers}, (x,)))
-        finally:
-            for h in handles:
-                h.remove()
-        zeros = {name: torch.zeros_like(inputs[name][1]) for name in modules}
-        handles = [m.register_forward_hook(_adder(perturb, name)) for name, m in modules.items()]
-        try:
-            def forward(z):
-                perturb.clear()
-                perturb.update(z)
-                return _outputs_2d(functional_call(model, {**params, **buffers}, (x,)))
-            _, pullback = vjp(forward, zeros)
-            L = output_hessian_factor(kind, out.double()).to(out.dtype)     # [n, C, K]
-            S = vmap(pullback)(L.permute(2, 0, 1).contiguous())[0]          # name -> [K, n, out, *spatial]
-        finally:
-            for h in handles:
-                h.remove()
-            perturb.clear()
+        if relu_layers is not None:
+            inputs, S = _relu_mlp_pullbacks(relu_layers, x, kind)
+        else:
+            inputs, S = _pullbacks(model, modules, params, buffers, x, kind)
         for name, m in modules.items():
             a = _layer_inputs(m, inputs[name][0])                            # [n, T, d]
             s = S[name].flatten(3) if S[name].dim() > 3 else S[name].unsqueeze(3)   # [K, n, o, T]
@@ -181,6 +165,78 @@ def kron_factors(model: nn.Module, X: torch.Tensor, kind: str, names: list[str],
             sb2 = sb.reshape(-1, sb.shape[2])
             Gb[name] = Gb[name] + (g if a.shape[1] == 1 else (sb2.T @ sb2).double())   # T = 1: the bias block is G
     return modules, A, G, Gb, positions
+
+
+def _pullbacks(model, modules, params, buffers, x, kind) -> tuple[dict, dict]:
+    """``({layer: (input, output)}, {layer: S})`` with ``S[k] = B_nᵀ L_n[:, k]`` ``[K, n, out, *spatial]``: forward
+    hooks record each layer's input and output, one ``torch.func.vjp`` through zero perturbations added to the
+    layers' outputs, vmapped over the columns ``k`` of ``L``."""
+    inputs, perturb = {}, {}
+    handles = [m.register_forward_hook(_recorder(inputs, name)) for name, m in modules.items()]
+    try:
+        with torch.no_grad():
+            out = _outputs_2d(functional_call(model, {**params, **buffers}, (x,)))
+    finally:
+        for h in handles:
+            h.remove()
+    zeros = {name: torch.zeros_like(inputs[name][1]) for name in modules}
+    handles = [m.register_forward_hook(_adder(perturb, name)) for name, m in modules.items()]
+    try:
+        def forward(z):
+            perturb.clear()
+            perturb.update(z)
+            return _outputs_2d(functional_call(model, {**params, **buffers}, (x,)))
+        _, pullback = vjp(forward, zeros)
+        L = output_hessian_factor(kind, out.double()).to(out.dtype)     # [n, C, K]
+        S = vmap(pullback)(L.permute(2, 0, 1).contiguous())[0]          # name -> [K, n, out, *spatial]
+    finally:
+        for h in handles:
+            h.remove()
+        perturb.clear()
+    return inputs, S
+
+
+def _relu_mlp_layers(model: nn.Module, modules: dict[str, nn.Module]) -> list[tuple[str, nn.Linear]] | None:
+    """The ``Linear`` layers of a plain ReLU MLP — an ``nn.Sequential`` (or :class:`decaylab.models.MLP`) of
+    ``Linear (→ ReLU → Linear)*`` whose every weight has a K-FAC block — else ``None``."""
+    from decaylab.models import sequential_layers
+
+    plain = sequential_layers(model)
+    if plain is None:
+        return None
+    layers, prefix = plain
+    found = []
+    for i, layer in enumerate(layers):
+        want = nn.Linear if i % 2 == 0 else nn.ReLU
+        if type(layer) is not want:
+            return None
+        if want is nn.Linear:
+            if f"{prefix}{i}" not in modules:
+                return None
+            found.append((f"{prefix}{i}", layer))
+    return found if len(layers) % 2 == 1 and len(found) == len(modules) else None
+
+
+def _relu_mlp_pullbacks(layers: list[tuple[str, nn.Linear]], x: torch.Tensor, kind: str) -> tuple[dict, dict]:
+    """:func:`_pullbacks` of a plain ReLU MLP by hand: forward ``s_i = a_i·W_iᵀ + b_i``, ``a_{i+1} = relu(s_i)``;
+    ``S`` of the last layer is ``L`` itself, then ``S_{i−1} = (S_i·W_i)·𝕀(s_{i−1} > 0)``."""
+    inputs = {}
+    with torch.no_grad():
+        h = x
+        for i, (name, layer) in enumerate(layers):
+            s = nn.functional.linear(h, layer.weight, layer.bias)
+            inputs[name] = (h, s)
+            h = s.relu() if i + 1 < len(layers) else s
+        out = _outputs_2d(h)
+        L = output_hessian_factor(kind, out.double()).to(out.dtype)     # [n, C, K]
+        pulled = L.permute(2, 0, 1)                                      # [K, n, C]
+        S = {}
+        for i in range(len(layers) - 1, -1, -1):
+            name, layer = layers[i]
+            S[name] = pulled
+            if i > 0:
+                pulled = (pulled @ layer.weight) * (inputs[layers[i - 1][0]][1] > 0)
+    return inputs, S
 
 
 def _rows_per_chunk(model, modules, params, buffers, X) -> int:
@@ -230,7 +286,9 @@ def compute_curvature(model: nn.Module, X: torch.Tensor, kind: str, hessian: str
         curv.kron_blocks[f"{prefix}weight"] = (eig_a, eig_g)
         covered.add(f"{prefix}weight")
         if m.bias is not None and f"{prefix}bias" in names:
-            curv.exact_blocks[f"{prefix}bias"] = torch.linalg.eigvalsh(Gb[mod_name]).clamp_min(0.0)
+            one_position = positions[mod_name] == 1       # a Linear: the bias block is G itself (same sums)
+            curv.exact_blocks[f"{prefix}bias"] = eig_g if one_position else \
+                torch.linalg.eigvalsh(Gb[mod_name]).clamp_min(0.0)
             covered.add(f"{prefix}bias")
     rest = [k for k in names if k not in covered]
     if rest:

@@ -10,9 +10,12 @@
 The paper takes ``K`` Adam steps on the hyperparameters per update; maximizing with L-BFGS from the
 previous values reaches the same fixed-curvature optimum. The training loss is the mean
 cross-entropy or torch's ``MSELoss``; parameters :func:`decaylab.param_groups` does not decay keep
-their broad prior's tiny λ₀ = δ₀/N. The optimizer is torch's ``Adam`` or ``SGD`` with coupled
-``weight_decay`` (the prior is a coupled penalty). Minibatches: a ``randperm`` per epoch from a
-generator seeded with ``seed``.
+their broad prior's tiny λ₀ = δ₀/N. The update is Adam or SGD with coupled ``weight_decay`` per
+parameter tensor (the prior is a coupled penalty). Minibatches: a ``randperm`` per epoch from a
+generator seeded with ``seed``. The epochs run on the batched engine's one-model trainer
+(:mod:`decaylab.train.one_model`: a plain MLP is differentiated by hand, no autograd graph) when it
+takes the model, else (dropout) on torch's ``Adam``/``SGD`` (:class:`TorchEpochs`) — the same batches
+and update, up to float rounding.
 """
 
 from __future__ import annotations
@@ -104,41 +107,75 @@ def train_marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: b
     start = precision_to_weight_decay(1.0, kind, n, n_out, sigma) if weight_decay is None else \
         check_real("weight_decay", weight_decay, low=0.0, low_open=True)
     wd = {g: start for g in structure.groups}
-    named = dict(model.named_parameters())
-    groups = [{"params": [named[k] for k, gg in structure.group_of.items() if gg == g], "weight_decay": wd[g],
-               "prior_group": g} for g in structure.groups]
-    rest = [named[k] for k, g in structure.group_of.items() if g is None]
-    if rest:
-        groups.append({"params": rest, "weight_decay": lam0, "prior_group": None})
-    opt = (torch.optim.Adam(groups, lr=lr, fused=True) if optimizer == "adam"
-           else torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True))
-    generator = torch.Generator().manual_seed(seed)
-    history: list[dict] = []
     start_time = time.perf_counter()
-    steps, final = 0, None
-    y_batch = y.reshape(-1) if kind == "cross_entropy" else y
+    trainer = _trainer(model, X, y, kind, structure, optimizer, lr, momentum, batch_size, seed)
+    trainer.set_weight_decay(_tensor_weight_decay(structure, wd, lam0))
+    history: list[dict] = []
+    final = None
     for epoch in range(1, epochs + 1):
-        model.train()
-        total = 0.0
-        for idx in torch.randperm(n, generator=generator).split(batch_size):
-            opt.zero_grad(set_to_none=True)
-            batch_loss = _batch_loss(kind, model(X[idx]).reshape(len(idx), -1), y_batch[idx])
-            batch_loss.backward()
-            opt.step()
-            total += float(batch_loss.detach()) * len(idx)
-            steps += 1
+        train_loss = trainer.epoch()
         if (epoch > burnin and (epoch - burnin) % frequency == 0) or epoch == epochs:
+            trainer.copy_to(model)
             final = marglik(model, (X, y), hessian=hessian, per_layer=per_layer, loss=kind, weight_decay=wd,
                             no_decay_precision=no_decay_precision, **group_options)
             wd = dict(final.weight_decay)
             sigma = final.sigma or 1.0
-            for group in opt.param_groups:
-                g = group["prior_group"]
-                group["weight_decay"] = wd[g] if g is not None else precision_to_weight_decay(
-                    no_decay_precision, kind, n, n_out, sigma)
+            trainer.set_weight_decay(_tensor_weight_decay(
+                structure, wd, precision_to_weight_decay(no_decay_precision, kind, n, n_out, sigma)))
             history.append({"epoch": epoch, "log_evidence": final.log_evidence, "weight_decay": dict(wd),
-                            "sigma": final.sigma, "train_loss": total / n})
+                            "sigma": final.sigma, "train_loss": train_loss})
+    y_batch = y.reshape(-1) if kind == "cross_entropy" else y
     evals = {name: evaluate(model, *_as_tensors(xy, X.dtype), kind) for name, xy in (eval_sets or {}).items()}
     return OnlineResult(model=model, history=history, final=final, weight_decay=wd,
                         train_loss=evaluate(model, X, y_batch, kind)["loss"], evals=evals,
-                        wall_time=time.perf_counter() - start_time, steps=steps)
+                        wall_time=time.perf_counter() - start_time, steps=trainer.steps)
+
+
+def _tensor_weight_decay(structure, wd: Mapping[str, float], lam0: float) -> dict[str, float]:
+    """Coupled λ per parameter tensor: its prior group's λ, or the broad prior's λ₀ for no-decay parameters."""
+    return {name: lam0 if g is None else wd[g] for name, g in structure.group_of.items()}
+
+
+def _trainer(model, X, y, kind, structure, optimizer, lr, momentum, batch_size, seed):
+    """The batched engine's one-model trainer (:mod:`decaylab.train.one_model`) when it takes the model,
+    else :class:`TorchEpochs` (a plain torch loop: the same batches and update)."""
+    from decaylab.train.one_model import OneModelTrainer, one_model_reason
+
+    y_train = y.reshape(-1) if kind == "cross_entropy" else y
+    cls = OneModelTrainer if one_model_reason(model) is None else TorchEpochs
+    return cls(model, X, y_train, optimizer=optimizer, lr=lr, momentum=momentum, batch_size=batch_size,
+               loss=kind, seed=seed, weight_decay={name: 0.0 for name in structure.names})
+
+
+class TorchEpochs:
+    """Epochs of torch's ``Adam``/``SGD`` (coupled ``weight_decay`` per parameter tensor, fused kernels) on the
+    model itself, for models the batched engine refuses (dropout); the interface of
+    :class:`~decaylab.train.one_model.OneModelTrainer`."""
+
+    def __init__(self, model: nn.Module, X, y, *, optimizer, lr, momentum, batch_size, loss, seed, weight_decay):
+        self.model, self.X, self.y, self.kind, self.batch_size = model, X, y, loss, batch_size
+        groups = [{"params": [p], "weight_decay": weight_decay[name], "name": name}
+                  for name, p in model.named_parameters() if name in weight_decay]
+        self.opt = (torch.optim.Adam(groups, lr=lr, fused=True) if optimizer == "adam"
+                    else torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True))
+        self.generator = torch.Generator().manual_seed(seed)
+        self.steps = 0
+
+    def set_weight_decay(self, weight_decay: Mapping[str, float]) -> None:
+        for group in self.opt.param_groups:
+            group["weight_decay"] = weight_decay[group["name"]]
+
+    def epoch(self) -> float:
+        self.model.train()
+        total = 0.0
+        for idx in torch.randperm(len(self.X), generator=self.generator).split(self.batch_size):
+            self.opt.zero_grad(set_to_none=True)
+            batch_loss = _batch_loss(self.kind, self.model(self.X[idx]).reshape(len(idx), -1), self.y[idx])
+            batch_loss.backward()
+            self.opt.step()
+            total += float(batch_loss.detach()) * len(idx)
+            self.steps += 1
+        return total / len(self.X)
+
+    def copy_to(self, model: nn.Module) -> None:
+        """Nothing to copy: this trainer updates ``model`` itself."""

@@ -33,12 +33,13 @@ MAX_SPLIT_SEED = 2**32 - 1   # numpy's RandomState (scikit-learn's random_state)
 
 
 class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep, raised after every finished member was stored (``stored`` of ``pending``)."""
+    """Ctrl-C during a sweep, raised after every finished member (or evidence run: ``unit="runs"``) was stored
+    (``stored`` of ``pending``)."""
 
-    def __init__(self, stored: int, pending: int, store: str | None):
+    def __init__(self, stored: int, pending: int, store: str | None, unit: str = "members"):
         self.stored, self.pending, self.store = stored, pending, store
         where = f"stored in {store}; run the same sweep again to resume" if store else "not stored (no store)"
-        super().__init__(f"interrupted: {stored} of {pending} members finished, {where}")
+        super().__init__(f"interrupted: {stored} of {pending} {unit} finished, {where}")
 
 
 def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, seed=0, folds: int | None = 5,
@@ -95,7 +96,8 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         device: where members train (``None``: CUDA when available, else the CPU).
         method: ``"grid"`` (cross-validate the λ grid) or ``"marglik"``: one run per (lr, seed) that learns λ
             (per layer) from the Laplace evidence — :mod:`decaylab.sweeps.marglik`, with ``hessian``,
-            ``per_layer`` and ``marglik_frequency``; ``lambdas`` is then ``None`` or one starting λ.
+            ``per_layer`` and ``marglik_frequency``; ``lambdas`` is then ``None`` or one starting λ; ``store``
+            keeps each finished (lr, seed) run.
     Returns:
         :class:`~decaylab.sweeps.result.SweepResult`.
     Raises:
@@ -118,7 +120,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         return marglik_sweep(model, data, lambdas, lr=lr, seed=seed, optimizer=optimizer, momentum=momentum,
                              epochs=epochs, batch_size=batch_size, loss=loss, dtype=dtype, hidden=hidden,
                              test_data=test_data, model_key=model_key, hessian=hessian, per_layer=per_layer,
-                             marglik_frequency=marglik_frequency)
+                             marglik_frequency=marglik_frequency, store=store)
     start = time.perf_counter()
     lambdas = check_grid("lambdas", lambdas)
     lrs = check_grid("lr", lr, low_open=True)

@@ -13,7 +13,10 @@ the final model (a ``per_layer=False`` refit, so the number is comparable with a
 ``val_metric`` the final log evidence (metric ``"evidence"``, higher is better; there are no
 validation rows, so ``val_loss``/``val_accuracy`` are empty), plus ``evidence_curve`` (the evidence
 and λ per layer at every update) and ``layer_weight_decay`` (the final λ per layer and seed).
-Runs are not written to a results store (there is one run per seed; nothing to resume).
+With a ``store`` each finished run is written to the results store as it finishes (keyed by its
+(lr, seed) and the whole configuration, ``method: "marglik"`` included, so the file can be shared
+with grid sweeps); a rerun reads finished runs back instead of training them again, and Ctrl-C
+keeps them.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from decaylab._checks import check_choice, check_int
 from decaylab.sweeps.grid import check_grid
 from decaylab.sweeps.result import SweepResult
 from decaylab.sweeps.select import summarize
-from decaylab.sweeps.store import plain_json
+from decaylab.sweeps.store import ResultStore, config_key, plain_json
 
 COUPLED = {"adamw": "adam", "adam": "adam", "sgdw": "sgd", "sgd": "sgd"}
 
@@ -76,13 +79,14 @@ class MarglikSweepResult(SweepResult):
 
 def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: float, epochs: int,
                   batch_size: int, loss: str | None, dtype: torch.dtype, hidden, test_data, model_key,
-                  hessian: str = "kron", per_layer: bool = True, marglik_frequency: int = 1) -> MarglikSweepResult:
+                  hessian: str = "kron", per_layer: bool = True, marglik_frequency: int = 1,
+                  store: str | None = None) -> MarglikSweepResult:
     """One evidence-trained model per (lr, seed) (module docstring). ``lambdas``: ``None`` (start at δ = 1,
-    i.e. λ = 1/N) or one starting λ."""
-    from decaylab.evidence.api import marglik
+    i.e. λ = 1/N) or one starting λ. ``store``: a results store (:mod:`decaylab.sweeps.store`) — each
+    finished run is written as it finishes and read back instead of retrained; Ctrl-C raises
+    :class:`~decaylab.sweeps.api.SweepInterrupted` after the finished runs are stored."""
     from decaylab.evidence.curvature import HESSIANS
-    from decaylab.evidence.online import train_marglik
-    from decaylab.sweeps.api import _resolve_data, _resolve_model
+    from decaylab.sweeps.api import STORE_FORMAT, SweepInterrupted, _check_seeds, _resolve_data, _resolve_model
 
     start = time.perf_counter()
     check_choice("hessian", hessian, HESSIANS)
@@ -96,47 +100,84 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
                              f"got {len(values)} values")
         start_lambda = values[0]
     lrs = check_grid("lr", lr, low_open=True)
-    seeds = [check_int("seed", s, low=0) for s in (seed if isinstance(seed, (list, tuple, range)) else [seed])]
+    seeds = _check_seeds(seed)
     X, y, eval_sets, data_spec = _resolve_data(data, test_data)
     if loss is None:
         loss = "cross_entropy" if not torch.is_floating_point(y) else "mse"
     check_choice("loss", loss, ("cross_entropy", "mse"))
-    factory, model_spec = _resolve_model(model, X, y, loss == "cross_entropy", hidden, model_key)
+    factory, model_spec = _resolve_model(model, X, y, loss == "cross_entropy", hidden, model_key,
+                                         keyed=store is not None)
     X = X.to(dtype)
     y = y.to(dtype) if torch.is_floating_point(y) else y
-    config = {"method": "marglik", "model": model_spec, "data": data_spec, "hessian": hessian,
-              "per_layer": per_layer, "marglik_frequency": marglik_frequency,
+    config = {"method": "marglik", "format": STORE_FORMAT, "model": model_spec, "data": data_spec,
+              "hessian": hessian, "per_layer": per_layer, "marglik_frequency": marglik_frequency,
               "train": {"optimizer": COUPLED[optimizer], "requested_optimizer": optimizer, "momentum": momentum,
                         "epochs": epochs, "batch_size": batch_size, "loss": loss, "dtype": str(dtype),
                         "start_lambda": start_lambda}}
+    runs = [(lr_value, s) for lr_value in lrs for s in seeds]
+    keys = [config_key(config, {"lr": lr_value, "seed": s}) for lr_value, s in runs]
+    sweep_key = config_key(config)
+    finished: dict[str, dict] = {}
+    db = ResultStore(store) if store is not None else None
+    try:
+        if db is not None:
+            finished.update({k: v["result"] for k, v in db.get(keys).items()})
+        pending = [(k, run) for k, run in zip(keys, runs) if k not in finished]
+        trained = 0
+        for key, (lr_value, s) in pending:
+            try:
+                record = _train_one(factory, X, y, eval_sets, dtype, lr_value, s, key, hessian=hessian,
+                                    per_layer=per_layer, loss=loss, epochs=epochs, batch_size=batch_size,
+                                    optimizer=COUPLED[optimizer], momentum=momentum, start_lambda=start_lambda,
+                                    frequency=marglik_frequency)
+            except KeyboardInterrupt:
+                raise SweepInterrupted(trained, len(pending), store, unit="runs") from None
+            if db is not None:
+                db.put(key, sweep_key, {"lr": lr_value, "seed": s, "sweep": config}, record)
+            finished[key] = plain_json(record)
+            trained += 1
+    finally:
+        if db is not None:
+            db.close()
+    fresh = {k for k, _ in pending}
     table, curve, layers = [], [], []
-    for lr_value in lrs:
-        for s in seeds:
-            torch.manual_seed(s)
-            net = factory().to(dtype)
-            t0 = time.perf_counter()
-            run = train_marglik(net, (X, y), hessian=hessian, per_layer=per_layer, loss=loss, epochs=epochs,
-                                batch_size=batch_size, lr=lr_value, optimizer=COUPLED[optimizer], momentum=momentum,
-                                weight_decay=start_lambda, frequency=marglik_frequency, seed=s, eval_sets=eval_sets)
-            single = run.final if not per_layer else marglik(
-                net, (X, y), hessian=hessian, per_layer=False, loss=loss,
-                weight_decay=math.exp(sum(map(math.log, run.weight_decay.values())) / len(run.weight_decay)))
-            wall = time.perf_counter() - t0
-            test = run.evals.get("test", {})
-            norm = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in net.parameters()))
-            table.append({"lambda": single.lambda_, "lr": lr_value, "seed": s, "fold": -1,
-                          "train_loss": run.train_loss, "val_loss": math.nan, "val_accuracy": math.nan,
-                          "val_metric": run.final.log_evidence, "weight_norm": norm, "epochs_run": epochs,
-                          "steps": run.steps, "diverged": not math.isfinite(run.final.log_evidence),
-                          "wall_time": wall, "test_loss": test.get("loss", math.nan),
-                          "test_accuracy": test.get("accuracy", math.nan), "from_store": False,
-                          "key": f"marglik-lr{lr_value:g}-seed{s}", "log_evidence": run.final.log_evidence,
-                          "log_evidence_global": single.log_evidence})
-            curve.extend({"lr": lr_value, "seed": s, **h} for h in run.history)
-            layers.append({"lr": lr_value, "seed": s, "weight_decay": dict(run.weight_decay), "sigma": run.final.sigma})
+    for key in keys:
+        record = finished[key]
+        table.append({**{k: math.nan if v is None else v for k, v in record["row"].items()},
+                      "from_store": key not in fresh})
+        curve.extend(record["curve"])
+        layers.append(record["layers"])
     summary = summarize(table)
     best_row = max(table, key=lambda r: r["val_metric"] if math.isfinite(r["val_metric"]) else -math.inf)
     return MarglikSweepResult(table=table, summary=summary, best_lambda=best_row["lambda"], best_lr=best_row["lr"],
                               lambda_1se=None, metric="evidence", config=config, engine="marglik",
-                              wall_time=time.perf_counter() - start, trained=len(table), evidence_curve=curve,
+                              wall_time=time.perf_counter() - start, trained=trained, evidence_curve=curve,
                               layer_weight_decay=layers)
+
+
+def _train_one(factory, X, y, eval_sets, dtype, lr_value: float, seed: int, key: str, *, hessian, per_layer, loss,
+               epochs, batch_size, optimizer, momentum, start_lambda, frequency) -> dict:
+    """One evidence-trained run: its table row, its evidence curve and its final λ per layer (JSON-able)."""
+    from decaylab.evidence.online import train_marglik
+
+    torch.manual_seed(seed)
+    net = factory().to(dtype)
+    t0 = time.perf_counter()
+    run = train_marglik(net, (X, y), hessian=hessian, per_layer=per_layer, loss=loss, epochs=epochs,
+                        batch_size=batch_size, lr=lr_value, optimizer=optimizer, momentum=momentum,
+                        weight_decay=start_lambda, frequency=frequency, seed=seed, eval_sets=eval_sets)
+    single = run.final if not per_layer else run.final.refit(
+        net, per_layer=False,
+        weight_decay=math.exp(sum(map(math.log, run.weight_decay.values())) / len(run.weight_decay)))
+    wall = time.perf_counter() - t0
+    test = run.evals.get("test", {})
+    norm = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in net.parameters()))
+    row = {"lambda": single.lambda_, "lr": lr_value, "seed": seed, "fold": -1, "train_loss": run.train_loss,
+           "val_loss": math.nan, "val_accuracy": math.nan, "val_metric": run.final.log_evidence,
+           "weight_norm": norm, "epochs_run": epochs, "steps": run.steps,
+           "diverged": not math.isfinite(run.final.log_evidence), "wall_time": wall,
+           "test_loss": test.get("loss", math.nan), "test_accuracy": test.get("accuracy", math.nan),
+           "key": key, "log_evidence": run.final.log_evidence, "log_evidence_global": single.log_evidence}
+    return {"row": row, "curve": [{"lr": lr_value, "seed": seed, **h} for h in run.history],
+            "layers": {"lr": lr_value, "seed": seed, "weight_decay": dict(run.weight_decay),
+                       "sigma": run.final.sigma}}

@@ -102,6 +102,14 @@ class _BatchedOptimizer:
         self.wd_stacked = [self.wd.to(p.dtype).to(p.device).view((-1,) + (1,) * (p.dim() - 1)) if d else None
                            for p, d in zip(self.params, self.decayed)]
         self.fused_steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+        self.tensor_wd: list[float] | None = None
+
+    def set_tensor_weight_decay(self, values: Sequence[float]) -> None:
+        """From the next step on, one λ per stacked tensor (shared by all members; 0: no decay) instead of
+        each member's λ on the decayed tensors."""
+        self.tensor_wd = [float(v) for v in values]
+        self.wd_stacked = [None if v == 0 else torch.full((1,) * p.dim(), v, dtype=p.dtype, device=p.device)
+                           for p, v in zip(self.params, self.tensor_wd)]
 
     def _state(self) -> list[torch.Tensor | None]:
         if self.config.is_adam:
@@ -129,7 +137,10 @@ class _BatchedOptimizer:
         with torch.no_grad():
             for i, (param, grad) in enumerate(zip(self.params, grads)):
                 lr = _per_member(lr_t, param)
-                wd = _per_member(self.wd, param) if self.decayed[i] else 0.0
+                if self.tensor_wd is not None:
+                    wd = self.tensor_wd[i]
+                else:
+                    wd = _per_member(self.wd, param) if self.decayed[i] else 0.0
                 l1 = config.l1_decay if self.decayed[i] else 0.0
                 decay_scale = _per_member(scale, param)
                 if config.is_adam:

@@ -112,14 +112,12 @@ def _linear_stack_plan(model: nn.Module, names: Sequence[str]) -> list | None:
     """The layers of a plain MLP — an ``nn.Sequential`` (or :class:`decaylab.models.MLP`) of ``Linear``
     and elementwise activations — as ``(weight index, bias index or None)`` pairs and activation
     modules; ``None`` for any other model (it keeps the vmap forward pass)."""
-    from decaylab.models import MLP
+    from decaylab.models import sequential_layers
 
-    if type(model) is nn.Sequential:
-        layers, prefix = model, ""
-    elif type(model) is MLP:
-        layers, prefix = model.layers, "layers."
-    else:
+    plain = sequential_layers(model)
+    if plain is None:
         return None
+    layers, prefix = plain
     position = {name: i for i, name in enumerate(names)}
     plan = []
     for i, layer in enumerate(layers):

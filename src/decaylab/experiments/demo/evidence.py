@@ -106,7 +106,9 @@ def _paragraph(s) -> str:
             f"λ = {s['cv_lambda']:.3g}; its refitted model reaches test accuracy {s['cv_test_acc']:.3f}. The Laplace "
             f"evidence trained one model ({s['evidence_seconds']:.1f} s, {s['time_ratio']:.2f}× CV's time), learned "
             f"λ per layer ({layers}) and, as one global λ, {s['evidence_lambda']:.3g}; that model reaches test "
-            f"accuracy {s['evidence_test_acc']:.3f} ({gap:+.1f} points against CV). The evidence needs no "
+            f"accuracy {s['evidence_test_acc']:.3f} ({gap:+.1f} points against CV; one of the {s['n_test']} test "
+            f"rows is {100 / s['n_test']:.2f} points, so the 1-point check allows at most "
+            f"{s['n_test'] // 100} more wrong row(s)). The evidence needs no "
             f"validation rows and gives each layer its own λ, which a grid cannot afford; it trusts the Laplace "
             f"approximation and the model's likelihood, where cross-validation measures held-out accuracy directly.")
 
