@@ -83,7 +83,7 @@ def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
     assert "slope [95% CI]" in printed and "AdamW (decay_scaling=\"lr\")" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["regimes"]) == {"fixed-point", "equilibrium"}
-    assert summary["setup"]["grid_size"] == 5
+    assert summary["setup"]["grid_size"] == {"fixed-point": 5, "equilibrium": 5}
     cells = summary["cells"]
     assert len(cells) == 2 * 5 * 5 * 5 * 2
     finite = [c["test_error"] for c in cells if c["test_error"] is not None]

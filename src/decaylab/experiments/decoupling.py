@@ -35,7 +35,7 @@ import numpy as np
 
 from decaylab._checks import check_int
 from decaylab.experiments.basin import BasinFit
-from decaylab.experiments.lr_map import LrDecayMap, lr_decay_map, plot_maps
+from decaylab.experiments.lr_map import LrDecayMap, draw_error_map, lr_decay_map, plot_maps
 from decaylab.experiments.regimes import REGIME_SETUPS, equilibrium_check
 from decaylab.experiments.theory import predicted_slope
 from decaylab.report.model import Figure, Section, Table
@@ -107,16 +107,19 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
                    n_boot: int = 2000) -> DecouplingResult:
     """Train every arm's lr × λ grid in each regime for ``seeds`` seeds and build the report.
 
-    ``quick``: 5 × 5 grids over the same ranges, each task's ``quick_epochs`` and 3 seeds;
-    otherwise 8 × 8, the task's ``epochs`` and 5 seeds (3 seeds leave the SGD intervals too wide to
-    tell −1, 0 and +1 apart). ``seeds``, ``epochs`` (both regimes) and ``grid_size`` override either.
+    ``quick``: each task's ``quick_grid_size`` (5 × 5) over the same ranges, its ``quick_epochs`` and 3
+    seeds; otherwise its ``grid_size`` (8 × 8 fixed-point, 7 × 7 equilibrium), ``epochs`` and 5 seeds
+    (3 seeds leave the SGD intervals too wide to tell −1, 0 and +1 apart). ``seeds``, ``epochs`` and
+    ``grid_size`` override either, in both regimes. Each map's seeds × lrs × λs are trained together
+    by the batched engine (:func:`~decaylab.experiments.lr_map.lr_decay_map`).
     """
     from decaylab.experiments._shared import intra_op_threads
 
     seeds = check_int("seeds", seeds if seeds is not None else (3 if quick else 5), low=1)
     if epochs is not None:
         epochs = check_int("epochs", epochs, low=1)
-    grid_size = check_int("grid_size", grid_size if grid_size is not None else (5 if quick else 8), low=3)
+    if grid_size is not None:
+        grid_size = check_int("grid_size", grid_size, low=3)
     setups = {r.key: r for r in REGIME_SETUPS}
     for regime in regimes:
         if regime not in setups:
@@ -128,6 +131,7 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
             rs = setups[regime]
             task = rs.task
             n_epochs = epochs if epochs is not None else task["quick_epochs" if quick else "epochs"]
+            size = grid_size if grid_size is not None else task["quick_grid_size" if quick else "grid_size"]
             dataset = rs.dataset()
             factory = rs.model_factory(dataset)
             maps[regime], fits[regime], checks[regime] = {}, {}, {}
@@ -135,18 +139,20 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
                 lr_range, decay_range = rs.ranges[arm.key]
                 m = lr_decay_map(
                     factory, dataset.train, dataset.test, optimizer=arm.optimizer,
-                    lrs=_grid(lr_range, grid_size), decays=_grid(decay_range, grid_size),
+                    lrs=_grid(lr_range, size), decays=_grid(decay_range, size),
                     seeds=tuple(range(seeds)), decay_scaling=arm.decay_scaling or "lr", epochs=n_epochs,
                     batch_size=task["batch_size"], lr_schedule=task["lr_schedule"], momentum=task["momentum"],
                     progress=progress)
                 maps[regime][arm.key], fits[regime][arm.key] = m, m.basin(n_boot=n_boot, **BASIN)
                 if m.regime["regime"] == "equilibrium":
                     lr, lam, _ = m.best_cell()
+                    invariant = next(n for n, v in m.regime["scale_invariant"].items() if v)
                     checks[regime][arm.key] = equilibrium_check(
                         factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
-                        decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"])
+                        decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"],
+                        param=invariant)
             n_train = len(dataset.train.X)
-            details[regime] = dict(task, epochs=n_epochs, grid_size=grid_size, seeds=seeds, quick=quick,
+            details[regime] = dict(task, epochs=n_epochs, grid_size=size, seeds=seeds, quick=quick,
                                    n_train_rows=n_train, n_test_rows=len(dataset.test.X),
                                    steps=n_epochs * -(-n_train // task["batch_size"]))
     seconds = time.perf_counter() - start
@@ -157,8 +163,11 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
         rows += _rows(regime, arms, m, f, c)
         summary["regimes"][regime] = _summary(regime, arms, m, f, c, setup)
         summary["cells"] += [dict(cell, regime=regime, arm=arm.key) for arm in arms for cell in m[arm.key].cells()]
+    if len(regimes) > 1:
+        sections.insert(0, _side_by_side(regimes, setups, arms, maps, fits))
     summary["seconds"] = round(seconds, 2)
-    summary["setup"] = {"grid_size": grid_size, "seeds": seeds, "quick": quick, "regimes": list(regimes)}
+    summary["setup"] = {"grid_size": {r: details[r]["grid_size"] for r in regimes}, "seeds": seeds, "quick": quick,
+                        "regimes": list(regimes)}
     return DecouplingResult(maps, fits, sections, summary, rows, seconds, checks)
 
 
@@ -255,11 +264,11 @@ def _main_text(rs, arms, maps, fits, checks, setup) -> str:
             f"each map): " + "; ".join(parts) + ".")
     if checks:
         close = [f"{k} ×{c['ratio']:.2f}" for k, c in checks.items() if c["ratio"] is not None]
-        text += (" Equilibrium check (the best cell of each map retrained alone with DecayMonitor, first hidden "
-                 "weight, mean rotation per step over the last quarter of training divided by the predicted "
-                 "equilibrium angle): " + (", ".join(close) or "none predicted") + ". A ratio near 1 means the "
-                 "weights reached the rotational equilibrium the prediction assumes; far from 1, the runs were still "
-                 "in their transient and the equilibrium slope need not apply.")
+        text += (" Equilibrium check (the best cell of each map retrained alone with DecayMonitor, first "
+                 "scale-invariant weight, mean rotation per step over the last quarter of training divided by the "
+                 "predicted equilibrium angle): " + (", ".join(close) or "none predicted") + ". A ratio near 1 means "
+                 "the weights reached the rotational equilibrium the prediction assumes; far from 1, the runs were "
+                 "still in their transient and the equilibrium slope need not apply.")
     return text
 
 
@@ -337,6 +346,33 @@ def _sections(rs, arms, maps, fits, checks, setup) -> list[Section]:
         sections.append(Section(key="decoupling-scaling", title="decay_scaling=\"lr\" vs \"schedule\"",
                                 text=explanation))
     return sections
+
+
+def _side_by_side(regimes, setups, arms, maps, fits) -> Section:
+    """One figure: a row per arm, a column per regime, each map with its predicted basin line."""
+    from decaylab.experiments._shared import fig_to_png, new_figure
+
+    fig, axes = new_figure(4.8 * len(regimes), 3.2 * len(arms), nrows=len(arms), ncols=len(regimes), squeeze=False)
+    for row, arm in zip(axes, arms):
+        for ax, regime in zip(row, regimes):
+            draw_error_map(fig, ax, maps[regime][arm.key], fits[regime][arm.key])
+            ax.set_title(f"{regime}: {arm.title}", fontsize=9)
+    lines = []
+    for arm in arms:
+        cells = []
+        for regime in regimes:
+            predicted = arm.predicted(regime)
+            cells.append(f"{regime} {_fmt_slope(fits[regime][arm.key])} vs predicted "
+                         f"{'none' if predicted is None else f'{predicted:+.0f}'}")
+        lines.append(f"{arm.title}: " + ", ".join(cells))
+    text = ("The same five optimizers on the same data (two moons, 20 % flipped labels) in both regimes; only "
+            "the network differs (" + "; ".join(setups[r].title for r in regimes) + "). Dotted white: the slope "
+            "the theory predicts for the regime, drawn through the measured best-λ points; dashed red: the "
+            "measured slope. " + ". ".join(lines) + ".")
+    figure = Figure(name="lr-decay-maps-both-regimes", png=fig_to_png(fig),
+                    caption="Mean test error per (lr, λ) cell, one row per optimizer, one column per regime; "
+                            "red dots: best λ per lr; dashed: fitted slope; dotted: predicted slope; grey: diverged.")
+    return Section(key="decoupling-both-regimes", title="Both regimes side by side", text=text, figures=[figure])
 
 
 def _summary(regime, arms, maps, fits, checks, setup) -> dict:
