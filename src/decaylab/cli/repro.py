@@ -1,6 +1,6 @@
 """``decaylab repro``: reproduce a published weight-decay result at small scale and write its report.
 
-    decaylab repro decoupling [--out DIR] [--quick] [--seeds N] [--epochs N] [--no-progress]
+    decaylab repro decoupling [--out DIR] [--quick] [--seeds N] [--epochs N] [--workers N] [--no-progress]
 
 ``decoupling`` is Loshchilov & Hutter 2019, Figure 2: lr × λ maps for SGD, SGDW, Adam and
 AdamW (plus AdamW with torch's lr-scaled decay), the basin slope of each with a confidence
@@ -37,6 +37,9 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", metavar="N", type=int, default=None,
                         help="training epochs per member in both regimes (default: 1000 full-batch steps "
                              "fixed-point and 300 epochs of 5 mini-batches equilibrium; 200 and 60 with --quick)")
+    parser.add_argument("--workers", metavar="N", type=int, default=None,
+                        help="processes the maps are shared out over, one thread each (default: 2, or 1 on a "
+                             "one-core machine); the numbers do not depend on it")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="do not draw progress bars on stderr")
     parser.set_defaults(func=run)
@@ -56,8 +59,11 @@ def run(args: argparse.Namespace) -> int:
         check_int("--seeds", args.seeds, low=1, high=100)
     if args.epochs is not None:
         check_int("--epochs", args.epochs, low=1, high=100_000)
+    if args.workers is not None:
+        check_int("--workers", args.workers, low=1, high=64)
 
-    result = run_decoupling(quick=args.quick, seeds=args.seeds, epochs=args.epochs, progress=args.progress)
+    result = run_decoupling(quick=args.quick, seeds=args.seeds, epochs=args.epochs, progress=args.progress,
+                            workers=args.workers)
     seeds = result.summary["setup"]["seeds"]
     summary = dict(result.summary, run={"quick": args.quick, "seeds": seeds, "epochs": args.epochs,
                                         "seconds": round(result.seconds, 2)})

@@ -101,60 +101,108 @@ def _grid(log10_range: tuple[float, float], size: int) -> np.ndarray:
     return 10.0 ** np.linspace(log10_range[0], log10_range[1], size)
 
 
+def _map_arm(regime: str, arm: Arm, *, size: int, n_epochs: int, seeds: int, n_boot: int):
+    """One arm's map in one regime, its basin statistic and (equilibrium regime) the equilibrium check.
+
+    A job of :func:`run_decoupling`, run in a worker process (or in-process with one worker): it
+    rebuilds the regime's data and model from :data:`REGIME_SETUPS` and uses one torch thread."""
+    from decaylab.experiments._shared import intra_op_threads
+
+    rs = next(r for r in REGIME_SETUPS if r.key == regime)
+    task = rs.task
+    with intra_op_threads(1):   # tiny models: extra threads only add synchronization
+        dataset = rs.dataset()
+        factory = rs.model_factory(dataset)
+        lr_range, decay_range = rs.ranges[arm.key]
+        m = lr_decay_map(
+            factory, dataset.train, dataset.test, optimizer=arm.optimizer,
+            lrs=_grid(lr_range, size), decays=_grid(decay_range, size),
+            seeds=tuple(range(seeds)), decay_scaling=arm.decay_scaling or "lr", epochs=n_epochs,
+            batch_size=task["batch_size"], lr_schedule=task["lr_schedule"], momentum=task["momentum"])
+        fit = m.basin(n_boot=n_boot, **BASIN)
+        check = None
+        if m.regime["regime"] == "equilibrium":
+            lr, lam, _ = m.best_cell()
+            invariant = next(n for n, v in m.regime["scale_invariant"].items() if v)
+            check = equilibrium_check(
+                factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
+                decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"],
+                param=invariant)
+    return m, fit, check
+
+
+def _run_jobs(jobs: list[tuple[str, Arm, dict]], workers: int, progress: bool) -> list:
+    """``_map_arm(regime, arm, **options)`` for every job ``(regime, arm, options)``, results in job
+    order; ``workers`` > 1: that many spawned processes (each on one thread), the jobs handed out in
+    the given order as workers free up."""
+    from decaylab._progress import progress_bar
+
+    bar = progress_bar(total=len(jobs), desc="decoupling maps", enabled=progress, unit="map")
+    if workers == 1:
+        results = []
+        for regime, arm, options in jobs:
+            results.append(_map_arm(regime, arm, **options))
+            bar.update()
+        bar.close()
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_map_arm, regime, arm, **options) for regime, arm, options in jobs]
+        for _ in as_completed(futures):
+            bar.update()
+        bar.close()
+        return [f.result() for f in futures]
+
+
 def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int | None = None,
                    grid_size: int | None = None, arms: tuple[Arm, ...] = ARMS,
                    regimes: tuple[str, ...] = ("fixed-point", "equilibrium"), progress: bool = False,
-                   n_boot: int = 2000) -> DecouplingResult:
+                   n_boot: int = 2000, workers: int | None = None) -> DecouplingResult:
     """Train every arm's lr × λ grid in each regime for ``seeds`` seeds and build the report.
 
     ``quick``: each task's ``quick_grid_size`` (5 × 5) over the same ranges, its ``quick_epochs`` and 3
     seeds; otherwise its ``grid_size`` (8 × 8 fixed-point, 7 × 7 equilibrium), ``epochs`` and 5 seeds
     (3 seeds leave the SGD intervals too wide to tell −1, 0 and +1 apart). ``seeds``, ``epochs`` and
     ``grid_size`` override either, in both regimes. Each map's seeds × lrs × λs are trained together
-    by the batched engine (:func:`~decaylab.experiments.lr_map.lr_decay_map`).
+    by the batched engine (:func:`~decaylab.experiments.lr_map.lr_decay_map`); the maps (one per
+    regime and arm) are shared out over ``workers`` processes of one thread each (default: 2, or 1
+    on a one-core machine) — the same numbers whatever the count.
     """
-    from decaylab.experiments._shared import intra_op_threads
+    import os
 
     seeds = check_int("seeds", seeds if seeds is not None else (3 if quick else 5), low=1)
     if epochs is not None:
         epochs = check_int("epochs", epochs, low=1)
     if grid_size is not None:
         grid_size = check_int("grid_size", grid_size, low=3)
+    workers = check_int("workers", workers if workers is not None else min(2, os.cpu_count() or 1), low=1)
     setups = {r.key: r for r in REGIME_SETUPS}
     for regime in regimes:
         if regime not in setups:
             raise ValueError(f"regimes must hold only {', '.join(map(repr, setups))}, got {regime!r}")
     start = time.perf_counter()
-    maps, fits, checks, details = {}, {}, {}, {}
-    with intra_op_threads(1):   # tiny models: extra threads only add synchronization
-        for regime in regimes:
-            rs = setups[regime]
-            task = rs.task
-            n_epochs = epochs if epochs is not None else task["quick_epochs" if quick else "epochs"]
-            size = grid_size if grid_size is not None else task["quick_grid_size" if quick else "grid_size"]
-            dataset = rs.dataset()
-            factory = rs.model_factory(dataset)
-            maps[regime], fits[regime], checks[regime] = {}, {}, {}
-            for arm in arms:
-                lr_range, decay_range = rs.ranges[arm.key]
-                m = lr_decay_map(
-                    factory, dataset.train, dataset.test, optimizer=arm.optimizer,
-                    lrs=_grid(lr_range, size), decays=_grid(decay_range, size),
-                    seeds=tuple(range(seeds)), decay_scaling=arm.decay_scaling or "lr", epochs=n_epochs,
-                    batch_size=task["batch_size"], lr_schedule=task["lr_schedule"], momentum=task["momentum"],
-                    progress=progress)
-                maps[regime][arm.key], fits[regime][arm.key] = m, m.basin(n_boot=n_boot, **BASIN)
-                if m.regime["regime"] == "equilibrium":
-                    lr, lam, _ = m.best_cell()
-                    invariant = next(n for n, v in m.regime["scale_invariant"].items() if v)
-                    checks[regime][arm.key] = equilibrium_check(
-                        factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
-                        decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"],
-                        param=invariant)
-            n_train = len(dataset.train.X)
-            details[regime] = dict(task, epochs=n_epochs, grid_size=size, seeds=seeds, quick=quick,
-                                   n_train_rows=n_train, n_test_rows=len(dataset.test.X),
-                                   steps=n_epochs * -(-n_train // task["batch_size"]))
+    details, options = {}, {}
+    for regime in regimes:
+        task = setups[regime].task
+        n_epochs = epochs if epochs is not None else task["quick_epochs" if quick else "epochs"]
+        size = grid_size if grid_size is not None else task["quick_grid_size" if quick else "grid_size"]
+        options[regime] = dict(size=size, n_epochs=n_epochs, seeds=seeds, n_boot=n_boot)
+        dataset = setups[regime].dataset()
+        n_train = len(dataset.train.X)
+        details[regime] = dict(task, epochs=n_epochs, grid_size=size, seeds=seeds, quick=quick,
+                               n_train_rows=n_train, n_test_rows=len(dataset.test.X),
+                               steps=n_epochs * -(-n_train // task["batch_size"]))
+    jobs = [(regime, arm, options[regime]) for regime in regimes for arm in arms]
+    done = _run_jobs(jobs, min(workers, len(jobs)), progress)
+    maps = {r: {} for r in regimes}
+    fits = {r: {} for r in regimes}
+    checks = {r: {} for r in regimes}
+    for (regime, arm, _), (m, fit, check) in zip(jobs, done):
+        maps[regime][arm.key], fits[regime][arm.key] = m, fit
+        if check is not None:
+            checks[regime][arm.key] = check
     seconds = time.perf_counter() - start
     sections, rows, summary = [], [], {"regimes": {}, "basin_settings": BASIN, "cells": []}
     for regime in regimes:
