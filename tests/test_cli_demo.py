@@ -70,7 +70,7 @@ def test_quick_demo_writes_a_complete_report(demo):
     run, report, summary = demo
     assert sorted(p.name for p in report.iterdir()) == ["index.html", "summary.json"]
     outline = summary["report"]["sections"]
-    assert len(outline) == 7
+    assert len(outline) == 9
     page = (report / "index.html").read_text(encoding="utf-8")
     for section in outline:
         assert f'<section class="study" id="{section["key"]}">' in page
@@ -94,7 +94,8 @@ def test_quick_demo_summary_shows_the_expected_directions(demo):
     """Checked on the measured numbers themselves, not only on the studies' own verdicts."""
     _, _, summary = demo
     studies, checks = summary["studies"], summary["checks"]
-    assert list(studies) == ["boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation", "evidence"]
+    assert list(studies) == ["boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation", "evidence",
+                             "convergence", "overfitting"]
     # 1. weights shrink as λ grows (AdamW on two moons), and the boundary gets shorter
     b = studies["boundaries"]
     assert b["lambdas"] == sorted(b["lambdas"]) and len(b["lambdas"]) >= 6 and b["lambdas"][0] == 0
@@ -117,6 +118,15 @@ def test_quick_demo_summary_shows_the_expected_directions(demo):
     assert s["l1_zeros"][-1] > 0 and s["l1_zeros"] == sorted(s["l1_zeros"])
     assert s["l2_zeros"] == [0] * len(s["lambdas"])
     assert checks["l1_gives_zeros"] is True and checks["l2_gives_no_zeros"] is True
+    # 8. more decay reaches the target training loss no sooner; the largest λ never does in the budget
+    conv = studies["convergence"]
+    assert conv["epochs_to_target"][0] is not None and conv["epochs_to_target"][-1] is None
+    assert checks["more_decay_converges_slower"] is True
+    # 9. decay lifts the flipped-labels case and never the minority class's recall
+    over = studies["overfitting"]["cases"]
+    assert max(over["flipped labels"]["balanced_acc"]) > over["flipped labels"]["balanced_acc"][0]
+    assert max(over["class imbalance"]["recall_class_1"]) == over["class imbalance"]["recall_class_1"][0]
+    assert checks["decay_helps_flipped_labels"] is True and checks["decay_does_not_fix_imbalance"] is True
     # the terminal table: a header, a rule of dashes, at least one line per study
     run, _, _ = demo
     table = run["stdout"].split("\n\n")[0].splitlines()

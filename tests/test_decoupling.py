@@ -83,7 +83,7 @@ def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
     assert "slope [95% CI]" in printed and "AdamW (decay_scaling=\"lr\")" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["regimes"]) == {"fixed-point", "equilibrium"}
-    assert summary["setup"]["grid_size"] == 5
+    assert summary["setup"]["grid_size"] == {"fixed-point": 5, "equilibrium": 5}
     cells = summary["cells"]
     assert len(cells) == 2 * 5 * 5 * 5 * 2
     finite = [c["test_error"] for c in cells if c["test_error"] is not None]
@@ -108,6 +108,20 @@ def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
     assert "Equilibrium regime" in html and "Fixed-point regime" in html and html.count("<img") >= 10
 
 
+def test_maps_do_not_depend_on_the_worker_count():
+    from decaylab.experiments.decoupling import ARMS, run_decoupling
+
+    runs = [run_decoupling(regimes=("fixed-point", "equilibrium"), arms=ARMS[:2], grid_size=3, seeds=1, epochs=2,
+                           workers=w, n_boot=10) for w in (1, 2)]
+    for regime in ("fixed-point", "equilibrium"):
+        for key in ("sgd", "sgdw"):
+            alone, shared = runs[0].maps[regime][key], runs[1].maps[regime][key]
+            np.testing.assert_array_equal(alone.train_loss, shared.train_loss)
+            np.testing.assert_array_equal(alone.test_error, shared.test_error)
+        assert runs[0].checks[regime] == runs[1].checks[regime]
+    assert len(runs[1].sections[0].figures) == 1 and runs[1].sections[0].key == "decoupling-both-regimes"
+
+
 def exit_code(argv):
     try:
         return main(argv)
@@ -118,6 +132,7 @@ def exit_code(argv):
 @pytest.mark.parametrize("argv, message", [
     (["repro", "decoupling", "--seeds", "0"], "--seeds must be an integer in [1, 100], got 0"),
     (["repro", "decoupling", "--epochs", "-3"], "--epochs must be an integer in [1, 100000], got -3"),
+    (["repro", "decoupling", "--workers", "0"], "--workers must be an integer in [1, 64], got 0"),
     (["repro", "figure9"], "invalid choice: 'figure9'"),
 ])
 def test_repro_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):

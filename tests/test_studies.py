@@ -154,3 +154,45 @@ def test_a_study_is_deterministic_given_its_seed():
     first, again, other = run(3), run(3), run(4)
     assert first == again
     assert first["l1_test_acc"] != other["l1_test_acc"] or first["l1_zeros"] != other["l1_zeros"]
+
+
+def test_too_much_decay_slows_convergence_end_to_end():
+    from decaylab.experiments.demo import convergence
+
+    r = convergence.run_convergence(quick=True, seed=0)
+    s = r.summary
+    _check_section(r, "convergence")
+    assert s["lambdas"] == [0.0, 1.0, 10.0] and len(s["train_loss_curves"]) == 3
+    assert all(len(curve) == s["epochs"] for curve in s["train_loss_curves"])
+    # the measured numbers themselves: no decay reaches the target, the largest λ never does and ends far higher
+    assert s["epochs_to_target"][0] is not None and s["epochs_to_target"][-1] is None
+    assert s["final_train_loss"][-1] > 5 * s["final_train_loss"][0]
+    assert s["slower_with_more_decay"] and s["final_loss_rises_with_lambda"]
+    assert convergence.epochs_to_target([1, 2, 3], [0.5, 0.2, 0.1], target=0.2) == 2
+    assert convergence.epochs_to_target([1, 2], [0.5, 0.3], target=0.2) is None
+
+
+def test_decay_helps_flipped_labels_but_not_class_imbalance_end_to_end():
+    from decaylab.experiments.demo import overfitting
+
+    r = overfitting.run_overfitting(quick=True, seed=0)
+    s = r.summary
+    _check_section(r, "overfitting")
+    noisy, imbalanced = s["cases"]["flipped labels"], s["cases"]["class imbalance"]
+    assert imbalanced["class_counts"] == [overfitting.N_MAJORITY, overfitting.N_MINORITY]
+    assert noisy["n_train"] == imbalanced["n_train"] == 200
+    # decay helps the flipped labels (some λ > 0 beats none) ...
+    assert max(noisy["balanced_acc"][1:]) >= noisy["balanced_acc"][0] + overfitting.HELPS
+    # ... and only hurts the minority class: its recall never rises, and the largest λ loses it
+    assert max(imbalanced["recall_class_1"][1:]) <= imbalanced["recall_class_1"][0]
+    assert imbalanced["recall_class_1"][-1] < imbalanced["recall_class_1"][0] - 0.2
+    assert s["decay_helps_flipped_labels"] and s["decay_does_not_fix_imbalance"]
+    assert f"{noisy['balanced_acc'][0]:.3f}" in r.section.text
+
+
+def test_imbalanced_moons_keeps_the_stated_class_counts():
+    from decaylab.experiments.demo import overfitting
+
+    (X, y), test = overfitting.imbalanced_moons(seed=2)
+    assert len(X) == len(y) == 200 and int((y == 1).sum()) == 10
+    assert 0.45 < float((test.y == 1).double().mean()) < 0.55    # the test set stays (nearly) balanced

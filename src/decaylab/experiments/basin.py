@@ -173,7 +173,11 @@ def fit_basin(errors, lrs, decays, *, confidence: float = 0.95, n_boot: int = 20
     if n_seeds > 1:
         rng = np.random.default_rng(seed)
         picks = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-        boot_slopes = np.array([slope_of(_nan_worst_mean(errors[p]))[0] for p in picks])
+        # a resample's mean map depends only on which seeds it drew (not their order): each distinct
+        # multiset is fitted once (3 seeds have 10, 5 seeds 126) and its slope reused
+        distinct, inverse = np.unique(np.sort(picks, axis=1), axis=0, return_inverse=True)
+        distinct_slopes = np.array([slope_of(_nan_worst_mean(errors[p]))[0] for p in distinct])
+        boot_slopes = distinct_slopes[np.asarray(inverse).reshape(-1)]
         dropped = int(np.sum(~np.isfinite(boot_slopes)))
         boot_slopes = boot_slopes[np.isfinite(boot_slopes)]
         if dropped:

@@ -35,7 +35,7 @@ import numpy as np
 
 from decaylab._checks import check_int
 from decaylab.experiments.basin import BasinFit
-from decaylab.experiments.lr_map import LrDecayMap, lr_decay_map, plot_maps
+from decaylab.experiments.lr_map import LrDecayMap, draw_error_map, lr_decay_map, plot_maps
 from decaylab.experiments.regimes import REGIME_SETUPS, equilibrium_check
 from decaylab.experiments.theory import predicted_slope
 from decaylab.report.model import Figure, Section, Table
@@ -101,54 +101,108 @@ def _grid(log10_range: tuple[float, float], size: int) -> np.ndarray:
     return 10.0 ** np.linspace(log10_range[0], log10_range[1], size)
 
 
+def _map_arm(regime: str, arm: Arm, *, size: int, n_epochs: int, seeds: int, n_boot: int):
+    """One arm's map in one regime, its basin statistic and (equilibrium regime) the equilibrium check.
+
+    A job of :func:`run_decoupling`, run in a worker process (or in-process with one worker): it
+    rebuilds the regime's data and model from :data:`REGIME_SETUPS` and uses one torch thread."""
+    from decaylab.experiments._shared import intra_op_threads
+
+    rs = next(r for r in REGIME_SETUPS if r.key == regime)
+    task = rs.task
+    with intra_op_threads(1):   # tiny models: extra threads only add synchronization
+        dataset = rs.dataset()
+        factory = rs.model_factory(dataset)
+        lr_range, decay_range = rs.ranges[arm.key]
+        m = lr_decay_map(
+            factory, dataset.train, dataset.test, optimizer=arm.optimizer,
+            lrs=_grid(lr_range, size), decays=_grid(decay_range, size),
+            seeds=tuple(range(seeds)), decay_scaling=arm.decay_scaling or "lr", epochs=n_epochs,
+            batch_size=task["batch_size"], lr_schedule=task["lr_schedule"], momentum=task["momentum"])
+        fit = m.basin(n_boot=n_boot, **BASIN)
+        check = None
+        if m.regime["regime"] == "equilibrium":
+            lr, lam, _ = m.best_cell()
+            invariant = next(n for n, v in m.regime["scale_invariant"].items() if v)
+            check = equilibrium_check(
+                factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
+                decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"],
+                param=invariant)
+    return m, fit, check
+
+
+def _run_jobs(jobs: list[tuple[str, Arm, dict]], workers: int, progress: bool) -> list:
+    """``_map_arm(regime, arm, **options)`` for every job ``(regime, arm, options)``, results in job
+    order; ``workers`` > 1: that many spawned processes (each on one thread), the jobs handed out in
+    the given order as workers free up."""
+    from decaylab._progress import progress_bar
+
+    bar = progress_bar(total=len(jobs), desc="decoupling maps", enabled=progress, unit="map")
+    if workers == 1:
+        results = []
+        for regime, arm, options in jobs:
+            results.append(_map_arm(regime, arm, **options))
+            bar.update()
+        bar.close()
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_map_arm, regime, arm, **options) for regime, arm, options in jobs]
+        for _ in as_completed(futures):
+            bar.update()
+        bar.close()
+        return [f.result() for f in futures]
+
+
 def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int | None = None,
                    grid_size: int | None = None, arms: tuple[Arm, ...] = ARMS,
                    regimes: tuple[str, ...] = ("fixed-point", "equilibrium"), progress: bool = False,
-                   n_boot: int = 2000) -> DecouplingResult:
+                   n_boot: int = 2000, workers: int | None = None) -> DecouplingResult:
     """Train every arm's lr × λ grid in each regime for ``seeds`` seeds and build the report.
 
-    ``quick``: 5 × 5 grids over the same ranges, each task's ``quick_epochs`` and 3 seeds;
-    otherwise 8 × 8, the task's ``epochs`` and 5 seeds (3 seeds leave the SGD intervals too wide to
-    tell −1, 0 and +1 apart). ``seeds``, ``epochs`` (both regimes) and ``grid_size`` override either.
+    ``quick``: each task's ``quick_grid_size`` (5 × 5) over the same ranges, its ``quick_epochs`` and 3
+    seeds; otherwise its ``grid_size`` (8 × 8 fixed-point, 7 × 7 equilibrium), ``epochs`` and 5 seeds
+    (3 seeds leave the SGD intervals too wide to tell −1, 0 and +1 apart). ``seeds``, ``epochs`` and
+    ``grid_size`` override either, in both regimes. Each map's seeds × lrs × λs are trained together
+    by the batched engine (:func:`~decaylab.experiments.lr_map.lr_decay_map`); the maps (one per
+    regime and arm) are shared out over ``workers`` processes of one thread each (default: 2, or 1
+    on a one-core machine) — the same numbers whatever the count.
     """
-    from decaylab.experiments._shared import intra_op_threads
+    import os
 
     seeds = check_int("seeds", seeds if seeds is not None else (3 if quick else 5), low=1)
     if epochs is not None:
         epochs = check_int("epochs", epochs, low=1)
-    grid_size = check_int("grid_size", grid_size if grid_size is not None else (5 if quick else 8), low=3)
+    if grid_size is not None:
+        grid_size = check_int("grid_size", grid_size, low=3)
+    workers = check_int("workers", workers if workers is not None else min(2, os.cpu_count() or 1), low=1)
     setups = {r.key: r for r in REGIME_SETUPS}
     for regime in regimes:
         if regime not in setups:
             raise ValueError(f"regimes must hold only {', '.join(map(repr, setups))}, got {regime!r}")
     start = time.perf_counter()
-    maps, fits, checks, details = {}, {}, {}, {}
-    with intra_op_threads(1):   # tiny models: extra threads only add synchronization
-        for regime in regimes:
-            rs = setups[regime]
-            task = rs.task
-            n_epochs = epochs if epochs is not None else task["quick_epochs" if quick else "epochs"]
-            dataset = rs.dataset()
-            factory = rs.model_factory(dataset)
-            maps[regime], fits[regime], checks[regime] = {}, {}, {}
-            for arm in arms:
-                lr_range, decay_range = rs.ranges[arm.key]
-                m = lr_decay_map(
-                    factory, dataset.train, dataset.test, optimizer=arm.optimizer,
-                    lrs=_grid(lr_range, grid_size), decays=_grid(decay_range, grid_size),
-                    seeds=tuple(range(seeds)), decay_scaling=arm.decay_scaling or "lr", epochs=n_epochs,
-                    batch_size=task["batch_size"], lr_schedule=task["lr_schedule"], momentum=task["momentum"],
-                    progress=progress)
-                maps[regime][arm.key], fits[regime][arm.key] = m, m.basin(n_boot=n_boot, **BASIN)
-                if m.regime["regime"] == "equilibrium":
-                    lr, lam, _ = m.best_cell()
-                    checks[regime][arm.key] = equilibrium_check(
-                        factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
-                        decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"])
-            n_train = len(dataset.train.X)
-            details[regime] = dict(task, epochs=n_epochs, grid_size=grid_size, seeds=seeds, quick=quick,
-                                   n_train_rows=n_train, n_test_rows=len(dataset.test.X),
-                                   steps=n_epochs * -(-n_train // task["batch_size"]))
+    details, options = {}, {}
+    for regime in regimes:
+        task = setups[regime].task
+        n_epochs = epochs if epochs is not None else task["quick_epochs" if quick else "epochs"]
+        size = grid_size if grid_size is not None else task["quick_grid_size" if quick else "grid_size"]
+        options[regime] = dict(size=size, n_epochs=n_epochs, seeds=seeds, n_boot=n_boot)
+        dataset = setups[regime].dataset()
+        n_train = len(dataset.train.X)
+        details[regime] = dict(task, epochs=n_epochs, grid_size=size, seeds=seeds, quick=quick,
+                               n_train_rows=n_train, n_test_rows=len(dataset.test.X),
+                               steps=n_epochs * -(-n_train // task["batch_size"]))
+    jobs = [(regime, arm, options[regime]) for regime in regimes for arm in arms]
+    done = _run_jobs(jobs, min(workers, len(jobs)), progress)
+    maps = {r: {} for r in regimes}
+    fits = {r: {} for r in regimes}
+    checks = {r: {} for r in regimes}
+    for (regime, arm, _), (m, fit, check) in zip(jobs, done):
+        maps[regime][arm.key], fits[regime][arm.key] = m, fit
+        if check is not None:
+            checks[regime][arm.key] = check
     seconds = time.perf_counter() - start
     sections, rows, summary = [], [], {"regimes": {}, "basin_settings": BASIN, "cells": []}
     for regime in regimes:
@@ -157,8 +211,11 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
         rows += _rows(regime, arms, m, f, c)
         summary["regimes"][regime] = _summary(regime, arms, m, f, c, setup)
         summary["cells"] += [dict(cell, regime=regime, arm=arm.key) for arm in arms for cell in m[arm.key].cells()]
+    if len(regimes) > 1:
+        sections.insert(0, _side_by_side(regimes, setups, arms, maps, fits))
     summary["seconds"] = round(seconds, 2)
-    summary["setup"] = {"grid_size": grid_size, "seeds": seeds, "quick": quick, "regimes": list(regimes)}
+    summary["setup"] = {"grid_size": {r: details[r]["grid_size"] for r in regimes}, "seeds": seeds, "quick": quick,
+                        "regimes": list(regimes)}
     return DecouplingResult(maps, fits, sections, summary, rows, seconds, checks)
 
 
@@ -255,11 +312,11 @@ def _main_text(rs, arms, maps, fits, checks, setup) -> str:
             f"each map): " + "; ".join(parts) + ".")
     if checks:
         close = [f"{k} ×{c['ratio']:.2f}" for k, c in checks.items() if c["ratio"] is not None]
-        text += (" Equilibrium check (the best cell of each map retrained alone with DecayMonitor, first hidden "
-                 "weight, mean rotation per step over the last quarter of training divided by the predicted "
-                 "equilibrium angle): " + (", ".join(close) or "none predicted") + ". A ratio near 1 means the "
-                 "weights reached the rotational equilibrium the prediction assumes; far from 1, the runs were still "
-                 "in their transient and the equilibrium slope need not apply.")
+        text += (" Equilibrium check (the best cell of each map retrained alone with DecayMonitor, first "
+                 "scale-invariant weight, mean rotation per step over the last quarter of training divided by the "
+                 "predicted equilibrium angle): " + (", ".join(close) or "none predicted") + ". A ratio near 1 means "
+                 "the weights reached the rotational equilibrium the prediction assumes; far from 1, the runs were "
+                 "still in their transient and the equilibrium slope need not apply.")
     return text
 
 
@@ -337,6 +394,33 @@ def _sections(rs, arms, maps, fits, checks, setup) -> list[Section]:
         sections.append(Section(key="decoupling-scaling", title="decay_scaling=\"lr\" vs \"schedule\"",
                                 text=explanation))
     return sections
+
+
+def _side_by_side(regimes, setups, arms, maps, fits) -> Section:
+    """One figure: a row per arm, a column per regime, each map with its predicted basin line."""
+    from decaylab.experiments._shared import fig_to_png, new_figure
+
+    fig, axes = new_figure(4.8 * len(regimes), 3.2 * len(arms), nrows=len(arms), ncols=len(regimes), squeeze=False)
+    for row, arm in zip(axes, arms):
+        for ax, regime in zip(row, regimes):
+            draw_error_map(fig, ax, maps[regime][arm.key], fits[regime][arm.key])
+            ax.set_title(f"{regime}: {arm.title}", fontsize=9)
+    lines = []
+    for arm in arms:
+        cells = []
+        for regime in regimes:
+            predicted = arm.predicted(regime)
+            cells.append(f"{regime} {_fmt_slope(fits[regime][arm.key])} vs predicted "
+                         f"{'none' if predicted is None else f'{predicted:+.0f}'}")
+        lines.append(f"{arm.title}: " + ", ".join(cells))
+    text = ("The same five optimizers on the same data (two moons, 20 % flipped labels) in both regimes; only "
+            "the network differs (" + "; ".join(setups[r].title for r in regimes) + "). Dotted white: the slope "
+            "the theory predicts for the regime, drawn through the measured best-λ points; dashed red: the "
+            "measured slope. " + ". ".join(lines) + ".")
+    figure = Figure(name="lr-decay-maps-both-regimes", png=fig_to_png(fig),
+                    caption="Mean test error per (lr, λ) cell, one row per optimizer, one column per regime; "
+                            "red dots: best λ per lr; dashed: fitted slope; dotted: predicted slope; grey: diverged.")
+    return Section(key="decoupling-both-regimes", title="Both regimes side by side", text=text, figures=[figure])
 
 
 def _summary(regime, arms, maps, fits, checks, setup) -> dict:

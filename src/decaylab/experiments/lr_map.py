@@ -2,7 +2,9 @@
 
 :func:`lr_decay_map` trains one member per (seed, lr, λ) with the batched engine
 (:func:`decaylab.train.batched.train_batched`: G stacked copies of the model, each with its
-own lr, λ and seed; member g equals the same run trained alone) and records, per cell, the
+own lr, λ and seed; member g equals the same run trained alone) — all seeds × lrs × λs in one
+stacked model when they fit the memory budget of :mod:`decaylab.train.chunking`, else in as
+few chunks as do — and records, per cell, the
 final training loss and the test error (1 − accuracy for classification, the test loss for
 regression). Seeds change the initial weights and the batch order; every cell of one seed
 starts from the same weights and sees the same batches, so differences across a row or a
@@ -43,7 +45,7 @@ from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab._extras import needs
 from decaylab.experiments.basin import BasinFit, fit_basin
 
-__all__ = ["LrDecayMap", "lr_decay_map", "plot_maps"]
+__all__ = ["LrDecayMap", "draw_error_map", "lr_decay_map", "plot_maps"]
 
 
 @dataclass
@@ -136,7 +138,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
                  progress: bool = False, dampening: float = 0.0, nesterov: bool = False, eps: float = 1e-8,
                  amsgrad: bool = False, cautious: bool = False, l1_decay: float = 0.0,
                  no_decay_types: Sequence[type] | None = None, decay_names: Sequence[str] = (),
-                 decay_embeddings: bool = False) -> LrDecayMap:
+                 decay_embeddings: bool = False, chunk_size: int | None = None) -> LrDecayMap:
     """Train ``model_factory()`` at every (lr, λ, seed) of the grid and return the map.
 
     Args:
@@ -152,7 +154,9 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
         momentum, dampening, nesterov (SGDs), betas, eps, amsgrad (Adams): the other optimizer options.
         no_decay_types, decay_names, decay_embeddings, decay_biases: what decays (param_groups' rule).
         epochs, batch_size, lr_schedule, loss, dtype: as :class:`decaylab.train.members.TrainConfig`.
-        progress: a progress bar over seeds on stderr.
+        chunk_size: members trained together (``None``: every seed × lr × λ member at once, or as many
+            as fit the memory budget of :mod:`decaylab.train.chunking`; a larger value is split to fit).
+        progress: a progress bar over the chunks on stderr.
     """
     from decaylab._progress import progress_bar
     from decaylab.train.batched import Member, TrainConfig, train_batched
@@ -160,6 +164,8 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
     lr_grid, decay_grid = _grid("lrs", lrs), _grid("decays", decays)
     seeds = tuple(check_int(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds))
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, low=1)
     if not seeds or len(set(seeds)) != len(seeds):
         raise InputError(f"seeds must be distinct non-negative integers (at least one), got {list(seeds)}")
     decoupled = optimizer in ("sgdw", "adamw")
@@ -176,25 +182,39 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     regime = _regime(model_factory, X, seeds[0], decay_biases, dtype)
     shape = (len(seeds), lr_grid.size, decay_grid.size)
     test_error, train_loss = np.full(shape, np.nan), np.full(shape, np.nan)
+    cells = [(s, i, j) for s in range(len(seeds)) for i in range(lr_grid.size) for j in range(decay_grid.size)]
+    members = [Member(weight_decay=float(decay_grid[j]), lr=float(lr_grid[i]), seed=seeds[s]) for s, i, j in cells]
+    plan = _chunk_plan(model_factory, X, config, len(members), chunk_size)
     start = time.perf_counter()
-    for s, seed in enumerate(progress_bar(seeds, desc=f"{optimizer} lr×λ", enabled=progress, unit="seed")):
-        members = [Member(weight_decay=float(lam), lr=float(lr), seed=seed) for lr in lr_grid for lam in decay_grid]
-        results = train_batched(model_factory, X, y, members, config, eval_sets={"test": (X_test, y_test)})
-        for k, r in enumerate(results):
-            i, j = divmod(k, decay_grid.size)
+    for first in progress_bar(range(0, len(members), plan.size), desc=f"{optimizer} lr×λ", enabled=progress,
+                              unit="chunk"):
+        chunk = members[first:first + plan.size]
+        results = train_batched(model_factory, X, y, chunk, config, eval_sets={"test": (X_test, y_test)})
+        for (s, i, j), r in zip(cells[first:first + plan.size], results):
             if r.diverged:
                 continue
             train_loss[s, i, j] = r.train_loss
             test = r.eval["test"]
             test_error[s, i, j] = 1.0 - test["accuracy"] if loss == "cross_entropy" else test["loss"]
     settings = dict(epochs=epochs, batch_size=batch_size, lr_schedule=lr_schedule, loss=loss,
-                    decay_biases=decay_biases, momentum=None if adam else momentum,
+                    decay_biases=decay_biases, momentum=None if adam else momentum, chunks=plan.chunks,
                     betas=list(betas) if adam else None, **({"cautious": cautious, "l1_decay": l1_decay}
                                                            if decoupled and (cautious or l1_decay) else {}))
     return LrDecayMap(optimizer=optimizer, decay_scaling=decay_scaling if decoupled else None, lrs=lr_grid,
                       decays=decay_grid, seeds=seeds, test_error=test_error, train_loss=train_loss,
                       metric="test error" if loss == "cross_entropy" else "test loss",
                       seconds=time.perf_counter() - start, settings=settings, regime=regime)
+
+
+def _chunk_plan(model_factory, X, config, n_members: int, chunk_size: int | None):
+    """How many members one :func:`train_batched` call stacks (:func:`decaylab.train.chunking.plan_chunks`)."""
+    from decaylab.train.chunking import member_bytes, memory_budget, optimizer_state_count, plan_chunks
+    from decaylab.train.devices import resolve_device
+
+    model = model_factory().to(config.dtype)
+    batch = torch.as_tensor(X[:config.batch_size]).to(config.dtype)
+    per_member = member_bytes(model, batch, optimizer_state_count(config))
+    return plan_chunks(n_members, per_member, memory_budget(resolve_device(None)), chunk_size)
 
 
 def _regime(model_factory, X, seed: int, decay_biases: bool, dtype: torch.dtype) -> dict:
@@ -222,6 +242,37 @@ def _draw_predicted_line(ax, m: LrDecayMap, fit: BasinFit) -> None:
                 label=f"predicted ({m.regime['regime']}): slope {m.predicted_slope:+.0f}")
 
 
+def draw_error_map(fig, ax, m: LrDecayMap, fit: BasinFit, *, legend: bool = True) -> None:
+    """The seed-mean test-error map of ``m`` on ``ax``: best λ per lr (dots), the fitted line
+    (dashed, with its interval) and the theory's predicted line (dotted), grey where diverged."""
+    x_edges, y_edges = _log_edges(m.decays), _log_edges(m.lrs)
+    err = np.ma.masked_invalid(m.mean_error())
+    mesh = ax.pcolormesh(x_edges, y_edges, err, cmap="viridis_r", shading="flat")
+    ax.set_facecolor("0.85")   # diverged cells: grey
+    fig.colorbar(mesh, ax=ax, label=f"{m.metric} (mean of {len(m.seeds)} seeds)")
+    kept = fit.kept
+    ax.plot(fit.best_decay[kept], m.lrs[kept], "o", color="red", ms=4, label="best λ per lr")
+    if np.isfinite(fit.slope):
+        span = m.lrs[kept]
+        line = np.exp(fit.intercept) * span ** fit.slope
+        ax.plot(line, span, "--", color="red", lw=1,
+                label="slope {:+.2f} [{:+.2f}, {:+.2f}]".format(fit.slope, *fit.interval()))
+    _draw_predicted_line(ax, m, fit)
+    ax.set_xlim(x_edges[0], x_edges[-1])
+    ax.set_ylim(y_edges[0], y_edges[-1])
+    if legend:
+        ax.legend(loc="lower left", fontsize=7, framealpha=0.8)
+    _log_axes(ax, m)
+
+
+def _log_axes(ax, m: LrDecayMap) -> None:
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("weight decay λ")
+    ax.set_ylabel("learning rate lr_0")
+    ax.set_title(m.label, fontsize=9)
+
+
 def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
     """One row per map: mean test error (best λ per lr as dots, the fitted line dashed) | mean train loss."""
     with needs("report", "plotting an lr × λ map"):
@@ -231,22 +282,8 @@ def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
     fig = Figure(figsize=(9.5, 3.4 * len(maps)), dpi=100, layout="constrained")
     axes = fig.subplots(len(maps), 2, squeeze=False)
     for (ax_err, ax_loss), m, fit in zip(axes, maps, fits):
+        draw_error_map(fig, ax_err, m, fit)
         x_edges, y_edges = _log_edges(m.decays), _log_edges(m.lrs)
-        err = np.ma.masked_invalid(m.mean_error())
-        mesh = ax_err.pcolormesh(x_edges, y_edges, err, cmap="viridis_r", shading="flat")
-        ax_err.set_facecolor("0.85")   # diverged cells: grey
-        fig.colorbar(mesh, ax=ax_err, label=f"{m.metric} (mean of {len(m.seeds)} seeds)")
-        kept = fit.kept
-        ax_err.plot(fit.best_decay[kept], m.lrs[kept], "o", color="red", ms=4, label="best λ per lr")
-        if np.isfinite(fit.slope):
-            span = m.lrs[kept]
-            line = np.exp(fit.intercept) * span ** fit.slope
-            ax_err.plot(line, span, "--", color="red", lw=1,
-                        label="slope {:+.2f} [{:+.2f}, {:+.2f}]".format(fit.slope, *fit.interval()))
-        _draw_predicted_line(ax_err, m, fit)
-        ax_err.set_xlim(x_edges[0], x_edges[-1])
-        ax_err.set_ylim(y_edges[0], y_edges[-1])
-        ax_err.legend(loc="lower left", fontsize=7, framealpha=0.8)
         loss = np.ma.masked_invalid(m.train_loss.mean(axis=0))
         positive = loss.compressed()[loss.compressed() > 0]
         spread = positive.size and positive.min() < positive.max()
@@ -254,10 +291,5 @@ def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
         mesh = ax_loss.pcolormesh(x_edges, y_edges, loss, cmap="magma_r", shading="flat", norm=norm)
         ax_loss.set_facecolor("0.85")
         fig.colorbar(mesh, ax=ax_loss, label="final train loss (mean)")
-        for ax in (ax_err, ax_loss):
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_xlabel("weight decay λ")
-            ax.set_ylabel("learning rate lr_0")
-            ax.set_title(m.label, fontsize=9)
+        _log_axes(ax_loss, m)
     return fig

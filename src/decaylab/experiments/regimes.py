@@ -2,14 +2,24 @@
 
 - ``"fixed-point"``: the un-normalized 2-64-64-2 MLP on two moons with 20 % flipped labels,
   trained full-batch with a cosine schedule (Loshchilov & Hutter's protocol at toy scale).
-- ``"equilibrium"``: an MLP on the digits images whose hidden layers are a bias-free Linear
-  followed by an affine-free LayerNorm (each hidden weight scale-invariant, as behind the
-  paper's BatchNorm), mini-batches of 64 at a constant learning rate, so the weight norms can
-  settle where the gradient's growth balances the decay (see :mod:`decaylab.experiments.theory`).
+- ``"equilibrium"``: the same two moons, the same 20 % flipped labels, but a normalized MLP:
+  a plain ``Linear(2, 64) → ReLU`` front (two input coordinates need a bias to be told apart by
+  magnitude), then two hidden layers that are a bias-free Linear followed by an affine-free
+  LayerNorm (each hidden weight scale-invariant, as behind the paper's BatchNorm: 97 % of the
+  decayed elements), mini-batches of 20 at a constant learning rate for 1500 steps, so the
+  weight norms can settle where the gradient's growth balances the decay (see
+  :mod:`decaylab.experiments.theory`). Only the network differs between the two regimes.
+
+  Tried first, with no interior best λ (decay only hurt or did nothing): the digits images with a
+  64-64 LayerNorm MLP (batch 64, 960 steps; best cells far from equilibrium, measured/predicted
+  angle ×0.11–×0.41), and MNIST-1D (3000 training rows, 128-128 LayerNorm MLP, 1880 steps; and
+  1000 rows, 64-64, 960 steps): there the runs do not overfit in a way the angular update can
+  cure, so the test error is flat or rises with λ at every lr. With flipped labels to memorize,
+  a larger equilibrium angle (more decay) keeps the network from fitting them.
 
 :func:`equilibrium_check` retrains one cell of a map alone, with decaylab's optimizer and a
 :class:`decaylab.monitor.DecayMonitor`, and compares the measured per-step rotation of the first
-hidden weight over the last quarter of training with the monitor's predicted equilibrium angle.
+scale-invariant weight over the last quarter of training with the monitor's predicted equilibrium angle.
 """
 
 from __future__ import annotations
@@ -22,11 +32,16 @@ from torch import nn
 __all__ = ["REGIME_SETUPS", "RegimeSetup", "equilibrium_check", "normalized_mlp"]
 
 
-def normalized_mlp(in_features: int, out_features: int, hidden: tuple[int, ...]) -> nn.Sequential:
-    """``[Linear(bias=False) → LayerNorm(no affine) → ReLU] × hidden → Linear``: every hidden
-    weight scale-invariant, the output layer not."""
+def normalized_mlp(in_features: int, out_features: int, hidden: tuple[int, ...], *,
+                   front: int | None = None) -> nn.Sequential:
+    """``[Linear(in, front) → ReLU] → [Linear(bias=False) → LayerNorm(no affine) → ReLU] × hidden →
+    Linear``: every hidden weight scale-invariant; the optional plain ``front`` layer (with a bias,
+    so the input's magnitude survives the first normalization) and the output layer are not."""
     layers: list[nn.Module] = []
     width = in_features
+    if front is not None:
+        layers += [nn.Linear(in_features, front), nn.ReLU()]
+        width = front
     for h in hidden:
         layers += [nn.Linear(width, h, bias=False), nn.LayerNorm(h, elementwise_affine=False), nn.ReLU()]
         width = h
@@ -54,38 +69,41 @@ class RegimeSetup:
         from decaylab import models
 
         if self.task["normalized"]:
-            return lambda: normalized_mlp(dataset.n_features, dataset.n_classes, self.task["hidden"])
+            return lambda: normalized_mlp(dataset.n_features, dataset.n_classes, self.task["hidden"],
+                                          front=self.task["front"])
         return lambda: models.MLP(dataset.n_features, dataset.n_classes, self.task["hidden"])
 
     def describe(self, setup: dict) -> str:
         t = self.task
+        data = (f"two moons with {100 * t['label_noise']:.0f} % flipped training labels ({t['n_train']} training "
+                f"points, {t['n_test']} clean test points)")
         if t["normalized"]:
-            return (f"digits (8×8 images, {setup['n_train_rows']} training / {setup['n_test_rows']} test rows), an MLP "
-                    f"64-{'-'.join(map(str, t['hidden']))}-10 whose hidden layers are bias-free Linear → LayerNorm "
-                    f"without affine parameters → ReLU, mini-batches of {t['batch_size']}, {setup['epochs']} epochs "
-                    f"({setup['steps']} steps) at a constant learning rate")
-        return (f"two moons with {100 * t['label_noise']:.0f} % flipped training labels ({t['n_train']} training "
-                f"points, {t['n_test']} clean test points), a 2-{'-'.join(map(str, t['hidden']))}-2 ReLU MLP, "
-                f"full-batch, {setup['epochs']} steps of a cosine schedule")
+            return (f"{data}, a normalized MLP 2-{t['front']}-{'-'.join(map(str, t['hidden']))}-2 (a plain Linear → "
+                    f"ReLU front, then hidden layers that are bias-free Linear → LayerNorm without affine parameters "
+                    f"→ ReLU), mini-batches of {t['batch_size']}, {setup['epochs']} epochs ({setup['steps']} steps) "
+                    f"at a constant learning rate")
+        return (f"{data}, a 2-{'-'.join(map(str, t['hidden']))}-2 ReLU MLP, full-batch, {setup['epochs']} steps of "
+                f"a cosine schedule")
 
 
 # Ranges: the fixed-point ones were chosen in trial runs of the original study; the equilibrium
-# ones span lr from too slow to unstable and λ from no effect to too much (one trial run on
-# --quick settings, to put each basin inside its grid, not to move a slope).
+# ones span lr from too slow to unstable and λ from no effect to too much (one- and two-seed
+# trial runs, to put each basin inside its grid, not to move a slope). Grid sizes: the
+# equilibrium maps train 1.5× the steps, so their grid is one size smaller to hold the budget.
+_MOONS = dict(dataset="moons", n_train=100, noise=0.2, label_noise=0.2, n_test=1000)
 REGIME_SETUPS = (
     RegimeSetup("fixed-point", "Fixed-point regime: un-normalized MLP",
-                dict(dataset="moons", n_train=100, noise=0.2, label_noise=0.2, n_test=1000, hidden=(64, 64),
-                     batch_size=100, epochs=1000, quick_epochs=200, lr_schedule="cosine", momentum=0.9,
-                     normalized=False),
+                dict(_MOONS, hidden=(64, 64), batch_size=100, epochs=1000, quick_epochs=200, grid_size=8,
+                     quick_grid_size=5, lr_schedule="cosine", momentum=0.9, normalized=False),
                 {"sgd": ((-2.0, 0.5), (-4.5, -1.0)), "sgdw": ((-2.0, 0.5), (-4.0, -0.5)),
                  "adam": ((-4.0, -0.5), (-4.5, -1.0)), "adamw": ((-4.0, -0.5), (-3.5, 0.0)),
                  "adamw-lr": ((-4.0, -0.5), (-1.5, 2.0))}),
     RegimeSetup("equilibrium", "Equilibrium regime: LayerNorm MLP (scale-invariant hidden weights)",
-                dict(dataset="digits", hidden=(64, 64), batch_size=64, epochs=60, quick_epochs=15,
-                     lr_schedule="constant", momentum=0.9, normalized=True),
-                {"sgd": ((-2.0, 0.5), (-5.0, -1.0)), "sgdw": ((-2.0, 0.5), (-5.0, -1.0)),
-                 "adam": ((-4.0, -1.0), (-5.0, -1.0)), "adamw": ((-4.0, -1.0), (-5.0, -1.0)),
-                 "adamw-lr": ((-4.0, -1.0), (-3.0, 1.5))}),
+                dict(_MOONS, front=64, hidden=(64, 64), batch_size=20, epochs=300, quick_epochs=60, grid_size=7,
+                     quick_grid_size=5, lr_schedule="constant", momentum=0.9, normalized=True),
+                {"sgd": ((-2.5, 0.0), (-4.0, 0.0)), "sgdw": ((-2.5, 0.0), (-4.5, -0.5)),
+                 "adam": ((-4.0, -1.0), (-4.0, 0.0)), "adamw": ((-4.0, -1.0), (-4.0, -0.5)),
+                 "adamw-lr": ((-4.0, -1.0), (-2.0, 1.5))}),
 )
 
 
@@ -102,10 +120,10 @@ def _optimizer(params, optimizer: str, decay_scaling: str | None, lr: float, dec
 
 
 def equilibrium_check(model_factory, train, *, optimizer: str, decay_scaling: str | None, lr: float, decay: float,
-                      epochs: int, batch_size: int, momentum: float, seed: int = 0) -> dict:
+                      epochs: int, batch_size: int, momentum: float, param: str | None = None, seed: int = 0) -> dict:
     """Train one (lr, λ) cell alone at a constant lr with a :class:`~decaylab.monitor.DecayMonitor`;
-    return the first hidden weight's mean rotation per step over the last quarter of training,
-    the predicted equilibrium angle (``None`` for coupled Adam), and their ratio."""
+    return the weight ``param``'s (default: the first weight) mean rotation per step over the last
+    quarter of training, the predicted equilibrium angle (``None`` for coupled Adam), and their ratio."""
     from decaylab.monitor import DecayMonitor
 
     torch.manual_seed(seed)
@@ -115,7 +133,7 @@ def equilibrium_check(model_factory, train, *, optimizer: str, decay_scaling: st
     others = [p for p in model.parameters() if p.dim() < 2]
     opt = _optimizer([{"params": weights}, {"params": others, "weight_decay": 0.0}], optimizer, decay_scaling,
                      lr, decay, momentum)
-    first = next(n for n, p in model.named_parameters() if p.dim() >= 2)
+    first = param if param is not None else next(n for n, p in model.named_parameters() if p.dim() >= 2)
     X, y = train.X, train.y
     steps = epochs * -(-len(X) // batch_size)
     # every step, all kept (one tensor): the last quarter's mean is over exactly its steps

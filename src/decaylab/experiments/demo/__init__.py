@@ -1,4 +1,4 @@
-"""The seven studies of ``decaylab demo``, each a report section with its numbers, and :func:`run_demo`.
+"""The nine studies of ``decaylab demo``, each a report section with its numbers, and :func:`run_demo`.
 
 1. :mod:`.boundaries` — decision boundaries vs λ (AdamW on noisy two moons)
 2. :mod:`.ridge_fit` — a degree-15 polynomial: gradient descent with decay vs closed-form ridge
@@ -7,6 +7,8 @@
 5. :mod:`.dropout` — dropout vs weight decay
 6. :mod:`.cross_validation` — choosing λ by 5-fold cross-validation
 7. :mod:`.evidence` — choosing λ (per layer) by the Laplace evidence in one run, against 5-fold CV
+8. :mod:`.convergence` — too much decay slows convergence: training-loss curves against λ
+9. :mod:`.overfitting` — decay fixes flipped labels but not class imbalance
 
 Every study is a function ``run_<study>(quick, seed, progress) -> StudyResult`` (a
 :class:`~decaylab.report.model.Section`, a JSON-able summary and terminal-table rows); its
@@ -27,7 +29,8 @@ from ._common import StudyResult
 
 __all__ = ["DemoResult", "STUDIES", "StudyResult", "fig_to_png", "run_demo", "run_study"]
 
-STUDIES = ("boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation", "evidence")
+STUDIES = ("boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation", "evidence", "convergence",
+           "overfitting")
 _RUNNERS = {  # study key: (module, function)
     "boundaries": ("boundaries", "run_boundaries"),
     "ridge": ("ridge_fit", "run_ridge_fit"),
@@ -36,6 +39,8 @@ _RUNNERS = {  # study key: (module, function)
     "dropout": ("dropout", "run_dropout"),
     "cross_validation": ("cross_validation", "run_cross_validation"),
     "evidence": ("evidence", "run_evidence"),
+    "convergence": ("convergence", "run_convergence"),
+    "overfitting": ("overfitting", "run_overfitting"),
 }
 
 
@@ -66,8 +71,9 @@ def run_demo(quick: bool = False, seed: int = 0, progress: bool = True, studies=
     ``summary`` is ``{"studies": {key: study summary}, "checks": {...}, "seconds": {key: s}}``
     where ``checks`` gathers the directions the report's tests look at: weights shrink with λ
     (study 1), the ridge overlay matches (study 2), SGD equals SGDW without momentum and differs
-    with it (study 3), L1 gives exact zeros and L2 none (study 4). Checks of studies not run are
-    absent. The studies' tiny models run with one intra-op thread (restored afterwards).
+    with it (study 3), L1 gives exact zeros and L2 none (study 4), more decay reaches a training
+    loss no sooner (study 8), decay helps flipped labels but not class imbalance (study 9).
+    Checks of studies not run are absent. The studies' tiny models run with one intra-op thread (restored afterwards).
     ``on_study(key, result)``, if given, is called with each study's StudyResult as it finishes.
     """
     from decaylab._progress import progress_bar
@@ -112,4 +118,10 @@ def _checks(s: dict) -> dict:
         checks["decay_shrinks_more_than_dropout"] = s["dropout"]["decay_shrinks_more_than_dropout"]
     if "evidence" in s:
         checks["evidence_within_1_point_of_cv"] = s["evidence"]["evidence_within_1_point"]
+    if "convergence" in s:
+        checks["more_decay_converges_slower"] = s["convergence"]["slower_with_more_decay"]
+        checks["final_train_loss_rises_with_lambda"] = s["convergence"]["final_loss_rises_with_lambda"]
+    if "overfitting" in s:
+        checks["decay_helps_flipped_labels"] = s["overfitting"]["decay_helps_flipped_labels"]
+        checks["decay_does_not_fix_imbalance"] = s["overfitting"]["decay_does_not_fix_imbalance"]
     return checks
