@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from decaylab.train.batched import (
+    CHECK_ROWS,
     Member,
     TrainConfig,
     _StackedModel,
@@ -58,7 +59,7 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
         if engine == "auto":
             return SweepPlan("sequential", None, f"sequential: {reason}")
         return SweepPlan(engine, chunk_size, f"{engine}: cannot batch this model ({reason})")
-    path = _StackedModel(model_factory, members[:1], config, "cpu").path
+    path = _StackedModel(model_factory, members[:2], config, "cpu", sample=X[:CHECK_ROWS]).path
     plan = _chunk_plan(probe, X, config, len(members), chunk_size, device, budget)
     if engine != "auto":
         return SweepPlan(engine, plan.size, f"{engine}, {path} — {plan.describe()}")
