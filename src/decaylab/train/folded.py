@@ -88,11 +88,11 @@ def _per_member_affine(y: torch.Tensor, weight: torch.Tensor | None, bias: torch
         return y
     rows = _by_member(y, G)                                              # [G, B, …, *normalized_shape]
     shape = (G, 1) + (1,) * (y.dim() - affine.dim()) + tuple(affine.shape[1:])
-    if weight is not None:
-        rows = rows * weight.view(shape)
-    if bias is not None:
-        rows = rows + bias.view(shape)
-    return _folded(rows)
+    if weight is None:
+        return _folded(rows + bias.view(shape))
+    if bias is None:
+        return _folded(rows * weight.view(shape))
+    return _folded(torch.addcmul(bias.view(shape), rows, weight.view(shape)))
 
 
 class FoldedLinear(nn.Linear):
@@ -274,6 +274,11 @@ class FoldedModel:
             self.owned.update(f"{prefix}.{n}" if prefix else n for n, _ in module.named_buffers())
         self.names, self.buffer_names = list(names), list(buffer_names)
         self.layers = sorted({type(m).__name__ for m in base.modules() if _foldable(m)})
+        how = {"Conv": "grouped convolutions", "BatchNorm": "one BatchNorm over members × channels",
+               "Linear": "batched matmuls", "MultiheadAttention": "attention over members × heads",
+               "Embedding": "one embedding gather", "LayerNorm": "per-member norm weights",
+               "RMSNorm": "per-member norm weights"}
+        self.how = list(dict.fromkeys(text for key, text in how.items() if any(key in n for n in self.layers)))
         # member-major rows make every per-member matmul a view; grouped convolutions and BatchNorm need member-minor
         self.member_major = not any(isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm))
                                     for m in base.modules())

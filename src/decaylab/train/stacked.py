@@ -78,7 +78,7 @@ class _StackedModel:
                 if folded.layers else "no layer with a folded form"
             self.folded = folded if not_folded is None else None
         self.path = stacked_layers.batch_path(self.base, self.linear_stack is not None,
-                                              self.folded.layers if self.folded else None, not_folded)
+                                              self.folded, not_folded)
         self._context = lambda: stacked_layers.stacked_forward_context(self.base)
 
     def _call_one(self, flat_params, flat_buffers, x):

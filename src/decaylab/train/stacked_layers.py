@@ -69,18 +69,17 @@ def has_batch_statistics(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
 
 
-def batch_path(model: nn.Module, is_plain_mlp: bool, folded_layers: list[str] | None = None,
-               not_folded: str | None = None) -> BatchPath:
-    """The path ``model`` takes; ``is_plain_mlp``: the trainer found a fast-path plan for it; ``folded_layers``:
-    the layers it runs in folded form (``None``: not folded, because ``not_folded``)."""
+def batch_path(model: nn.Module, is_plain_mlp: bool, folded=None, not_folded: str | None = None) -> BatchPath:
+    """The path ``model`` takes; ``is_plain_mlp``: the trainer found a fast-path plan for it; ``folded``: its
+    :class:`~decaylab.train.folded.FoldedModel` (``None``: not folded, because ``not_folded``)."""
     reason = unbatchable_reason(model)
     if reason is not None:
         return BatchPath("sequential", reason)
     if is_plain_mlp:
         return BatchPath("fast", "plain MLP: one batched matmul per Linear over members, backward by hand")
-    if folded_layers:
-        return BatchPath("folded", f"{', '.join(folded_layers)}: members folded into the batch (grouped "
-                                   f"convolutions, batched matmuls, BatchNorm over members × channels)")
+    if folded is not None:
+        return BatchPath("folded", f"{', '.join(folded.layers)}: members folded into the batch "
+                                   f"({', '.join(folded.how)})")
     kinds = sorted({type(m).__name__ for m in model.modules() if _is_notable(m)})
     what = ", ".join(kinds) if kinds else "layers without a hand-written stacked form"
     why = f"; not folded: {not_folded}" if not_folded else ""
