@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from decaylab.train.batched import Member, TrainConfig, _StackedModel, check_batchable, train_alone, train_batched
+from decaylab.train.folded import FoldedModel
 from decaylab.train.stacked_layers import batch_path, stacked_attention
 
 VOCAB, TOKENS = 11, 6
@@ -88,8 +89,14 @@ CASES = [(conv_bn, images, "sgd"), (mlp_bn, images, "sgd"), (EmbeddingBag, token
          (Attention, tokens, "adamw"), (RMSAttention, tokens, "adamw"), (Attention, tokens, "sgd")]
 
 
-@pytest.mark.parametrize("factory, data, optimizer", CASES, ids=lambda c: getattr(c, "__name__", str(c)))
-def test_float64_batched_equals_alone(factory, data, optimizer):
+CASES = [pytest.param(*case, "folded", id=f"{case[0].__name__}-{case[2]}") for case in CASES] + \
+    [pytest.param(*case, "vmap", id=f"{case[0].__name__}-{case[2]}-vmap") for case in CASES[::3]]
+
+
+@pytest.mark.parametrize("factory, data, optimizer, path", CASES)
+def test_float64_batched_equals_alone(factory, data, optimizer, path, monkeypatch):
+    if path == "vmap":
+        monkeypatch.setattr(FoldedModel, "check", lambda *args, **kwargs: "switched off by the test")
     X, y = data()
     members = members_of_different_folds(len(X))
     config = TrainConfig(optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0, epochs=8, batch_size=10,
@@ -102,7 +109,78 @@ def test_float64_batched_equals_alone(factory, data, optimizer):
     for a, b in zip(alone, batched):
         assert b.val_accuracy == a.val_accuracy                          # eval mode: each member's own statistics
         assert b.val_loss == pytest.approx(a.val_loss, abs=1e-9)
-    assert _StackedModel(factory, members, config).path.path == "vmap"
+    assert _StackedModel(factory, members, config, sample=X[:16]).path.path == path
+
+
+class RowMixing(nn.Module):
+    """Subtracts the batch mean: the folded batch would mix members' rows."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(36, 4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.inner(x.flatten(1))
+        return self.out(h - h.mean(0))
+
+
+class ClassToken(nn.Module):
+    """A parameter expanded to the batch size: its per-row copy cannot be expanded again."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, 6))
+        self.inner = nn.Linear(6, 6)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        h = torch.cat([self.cls.expand(len(x), -1, -1), x.view(len(x), 6, 6)], 1)
+        return self.out(self.inner(h)[:, 0])
+
+
+@pytest.mark.parametrize("factory, why", [(RowMixing, "not folded: differed from member"),
+                                          (ClassToken, "not folded: raised RuntimeError")])
+def test_a_model_the_folded_forward_does_not_reproduce_takes_vmap_and_says_why(factory, why):
+    X, y = images()
+    # 40 rows each at batch 10: no padding rows, which a row-mixing forward would see
+    members = [Member(1e-3, 0.05, seed=1, train_index=range(0, 40)),
+               Member(0.0, 0.08, seed=2, train_index=range(20, 60))]
+    config = TrainConfig(optimizer="sgd", epochs=2, batch_size=10, dtype=torch.float64)
+    path = _StackedModel(factory, members, config, sample=X[:16]).path
+    assert path.path == "vmap" and why in str(path) and "\n" not in str(path)
+    alone = train_alone(factory, X, y, members, config, keep_weights=True)
+    assert max_state_gap(alone, train_batched(factory, X, y, members, config, keep_weights=True)) < 1e-12
+
+
+def test_a_diverging_member_leaves_the_others_batchnorm_statistics_as_alone():
+    X, y = images()
+    good = members_of_different_folds(len(X))[:2]
+    exploding = Member(0.0, 1e60, seed=4, train_index=range(0, 40))
+    config = TrainConfig(optimizer="sgd", epochs=3, batch_size=10, dtype=torch.float64)
+    batched = train_batched(mlp_bn, X, y, [good[0], exploding, good[1]], config, keep_weights=True)
+    assert batched[1].diverged and not batched[0].diverged and not batched[2].diverged
+    alone = train_alone(mlp_bn, X, y, good, config, keep_weights=True)
+    assert max_state_gap(alone, [batched[0], batched[2]]) < 1e-12      # running statistics updated once per step
+
+
+def test_evaluation_passes_hold_at_most_a_training_batch_per_member():
+    seen = []
+
+    class Recorder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(36, 2)
+
+        def forward(self, x):
+            if not self.training:
+                seen.append(len(x))
+            return self.layer(x.flatten(1))
+
+    X, y = images(200)
+    members = [Member(0.0, 0.1, seed=s) for s in range(3)]
+    train_batched(Recorder, X, y, members, TrainConfig(epochs=1, batch_size=16, dtype=torch.float64))
+    assert max(seen) <= 3 * 16 and sum(seen) >= 3 * 200
 
 
 def test_batchnorm_running_statistics_are_per_member_and_used_in_eval():

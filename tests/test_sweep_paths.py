@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import decaylab
-from decaylab.sweeps.planning import plan_sweep
+from decaylab.sweeps.planning import ProbeTimes, choose_engine, plan_sweep
 from decaylab.train import chunking
 from decaylab.train.batched import Member, TrainConfig
 from decaylab.train.chunking import member_bytes, plan_chunks
@@ -57,7 +57,7 @@ def test_engines_agree_on_a_batchnorm_conv_sweep():
     alone = decaylab.sweep(conv_bn, (X, y), [0.0, 1e-2], engine="sequential", **kwargs)
     for a, b in zip(alone.table, batched.table):
         assert b["val_loss"] == pytest.approx(a["val_loss"], abs=1e-10)
-    assert batched.path.startswith("batched, vmap: ") and "BatchNorm2d" in batched.path
+    assert batched.path.startswith("batched, folded: ") and "BatchNorm2d" in batched.path
     assert alone.path == "sequential: engine='sequential' was asked for"
 
 
@@ -74,7 +74,39 @@ def test_auto_takes_the_fast_path_for_a_plain_mlp_and_probes_other_models():
     assert mlp.engine == "batched" and mlp.path.startswith("auto → batched, fast: plain MLP")
     probed = decaylab.sweep(TokenModel, (X, y), [0.0, 1e-2], folds=2, epochs=1, engine="auto")
     assert probed.engine in ("batched", "sequential")
-    assert "-step probe" in probed.path and "faster" in probed.path or "slower" in probed.path
+    assert "median of 3 timings after a warm-up, 4 members stacked vs one at a time" in probed.path
+    assert "throughput" in probed.path and "\n" not in probed.path
+
+
+def times(batched, sequential, members=8):
+    return ProbeTimes(tuple(batched), tuple(sequential), members)
+
+
+def test_auto_prefers_sequential_unless_batched_wins_by_the_margin():
+    # seconds per member-step; the median decides, so one outlier timing (a busy machine) cannot
+    assert choose_engine(times([0.010, 0.011, 0.5], [0.020, 0.02, 0.001]))[0] == "batched"
+    engine, why = choose_engine(times([0.010, 0.010, 0.010], [0.0105, 0.0108, 0.0109]))
+    assert engine == "sequential"        # 1.08× faster is not a clear win
+    assert why.startswith("the batched engine's throughput was 1.08× the sequential engine's, below the 1.1× it needs")
+    engine, why = choose_engine(times([0.010] * 3, [0.0112] * 3))
+    assert engine == "batched" and why.startswith("1.12× the sequential engine's throughput (median of 3 timings")
+    assert choose_engine(times([0.030] * 3, [0.017] * 3))[0] == "sequential"      # the attention case of issue 11
+    assert choose_engine(times([0.010] * 3, [0.0105] * 3), margin=1.0)[0] == "batched"
+
+
+@pytest.mark.parametrize("batched, engine", [(0.001, "batched"), (0.1, "sequential")])
+def test_plan_sweep_runs_the_engine_the_probe_chose(monkeypatch, batched, engine):
+    from decaylab.sweeps import planning
+
+    X, y = tokens()
+    members = [Member(lam, 0.1, train_index=range(0, 40)) for lam in (0.0, 1e-3, 1e-2)]
+    seen = []
+    monkeypatch.setattr(planning, "probe_times", lambda f, X, y, config, members, device:
+                        seen.append(len(members)) or times([batched] * 3, [0.01] * 3, len(members)))
+    plan = plan_sweep(TokenModel, X, y, TrainConfig(batch_size=8), members, "auto", None, "cpu")
+    assert seen == [3]                                    # probed at the chunk size the sweep will run
+    assert plan.engine == engine and (plan.chunk_size == 3 if engine == "batched" else plan.chunk_size is None)
+    assert plan.report.startswith(f"auto → {engine}") and "folded" in plan.report
 
 
 def test_plan_chunks_fits_the_budget_and_splits_a_chunk_that_would_not_fit():

@@ -2,14 +2,20 @@
 
 ``engine="auto"``: a model the batched trainer cannot take (dropout, recurrent layers) goes to the
 sequential engine, with the layer named; a plain MLP takes the batched fast path (batched matmuls,
-hand-written backward: always faster); any other model (conv, BatchNorm, embeddings, attention: the
-vmap path) is timed both ways in a short probe — ``PROBE_STEPS`` training steps of up to
-``PROBE_MEMBERS`` members, stacked and one at a time — and the faster engine per member-step wins.
+hand-written backward: always faster). Any other model (the folded or vmap path) is timed both ways
+(:func:`probe_times`): training steps on random batches of ``batch_size`` rows, the batched engine at the
+real chunk size, the sequential engine's own step (:func:`decaylab.train.alone.alone_step`) on one member,
+each after a warm-up step, ``PROBE_REPEATS`` timings of at least ``PROBE_MIN_SECONDS`` each. The decision
+(:func:`choose_engine`) compares the medians as seconds per member-step (per-sample throughput: both
+engines' steps have ``batch_size`` rows per member) and prefers the sequential engine — any model, one
+thing at a time — unless the batched one is at least ``PROBE_MARGIN`` times faster.
 The batched engine's chunk size comes from :mod:`decaylab.train.chunking` (a stated memory budget).
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,12 +23,11 @@ from dataclasses import dataclass
 import torch
 
 from decaylab.train.batched import (
+    CHECK_ROWS,
     Member,
     TrainConfig,
     _StackedModel,
     check_batchable,
-    train_alone,
-    train_batched,
 )
 from decaylab.train.chunking import (
     member_bytes,
@@ -31,9 +36,33 @@ from decaylab.train.chunking import (
     plan_chunks,
 )
 from decaylab.train.devices import resolve_device
+from decaylab.train.members import _as_tensors
 
-PROBE_STEPS = 3
-PROBE_MEMBERS = 8
+PROBE_REPEATS = 3          # timings per engine; the median decides
+PROBE_MIN_SECONDS = 0.05   # each timing runs whole steps until at least this long
+PROBE_MARGIN = 1.1         # the batched engine must be this many times faster to be picked
+
+
+@dataclass(frozen=True)
+class ProbeTimes:
+    """Seconds per member-step of each engine, one entry per timing (:func:`probe_times`), and the chunk size."""
+
+    batched: tuple[float, ...]
+    sequential: tuple[float, ...]
+    members: int
+
+
+def choose_engine(times: ProbeTimes, margin: float = PROBE_MARGIN) -> tuple[str, str]:
+    """``("batched" or "sequential", why)``: batched only if its median seconds per member-step is at least
+    ``margin`` times below the sequential engine's."""
+    batched, sequential = statistics.median(times.batched), statistics.median(times.sequential)
+    speedup = sequential / batched
+    how = (f"median of {len(times.batched)} timings after a warm-up, {times.members} members "
+           f"stacked vs one at a time")
+    if speedup >= margin:
+        return "batched", f"{speedup:.2f}× the sequential engine's throughput ({how})"
+    return "sequential", (f"the batched engine's throughput was {speedup:.2f}× the sequential engine's, "
+                          f"below the {margin:g}× it needs ({how})")
 
 
 @dataclass(frozen=True)
@@ -58,18 +87,18 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
         if engine == "auto":
             return SweepPlan("sequential", None, f"sequential: {reason}")
         return SweepPlan(engine, chunk_size, f"{engine}: cannot batch this model ({reason})")
-    path = _StackedModel(model_factory, members[:1], config, "cpu").path
+    sample, _ = _as_tensors(X[:CHECK_ROWS], y[:CHECK_ROWS], config, "cpu")
+    path = _StackedModel(model_factory, members[:2], config, "cpu", sample=sample).path
     plan = _chunk_plan(probe, X, config, len(members), chunk_size, device, budget)
     if engine != "auto":
         return SweepPlan(engine, plan.size, f"{engine}, {path} — {plan.describe()}")
     if path.path == "fast":
         return SweepPlan("batched", plan.size, f"auto → batched, {path} — {plan.describe()}")
-    stacked, alone = probe_seconds(model_factory, X, y, config, members[:min(plan.size, PROBE_MEMBERS)], device)
-    if stacked <= alone:
-        return SweepPlan("batched", plan.size, f"auto → batched, {path}; {alone / stacked:.2f}× faster than "
-                                               f"sequential in a {PROBE_STEPS}-step probe — {plan.describe()}")
-    return SweepPlan("sequential", None, f"auto → sequential: the batched {path.path} path was {stacked / alone:.2f}× "
-                                         f"slower than sequential in a {PROBE_STEPS}-step probe")
+    times = probe_times(model_factory, X, y, config, members[:plan.size], device)
+    engine, why = choose_engine(times)
+    if engine == "batched":
+        return SweepPlan("batched", plan.size, f"auto → batched, {path}; {why} — {plan.describe()}")
+    return SweepPlan("sequential", None, f"auto → sequential ({path.path} path): {why}")
 
 
 def _chunk_plan(model, X, config: TrainConfig, n_members: int, chunk_size, device, budget):
@@ -80,16 +109,47 @@ def _chunk_plan(model, X, config: TrainConfig, n_members: int, chunk_size, devic
     return plan_chunks(n_members, per_member, memory_budget(device) if budget is None else budget, chunk_size)
 
 
-def probe_seconds(model_factory, X, y, config: TrainConfig, members: Sequence[Member], device) -> tuple[float, float]:
-    """Seconds per member of ``PROBE_STEPS`` training steps, stacked and one at a time (each run once
-    untimed first, so one-time costs do not decide)."""
-    rows = min(len(X), PROBE_STEPS * config.batch_size)
-    short = [Member(m.weight_decay, m.lr, m.seed) for m in members]
-    probe_config = TrainConfig(**{**config.__dict__, "epochs": 1})
-    times = []
-    for train in (train_batched, train_alone):
-        train(model_factory, X[:rows], y[:rows], short[:1], probe_config, device=device)
+def probe_times(model_factory, X, y, config: TrainConfig, members: Sequence[Member], device) -> ProbeTimes:
+    """Seconds per member-step of the batched engine (all ``members`` stacked: the real chunk) and of the
+    sequential engine (member 0 alone), on random batches of ``config.batch_size`` rows; see the module docstring."""
+    from decaylab.train.alone import alone_step, member_optimizer
+    from decaylab.train.batched import _BatchedOptimizer, _losses_and_grads, _StackedModel
+    from decaylab.train.divergence import runaway_limit
+
+    X, y = _as_tensors(X, y, config, device)
+    G, B = len(members), config.batch_size
+    gen = torch.Generator().manual_seed(0)
+    stacked = _StackedModel(model_factory, members, config, device, sample=X[:CHECK_ROWS])
+    optimizer = _BatchedOptimizer(stacked, members, config, torch.full((G,), 1 << 20))
+    weight = torch.full((G, B), 1.0 / B, dtype=config.dtype, device=device)
+    active = torch.ones(G, dtype=torch.bool)
+
+    def batched_step():
+        idx = torch.randint(0, len(X), (G, B), generator=gen).to(device)
+        optimizer.step(_losses_and_grads(stacked, X, y, idx, weight, config.loss)[1], active)
+
+    torch.manual_seed(members[0].seed)
+    model = model_factory().to(config.dtype).to(device)
+    alone_optimizer, _ = member_optimizer(model, members[0], config)
+    limit = runaway_limit(config.loss, y)
+
+    def sequential_step():
+        rows = torch.randint(0, len(X), (B,), generator=gen).to(device)
+        alone_step(model, alone_optimizer, X[rows], y[rows], config.loss, limit)
+
+    return ProbeTimes(tuple(t / G for t in _step_timings(batched_step)), tuple(_step_timings(sequential_step)), G)
+
+
+def _step_timings(step) -> list[float]:
+    """``PROBE_REPEATS`` timings of ``step`` in seconds per step, after one untimed warm-up step; each timing
+    runs as many steps as make it last ``PROBE_MIN_SECONDS`` (judged from the warm-up), at least one."""
+    start = time.perf_counter()
+    step()
+    steps = max(1, min(100, math.ceil(PROBE_MIN_SECONDS / max(time.perf_counter() - start, 1e-6))))
+    timings = []
+    for _ in range(PROBE_REPEATS):
         start = time.perf_counter()
-        train(model_factory, X[:rows], y[:rows], short, probe_config, device=device)
-        times.append(time.perf_counter() - start)
-    return times[0], times[1]
+        for _ in range(steps):
+            step()
+        timings.append((time.perf_counter() - start) / steps)
+    return timings

@@ -34,13 +34,18 @@ from decaylab.train.members import (
     lr_multiplier,
 )
 
-__all__ = ["train_alone"]
+__all__ = ["train_alone", "alone_step", "member_optimizer"]
 
 
-def _make_optimizer(params_decay, params_plain, member: Member, config: TrainConfig) -> torch.optim.Optimizer:
-    groups = [{"params": params_decay, "weight_decay": member.weight_decay},
-              {"params": params_plain, "weight_decay": 0.0, "l1_decay": 0.0}]
-    return config.spec.build([g for g in groups if g["params"]], lr=member.lr)
+def member_optimizer(model: nn.Module, member: Member, config: TrainConfig) -> tuple[torch.optim.Optimizer, list]:
+    """``config``'s optimizer over ``model`` with ``member``'s λ and lr (λ on the decayed parameters only),
+    and the decayed parameters."""
+    decays = config.decayed_names(model)
+    decay = [p for n, p in model.named_parameters() if decays.get(n, False)]
+    plain = [p for n, p in model.named_parameters() if n in decays and not decays[n]]
+    groups = [{"params": decay, "weight_decay": member.weight_decay},
+              {"params": plain, "weight_decay": 0.0, "l1_decay": 0.0}]
+    return config.spec.build([g for g in groups if g["params"]], lr=member.lr), decay
 
 
 def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, float]:
@@ -51,6 +56,20 @@ def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, flo
         target = y[rows]
         return (float(_per_sample_loss(kind, out, target).mean()),
                 float(_accuracy(kind, out.unsqueeze(0), target.unsqueeze(0))[0]))
+
+
+def alone_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
+               kind: str, limit: float) -> bool:
+    """One training step on the batch ``(x, target)``: the mean loss, backward, the optimizer's step;
+    ``False`` (and no step) if the loss diverges (:func:`~decaylab.train.divergence.diverging` at ``limit``)."""
+    per_sample = _per_sample_loss(kind, model(x), target)
+    loss = (per_sample * torch.full_like(per_sample, 1.0 / len(x))).sum()      # as batched
+    if bool(diverging(loss.detach(), limit)):
+        return False
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return True
 
 
 def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[Member], config: TrainConfig, *,
@@ -70,10 +89,7 @@ def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[
         start = time.perf_counter()
         torch.manual_seed(member.seed)
         model = model_factory().to(config.dtype).to(device)
-        decays = config.decayed_names(model)
-        decay = [p for n, p in model.named_parameters() if decays.get(n, False)]
-        plain = [p for n, p in model.named_parameters() if n in decays and not decays[n]]
-        optimizer = _make_optimizer(decay, plain, member, config)
+        optimizer, decay = member_optimizer(model, member, config)
         rows = _train_rows(member, len(X))
         per_epoch = _steps_per_epoch(len(rows), config.batch_size)
         total = per_epoch * config.epochs
@@ -86,14 +102,9 @@ def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[
             order = _epoch_order(rows, generator)
             for start_row in range(0, len(order), config.batch_size):
                 batch = order[start_row:start_row + config.batch_size]
-                per_sample = _per_sample_loss(config.loss, model(X[batch]), y[batch])
-                loss = (per_sample * torch.full_like(per_sample, 1.0 / len(batch))).sum()   # as batched
-                if bool(diverging(loss.detach(), limit)):
+                if not alone_step(model, optimizer, X[batch], y[batch], config.loss, limit):
                     diverged = True
                     break
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
                 scheduler.step()
                 steps += 1
             diverged = diverged or not all(torch.isfinite(p).all() for p in model.parameters())

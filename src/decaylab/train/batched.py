@@ -23,7 +23,12 @@ functional update runs (the reference the tests compare the fast path against).
 
 Divergence. A member whose batch loss is non-finite or runaway (:mod:`decaylab.train.divergence`) or
 whose parameters become non-finite is marked ``diverged`` at that epoch, frozen (its parameters are
-zeroed so NaN cannot spread) and reported with NaN losses; the other members are unaffected.
+zeroed so NaN cannot spread) and reported with NaN losses; the other members are unaffected. The step is
+not recomputed: members share no parameters, so the others' gradients (and BatchNorm statistics, updated
+once) are exactly those of the step as computed, and the idle diverged member's update is discarded.
+
+Evaluation runs every member on the shared rows in passes of ``batch_size`` rows per member, so it never
+needs more memory than a training step (which the chunk's memory budget covers).
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ from decaylab.train.members import (
     lr_multiplier,
 )
 from decaylab.train.stacked import _losses_and_grads, _StackedModel, check_batchable
+
+CHECK_ROWS = 16      # input rows the folded path is checked on before training (decaylab.train.folded)
 
 __all__ = ["Member", "TrainConfig", "MemberResult", "train_batched", "train_alone", "check_batchable",
            "lr_multiplier", "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES"]
@@ -231,7 +238,7 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
     members = _check_members(members)
     evals = {name: _as_tensors(ex, ey, config, device) for name, (ex, ey) in (eval_sets or {}).items()}
     G = len(members)
-    stacked = _StackedModel(model_factory, members, config, device)
+    stacked = _StackedModel(model_factory, members, config, device, sample=X[:CHECK_ROWS])
     rows = [_train_rows(m, len(X)) for m in members]
     per_epoch = torch.tensor([_steps_per_epoch(len(r), config.batch_size) for r in rows])
     steps_per_epoch = int(per_epoch.max())
@@ -248,9 +255,8 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
             idx, w = index[:, s], weight[:, s]
             losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
             newly = alive & (s < per_epoch) & diverging(losses, limit).cpu()
-            if bool(newly.any()):                 # diverged on this batch: freeze, recompute without them
+            if bool(newly.any()):                 # diverged on this batch: frozen, idle from this step on
                 _drop(newly, alive, epochs_run, epoch, optimizer)
-                losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
             optimizer.step(grads, alive & (s < per_epoch))
         epochs_run[alive] = epoch + 1
         finite = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0).cpu()
@@ -284,13 +290,13 @@ def _summarize_batched(stacked, X, y, rows, members, config, evals, alive, epoch
                        keep_weights) -> list[MemberResult]:
     nan = float("nan")
     with torch.no_grad():
-        out = stacked.predict(X)                                        # [G, N, outputs]
+        out = stacked.predict(X, config.batch_size)                     # [G, N, outputs]
         target = y.expand(len(members), *y.shape)
         per_loss = _per_sample_loss(config.loss, out, target)           # [G, N]
         per_hit = (out.argmax(-1) == target).double() if config.loss == "cross_entropy" else None
         eval_out = {}
         for name, (ex, ey) in evals.items():
-            o = stacked.predict(ex)
+            o = stacked.predict(ex, config.batch_size)
             t = ey.expand(len(members), *ey.shape)
             eval_out[name] = (_per_sample_loss(config.loss, o, t).double().mean(1), _accuracy(config.loss, o, t))
         sq = sum((p.detach().double() ** 2).view(len(members), -1).sum(1)

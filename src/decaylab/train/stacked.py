@@ -7,7 +7,7 @@ The G parameter sets are stacked (``torch.func.stack_module_state``) and the for
 matmuls, for ``Conv2d`` as grouped convolutions. One backward pass of ``Σ_g loss_g`` gives every member
 its own gradient (members share no parameters). Plain MLPs — an ``nn.Sequential`` or
 :class:`decaylab.models.MLP` of ``Linear`` layers and elementwise activations — skip vmap: each
-``Linear`` is one ``torch.baddbmm`` over members (``_StackedLinear``, whose weight gradient ``∂yᵀ·x``
+``Linear`` is one ``torch.baddbmm`` over members (``StackedLinear``, whose weight gradient ``∂yᵀ·x``
 comes out in the weight's layout), and the cross-entropy uses its closed-form gradient
 ``w·(softmax(z) − onehot(y))`` (``_WeightedCrossEntropy``); a ReLU MLP with the cross-entropy is
 differentiated entirely by hand (no autograd graph, ``_relu_mlp_losses_and_grads``).
@@ -29,6 +29,7 @@ from decaylab._checks import InputError
 from decaylab.train._torch_internals import relu_backward_
 from decaylab.train.members import Member, TrainConfig, _per_sample_loss
 from decaylab.train.stacked_layers import batch_lengths, grouped_losses
+from decaylab.train.stacked_linear import StackedLinear
 
 __all__ = ["check_batchable"]
 
@@ -45,8 +46,12 @@ def check_batchable(model: nn.Module) -> str | None:
 class _StackedModel:
     """G members' parameters stacked as ``[G, *shape]`` leaves, and their vmapped forward pass."""
 
-    def __init__(self, model_factory, members: Sequence[Member], config: TrainConfig, device=None):
+    def __init__(self, model_factory, members: Sequence[Member], config: TrainConfig, device=None,
+                 sample: torch.Tensor | None = None):
+        """``sample``: a few input rows the folded path is checked on (:meth:`FoldedModel.check`); without
+        them a model that is not a plain MLP takes the vmap path."""
         from decaylab.train import stacked_layers
+        from decaylab.train.folded import FoldedModel
 
         models = []
         for member in members:
@@ -66,7 +71,14 @@ class _StackedModel:
         self.decayed = [decays.get(n, False) for n in self.names]
         self.linear_stack = None if self.buffers else _linear_stack_plan(self.base, self.names)
         self.batch_statistics = stacked_layers.has_batch_statistics(self.base)
-        self.path = stacked_layers.batch_path(self.base, self.linear_stack is not None)
+        self.folded, not_folded = None, "no sample rows to check the folded path on"
+        if self.linear_stack is None and sample is not None:
+            folded = FoldedModel(self.base, self.names, self.buffer_names)
+            not_folded = folded.check(self.base, self.params, self.buffers, sample.to(device)) \
+                if folded.layers else "no layer with a folded form"
+            self.folded = folded if not_folded is None else None
+        self.path = stacked_layers.batch_path(self.base, self.linear_stack is not None,
+                                              self.folded, not_folded)
         self._context = lambda: stacked_layers.stacked_forward_context(self.base)
 
     def _call_one(self, flat_params, flat_buffers, x):
@@ -80,23 +92,32 @@ class _StackedModel:
             return _linear_stack_forward(self.linear_stack, self.params, x)
         params = self.params if members is None else [p[members] for p in self.params]
         buffers = self.buffers if members is None else [b[members] for b in self.buffers]
-        with self._context():
-            out = torch.func.vmap(self._call_one, in_dims=(0, 0, None if shared_input else 0))(params, buffers, x)
+        if self.folded is not None:
+            out = self.folded.forward(params, buffers, x, shared_input)
+        else:
+            with self._context():
+                out = torch.func.vmap(self._call_one, in_dims=(0, 0, None if shared_input else 0))(params, buffers, x)
         if members is not None:
             with torch.no_grad():
                 for full, part in zip(self.buffers, buffers):
                     full[members] = part
         return out
 
-    def predict(self, x: torch.Tensor, rows_per_pass: int = 1024) -> torch.Tensor:
-        """Every member's outputs ``[G, N, …]`` on the shared rows ``x`` (eval mode), a slice of rows at a time."""
-        self.base.eval()
+    def predict(self, x: torch.Tensor, rows_per_pass: int) -> torch.Tensor:
+        """Every member's outputs ``[G, N, …]`` on the shared rows ``x`` (eval mode), ``rows_per_pass`` rows
+        at a time."""
+        self._train(False)
         try:
             with torch.no_grad():
                 return torch.cat([self.forward(x[i:i + rows_per_pass], shared_input=True)
                                   for i in range(0, len(x), rows_per_pass)], dim=1)
         finally:
-            self.base.train()
+            self._train(True)
+
+    def _train(self, mode: bool) -> None:
+        self.base.train(mode)
+        if self.folded is not None:
+            self.folded.train(mode)
 
     def state_dict(self, g: int) -> dict[str, torch.Tensor]:
         state = {n: p[g].detach().clone() for n, p in zip(self.names, self.params)}
@@ -151,31 +172,8 @@ def _linear_stack_forward(plan: list, params: Sequence[torch.Tensor], x: torch.T
             h = torch.matmul(h, weight.transpose(1, 2))
             h = h if bias is None else h + bias.unsqueeze(1)
         else:
-            h = _StackedLinear.apply(h, weight, bias)
+            h = StackedLinear.apply(h, weight, bias)
     return h
-
-
-class _StackedLinear(torch.autograd.Function):
-    """``y_g = x_g·W_gᵀ + b_g`` for every member g (``x`` ``[G, B, in]``, ``W`` ``[G, out, in]``, ``b`` ``[G, out]``).
-
-    Backward: ``∂W_g = ∂y_gᵀ·x_g`` (computed in ``W``'s own layout, so the optimizer's fused kernel gets
-    contiguous gradients), ``∂b_g = Σ_rows ∂y_g``, ``∂x_g = ∂y_g·W_g`` (only when ``x`` needs it)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        ctx.has_bias = bias is not None
-        if bias is None:
-            return torch.bmm(x, weight.transpose(1, 2))
-        return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        x, weight = ctx.saved_tensors
-        grad_x = torch.bmm(grad_out, weight) if ctx.needs_input_grad[0] else None
-        grad_weight = torch.bmm(grad_out.transpose(1, 2), x) if ctx.needs_input_grad[1] else None
-        grad_bias = grad_out.sum(1) if ctx.has_bias and ctx.needs_input_grad[2] else None
-        return grad_x, grad_weight, grad_bias
 
 
 def _losses_and_grads(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor,

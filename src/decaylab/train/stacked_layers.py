@@ -4,6 +4,10 @@ Paths (:func:`batch_path`), fastest first:
 
 - ``fast``: a plain MLP (``nn.Sequential``/:class:`decaylab.models.MLP` of ``Linear`` and elementwise
   activations) — every ``Linear`` is one ``torch.baddbmm`` over members, backward by hand;
+- ``folded``: a model whose layers with parameters have folded forms (conv, BatchNorm, Linear, LayerNorm/
+  RMSNorm, embedding, attention; :mod:`decaylab.train.folded`) — members folded into the batch dimension,
+  the user's forward run once on it, as grouped convolutions, batched matmuls and one BatchNorm over
+  members × channels; taken when it reproduces every member alone on sample rows;
 - ``vmap``: any other model of supported layers — ``vmap(functional_call(base, (params, buffers), x))``
   over members, whose batching rules run ``Conv{1,2,3}d`` as one grouped convolution (members folded
   into channel groups), ``Linear``/attention products as batched matmuls, ``Embedding`` as one gather,
@@ -31,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-PATHS = ("fast", "vmap", "sequential")
+PATHS = ("fast", "folded", "vmap", "sequential")
 
 _VMAP_LAYERS = "conv, BatchNorm, embedding, LayerNorm/RMSNorm, attention"
 
@@ -65,17 +69,22 @@ def has_batch_statistics(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
 
 
-def batch_path(model: nn.Module, is_plain_mlp: bool) -> BatchPath:
-    """The path ``model`` takes; ``is_plain_mlp``: the trainer found a fast-path plan for it."""
+def batch_path(model: nn.Module, is_plain_mlp: bool, folded=None, not_folded: str | None = None) -> BatchPath:
+    """The path ``model`` takes; ``is_plain_mlp``: the trainer found a fast-path plan for it; ``folded``: its
+    :class:`~decaylab.train.folded.FoldedModel` (``None``: not folded, because ``not_folded``)."""
     reason = unbatchable_reason(model)
     if reason is not None:
         return BatchPath("sequential", reason)
     if is_plain_mlp:
         return BatchPath("fast", "plain MLP: one batched matmul per Linear over members, backward by hand")
+    if folded is not None:
+        return BatchPath("folded", f"{', '.join(folded.layers)}: members folded into the batch "
+                                   f"({', '.join(folded.how)})")
     kinds = sorted({type(m).__name__ for m in model.modules() if _is_notable(m)})
     what = ", ".join(kinds) if kinds else "layers without a hand-written stacked form"
+    why = f"; not folded: {not_folded}" if not_folded else ""
     return BatchPath("vmap", f"{what}: vmap over members (grouped convolutions, batched matmuls, "
-                             f"per-member norm statistics)")
+                             f"per-member norm statistics){why}")
 
 
 def _is_notable(module: nn.Module) -> bool:
