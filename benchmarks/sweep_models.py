@@ -13,8 +13,9 @@ Runs, in one process, for each model: ``decaylab.sweep(engine="batched")``, ``en
 ``engine="auto"`` (its choice and path line), a plain torch loop per member (``torch.optim.AdamW``,
 ``F.cross_entropy``, the same folds), and the stacked-work floor: one copy trained on the 32 members' combined
 batch (32 × 64 rows) for the same number of steps — the same FLOPs as the stacked members with no per-member
-overhead at all. Prints wall times, ratios, GFLOP/s (training FLOPs counted by ``FlopCounterMode`` on one member's
-step) next to a 2048² float32 matmul measured in the same run, and mean CV accuracy per λ, batched vs sequential.
+overhead at all (and no evaluation). Prints wall times, ratios, GFLOP/s (training FLOPs counted by
+``FlopCounterMode`` on one member's step) next to a 2048² float32 matmul measured in the same run, one training
+step batched vs floor, and mean CV accuracy per λ, batched vs sequential.
 
     python benchmarks/sweep_models.py [--epochs 3] [--models conv,attention] [--device cpu] [--threads 1]
 """
@@ -148,6 +149,30 @@ def stacked_work_floor(factory, X, y, epochs, device) -> float:
     return time.perf_counter() - start
 
 
+def step_times(factory, X, y, device) -> tuple[float, float]:
+    """Seconds per training step, median of 3 after a warm-up: the 32 members stacked (the batched engine's own
+    step, as ``engine="auto"`` probes it) and the floor's one copy on the combined 32 × 64 rows — the engine's
+    cost beyond the floor with evaluation, set-up and last short batches left out."""
+    from decaylab.sweeps.planning import _step_timings, probe_times
+    from decaylab.train.batched import Member, TrainConfig
+
+    members = [Member(lam, LR, seed=0) for lam in LAMBDAS for _ in range(FOLDS)]
+    batched = probe_times(factory, X, y, TrainConfig(optimizer="adamw", batch_size=BATCH), members, device)
+    torch.manual_seed(0)
+    model = factory().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    X, y = X.to(device), y.to(device)
+
+    def floor_step():
+        batch = torch.randint(0, len(X), (len(members) * BATCH,), generator=generator).to(device)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(X[batch]), y[batch]).backward()
+        opt.step()
+
+    return float(np.median(batched.batched)) * len(members), float(np.median(_step_timings(floor_step)))
+
+
 def bench(name: str, epochs: int, device: str) -> None:
     factory, prepare = MODELS[name]
     X_all, y = digits()
@@ -175,6 +200,10 @@ def bench(name: str, epochs: int, device: str) -> None:
     print(f"   auto: {auto.path}")
     print(f"   targets: batched/sequential = {t_batched / t_seq:.2f} (≤ 1.05), batched/floor = "
           f"{t_batched / t_floor:.2f} (≤ 1.3)")
+    step_batched, step_floor = step_times(factory, X, y, device)
+    print(f"   one training step (median of 3 after a warm-up): batched {1000 * step_batched:.0f} ms, floor "
+          f"{1000 * step_floor:.0f} ms → {step_batched / step_floor:.2f}× (the sweep's ratio adds evaluation of "
+          f"every member on all {len(X)} rows and set-up, which the floor does not do)")
     acc_b, acc_s = per_lambda_accuracy(batched), per_lambda_accuracy(seq)
     print(f"   {'λ':>10s} {'batched':>8s} {'sequential':>10s} {'Δ points':>9s} {'torch loop':>10s}")
     for lam in LAMBDAS:

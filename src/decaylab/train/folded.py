@@ -1,4 +1,4 @@
-"""The folded path: G members run as one model whose batch holds every member's rows, member-minor.
+"""The folded path: G members run as one model whose batch holds every member's rows.
 
 Layout. A step's input ``[G, B, …]`` (member g's B rows) becomes one batch of ``N = G·B`` rows (members
 folded into the batch dimension) and the user's own ``forward`` runs once on it, with every layer that has
@@ -44,7 +44,7 @@ from decaylab.train.stacked_linear import StackedLinear
 
 class _Fold:
     """How the current forward pass is folded (set by :class:`FoldedModel` per call): ``groups`` members,
-    rows member-major (``g·B + b``) or member-minor (``b·G + g``)."""
+    rows member-major (``g·B + b``) or member-minor (``b·G + g``). Process-wide: one folded forward at a time."""
 
     groups = 1
     member_major = False
@@ -53,8 +53,8 @@ class _Fold:
 def _by_member(x: torch.Tensor, G: int) -> torch.Tensor:
     """The folded rows ``[N, …]`` as ``[G, N/G, …]`` (a view member-major, a strided view member-minor)."""
     if _Fold.member_major:
-        return x.view(G, -1, *x.shape[1:])
-    return x.view(-1, G, *x.shape[1:]).transpose(0, 1)
+        return x.reshape(G, -1, *x.shape[1:])
+    return x.reshape(-1, G, *x.shape[1:]).transpose(0, 1)
 
 
 def _folded(y: torch.Tensor) -> torch.Tensor:
