@@ -102,7 +102,8 @@ def _grid(log10_range: tuple[float, float], size: int) -> np.ndarray:
 
 
 def _map_arm(regime: str, arm: Arm, *, size: int, n_epochs: int, seeds: int, n_boot: int):
-    """One arm's map in one regime, its basin statistic and (equilibrium regime) the equilibrium check.
+    """One arm's map in one regime, its basin statistic, (equilibrium regime) the equilibrium check
+    and the map's figure as PNG bytes (test error and train loss, :func:`plot_maps`).
 
     A job of :func:`run_decoupling`, run in a worker process (or in-process with one worker): it
     rebuilds the regime's data and model from :data:`REGIME_SETUPS` and uses one torch thread."""
@@ -128,7 +129,9 @@ def _map_arm(regime: str, arm: Arm, *, size: int, n_epochs: int, seeds: int, n_b
                 factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
                 decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"],
                 param=invariant)
-    return m, fit, check
+    from decaylab.experiments._shared import fig_to_png
+
+    return m, fit, check, fig_to_png(plot_maps([m], [fit]))
 
 
 def _run_jobs(jobs: list[tuple[str, Arm, dict]], workers: int, progress: bool) -> list:
@@ -199,15 +202,16 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
     maps = {r: {} for r in regimes}
     fits = {r: {} for r in regimes}
     checks = {r: {} for r in regimes}
-    for (regime, arm, _), (m, fit, check) in zip(jobs, done):
-        maps[regime][arm.key], fits[regime][arm.key] = m, fit
+    pngs = {r: {} for r in regimes}
+    for (regime, arm, _), (m, fit, check, png) in zip(jobs, done):
+        maps[regime][arm.key], fits[regime][arm.key], pngs[regime][arm.key] = m, fit, png
         if check is not None:
             checks[regime][arm.key] = check
     seconds = time.perf_counter() - start
     sections, rows, summary = [], [], {"regimes": {}, "basin_settings": BASIN, "cells": []}
     for regime in regimes:
         m, f, c, setup = maps[regime], fits[regime], checks[regime], details[regime]
-        sections += _sections(setups[regime], arms, m, f, c, setup)
+        sections += _sections(setups[regime], arms, m, f, c, setup, pngs[regime])
         rows += _rows(regime, arms, m, f, c)
         summary["regimes"][regime] = _summary(regime, arms, m, f, c, setup)
         summary["cells"] += [dict(cell, regime=regime, arm=arm.key) for arm in arms for cell in m[arm.key].cells()]
@@ -368,13 +372,10 @@ def _explanation(arms, fits) -> str:
     return " ".join(text)
 
 
-def _sections(rs, arms, maps, fits, checks, setup) -> list[Section]:
-    from decaylab.experiments._shared import fig_to_png
-
+def _sections(rs, arms, maps, fits, checks, setup, pngs) -> list[Section]:
     figures = []
     for arm in arms:
-        fig = plot_maps([maps[arm.key]], [fits[arm.key]])
-        figures.append(Figure(name=f"lr-decay-map-{rs.key}-{arm.key}", png=fig_to_png(fig),
+        figures.append(Figure(name=f"lr-decay-map-{rs.key}-{arm.key}", png=pngs[arm.key],
                               caption=f"{rs.key} regime, {arm.title}: mean test error (best λ per lr: dots; "
                                       f"fitted line dashed; predicted slope dotted) and final train loss; "
                                       f"grey = diverged."))
