@@ -18,12 +18,13 @@ best λ and are left out of the slope). Every member of every grid is trained by
 engine (:func:`decaylab.experiments.lr_map.lr_decay_map`).
 
 That task is the *fixed-point* regime. The same five arms are mapped in the *equilibrium*
-regime too (:mod:`decaylab.experiments.regimes`: a LayerNorm MLP on digits whose hidden
+regime too (:mod:`decaylab.experiments.regimes`: the same data, a LayerNorm MLP whose hidden
 weights are scale-invariant, mini-batches, constant lr), and every arm's measured slope is
 compared with the slope :mod:`decaylab.experiments.theory` predicts for its regime (none for
 Adam with coupled L2 at equilibrium). In the equilibrium regime the best cell of each map is
-retrained alone with a :class:`~decaylab.monitor.DecayMonitor` to check that its first hidden
-weight did reach the predicted equilibrium rotation.
+retrained alone with a :class:`~decaylab.monitor.DecayMonitor` to check that its first
+scale-invariant weight did reach the predicted equilibrium rotation. The ten maps are shared
+out over worker processes (one torch thread each); one figure shows both regimes side by side.
 """
 
 from __future__ import annotations
