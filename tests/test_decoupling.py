@@ -77,7 +77,7 @@ def test_bad_arguments_name_the_argument(moons, kwargs, exc, match):
 def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "report"
     rc = main(["repro", "decoupling", "--quick", "--seeds", "2", "--epochs", "3", "--out", str(out),
-               "--no-progress"])
+               "--no-progress", "--workers", "1"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "slope [95% CI]" in printed and "AdamW (decay_scaling=\"lr\")" in printed
@@ -105,21 +105,22 @@ def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
             else:
                 assert check["angle"] > 0 and (check["predicted_angle"] is None) == (key == "adam")
     html = (out / "index.html").read_text()
-    assert "Equilibrium regime" in html and "Fixed-point regime" in html and html.count("<img") >= 10
+    assert "Equilibrium regime" in html and "Fixed-point regime" in html and html.count("<img") >= 11
+    assert "Both regimes side by side" in html and summary["report"]["sections"][0]["key"] == "decoupling-both-regimes"
 
 
 def test_maps_do_not_depend_on_the_worker_count():
-    from decaylab.experiments.decoupling import ARMS, run_decoupling
+    from decaylab.experiments.decoupling import ARMS, _run_jobs
 
-    runs = [run_decoupling(regimes=("fixed-point", "equilibrium"), arms=ARMS[:2], grid_size=3, seeds=1, epochs=2,
-                           workers=w, n_boot=10) for w in (1, 2)]
-    for regime in ("fixed-point", "equilibrium"):
-        for key in ("sgd", "sgdw"):
-            alone, shared = runs[0].maps[regime][key], runs[1].maps[regime][key]
-            np.testing.assert_array_equal(alone.train_loss, shared.train_loss)
-            np.testing.assert_array_equal(alone.test_error, shared.test_error)
-        assert runs[0].checks[regime] == runs[1].checks[regime]
-    assert len(runs[1].sections[0].figures) == 1 and runs[1].sections[0].key == "decoupling-both-regimes"
+    options = dict(size=3, n_epochs=2, seeds=1, n_boot=10)
+    jobs = [("fixed-point", ARMS[0], options), ("equilibrium", ARMS[3], options)]
+    alone, shared = _run_jobs(jobs, 1, False), _run_jobs(jobs, 2, False)
+    for (m1, _, check1, png1), (m2, _, check2, png2) in zip(alone, shared):
+        np.testing.assert_array_equal(m1.train_loss, m2.train_loss)
+        np.testing.assert_array_equal(m1.test_error, m2.test_error)
+        assert check1 == check2 and (check1 is None) == (m1.regime["regime"] == "fixed-point")
+        assert png1.startswith(b"\x89PNG") and png2.startswith(b"\x89PNG")
+    assert [m.optimizer for m, *_ in shared] == ["sgd", "adamw"]   # results in job order
 
 
 def exit_code(argv):

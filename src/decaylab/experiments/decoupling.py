@@ -18,12 +18,13 @@ best λ and are left out of the slope). Every member of every grid is trained by
 engine (:func:`decaylab.experiments.lr_map.lr_decay_map`).
 
 That task is the *fixed-point* regime. The same five arms are mapped in the *equilibrium*
-regime too (:mod:`decaylab.experiments.regimes`: a LayerNorm MLP on digits whose hidden
+regime too (:mod:`decaylab.experiments.regimes`: the same data, a LayerNorm MLP whose hidden
 weights are scale-invariant, mini-batches, constant lr), and every arm's measured slope is
 compared with the slope :mod:`decaylab.experiments.theory` predicts for its regime (none for
 Adam with coupled L2 at equilibrium). In the equilibrium regime the best cell of each map is
-retrained alone with a :class:`~decaylab.monitor.DecayMonitor` to check that its first hidden
-weight did reach the predicted equilibrium rotation.
+retrained alone with a :class:`~decaylab.monitor.DecayMonitor` to check that its first
+scale-invariant weight did reach the predicted equilibrium rotation. The ten maps are shared
+out over worker processes (one torch thread each); one figure shows both regimes side by side.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def _grid(log10_range: tuple[float, float], size: int) -> np.ndarray:
 
 
 def _map_arm(regime: str, arm: Arm, *, size: int, n_epochs: int, seeds: int, n_boot: int):
-    """One arm's map in one regime, its basin statistic and (equilibrium regime) the equilibrium check.
+    """One arm's map in one regime, its basin statistic, (equilibrium regime) the equilibrium check
+    and the map's figure as PNG bytes (test error and train loss, :func:`plot_maps`).
 
     A job of :func:`run_decoupling`, run in a worker process (or in-process with one worker): it
     rebuilds the regime's data and model from :data:`REGIME_SETUPS` and uses one torch thread."""
@@ -128,7 +130,9 @@ def _map_arm(regime: str, arm: Arm, *, size: int, n_epochs: int, seeds: int, n_b
                 factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
                 decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"],
                 param=invariant)
-    return m, fit, check
+    from decaylab.experiments._shared import fig_to_png
+
+    return m, fit, check, fig_to_png(plot_maps([m], [fit]))
 
 
 def _run_jobs(jobs: list[tuple[str, Arm, dict]], workers: int, progress: bool) -> list:
@@ -199,15 +203,16 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
     maps = {r: {} for r in regimes}
     fits = {r: {} for r in regimes}
     checks = {r: {} for r in regimes}
-    for (regime, arm, _), (m, fit, check) in zip(jobs, done):
-        maps[regime][arm.key], fits[regime][arm.key] = m, fit
+    pngs = {r: {} for r in regimes}
+    for (regime, arm, _), (m, fit, check, png) in zip(jobs, done):
+        maps[regime][arm.key], fits[regime][arm.key], pngs[regime][arm.key] = m, fit, png
         if check is not None:
             checks[regime][arm.key] = check
     seconds = time.perf_counter() - start
     sections, rows, summary = [], [], {"regimes": {}, "basin_settings": BASIN, "cells": []}
     for regime in regimes:
         m, f, c, setup = maps[regime], fits[regime], checks[regime], details[regime]
-        sections += _sections(setups[regime], arms, m, f, c, setup)
+        sections += _sections(setups[regime], arms, m, f, c, setup, pngs[regime])
         rows += _rows(regime, arms, m, f, c)
         summary["regimes"][regime] = _summary(regime, arms, m, f, c, setup)
         summary["cells"] += [dict(cell, regime=regime, arm=arm.key) for arm in arms for cell in m[arm.key].cells()]
@@ -368,13 +373,10 @@ def _explanation(arms, fits) -> str:
     return " ".join(text)
 
 
-def _sections(rs, arms, maps, fits, checks, setup) -> list[Section]:
-    from decaylab.experiments._shared import fig_to_png
-
+def _sections(rs, arms, maps, fits, checks, setup, pngs) -> list[Section]:
     figures = []
     for arm in arms:
-        fig = plot_maps([maps[arm.key]], [fits[arm.key]])
-        figures.append(Figure(name=f"lr-decay-map-{rs.key}-{arm.key}", png=fig_to_png(fig),
+        figures.append(Figure(name=f"lr-decay-map-{rs.key}-{arm.key}", png=pngs[arm.key],
                               caption=f"{rs.key} regime, {arm.title}: mean test error (best λ per lr: dots; "
                                       f"fitted line dashed; predicted slope dotted) and final train loss; "
                                       f"grey = diverged."))
