@@ -9,7 +9,8 @@ process, the same training everywhere (Adam with coupled weight_decay, lr 1e-3, 
 
 - **CV**: ``decaylab.sweep(engine="batched", optimizer="adam")`` over 16 λ log-spaced in
   [1e-6, 1] × 5 folds (80 members stacked), best mean validation accuracy → refit on all rows at
-  that λ (seeds 0, 1, 2) → test accuracy. CV's wall time = the fastest of ``--repeats`` identical sweeps + one refit.
+  that λ (seeds 0, 1, 2) → test accuracy. CV's wall time = the fastest of ``--repeats`` identical sweeps + the
+  fastest of as many refits (one refit = a third of the three seeds' batched refit).
 - **Evidence**: ``decaylab.sweep(method="marglik")`` — one run on all rows per seed (0, 1, 2) with
   the prior precision per layer refitted from the Laplace evidence (K-FAC GGN) every
   ``FREQUENCY`` epochs (Immer et al. 2021) → test accuracy of those models. Its epochs run on the
@@ -18,9 +19,11 @@ process, the same training everywhere (Adam with coupled weight_decay, lr 1e-3, 
   the three runs (each: training, the evidence updates and the final global-λ fit). Also shown: the global evidence λ refitted like CV's (the same
   training at a fixed λ), so both λ choices meet the same trainer.
 
-Threads: the CV sweep runs with ``--threads`` (2: its stacked members are large batched matmuls),
-each evidence run with ``--evidence-threads`` (1: one small model, whose matmuls a second thread
-on a busy 2-core machine only slows down); each method at its best setting. Before timing, both paths run once on 60 rows for one epoch (a warm-up: the first torch optimizer
+Threads: the CV sweep is timed at each of ``--threads`` (default 1 and 2: its stacked members are
+large batched matmuls that a second thread speeds up on a quiet machine, while on a busy 2-core
+machine a second OpenMP thread mostly waits) and counts at the fastest; each evidence run uses
+``--evidence-threads`` (1: one small model, whose matmuls a second thread only slows down); each
+method at its best setting. Before timing, both paths run once on 60 rows for one epoch (a warm-up: the first torch optimizer
 in a process imports ``torch._dynamo``, ~2.5 s, and sklearn's fold splitters load; one-time process
 costs that are not either method's). Prints one table per dataset with the chosen λ, test accuracy (mean over 3 seeds), wall time and
 the time ratio evidence / CV. Targets: evidence within 1 accuracy point of CV at ≤ 1/4 of its time.
@@ -28,12 +31,13 @@ Also printed, the floor: one plain training run of the same model and epochs on 
 threads as an evidence run, at CV's λ without evidence updates (fastest of seeds 0, 1, 2) — no
 method that trains this model once can be faster.
 
-    python benchmarks/evidence_vs_cv.py [--quick] [--epochs 50] [--threads 2] [--datasets digits,breast_cancer,mnist1d]
+    python benchmarks/evidence_vs_cv.py [--quick] [--epochs 50] [--threads 1,2] [--datasets digits,breast_cancer,mnist1d]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 
 import numpy as np
@@ -80,22 +84,23 @@ def plain_run_seconds(ds, lam: float, epochs: int) -> float:
     return min(times)
 
 
-def run_dataset(name: str, epochs: int, evidence_threads: int, repeats: int) -> dict:
+def run_dataset(name: str, epochs: int, cv_threads: list[int], evidence_threads: int, repeats: int) -> dict:
     import decaylab
     from decaylab import data
 
     ds = data.load(name, seed=0)
     rows = ds.train_and_val()
     test = (ds.test.X, ds.test.y)
-    cv_times = []
-    for _ in range(repeats):
+    cv_times, refit_times = [], []
+    for _, threads in itertools.product(range(repeats), cv_threads):
+        torch.set_num_threads(threads)
         start = time.perf_counter()
         cv = decaylab.sweep("mlp", (rows.X, rows.y), LAMBDAS, lr=LR, folds=FOLDS, optimizer="adam", epochs=epochs,
                             batch_size=BATCH, hidden=(HIDDEN,), engine="batched")
-        cv_times.append(time.perf_counter() - start)
-    cv_sweep = min(cv_times)
-    cv_acc, refit_seconds = refit_accuracy(ds, cv.best_lambda, epochs)
-    threads = torch.get_num_threads()
+        cv_times.append((threads, time.perf_counter() - start))
+        cv_acc, seconds = refit_accuracy(ds, cv.best_lambda, epochs)
+        refit_times.append((threads, seconds))
+    cv_sweep, refit_seconds = min(t for _, t in cv_times), min(t for _, t in refit_times)
     torch.set_num_threads(evidence_threads)
     ev = decaylab.sweep("mlp", (rows.X, rows.y), None, lr=LR, seed=list(SEEDS), optimizer="adam", epochs=epochs,
                         batch_size=BATCH, hidden=(HIDDEN,), method="marglik", hessian="kron", per_layer=True,
@@ -103,7 +108,6 @@ def run_dataset(name: str, epochs: int, evidence_threads: int, repeats: int) -> 
     ev_times = [r["wall_time"] for r in ev.table]       # one run (training + evidence updates + global λ) each
     ev_seconds = min(ev_times)
     floor_seconds = plain_run_seconds(ds, cv.best_lambda, epochs)
-    torch.set_num_threads(threads)
     ev_acc = [r["test_accuracy"] for r in ev.table]
     ev_lambda = float(np.exp(np.mean([np.log(r["lambda"]) for r in ev.table])))
     ev_refit_acc, _ = refit_accuracy(ds, ev_lambda, epochs)
@@ -113,7 +117,7 @@ def run_dataset(name: str, epochs: int, evidence_threads: int, repeats: int) -> 
             "cv_acc": float(np.mean(cv_acc)), "cv_seconds": cv_sweep + refit_seconds, "cv_sweep_seconds": cv_sweep,
             "ev_lambda": ev_lambda, "ev_layers": layers, "ev_acc": float(np.mean(ev_acc)),
             "ev_refit_acc": float(np.mean(ev_refit_acc)), "ev_seconds": ev_seconds,
-            "cv_times": cv_times, "ev_times": ev_times, "floor_seconds": floor_seconds}
+            "cv_times": cv_times, "refit_times": refit_times, "ev_times": ev_times, "floor_seconds": floor_seconds}
 
 
 def warm_up() -> None:
@@ -138,7 +142,8 @@ def print_table(r: dict) -> None:
     print(f"| evidence, per layer (one run) | global {r['ev_lambda']:.3g}; {layers} | {r['ev_acc']:.4f} | "
           f"{r['ev_seconds']:.2f} |")
     print(f"| evidence's global λ, refit like CV | {r['ev_lambda']:.3g} | {r['ev_refit_acc']:.4f} | — |")
-    print("all timings (s): CV sweeps " + ", ".join(f"{t:.2f}" for t in r["cv_times"]) + "; evidence runs "
+    print("all timings (s), CV at (threads) seconds: sweeps " + ", ".join(f"({n}) {t:.2f}" for n, t in r["cv_times"])
+          + "; refits " + ", ".join(f"({n}) {t:.2f}" for n, t in r["refit_times"]) + "; evidence runs "
           + ", ".join(f"{t:.2f}" for t in r["ev_times"]))
     print(f"evidence − CV: {gap:+.2f} accuracy points (target ≥ −1); time ratio evidence / CV = {ratio:.3f} "
           f"(target ≤ 0.25) → {'met' if gap >= -1 and ratio <= 0.25 else 'NOT met'}")
@@ -150,18 +155,20 @@ def print_table(r: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the CV sweep (default: 2)")
+    parser.add_argument("--threads", default="1,2",
+                        help="torch thread counts the CV sweep is timed at; the fastest counts (default: 1,2)")
     parser.add_argument("--evidence-threads", type=int, default=1,
                         help="torch threads of the evidence runs (default: 1: one small model per run)")
-    parser.add_argument("--repeats", type=int, default=3, help="CV sweeps timed; the fastest counts (default: 3)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="CV sweeps timed per thread count; the fastest counts (default: 3)")
     parser.add_argument("--quick", action="store_true", help="10 epochs (a smoke run, not the README numbers)")
     parser.add_argument("--datasets", default="digits,breast_cancer",
                         help="comma list among digits, breast_cancer, mnist1d (default: digits,breast_cancer)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    cv_threads = [int(t) for t in args.threads.split(",")]
     epochs = 10 if args.quick else args.epochs
     warm_up()
-    print(f"torch {torch.__version__}, CV {args.threads} threads, evidence {args.evidence_threads}, {epochs} epochs, Adam lr {LR}, batch {BATCH}, "
+    print(f"torch {torch.__version__}, CV at {args.threads} threads, evidence {args.evidence_threads}, {epochs} epochs, Adam lr {LR}, batch {BATCH}, "
           f"CV: {len(LAMBDAS)} λ in [{LAMBDAS[0]:g}, {LAMBDAS[-1]:g}] × {FOLDS} folds; evidence: K-FAC, per layer, "
           f"updated every {FREQUENCY} epochs")
     names = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -169,7 +176,7 @@ def main() -> None:
     if unknown or not names:
         parser.error(f"--datasets must name some of {', '.join(DATASETS)}, got {args.datasets!r}")
     for name in names:
-        print_table(run_dataset(name, epochs, args.evidence_threads, args.repeats))
+        print_table(run_dataset(name, epochs, cv_threads, args.evidence_threads, args.repeats))
 
 
 if __name__ == "__main__":

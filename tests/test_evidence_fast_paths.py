@@ -200,3 +200,30 @@ def test_a_relu_mlp_with_a_layer_left_out_of_the_kron_blocks_takes_the_vjp_path(
     model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
     assert _relu_mlp_layers(model, {"2": 0}) is None
     assert _relu_mlp_layers(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)), {"0": 0, "2": 0}) is None
+
+
+def test_one_model_trainer_keeps_batchnorm_statistics_like_torch():
+    X, y = _data(n=70)                                   # the last batch of each epoch has 6 rows
+
+    def model():            # no bias before the norm: its gradient is rounding noise that Adam would amplify
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(5, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+
+    fast_model, slow_model = model(), model()
+    options = dict(optimizer="adam", lr=0.01, momentum=0.0, batch_size=16, loss="cross_entropy", seed=2,
+                   weight_decay={"0.weight": 0.01, "3.weight": 0.02})
+    fast, slow = OneModelTrainer(fast_model, X, y, **options), TorchEpochs(slow_model, X, y, **options)
+    for _ in range(2):
+        assert fast.epoch() == pytest.approx(slow.epoch(), rel=1e-5)
+    fast.copy_to(fast_model)
+    for (name, a), b in zip(fast_model.state_dict().items(), slow_model.state_dict().values()):
+        assert torch.allclose(a.double(), b.double(), atol=2e-6), name
+    assert int(fast_model[1].num_batches_tracked) == 10
+
+
+def test_online_evidence_probes_the_output_size_without_touching_batch_statistics():
+    X, y = _data(n=40)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    out = train_marglik(model, (X, y), epochs=1, frequency=1, batch_size=20)
+    assert int(model[1].num_batches_tracked) == 2 == out.steps

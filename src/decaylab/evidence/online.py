@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputTypeError, check_choice, check_int, check_real
-from decaylab.evidence.api import MarglikResult, _as_tensors, marglik, precision_to_weight_decay
+from decaylab.evidence.api import MarglikResult, _as_tensors, _eval_mode, marglik, precision_to_weight_decay
 from decaylab.evidence.curvature import HESSIANS
 from decaylab.evidence.likelihood import check_targets, resolve_loss
 from decaylab.evidence.prior import prior_structure
@@ -98,7 +98,7 @@ def train_marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: b
     structure = prior_structure(model, per_layer, **group_options)
     X, y = _as_tensors(data, next(iter(model.parameters())).dtype)
     kind = resolve_loss(loss, y)
-    with torch.no_grad():
+    with _eval_mode(model), torch.no_grad():           # a one-row probe: no batch statistics touched
         n_out = model(X[:1]).reshape(1, -1).shape[1]
     y = check_targets(kind, y, n_out)
     n = len(X)
@@ -154,8 +154,8 @@ class TorchEpochs:
 
     def __init__(self, model: nn.Module, X, y, *, optimizer, lr, momentum, batch_size, loss, seed, weight_decay):
         self.model, self.X, self.y, self.kind, self.batch_size = model, X, y, loss, batch_size
-        groups = [{"params": [p], "weight_decay": weight_decay[name], "name": name}
-                  for name, p in model.named_parameters() if name in weight_decay]
+        groups = [{"params": [p], "weight_decay": float(weight_decay.get(name, 0.0)), "name": name}
+                  for name, p in model.named_parameters() if p.requires_grad]
         self.opt = (torch.optim.Adam(groups, lr=lr, fused=True) if optimizer == "adam"
                     else torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True))
         self.generator = torch.Generator().manual_seed(seed)
@@ -163,7 +163,7 @@ class TorchEpochs:
 
     def set_weight_decay(self, weight_decay: Mapping[str, float]) -> None:
         for group in self.opt.param_groups:
-            group["weight_decay"] = weight_decay[group["name"]]
+            group["weight_decay"] = float(weight_decay.get(group["name"], 0.0))
 
     def epoch(self) -> float:
         self.model.train()
