@@ -99,3 +99,28 @@ def test_ctrl_c_stores_what_finished_and_exits_130(tmp_path, workers):
         time.sleep(0.1)
     assert not [w for w in spawned if alive(w)]
     assert not (tmp_path / "results.json").exists()
+
+
+def test_a_reset_fd_sharer_connection_prints_nothing_after_ctrl_c(monkeypatch):
+    """Workers terminated while fetching a tensor's fd kill multiprocessing's resource_sharer thread with a
+    ConnectionError: silenced after a stop; any other thread error still prints."""
+    import multiprocessing.resource_sharer
+    import threading
+
+    from decaylab.sweeps.engines import _quiet_fd_sharer_on_stop
+
+    reached = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: reached.append(str(args.exc_value)))
+    _quiet_fd_sharer_on_stop()
+    inside = {}
+    exec(compile("def serve():\n    raise ConnectionResetError(104, 'reset')\n",
+                 multiprocessing.resource_sharer.__file__, "exec"), inside)
+
+    def elsewhere():
+        raise ConnectionResetError(104, "reset elsewhere")
+
+    for target in (inside["serve"], elsewhere):
+        thread = threading.Thread(target=target)
+        thread.start()
+        thread.join()
+    assert reached == ["[Errno 104] reset elsewhere"]

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -102,6 +103,23 @@ def _watch_parent(parent_pid: int, period: float = 0.5) -> None:
     os._exit(1)
 
 
+def _quiet_fd_sharer_on_stop() -> None:
+    """After a Ctrl-C the workers are terminated, possibly while one is fetching a tensor's file descriptor
+    from the parent (torch's ``file_descriptor`` sharing runs multiprocessing's ``resource_sharer`` thread
+    here): that thread then dies with a ConnectionError and would print a traceback under the one-line
+    message. Silence exactly that (a ConnectionError in a ``resource_sharer`` thread); anything else still
+    goes to the previous hook."""
+    previous = threading.excepthook
+
+    def hook(args):
+        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback is not None else []
+        if issubclass(args.exc_type, ConnectionError) and any("resource_sharer" in f.filename for f in frames):
+            return
+        previous(args)
+
+    threading.excepthook = hook
+
+
 def _in_processes(job: TrainingJob, chunks: Sequence[Sequence], batched: bool, workers: int, on_done: Done) -> None:
     """Train ``chunks`` in ``workers`` spawned processes; ``on_done`` as each chunk finishes.
 
@@ -120,6 +138,7 @@ def _in_processes(job: TrainingJob, chunks: Sequence[Sequence], batched: bool, w
             handed.add(future)
             on_done(future.result())
     except BaseException:
+        _quiet_fd_sharer_on_stop()
         for future in futures:                # store what finished while we were stopping
             if future not in handed and future.done() and not future.cancelled() and future.exception() is None:
                 handed.add(future)
