@@ -95,22 +95,29 @@ def test_full_and_diag_equal_brute_force_ggn(per_layer):
         assert res.log_evidence >= res.log_evidence_start - 1e-9
 
 
-def test_kron_equals_block_diagonal_ggn_for_one_row():
-    model = _tiny_mlp(seed=1)
-    X, y = _classification(n=1)
-    y = y[:1]
-    # cross-entropy needs two classes in the data: evaluate the single-row kron against its brute force directly
+def _assert_kron_log_det_equals_block_ggn(model, X, first_precision):
+    """The kron curvature's log det(GGN + diag(δ)) equals the block-diagonal GGN's by brute force, with a
+    different δ per tensor (first_precision, +1, +2, …); returns the curvature."""
     from decaylab.evidence.curvature import compute_curvature
     from decaylab.evidence.laplace import log_det_posterior
 
     names = [n for n, _ in model.named_parameters()]
     curv = compute_curvature(model.eval(), X, "cross_entropy", "kron", names)
     G = ggn(model, X, "cross_entropy") * block_mask(model)
-    prec = {n: torch.tensor(0.7 + i, dtype=torch.float64) for i, n in enumerate(names)}
+    prec = {n: torch.tensor(first_precision + i, dtype=torch.float64) for i, n in enumerate(names)}
     full_prec = torch.cat([prec[n].expand(p.numel()) for n, p in model.named_parameters()])
     expected = float(torch.linalg.slogdet(G + torch.diag(full_prec))[1])
     assert float(log_det_posterior(curv, prec, torch.tensor(1.0, dtype=torch.float64))) == pytest.approx(
         expected, rel=1e-10)
+    return curv
+
+
+def test_kron_equals_block_diagonal_ggn_for_one_row():
+    model = _tiny_mlp(seed=1)
+    X, y = _classification(n=1)
+    y = y[:1]
+    # cross-entropy needs two classes in the data: evaluate the single-row kron against its brute force directly
+    _assert_kron_log_det_equals_block_ggn(model, X, first_precision=0.7)
 
 
 def test_kron_is_exact_for_a_linear_layer_under_mse():
@@ -127,18 +134,8 @@ def test_kron_for_conv_layers_equals_block_diagonal_ggn_for_one_position():
     # a 3×3 kernel on a 3×3 input without padding has one output position: K-FAC is exact for one row
     model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Tanh(), nn.Linear(3, 2)).double()
     X = torch.randn(1, 2, 3, 3, dtype=torch.float64)
-    from decaylab.evidence.curvature import compute_curvature
-    from decaylab.evidence.laplace import log_det_posterior
-
-    names = [n for n, _ in model.named_parameters()]
-    curv = compute_curvature(model.eval(), X, "cross_entropy", "kron", names)
+    curv = _assert_kron_log_det_equals_block_ggn(model, X, first_precision=0.3)
     assert set(curv.kron_blocks) == {"0.weight", "3.weight"}
-    G = ggn(model, X, "cross_entropy") * block_mask(model)
-    prec = {n: torch.tensor(0.3 + i, dtype=torch.float64) for i, n in enumerate(names)}
-    full_prec = torch.cat([prec[n].expand(p.numel()) for n, p in model.named_parameters()])
-    expected = float(torch.linalg.slogdet(G + torch.diag(full_prec))[1])
-    assert float(log_det_posterior(curv, prec, torch.tensor(1.0, dtype=torch.float64))) == pytest.approx(
-        expected, rel=1e-10)
 
 
 def test_every_approximation_against_the_brute_force_hessian_at_zero_residual():

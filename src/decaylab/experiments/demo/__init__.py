@@ -98,30 +98,26 @@ def run_demo(quick: bool = False, seed: int = 0, progress: bool = True, studies=
                                                   "seconds": seconds}, rows=rows)
 
 
+# check name in the summary -> (study, key in that study's summary); a check is present when its study ran
+CHECKS = {
+    "weights_shrink_with_lambda": ("boundaries", "weights_shrink_monotonically"),
+    "boundary_shortens_with_lambda": ("boundaries", "boundary_shortens_monotonically"),
+    "test_acc_rises_then_falls": ("boundaries", "test_acc_rises_then_falls"),
+    "ridge_overlay_matches": ("ridge", "ridge_overlay_matches"),
+    "ridge_overlay_max_diff": ("ridge", "ridge_overlay_max_diff"),
+    "test_mse_u_shaped": ("ridge", "test_mse_u_shaped"),
+    "sgd_equals_sgdw_without_momentum": ("coupling", "sgd_equals_sgdw_without_momentum"),
+    "sgd_differs_from_sgdw_with_momentum": ("coupling", "sgd_differs_from_sgdw_with_momentum"),
+    "l1_gives_zeros": ("sparsity", "l1_gives_zeros"),
+    "l2_gives_no_zeros": ("sparsity", "l2_gives_no_zeros"),
+    "decay_shrinks_more_than_dropout": ("dropout", "decay_shrinks_more_than_dropout"),
+    "evidence_within_1_point_of_cv": ("evidence", "evidence_within_1_point"),
+    "more_decay_converges_slower": ("convergence", "slower_with_more_decay"),
+    "final_train_loss_rises_with_lambda": ("convergence", "final_loss_rises_with_lambda"),
+    "decay_helps_flipped_labels": ("overfitting", "decay_helps_flipped_labels"),
+    "decay_does_not_fix_imbalance": ("overfitting", "decay_does_not_fix_imbalance"),
+}
+
+
 def _checks(s: dict) -> dict:
-    checks = {}
-    if "boundaries" in s:
-        checks["weights_shrink_with_lambda"] = s["boundaries"]["weights_shrink_monotonically"]
-        checks["boundary_shortens_with_lambda"] = s["boundaries"]["boundary_shortens_monotonically"]
-        checks["test_acc_rises_then_falls"] = s["boundaries"]["test_acc_rises_then_falls"]
-    if "ridge" in s:
-        checks["ridge_overlay_matches"] = s["ridge"]["ridge_overlay_matches"]
-        checks["ridge_overlay_max_diff"] = s["ridge"]["ridge_overlay_max_diff"]
-        checks["test_mse_u_shaped"] = s["ridge"]["test_mse_u_shaped"]
-    if "coupling" in s:
-        checks["sgd_equals_sgdw_without_momentum"] = s["coupling"]["sgd_equals_sgdw_without_momentum"]
-        checks["sgd_differs_from_sgdw_with_momentum"] = s["coupling"]["sgd_differs_from_sgdw_with_momentum"]
-    if "sparsity" in s:
-        checks["l1_gives_zeros"] = s["sparsity"]["l1_gives_zeros"]
-        checks["l2_gives_no_zeros"] = s["sparsity"]["l2_gives_no_zeros"]
-    if "dropout" in s:
-        checks["decay_shrinks_more_than_dropout"] = s["dropout"]["decay_shrinks_more_than_dropout"]
-    if "evidence" in s:
-        checks["evidence_within_1_point_of_cv"] = s["evidence"]["evidence_within_1_point"]
-    if "convergence" in s:
-        checks["more_decay_converges_slower"] = s["convergence"]["slower_with_more_decay"]
-        checks["final_train_loss_rises_with_lambda"] = s["convergence"]["final_loss_rises_with_lambda"]
-    if "overfitting" in s:
-        checks["decay_helps_flipped_labels"] = s["overfitting"]["decay_helps_flipped_labels"]
-        checks["decay_does_not_fix_imbalance"] = s["overfitting"]["decay_does_not_fix_imbalance"]
-    return checks
+    return {check: s[study][key] for check, (study, key) in CHECKS.items() if study in s}
