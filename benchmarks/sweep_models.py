@@ -7,7 +7,8 @@ AdamW lr 3e-3, batch 64, ``--epochs`` epochs (default 3), float32, on the CPU (o
   pixels scaled to [0, 1];
 - ``attention``: each image as 64 integer tokens (its pixel values 0…16, kept as integer ids), Embedding(17, 32) +
   a learned position embedding · TransformerEncoderLayer(d=32, 4 heads, 64 hidden, no dropout) · LayerNorm ·
-  mean over tokens · Linear(32→10).
+  Linear(64·32→10) over all tokens (the first version, a mean over tokens with a 0.02-scale position embedding,
+  reached only 26% CV accuracy in 3 epochs: position was drowned and the pixel values alone hardly say the digit).
 
 Runs, in one process, for each model: ``decaylab.sweep(engine="batched")``, ``engine="sequential"``,
 ``engine="auto"`` (its choice and path line), a plain torch loop per member (``torch.optim.AdamW``,
@@ -57,18 +58,18 @@ class ConvBN(nn.Module):
 
 
 class TokenAttention(nn.Module):
-    """Embedding of 64 pixel tokens, one Transformer encoder layer, LayerNorm, mean pool, linear head."""
+    """Embedding of 64 pixel tokens, one Transformer encoder layer, LayerNorm, linear head over all tokens."""
 
     def __init__(self, d: int = 32):
         super().__init__()
         self.embed = nn.Embedding(17, d)
-        self.position = nn.Parameter(0.02 * torch.randn(64, d))
+        self.position = nn.Parameter(torch.randn(64, d))  # the token table's scale, so position is not drowned
         self.block = nn.TransformerEncoderLayer(d, 4, 2 * d, dropout=0.0, batch_first=True)
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, 10)
+        self.head = nn.Linear(64 * d, 10)
 
     def forward(self, x):
-        return self.head(self.norm(self.block(self.embed(x) + self.position)).mean(1))
+        return self.head(self.norm(self.block(self.embed(x) + self.position)).flatten(1))
 
 
 MODELS = {"conv": (ConvBN, lambda X: (X.float() / 16).view(-1, 1, 8, 8)),
