@@ -12,13 +12,16 @@ AdamW lr 3e-3, batch 64, ``--epochs`` epochs (default 3), float32, on the CPU (o
 
 Runs, in one process, for each model: ``decaylab.sweep(engine="batched")``, ``engine="sequential"``,
 ``engine="auto"`` (its choice and path line), a plain torch loop per member (``torch.optim.AdamW``,
-``F.cross_entropy``, the same folds), and the stacked-work floor: one copy trained on the 32 members' combined
+``F.cross_entropy``, the same folds), skorch's ``NeuralNetClassifier`` in ``GridSearchCV(n_jobs=2)`` (CPU only;
+two processes where every other run has one thread, so decaylab's batched engine is also run with ``workers=2``
+beside it), and the stacked-work floor: one copy trained on the 32 members' combined
 batch (32 × 64 rows) for the same number of steps — the same FLOPs as the stacked members with no per-member
 overhead at all (and no evaluation). Prints wall times, ratios, GFLOP/s (training FLOPs counted by
 ``FlopCounterMode`` on one member's step) next to a 2048² float32 matmul measured in the same run, one training
 step batched vs floor, and mean CV accuracy per λ, batched vs sequential.
 
     python benchmarks/sweep_models.py [--epochs 3] [--models conv,attention] [--device cpu] [--threads 1]
+                                      [--profile | --profile-only]
 """
 
 from __future__ import annotations
@@ -86,12 +89,12 @@ def step_flops(factory, x: torch.Tensor, y: torch.Tensor) -> float:
     return float(counter.get_total_flops())
 
 
-def run_sweep(factory, X, y, epochs, engine, device):
+def run_sweep(factory, X, y, epochs, engine, device, workers=1):
     import decaylab
 
     start = time.perf_counter()
     result = decaylab.sweep(factory, (X, y), LAMBDAS, lr=LR, folds=FOLDS, optimizer="adamw", epochs=epochs,
-                            batch_size=BATCH, engine=engine, device=device, split_seed=0)
+                            batch_size=BATCH, engine=engine, device=device, split_seed=0, workers=workers)
     return time.perf_counter() - start, result
 
 
@@ -130,6 +133,31 @@ def plain_torch_loop(factory, X, y, epochs, device) -> tuple[float, dict[float, 
                 scores.append(float((model(X[val]).argmax(1) == y[val]).float().mean()))
         accuracy[lam] = float(np.mean(scores))
     return time.perf_counter() - start, accuracy
+
+
+def skorch_grid_search(factory, X, y, epochs) -> tuple[float, dict[float, float]] | None:
+    """The tool a torch user picks for a cross-validated grid: ``GridSearchCV(skorch.NeuralNetClassifier(model),
+    n_jobs=2)`` over AdamW's ``weight_decay`` (1-D parameters not decayed), the same folds; None without skorch."""
+    try:
+        from skorch import NeuralNetClassifier
+    except ImportError:
+        print("   skorch is not installed (pip install 'decaylab[dev]'): its row is skipped")
+        return None
+    from sklearn.model_selection import GridSearchCV
+
+    from decaylab.sweeps.grid import fold_splits
+
+    plain = [(name, {"weight_decay": 0.0}) for name, p in factory().named_parameters() if p.dim() < 2]
+    net = NeuralNetClassifier(factory, criterion=nn.CrossEntropyLoss, optimizer=torch.optim.AdamW, lr=LR,
+                              max_epochs=epochs, batch_size=BATCH, train_split=None, iterator_train__shuffle=True,
+                              optimizer__param_groups=plain, verbose=0)
+    splits = fold_splits(y.numpy(), folds=FOLDS, holdout=None, classification=True, split_seed=0)
+    search = GridSearchCV(net, {"optimizer__weight_decay": LAMBDAS}, cv=list(splits), n_jobs=2)
+    start = time.perf_counter()
+    search.fit(X, y)
+    seconds = time.perf_counter() - start
+    scores = search.cv_results_["mean_test_score"]
+    return seconds, {lam: float(score) for lam, score in zip(LAMBDAS, scores)}
 
 
 def stacked_work_floor(factory, X, y, epochs, device) -> float:
@@ -174,7 +202,44 @@ def step_times(factory, X, y, device) -> tuple[float, float]:
     return float(np.median(batched.batched)) * len(members), float(np.median(_step_timings(floor_step)))
 
 
-def bench(name: str, epochs: int, device: str) -> None:
+def profile_steps(factory, X, y, device, rows: int = 8) -> None:
+    """``torch.profiler``'s top operators (self CPU time) of two training steps: the 32 members stacked by the
+    batched engine, and the floor's one copy on the combined 32 × 64 rows."""
+    from torch.profiler import profile
+
+    from decaylab.train.batched import Member, TrainConfig, _BatchedOptimizer, _losses_and_grads, _StackedModel
+
+    members = [Member(lam, LR, seed=0) for lam in LAMBDAS for _ in range(FOLDS)]
+    config = TrainConfig(optimizer="adamw", batch_size=BATCH)
+    X, y = X.to(device), y.to(device)
+    stacked = _StackedModel(factory, members, config, device, sample=X[:8])
+    optimizer = _BatchedOptimizer(stacked, members, config, torch.full((len(members),), 1 << 20))
+    weight = torch.full((len(members), BATCH), 1.0 / BATCH, device=device)
+    active = torch.ones(len(members), dtype=torch.bool)
+
+    def batched_step():
+        idx = torch.randint(0, len(X), (len(members), BATCH)).to(device)
+        optimizer.step(_losses_and_grads(stacked, X, y, idx, weight, config.loss)[1], active)
+
+    model = factory().to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-3)
+
+    def floor_step():
+        batch = torch.randint(0, len(X), (len(members) * BATCH,)).to(device)
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(X[batch]), y[batch]).backward()
+        opt.step()
+
+    for label, step in [("batched (32 members stacked)", batched_step), ("floor (1 copy × 2048 rows)", floor_step)]:
+        step()
+        with profile() as prof:
+            step()
+            step()
+        print(f"   profile of two steps, {label}:")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=64))
+
+
+def bench(name: str, epochs: int, device: str, profile: bool = False) -> None:
     factory, prepare = MODELS[name]
     X_all, y = digits()
     X = prepare(X_all)
@@ -189,10 +254,14 @@ def bench(name: str, epochs: int, device: str) -> None:
     t_seq, seq = run_sweep(factory, X, y, epochs, "sequential", device)
     t_auto, auto = run_sweep(factory, X, y, epochs, "auto", device)
     t_loop, loop_acc = plain_torch_loop(factory, X, y, epochs, device)
+    skorch = skorch_grid_search(factory, X, y, epochs) if device == "cpu" else None
+    t_two = run_sweep(factory, X, y, epochs, "batched", device, workers=2)[0] if skorch is not None else None
     t_floor = stacked_work_floor(factory, X, y, epochs, device)
     peak = matmul_gflops()
     rows = [("batched", t_batched), ("sequential", t_seq), (f"auto (→ {auto.engine}, probe included)", t_auto),
             ("plain torch loop per member", t_loop), ("floor: 1 copy × combined batch", t_floor)]
+    if skorch is not None:
+        rows[4:4] = [("skorch + GridSearchCV (n_jobs=2)", skorch[0]), ("batched, 2 workers (skorch's 2 CPUs)", t_two)]
     print(f"   {'run':38s} {'wall s':>8s} {'GFLOP/s':>8s} {'% matmul':>9s} {'÷ batched':>10s}")
     for label, secs in rows:
         rate = flops / secs / 1e9
@@ -206,12 +275,15 @@ def bench(name: str, epochs: int, device: str) -> None:
           f"{1000 * step_floor:.0f} ms → {step_batched / step_floor:.2f}× (the sweep's ratio adds evaluation of "
           f"every member on all {len(X)} rows and set-up, which the floor does not do)")
     acc_b, acc_s = per_lambda_accuracy(batched), per_lambda_accuracy(seq)
-    print(f"   {'λ':>10s} {'batched':>8s} {'sequential':>10s} {'Δ points':>9s} {'torch loop':>10s}")
+    skorch_acc = skorch[1] if skorch is not None else dict.fromkeys(LAMBDAS, float("nan"))
+    print(f"   {'λ':>10s} {'batched':>8s} {'sequential':>10s} {'Δ points':>9s} {'torch loop':>10s} {'skorch':>8s}")
     for lam in LAMBDAS:
         print(f"   {lam:10.2e} {acc_b[lam]:8.4f} {acc_s[lam]:10.4f} {100 * (acc_b[lam] - acc_s[lam]):+9.2f} "
-              f"{loop_acc[lam]:10.4f}")
+              f"{loop_acc[lam]:10.4f} {skorch_acc[lam]:8.4f}")
     worst = max(abs(acc_b[lam] - acc_s[lam]) for lam in LAMBDAS)
     print(f"   largest |Δ| CV accuracy batched vs sequential: {100 * worst:.2f} points (target ≤ 1)")
+    if profile:
+        profile_steps(factory, X, y, device)
 
 
 def main() -> None:
@@ -221,6 +293,9 @@ def main() -> None:
     parser.add_argument("--device", default=None, help="default: CUDA when available, else cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for every run (default 1: on a "
                         "shared 2-core machine a second thread mostly waits)")
+    parser.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators of a "
+                        "batched step and a floor step")
+    parser.add_argument("--profile-only", action="store_true", help="only the profiles (no sweeps)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from decaylab.train.devices import resolve_device
@@ -228,7 +303,13 @@ def main() -> None:
     device = str(resolve_device(args.device))
     print(f"device {device}; {torch.get_num_threads()} torch threads")
     for name in args.models.split(","):
-        bench(name, args.epochs, device)
+        if args.profile_only:
+            factory, prepare = MODELS[name]
+            X, y = digits()
+            print(f"\n== {name}")
+            profile_steps(factory, prepare(X), y, device)
+        else:
+            bench(name, args.epochs, device, args.profile)
 
 
 if __name__ == "__main__":

@@ -122,6 +122,7 @@ def test_worker_processes_give_the_same_results():
     assert [r["key"] for r in pooled.table] == [r["key"] for r in alone.table]
     assert [r["val_loss"] for r in pooled.table] == pytest.approx([r["val_loss"] for r in alone.table], abs=1e-12)
     assert pooled.trained == 6
+    assert "2 chunks of ≤ 3 members" in pooled.path and "2 worker processes" in pooled.path
 
 
 def test_builtin_dataset_custom_factory_and_files(tmp_path):

@@ -120,6 +120,15 @@ def test_plan_chunks_fits_the_budget_and_splits_a_chunk_that_would_not_fit():
     assert plan_chunks(32, per_member=1000, budget=10_000, chunk_size=4).size == 4
 
 
+def test_plan_chunks_shares_members_and_budget_between_worker_processes():
+    plan = plan_chunks(32, per_member=100, budget=10_000, workers=2)
+    assert (plan.size, plan.chunks, plan.budget) == (16, 2, 5_000)       # an equal share of members each
+    assert "2 chunks of ≤ 16 members" in plan.describe() and "per worker, 2 worker processes" in plan.describe()
+    plan = plan_chunks(32, per_member=1000, budget=10_000, workers=2)
+    assert (plan.size, plan.chunks) == (5, 7)                            # each process has half the budget
+    assert plan_chunks(3, per_member=100, budget=10_000, workers=4).size == 1
+
+
 def test_member_bytes_counts_state_and_saved_activations():
     model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3)).double()
     params = sum(p.numel() for p in model.parameters()) * 8

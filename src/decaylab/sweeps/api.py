@@ -198,10 +198,9 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
 
         if pending:
             if requested != "ray":                  # issue 11: auto's choice, chunks from a memory budget, path report
-                plan = plan_sweep(model_factory, X, y, config, [m for _, m in pending], requested, chunk_size, device)
-                engine, path = plan.engine, plan.report
-                chunk_size = plan.chunk_size if workers == 1 or plan.chunk_size is None else \
-                    min(plan.chunk_size, -(-len(pending) // workers))
+                plan = plan_sweep(model_factory, X, y, config, [m for _, m in pending], requested, chunk_size, device,
+                                  workers=workers)
+                engine, path, chunk_size = plan.engine, plan.report, plan.chunk_size
             job = TrainingJob(model_factory, X, y, config, eval_sets, device=device)
             try:
                 RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size, workers=workers, batched=batchable,

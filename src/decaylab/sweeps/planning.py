@@ -75,8 +75,10 @@ class SweepPlan:
 
 
 def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainConfig, members: Sequence[Member],
-               engine: str, chunk_size: int | None, device=None, budget: int | None = None) -> SweepPlan:
-    """Resolve ``engine`` (``auto`` → batched or sequential) and the batched chunk size; see the module docstring."""
+               engine: str, chunk_size: int | None, device=None, budget: int | None = None,
+               workers: int = 1) -> SweepPlan:
+    """Resolve ``engine`` (``auto`` → batched or sequential) and the batched chunk size (each of ``workers``
+    processes with its share of the budget and of the members); see the module docstring."""
     device = resolve_device(device)
     torch.manual_seed(0)
     probe = model_factory()
@@ -89,7 +91,7 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
         return SweepPlan(engine, chunk_size, f"{engine}: cannot batch this model ({reason})")
     sample, _ = _as_tensors(X[:CHECK_ROWS], y[:CHECK_ROWS], config, "cpu")
     path = _StackedModel(model_factory, members[:2], config, "cpu", sample=sample).path
-    plan = _chunk_plan(probe, X, config, len(members), chunk_size, device, budget)
+    plan = _chunk_plan(probe, X, config, len(members), chunk_size, device, budget, workers)
     if engine != "auto":
         return SweepPlan(engine, plan.size, f"{engine}, {path} — {plan.describe()}")
     if path.path == "fast":
@@ -101,12 +103,13 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
     return SweepPlan("sequential", None, f"auto → sequential ({path.path} path): {why}")
 
 
-def _chunk_plan(model, X, config: TrainConfig, n_members: int, chunk_size, device, budget):
+def _chunk_plan(model, X, config: TrainConfig, n_members: int, chunk_size, device, budget, workers):
     batch = X[:config.batch_size]
     batch = batch.to(config.dtype) if batch.is_floating_point() else batch.long()
     model = model.to(config.dtype)
     per_member = member_bytes(model, batch, optimizer_state_count(config))
-    return plan_chunks(n_members, per_member, memory_budget(device) if budget is None else budget, chunk_size)
+    return plan_chunks(n_members, per_member, memory_budget(device) if budget is None else budget, chunk_size,
+                       workers)
 
 
 def probe_times(model_factory, X, y, config: TrainConfig, members: Sequence[Member], device) -> ProbeTimes:

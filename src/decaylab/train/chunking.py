@@ -8,6 +8,8 @@ The budget (:func:`memory_budget`, unless given): on CUDA 80% of the device's fr
 a quarter of the available memory (``/proc/meminfo``'s MemAvailable), at most 4 GiB.
 A chunk holds ``⌊budget / member bytes⌋`` members (at least 1); a requested ``chunk_size`` that would
 not fit is split into chunks that do (:func:`plan_chunks`), never run into an out-of-memory error.
+With ``workers`` processes training chunks at once, each gets ``budget / workers`` and the members are
+shared out: a chunk holds at most ``⌈members / workers⌉``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ChunkPlan:
     member_bytes: int
     budget: int
     requested: int | None = None      # the chunk_size asked for, if any
+    workers: int = 1                  # processes training chunks at once, ``budget`` is each one's
 
     @property
     def split(self) -> bool:
@@ -38,7 +41,8 @@ class ChunkPlan:
 
     def describe(self) -> str:
         text = (f"{self.chunks} chunk{'s' if self.chunks != 1 else ''} of ≤ {self.size} members "
-                f"(≈ {_mib(self.member_bytes)} each, budget {_mib(self.budget)})")
+                f"(≈ {_mib(self.member_bytes)} each, budget {_mib(self.budget)}"
+                f"{f' per worker, {self.workers} worker processes' if self.workers > 1 else ''})")
         if self.split:
             text += f"; chunk_size={self.requested} would not fit and was split"
         return text
@@ -93,8 +97,11 @@ def optimizer_state_count(config) -> int:
     return 1 if config.momentum else 0
 
 
-def plan_chunks(n_members: int, per_member: int, budget: int, chunk_size: int | None = None) -> ChunkPlan:
-    """Members per chunk: ``chunk_size`` if given and it fits, else as many as fit in ``budget``."""
-    fit = max(1, budget // max(1, per_member))
-    size = min(n_members, fit if chunk_size is None else min(chunk_size, fit))
-    return ChunkPlan(size, -(-n_members // size), per_member, budget, chunk_size)
+def plan_chunks(n_members: int, per_member: int, budget: int, chunk_size: int | None = None,
+                workers: int = 1) -> ChunkPlan:
+    """Members per chunk: ``chunk_size`` if given and it fits, else as many as fit in ``budget``; with
+    ``workers`` processes, each has ``budget // workers`` and at most ``⌈n_members / workers⌉`` members."""
+    each = budget // workers
+    fit = max(1, each // max(1, per_member))
+    size = min(-(-n_members // workers), fit if chunk_size is None else min(chunk_size, fit))
+    return ChunkPlan(size, -(-n_members // size), per_member, each, chunk_size, workers)
