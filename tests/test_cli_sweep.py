@@ -97,3 +97,19 @@ def test_argparse_errors_and_help_from_a_real_process(tmp_path):
                            "0.2"], capture_output=True, text=True)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
     assert "not allowed with argument" in proc.stderr
+
+
+def test_a_dead_worker_exits_1_with_one_line_saying_what_to_do(tmp_path, capsys, csv_file, monkeypatch):
+    import decaylab
+    from decaylab.sweeps.engines import WorkerDied
+
+    def dies(*args, **kwargs):
+        raise WorkerDied(2, 1, 3)
+
+    monkeypatch.setattr(decaylab, "sweep", dies)
+    code, out, err = run_cli(capsys, csv_file, "--target", "label", "--lambdas", "1e-4:1e-1:4", "--folds", "3",
+                             "--workers", "2", "--out", tmp_path / "out", *FAST)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("decaylab sweep: error: --workers 2: a worker process died") and "1 of 3 chunks" in err
+    assert "smaller --chunk-size or --workers 1" in err

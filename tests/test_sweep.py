@@ -213,3 +213,28 @@ def test_bad_input(kwargs, error, match):
     args.update(kwargs)
     with pytest.raises(error, match=match):
         decaylab.sweep(args.pop("model"), args.pop("data"), args.pop("lambdas"), **args)
+
+
+class DiesInAWorker(torch.nn.Module):
+    """A model whose construction kills a spawned worker process (as the kernel's out-of-memory killer would)."""
+
+    def __init__(self):
+        import multiprocessing
+        import os
+
+        super().__init__()
+        if multiprocessing.parent_process() is not None:
+            os._exit(1)
+        self.out = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.out(x)
+
+
+def test_a_worker_that_dies_is_named_with_what_to_do():
+    from decaylab.sweeps.engines import WorkerDied
+
+    with pytest.raises(WorkerDied, match=r"workers=2: a worker process died before finishing its members .*"
+                                         r"if __name__ == \"__main__\":"):
+        decaylab.sweep(DiesInAWorker, moons(), [0.0, 1e-2], folds=2, epochs=1, batch_size=16, engine="batched",
+                       workers=2)

@@ -9,6 +9,8 @@ Error policy:
   the command itself: a missing file, a malformed grid) and the library's
   :class:`decaylab._checks.InputError` / :class:`~decaylab._checks.InputTypeError` (its argument and
   data checks at the public edge);
+- a run that could not finish for a reason outside decaylab (:class:`RunFailed`: a worker process killed
+  for memory) exits with code 1 and one line saying what was kept and what to do;
 - anything else is a bug in decaylab: exit code 1, the traceback, and a line asking to report it
   (a plain ``ValueError`` from deep inside the library is *not* taken for bad input).
 """
@@ -40,6 +42,11 @@ class UsageError(Exception):
     """Bad user input found after parsing (a missing file, a malformed grid): exit code 2."""
 
 
+class RunFailed(Exception):
+    """A run that could not finish for a reason outside decaylab (e.g. a worker killed for memory): exit code 1
+    and the message, one line."""
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line on stderr and exit code 2."""
 
@@ -64,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, InputError, InputTypeError, MissingExtra) as exc:
         print(f"decaylab {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RunFailed as exc:
+        print(f"decaylab {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"decaylab {args.command}: interrupted", file=sys.stderr)
         return 130

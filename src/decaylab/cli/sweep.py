@@ -28,7 +28,7 @@ import tempfile
 
 import numpy as np
 
-from decaylab.cli import UsageError
+from decaylab.cli import RunFailed, UsageError
 
 BUILTIN_DATASETS = ("moons", "poly", "digits", "breast_cancer", "mnist1d")
 TITLE = "Choosing λ by cross-validation"
@@ -273,15 +273,23 @@ OUTPUT_FILES = ("results.json", "results.csv", "validation_curve.png", "index.ht
 
 def train_and_write(train, write, out_dir, store: str, unit: str):
     """``result = train()``, then ``write(result)``; returns the result. Ctrl-C (``SweepInterrupted``) → one line
-    on stderr and ``None`` (the caller exits 130); a failed write (``OSError``) → a :class:`UsageError` (exit 2)
-    saying that the previous files are unchanged and every finished ``unit`` is in ``store``."""
+    on stderr and ``None`` (the caller exits 130); a worker process that died (``WorkerDied``) → a
+    :class:`RunFailed` (exit 1) saying what is stored and what to change; a failed write (``OSError``) → a
+    :class:`UsageError` (exit 2) saying that the previous files are unchanged and every finished ``unit`` is in
+    ``store``."""
     from decaylab.sweeps.api import SweepInterrupted
+    from decaylab.sweeps.engines import WorkerDied
 
     try:
         result = train()
     except SweepInterrupted as stop:
         print(f"decaylab sweep: {stop}", file=sys.stderr)
         return None
+    except WorkerDied as died:
+        raise RunFailed(f"--workers {died.workers}: a worker process died before finishing its members, most "
+                        f"likely out of memory ({died.finished} of {died.chunks} chunks finished and are in the "
+                        f"store {store!r}); run the same command again with a smaller --chunk-size or --workers 1 "
+                        f"(nothing finished is retrained)") from None
     try:
         write(result)
     except OSError as exc:

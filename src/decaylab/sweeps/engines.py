@@ -24,6 +24,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from decaylab._extras import MissingExtra
@@ -137,7 +138,7 @@ def _in_processes(job: TrainingJob, chunks: Sequence[Sequence], batched: bool, w
         for future in as_completed(futures):
             handed.add(future)
             on_done(future.result())
-    except BaseException:
+    except BaseException as error:
         _quiet_fd_sharer_on_stop()
         for future in futures:                # store what finished while we were stopping
             if future not in handed and future.done() and not future.cancelled() and future.exception() is None:
@@ -147,8 +148,23 @@ def _in_processes(job: TrainingJob, chunks: Sequence[Sequence], batched: bool, w
         for child in set(multiprocessing.active_children()) - before:
             child.terminate()
             child.join(5)
+        if isinstance(error, BrokenProcessPool):
+            raise WorkerDied(workers, len(handed), len(futures)) from None
         raise
     pool.shutdown(wait=True)
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without finishing its chunk (killed for memory, or the calling script re-ran
+    its sweep on import because it has no ``if __name__ == "__main__":`` guard, which spawned workers need)."""
+
+    def __init__(self, workers: int, finished: int, chunks: int):
+        self.workers, self.finished, self.chunks = workers, finished, chunks
+        super().__init__(
+            f"workers={workers}: a worker process died before finishing its members ({finished} of {chunks} chunks "
+            f"finished and were handed on, to the store if one is used); a worker dies when it runs out of memory, "
+            f"or when the script that calls decaylab.sweep has no `if __name__ == \"__main__\":` guard (spawned "
+            f"workers import it again) — add the guard, lower chunk_size, or use workers=1")
 
 
 def run_sequential(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,
