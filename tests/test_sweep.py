@@ -207,6 +207,14 @@ def test_gradient_descent_sweep_reaches_the_ridge_path():
     (dict(metric="accuracy", loss="mse"), ValueError, "metric='accuracy' needs a classification loss"),
     (dict(data="nosuchset"), ValueError, "name must be one of"),
     (dict(data=[1, 2, 3]), TypeError, "data must be a dataset name"),
+    (dict(model=lambda: nn.Linear(3, 2)), ValueError, r"fails on 2 rows of the data \(shape \(2, 2\), torch.float32\): "
+                                                       r"RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
+    (dict(model=lambda: nn.Linear(2, 1)), ValueError, r"returns shape \(2, 1\) for 2 rows; cross-entropy needs "
+                                                       r"\(2, classes\) logits with at least 2 classes"),
+    (dict(model=lambda: nn.Sequential(nn.Linear(2, 2), nn.Flatten(0))), ValueError, r"returns shape \(4,\)"),
+    (dict(model=lambda: nn.LSTM(2, 2, batch_first=True)), ValueError, "returns tuple, not a tensor of outputs"),
+    (dict(model=lambda: nn.Linear(2, 3), loss="mse", data=(np.ones((8, 2), np.float32), np.arange(8.0))),
+     ValueError, r"returns shape \(2, 3\) for 2 rows; mse needs \(2, 1\): one output per target value"),
 ])
 def test_bad_input(kwargs, error, match):
     args = dict(model="mlp", data=moons(), lambdas=[1e-3], epochs=1)

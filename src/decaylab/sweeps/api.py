@@ -365,8 +365,36 @@ def _resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: 
         raise InputError(f"model factory {name!r} has no stable name, so two different factories would share "
                          "results in the store: pass model_key='a name for this model' (change it when the "
                          "model's code changes), or define the factory at module level")
+    _check_forward(probe, name, X, y, classification)
     shapes = {n: list(p.shape) for n, p in probe.named_parameters()}
     return model, {"factory": name, "parameters": shapes}
+
+
+def _check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor, classification: bool) -> None:
+    """The user's model runs on two rows of the data and returns what the loss needs — ``(rows, classes)``
+    logits covering every class in ``y``, or ``(rows, targets per row)`` for mse — else an :class:`InputError`
+    saying so before anything trains (not a torch error from deep inside a training step)."""
+    rows = X[:2].to(torch.get_default_dtype()) if X.is_floating_point() else X[:2]
+    try:
+        with torch.no_grad():
+            out = probe.eval()(rows)
+    except Exception as exc:  # noqa: BLE001 - any error of the user's forward is reported as bad input
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(f"model {name!r} fails on 2 rows of the data (shape {tuple(rows.shape)}, {rows.dtype}): "
+                         f"{type(exc).__name__}: {first}") from None
+    if not isinstance(out, torch.Tensor):
+        raise InputError(f"model {name!r} returns {type(out).__name__}, not a tensor of outputs")
+    if classification:
+        classes = int(y.max()) + 1
+        if out.dim() != 2 or out.shape[0] != len(rows) or out.shape[1] < classes:
+            raise InputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; cross-entropy "
+                             f"needs ({len(rows)}, classes) logits with at least {classes} classes (y holds 0…"
+                             f"{classes - 1})")
+        return
+    per_row = int(np.prod(y.shape[1:]))
+    if out.dim() != 2 or tuple(out.shape) != (len(rows), per_row):
+        raise InputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; mse needs "
+                         f"({len(rows)}, {per_row}): one output per target value of a row")
 
 
 class _BuiltinFactory:
