@@ -54,7 +54,8 @@ def test_npz_regression_with_holdout(tmp_path, capsys):
     X = rng.normal(size=(50, 2))
     np.savez(tmp_path / "d.npz", X=X, target=X @ np.array([1.0, -1.0]) + 0.1 * rng.normal(size=50))
     code, out, err = run_cli(capsys, tmp_path / "d.npz", "--target", "target", "--model", "linear",
-                             "--lambdas", "0,0.01,1", "--holdout", "0.3", "--out", tmp_path / "o", *FAST)
+                             "--lambdas", "0,0.01,1", "--holdout", "0.3", "--out", tmp_path / "o",
+                             *FAST[:4], *FAST[6:])          # FAST without --hidden, which only mlp takes
     assert code == 0, err
     results = json.loads((tmp_path / "o" / "results.json").read_text())
     assert results["metric"] == "loss" and len(results["table"]) == 3
@@ -113,3 +114,91 @@ def test_a_dead_worker_exits_1_with_one_line_saying_what_to_do(tmp_path, capsys,
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("decaylab sweep: error: --workers 2: a worker process died") and "1 of 3 chunks" in err
     assert "smaller --chunk-size or --workers 1" in err
+
+
+USER_MODELS = """
+import torch
+from torch import nn
+
+class ConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                                  nn.Linear(64, 2))
+
+    def forward(self, x):
+        assert x.shape[1:] == (1, 4, 4) and x.dtype == torch.float32, (x.shape, x.dtype)
+        return self.body(x)
+
+class Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(7, 4)
+        self.out = nn.Linear(4 * 5, 2)
+
+    def forward(self, x):
+        assert x.dtype == torch.int64, x.dtype
+        return self.out(self.embed(x).flatten(1))
+
+def wrong_width():
+    return nn.Linear(3, 2)
+
+NOT_CALLABLE = 3
+"""
+
+
+@pytest.fixture
+def user_models(tmp_path, monkeypatch):
+    """A models file beside the data, the current directory, and an images NPZ and a tokens NPZ."""
+    import sys
+
+    monkeypatch.setattr(sys, "path", list(sys.path))            # the CLI puts the current directory first
+    name = f"usermodels_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(USER_MODELS)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(48, 1, 4, 4)) * 5 + 3               # not standardized: the model sees these values
+    np.savez(tmp_path / "images.npz", X=images, y=(images.mean((1, 2, 3)) > 3).astype(int))
+    tokens = rng.integers(0, 7, size=(48, 5))
+    np.savez(tmp_path / "tokens.npz", X=tokens, y=(tokens[:, 0] > tokens[:, 1]).astype(int))
+    return name
+
+
+@pytest.mark.parametrize("data, factory, path", [("images.npz", "ConvNet", "folded"),
+                                                 ("tokens.npz", "Tokens", "folded")])
+def test_your_own_model_gets_the_data_as_stored(tmp_path, capsys, user_models, data, factory, path):
+    code, out, err = run_cli(capsys, data, "--model", f"{user_models}:{factory}", "--lambdas", "1e-4,1e-1",
+                             "--folds", "2", "--epochs", "2", "--batch-size", "8", "--out", tmp_path / factory)
+    assert code == 0, err
+    results = json.loads((tmp_path / factory / "results.json").read_text())
+    assert len(results["table"]) == 4
+    assert results["config"]["model"]["factory"] == f"{user_models}.{factory}"
+    assert path in results["path"]
+
+
+def test_your_own_model_in_worker_processes(tmp_path, capsys, user_models):
+    code, out, err = run_cli(capsys, "images.npz", "--model", f"{user_models}:ConvNet", "--lambdas", "1e-4,1e-1",
+                             "--folds", "2", "--epochs", "1", "--batch-size", "8", "--workers", "2",
+                             "--out", tmp_path / "w")
+    assert code == 0, err
+    assert "2 worker processes" in json.loads((tmp_path / "w" / "results.json").read_text())["path"]
+
+
+@pytest.mark.parametrize("model, message", [
+    ("resnet", "--model must be mlp, linear or MODULE:NAME (a class or function in an importable module"),
+    ("nosuchmodule_xyz:Net", "--model 'nosuchmodule_xyz:Net': no module named 'nosuchmodule_xyz' in the current "
+                             "directory or on PYTHONPATH"),
+    ("{mod}:Nope", "has no attribute 'Nope'"),
+    ("{mod}:NOT_CALLABLE", "is a int, not a class or function returning an nn.Module"),
+    ("{mod}:wrong_width", "fails on 2 rows of the data (shape (2, 1, 4, 4), torch.float32): RuntimeError"),
+])
+def test_your_own_model_bad_input(tmp_path, capsys, user_models, model, message):
+    code, out, err = run_cli(capsys, "images.npz", "--model", model.format(mod=user_models), "--out", tmp_path / "x")
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_hidden_is_for_the_mlp_only(tmp_path, capsys, csv_file):
+    code, _, err = run_cli(capsys, csv_file, "--target", "label", "--model", "linear", "--hidden", "8",
+                           "--out", tmp_path / "h")
+    assert code == 2 and "--hidden applies to --model mlp only, got --model 'linear' with --hidden '8'" in err
+    assert not (tmp_path / "h").exists()                        # refused before anything was made

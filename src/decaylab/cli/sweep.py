@@ -1,7 +1,7 @@
 """``decaylab sweep``: cross-validate a λ grid on a built-in dataset or your CSV/NPZ file.
 
     decaylab sweep DATA [--target COL] [--lambdas 1e-6:1e1:16] [--folds K | --holdout F]
-                        [--model mlp|linear] [--hidden 64] [--optimizer adamw] [--lr 1e-3] ...
+                        [--model mlp|linear|MODULE:NAME] [--hidden 64] [--optimizer adamw] [--lr 1e-3] ...
                         [--out DIR] [--store FILE]
     decaylab sweep DATA --method marglik [--hessian kron|diag|full] [--global-prior] ...
 
@@ -9,7 +9,9 @@
 validation rows are cross-validated, its test split evaluated) or a file: a CSV with a header
 row (every column numeric; ``--target`` names the target column) or an NPZ with arrays ``X``
 and ``y`` (``--target`` names another target array). Features of a file are standardized
-(mean 0, standard deviation 1 over all rows). Grids are ``START:STOP:COUNT`` (log-spaced) or
+(mean 0, standard deviation 1 over all rows) for the built-in models; ``--model MODULE:NAME`` (your
+own model, :mod:`decaylab.cli.user_model`) gets X as stored: an NPZ's shape (images, token sequences)
+and integer ids are kept, nothing is standardized. Grids are ``START:STOP:COUNT`` (log-spaced) or
 comma lists. Writes ``DIR/results.json``, ``DIR/results.csv``, ``DIR/validation_curve.png`` and
 ``DIR/index.html`` (+ ``summary.json``); members are stored in ``DIR/sweep.sqlite`` (or
 ``--store``) as they finish, so running the same command again resumes. ``--method marglik``
@@ -63,8 +65,12 @@ def register(subparsers) -> None:
     split = parser.add_mutually_exclusive_group()
     split.add_argument("--folds", type=int, default=5, help="K of K-fold cross-validation (default: %(default)s)")
     split.add_argument("--holdout", type=float, help="instead of folds: one random validation split of this fraction")
-    parser.add_argument("--model", default="mlp", choices=("mlp", "linear"), help="default: %(default)s")
-    parser.add_argument("--hidden", default="64", help="hidden widths of the MLP, comma separated (default: 64)")
+    parser.add_argument("--model", default="mlp", metavar="{mlp,linear,MODULE:NAME}",
+                        help="a built-in model, or your own: a class or function in MODULE (imported from the "
+                             "current directory or PYTHONPATH) returning a fresh nn.Module, which then gets "
+                             "DATA as stored — an NPZ's X keeps its shape and integer ids, nothing is "
+                             "standardized (default: %(default)s)")
+    parser.add_argument("--hidden", default=None, help="hidden widths of --model mlp, comma separated (default: 64)")
     parser.add_argument("--optimizer", default="adamw", choices=("sgd", "sgdw", "adam", "adamw"),
                         help="sgd/adam: coupled decay (g + λw); sgdw/adamw: decoupled (w − s_t·λ·w) (default: adamw)")
     parser.add_argument("--decay-scaling", default="lr", choices=("lr", "schedule"),
@@ -150,7 +156,8 @@ def load_csv(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """Arrays ``X`` (rows × features…) and ``y`` (or ``target``) of an NPZ archive; numeric, no pickles."""
+    """Arrays ``X`` (rows × features…, its shape and dtype as stored) and ``y`` (or ``target``, as float) of an
+    NPZ archive; numeric, no pickles."""
     try:
         archive = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises OSError, ValueError, zipfile.BadZipFile, EOFError … for bad bytes
@@ -180,7 +187,7 @@ def load_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
         if bad.any():
             raise UsageError(f"DATA {path!r}: {name} row {int(np.argmax(bad))} holds NaN or infinity "
                              f"({int(bad.sum())} such rows); every value must be finite")
-    return X.reshape(len(X), -1).astype(float), y.astype(float)
+    return X, y.astype(float)
 
 
 def standardize(X: np.ndarray) -> np.ndarray:
@@ -195,8 +202,10 @@ def standardize(X: np.ndarray) -> np.ndarray:
     return ((X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)).astype(np.float32)
 
 
-def prepare_file_data(path: str, target: str | None, task: str):
-    """``((X, y), task)`` from a CSV/NPZ: standardized float32 features, integer classes or float targets."""
+def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool = False):
+    """``((X, y), task)`` from a CSV/NPZ: standardized float32 features (``as_stored``: X as the file holds it,
+    for the user's own model — shape kept, integers as int64, floats as float32), integer classes or float
+    targets."""
     if os.path.isdir(path):
         raise UsageError(f"DATA {path!r} is a directory: give a .csv or .npz file, or a built-in dataset "
                          f"({', '.join(BUILTIN_DATASETS)})")
@@ -217,7 +226,10 @@ def prepare_file_data(path: str, target: str | None, task: str):
     values = np.unique(y)
     if task == "auto":
         task = "classification" if np.all(values == np.round(values)) and len(values) <= 50 else "regression"
-    X = standardize(X)
+    if as_stored:
+        X = X.astype(np.int64) if X.dtype.kind in "biu" else X.astype(np.float32)
+    else:
+        X = standardize(X.reshape(len(X), -1).astype(float))
     if task == "classification":
         if not np.all(values == np.round(values)):
             raise UsageError(f"--task classification needs integer class labels in the target, got {values[:5]}")
@@ -234,11 +246,12 @@ def run(args: argparse.Namespace) -> int:
         from decaylab.cli.sweep_marglik import OUTPUT_FILES as outputs
     else:
         outputs = OUTPUT_FILES
+    model, hidden = model_and_hidden(args)
     out_dir = prepare_out_dir(args.out, outputs)
     if args.data in BUILTIN_DATASETS:
         data, loss = args.data, None
     else:
-        data, task = prepare_file_data(args.data, args.target, args.task)
+        data, task = prepare_file_data(args.data, args.target, args.task, as_stored=not isinstance(model, str))
         loss = "cross_entropy" if task == "classification" else "mse"
     import decaylab
 
@@ -246,16 +259,15 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "marglik":
         from decaylab.cli.sweep_marglik import run_marglik
 
-        return run_marglik(args, data, loss, out_dir, store)
+        return run_marglik(args, model, hidden, data, loss, out_dir, store)
 
     def train():
         return decaylab.sweep(
-            args.model, data, args.lambdas or "1e-6:1e1:16", lr=args.lr, seed=_int_list("--seeds", args.seeds),
+            model, data, args.lambdas or "1e-6:1e1:16", lr=args.lr, seed=_int_list("--seeds", args.seeds),
             folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
             momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
             loss=loss, metric=args.metric, engine=args.engine, store=store, split_seed=args.split_seed,
-            workers=args.workers, chunk_size=args.chunk_size, progress=not args.no_progress,
-            hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else ())
+            workers=args.workers, chunk_size=args.chunk_size, progress=not args.no_progress, hidden=hidden)
 
     result = train_and_write(train, lambda r: write_outputs(r, out_dir, args.data), out_dir, store, "member")
     if result is None:
@@ -269,6 +281,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 OUTPUT_FILES = ("results.json", "results.csv", "validation_curve.png", "index.html", "summary.json")
+
+
+def model_and_hidden(args: argparse.Namespace):
+    """``(model, hidden)``: ``--model`` resolved (:mod:`decaylab.cli.user_model`) and ``--hidden``'s widths, which
+    only ``--model mlp`` takes."""
+    from decaylab.cli.user_model import resolve_model
+
+    model = resolve_model(args.model)
+    if model != "mlp":
+        if args.hidden is not None:
+            raise UsageError(f"--hidden applies to --model mlp only, got --model {args.model!r} with --hidden "
+                             f"{args.hidden!r}")
+        return model, ()
+    return model, tuple(_int_list("--hidden", args.hidden or "64"))
 
 
 def train_and_write(train, write, out_dir, store: str, unit: str):

@@ -19,15 +19,15 @@ TITLE = "Choosing λ by the Laplace evidence"
 OUTPUT_FILES = ("results.json", "results.csv", "evidence_curve.png", "index.html", "summary.json")
 
 
-def run_marglik(args, data, loss, out_dir, store: str) -> int:
+def run_marglik(args, model, hidden, data, loss, out_dir, store: str) -> int:
     import decaylab
     from decaylab.cli.sweep import _int_list, train_and_write
 
     def train():
         return decaylab.sweep(
-            args.model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
+            model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
             optimizer=args.optimizer, momentum=args.momentum, epochs=args.epochs, batch_size=args.batch_size,
-            loss=loss, hidden=_int_list("--hidden", args.hidden) if args.model == "mlp" else (), method="marglik",
+            loss=loss, hidden=hidden, method="marglik",
             hessian=args.hessian, per_layer=not args.global_prior, marglik_frequency=args.marglik_frequency,
             store=store)
 

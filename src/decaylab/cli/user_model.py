@@ -1,0 +1,53 @@
+"""``--model MODULE:NAME``: the user's own model for ``decaylab sweep``, imported by name.
+
+``NAME`` (dotted for a nested attribute) in ``MODULE`` must be a zero-argument callable — a class or a
+function — returning a fresh ``nn.Module``; ``MODULE`` is imported with the current directory first on
+``sys.path`` (then ``PYTHONPATH``), so a ``models.py`` beside the data works, and spawned ``--workers``
+import it the same way. Every way this can fail is a :class:`~decaylab.cli.UsageError` (exit 2) naming
+``--model``, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+
+from decaylab.cli import UsageError
+
+BUILTIN = ("mlp", "linear")
+
+
+def resolve_model(spec: str) -> str | Callable:
+    """``mlp``/``linear`` as they are, or the callable ``MODULE:NAME`` names."""
+    if spec in BUILTIN:
+        return spec
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--model must be mlp, linear or MODULE:NAME (a class or function in an importable "
+                         f"module, e.g. mymodels:ConvNet), got {spec!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        target = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"--model {spec!r}: no module named {exc.name!r} in the current directory or on "
+                         "PYTHONPATH") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
+        raise UsageError(f"--model {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: "
+                         f"{_first_line(exc)}") from None
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise UsageError(f"--model {spec!r}: {module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise UsageError(f"--model {spec!r} is a {type(target).__name__}, not a class or function returning an "
+                         "nn.Module")
+    return target
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
