@@ -107,3 +107,29 @@ def test_online_training_learns_lambda_and_records_the_evidence_curve():
     # the optimizer ended with the learned λ as its coupled weight_decay
     assert out.final.weight_decay == out.weight_decay
     assert 0.0 <= out.evals["test"]["accuracy"] <= 1.0 and out.steps == 18
+
+
+class _TokenModel(nn.Module):
+    """Token ids → embedding → linear: its input must stay integer."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(7, 4)
+        self.out = nn.Linear(4 * 5, 2)
+
+    def forward(self, x):
+        return self.out(self.embed(x).flatten(1))
+
+
+def test_integer_token_ids_stay_integers_for_a_model_that_embeds_them():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(0, 7, (60, 5), generator=g)
+    y = (tokens[:, 0] > tokens[:, 1]).long()
+    torch.manual_seed(0)
+    out = train_marglik(_TokenModel(), (tokens, y), epochs=2, batch_size=20, eval_sets={"test": (tokens, y)})
+    assert math.isfinite(out.final.log_evidence) and "out.weight" in out.weight_decay
+    assert math.isfinite(decaylab.marglik(out.model, (tokens.numpy(), y)).log_evidence)
+    result = decaylab.sweep(_TokenModel, (tokens, y), None, method="marglik", epochs=2, batch_size=20)
+    assert result.best_lambda > 0
+    # integer features for a model without an embedding are still cast to its float dtype
+    assert math.isfinite(decaylab.marglik(_mlp(), (torch.randint(0, 5, (40, 4)), torch.arange(40) % 3)).log_evidence)

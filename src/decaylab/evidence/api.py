@@ -127,7 +127,9 @@ class MarglikResult:
                 for g, params in groups.items()]
 
 
-def _as_tensors(data, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _as_tensors(data, dtype: torch.dtype, model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(X, y)`` tensors, X as ``dtype`` — except integer X for a ``model`` that embeds ids (has an
+    ``nn.Embedding``/``nn.EmbeddingBag``), which stays integer."""
     if isinstance(data, torch.utils.data.Dataset) and not isinstance(data, (tuple, list)):
         items = [data[i] for i in range(len(data))]
         data = (torch.stack([torch.as_tensor(x) for x, _ in items]), torch.stack([torch.as_tensor(t) for _, t in items]))
@@ -137,10 +139,15 @@ def _as_tensors(data, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     X, y = (v if torch.is_tensor(v) else torch.as_tensor(np.asarray(v)) for v in data)
     if len(X) != len(y) or len(X) < 1:
         raise InputError(f"data must have X and y with the same number of rows (≥ 1), got {len(X)} and {len(y)}")
-    X = X.to(dtype)
+    if X.is_floating_point() or model is None or not _embeds_ids(model):
+        X = X.to(dtype)
     if not bool(torch.isfinite(X).all()):
         raise InputError("data X must contain only finite numbers")
     return X, y
+
+
+def _embeds_ids(model: nn.Module) -> bool:
+    return any(isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules())
 
 
 @contextlib.contextmanager
@@ -199,7 +206,7 @@ def marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: bool = 
         sigma = check_real("sigma", sigma, low=0.0, low_open=True)
     structure = prior_structure(model, per_layer, **group_options)
     first = next(iter(model.parameters()))
-    X, y = _as_tensors(data, first.dtype)
+    X, y = _as_tensors(data, first.dtype, model)
     kind = resolve_loss(loss, y)
     n_params = sum(p.numel() for n, p in model.named_parameters() if n in structure.group_of)
     if hessian == "full" and n_params > max_full_parameters:

@@ -96,7 +96,7 @@ def train_marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: b
     lr = check_real("lr", lr, low=0.0, low_open=True)
     momentum = check_real("momentum", momentum, low=0.0, high=1.0, high_open=True)
     structure = prior_structure(model, per_layer, **group_options)
-    X, y = _as_tensors(data, next(iter(model.parameters())).dtype)
+    X, y = _as_tensors(data, next(iter(model.parameters())).dtype, model)
     kind = resolve_loss(loss, y)
     with _eval_mode(model), torch.no_grad():           # a one-row probe: no batch statistics touched
         n_out = model(X[:1]).reshape(1, -1).shape[1]
@@ -125,7 +125,8 @@ def train_marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: b
             history.append({"epoch": epoch, "log_evidence": final.log_evidence, "weight_decay": dict(wd),
                             "sigma": final.sigma, "train_loss": train_loss})
     y_batch = y.reshape(-1) if kind == "cross_entropy" else y
-    evals = {name: evaluate(model, *_as_tensors(xy, X.dtype), kind) for name, xy in (eval_sets or {}).items()}
+    dtype = next(iter(model.parameters())).dtype
+    evals = {name: evaluate(model, *_as_tensors(xy, dtype, model), kind) for name, xy in (eval_sets or {}).items()}
     return OnlineResult(model=model, history=history, final=final, weight_decay=wd,
                         train_loss=evaluate(model, X, y_batch, kind)["loss"], evals=evals,
                         wall_time=time.perf_counter() - start_time, steps=trainer.steps)

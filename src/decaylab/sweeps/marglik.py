@@ -107,7 +107,7 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
     check_choice("loss", loss, ("cross_entropy", "mse"))
     factory, model_spec = _resolve_model(model, X, y, loss == "cross_entropy", hidden, model_key,
                                          keyed=store is not None)
-    X = X.to(dtype)
+    X = X.to(dtype) if X.is_floating_point() or isinstance(model, str) else X   # token ids stay integers
     y = y.to(dtype) if torch.is_floating_point(y) else y
     config = {"method": "marglik", "format": STORE_FORMAT, "model": model_spec, "data": data_spec,
               "hessian": hessian, "per_layer": per_layer, "marglik_frequency": marglik_frequency,
