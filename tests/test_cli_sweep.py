@@ -202,3 +202,10 @@ def test_hidden_is_for_the_mlp_only(tmp_path, capsys, csv_file):
                            "--out", tmp_path / "h")
     assert code == 2 and "--hidden applies to --model mlp only, got --model 'linear' with --hidden '8'" in err
     assert not (tmp_path / "h").exists()                        # refused before anything was made
+
+
+def test_your_own_model_with_the_evidence(tmp_path, capsys, user_models):
+    code, out, err = run_cli(capsys, "tokens.npz", "--model", f"{user_models}:Tokens", "--method", "marglik",
+                             "--epochs", "2", "--batch-size", "8", "--out", tmp_path / "m", "--no-progress")
+    assert code == 0, err
+    assert "evidence λ =" in out and (tmp_path / "m" / "evidence_curve.png").exists()
