@@ -109,6 +109,23 @@ def test_plan_sweep_runs_the_engine_the_probe_chose(monkeypatch, batched, engine
     assert plan.report.startswith(f"auto → {engine}") and "folded" in plan.report
 
 
+def test_auto_probes_with_the_threads_and_members_a_worker_process_will_have(monkeypatch):
+    import os
+
+    from decaylab.sweeps import planning
+
+    X, y = tokens()
+    members = [Member(lam, 0.1, train_index=range(0, 40)) for lam in (0.0, 1e-3, 1e-2, 1e-1)]
+    seen = []
+    monkeypatch.setattr(planning, "probe_times", lambda f, X, y, config, members, device:
+                        seen.append((len(members), torch.get_num_threads())) or times([0.001] * 3, [0.01] * 3, 2))
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    before = torch.get_num_threads()
+    plan = plan_sweep(TokenModel, X, y, TrainConfig(batch_size=8), members, "auto", None, "cpu", workers=4)
+    assert seen == [(1, 2)] and torch.get_num_threads() == before       # 8 cores ÷ 4 workers, restored after
+    assert plan.chunk_size == 1 and "4 chunks of ≤ 1 members" in plan.report
+
+
 def test_plan_chunks_fits_the_budget_and_splits_a_chunk_that_would_not_fit():
     assert plan_chunks(32, per_member=100, budget=10_000).size == 32
     plan = plan_chunks(32, per_member=1000, budget=10_000)

@@ -10,14 +10,18 @@ each after a warm-up step, ``PROBE_REPEATS`` timings of at least ``PROBE_MIN_SEC
 engines' steps have ``batch_size`` rows per member) and prefers the sequential engine — any model, one
 thing at a time — unless the batched one is at least ``PROBE_MARGIN`` times faster.
 The batched engine's chunk size comes from :mod:`decaylab.train.chunking` (a stated memory budget).
+With ``workers`` processes, each has its share of the budget and of the members, and the probe runs on
+the torch threads one worker will have.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -96,11 +100,25 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
         return SweepPlan(engine, plan.size, f"{engine}, {path} — {plan.describe()}")
     if path.path == "fast":
         return SweepPlan("batched", plan.size, f"auto → batched, {path} — {plan.describe()}")
-    times = probe_times(model_factory, X, y, config, members[:plan.size], device)
+    with _threads_of_a_worker(workers):
+        times = probe_times(model_factory, X, y, config, members[:plan.size], device)
     engine, why = choose_engine(times)
     if engine == "batched":
         return SweepPlan("batched", plan.size, f"auto → batched, {path}; {why} — {plan.describe()}")
     return SweepPlan("sequential", None, f"auto → sequential ({path.path} path): {why}")
+
+
+@contextmanager
+def _threads_of_a_worker(workers: int):
+    """Torch threads as one of ``workers`` processes has them (``cpu_count // workers``, see
+    :mod:`decaylab.sweeps.engines`) while the probe runs, so both engines are timed as they will train."""
+    before = torch.get_num_threads()
+    if workers > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _chunk_plan(model, X, config: TrainConfig, n_members: int, chunk_size, device, budget, workers):
