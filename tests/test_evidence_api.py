@@ -133,3 +133,10 @@ def test_integer_token_ids_stay_integers_for_a_model_that_embeds_them():
     assert result.best_lambda > 0
     # integer features for a model without an embedding are still cast to its float dtype
     assert math.isfinite(decaylab.marglik(_mlp(), (torch.randint(0, 5, (40, 4)), torch.arange(40) % 3)).log_evidence)
+
+
+def test_the_evidence_sweep_casts_integer_features_for_a_model_without_an_embedding():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randint(0, 5, (40, 4), generator=g)
+    result = decaylab.sweep(_mlp, (X, torch.arange(40) % 3), None, method="marglik", epochs=2, batch_size=20)
+    assert result.best_lambda > 0

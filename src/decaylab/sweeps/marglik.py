@@ -77,6 +77,19 @@ class MarglikSweepResult(SweepResult):
         return fig
 
 
+def _factory_embeds_ids(model) -> bool:
+    """Whether a user's factory builds a model with an embedding (a built-in name, or anything but a factory,
+    is left to the model checks: no)."""
+    from torch import nn
+
+    from decaylab.evidence.api import _embeds_ids
+
+    if isinstance(model, (str, nn.Module)) or not callable(model):
+        return False
+    probe = model()
+    return isinstance(probe, nn.Module) and _embeds_ids(probe)
+
+
 def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: float, epochs: int,
                   batch_size: int, loss: str | None, dtype: torch.dtype, hidden, test_data, model_key,
                   hessian: str = "kron", per_layer: bool = True, marglik_frequency: int = 1,
@@ -105,9 +118,11 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
     if loss is None:
         loss = "cross_entropy" if not torch.is_floating_point(y) else "mse"
     check_choice("loss", loss, ("cross_entropy", "mse"))
+    if not X.is_floating_point() and not _factory_embeds_ids(model):    # token ids stay integers, as in marglik()
+        X = X.to(dtype)
     factory, model_spec = _resolve_model(model, X, y, loss == "cross_entropy", hidden, model_key,
                                          keyed=store is not None)
-    X = X.to(dtype) if X.is_floating_point() or isinstance(model, str) else X   # token ids stay integers
+    X = X.to(dtype) if X.is_floating_point() else X
     y = y.to(dtype) if torch.is_floating_point(y) else y
     config = {"method": "marglik", "format": STORE_FORMAT, "model": model_spec, "data": data_spec,
               "hessian": hessian, "per_layer": per_layer, "marglik_frequency": marglik_frequency,
