@@ -176,8 +176,11 @@ def test_your_own_model_gets_the_data_as_stored(tmp_path, capsys, user_models, d
     assert path in results["path"]
 
 
-def test_your_own_model_in_worker_processes(tmp_path, capsys, user_models):
-    code, out, err = run_cli(capsys, "images.npz", "--model", f"{user_models}:ConvNet", "--lambdas", "1e-4,1e-1",
+def test_your_own_model_from_a_file_path_in_worker_processes(tmp_path, capsys, user_models, monkeypatch):
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, out, err = run_cli(capsys, "../images.npz", "--model", f"../{user_models}.py:ConvNet",
+                             "--lambdas", "1e-4,1e-1",
                              "--folds", "2", "--epochs", "1", "--batch-size", "8", "--workers", "2",
                              "--out", tmp_path / "w")
     assert code == 0, err
@@ -189,10 +192,13 @@ def test_your_own_model_in_worker_processes(tmp_path, capsys, user_models):
     ("nosuchmodule_xyz:Net", "--model 'nosuchmodule_xyz:Net': no module named 'nosuchmodule_xyz' in the current "
                              "directory or on PYTHONPATH"),
     ("{mod}:Nope", "has no attribute 'Nope'"),
+    ("nets/missing.py:Net", "--model 'nets/missing.py:Net': no such file 'nets/missing.py'"),
+    ("json.py:Net", "a module named 'json' is already imported from"),
     ("{mod}:NOT_CALLABLE", "is a int, not a class or function returning an nn.Module"),
     ("{mod}:wrong_width", "fails on 2 rows of the data (shape (2, 1, 4, 4), torch.float32): RuntimeError"),
 ])
 def test_your_own_model_bad_input(tmp_path, capsys, user_models, model, message):
+    (tmp_path / "json.py").write_text("Net = 1\n")         # shadows a module already imported
     code, out, err = run_cli(capsys, "images.npz", "--model", model.format(mod=user_models), "--out", tmp_path / "x")
     assert code == 2 and err.count("\n") == 1 and message in err, err
 

@@ -67,7 +67,8 @@ def register(subparsers) -> None:
     split.add_argument("--holdout", type=float, help="instead of folds: one random validation split of this fraction")
     parser.add_argument("--model", default="mlp", metavar="{mlp,linear,MODULE:NAME}",
                         help="a built-in model, or your own: a class or function in MODULE (imported from the "
-                             "current directory or PYTHONPATH) returning a fresh nn.Module, which then gets "
+                             "current directory or PYTHONPATH; or a path to a .py file) returning a fresh nn.Module, "
+                             "which then gets "
                              "DATA as stored — an NPZ's X keeps its shape and integer ids, nothing is "
                              "standardized (default: %(default)s)")
     parser.add_argument("--hidden", default=None, help="hidden widths of --model mlp, comma separated (default: 64)")

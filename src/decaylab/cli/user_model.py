@@ -3,8 +3,9 @@
 ``NAME`` (dotted for a nested attribute) in ``MODULE`` must be a zero-argument callable — a class or a
 function — returning a fresh ``nn.Module``; ``MODULE`` is imported with the current directory first on
 ``sys.path`` (then ``PYTHONPATH``), so a ``models.py`` beside the data works, and spawned ``--workers``
-import it the same way. Every way this can fail is a :class:`~decaylab.cli.UsageError` (exit 2) naming
-``--model``, the value and what was expected.
+import it the same way. ``MODULE`` may also be a path to a ``.py`` file (``nets/conv.py:ConvNet``): its
+directory goes first on ``sys.path`` and the file is imported by its name. Every way this can fail is a
+:class:`~decaylab.cli.UsageError` (exit 2) naming ``--model``, the value and what was expected.
 """
 
 from __future__ import annotations
@@ -27,9 +28,19 @@ def resolve_model(spec: str) -> str | Callable:
     if not sep or not module_name or not attr:
         raise UsageError(f"--model must be mlp, linear or MODULE:NAME (a class or function in an importable "
                          f"module, e.g. mymodels:ConvNet), got {spec!r}")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    if module_name.endswith(".py"):
+        if not os.path.isfile(module_name):
+            raise UsageError(f"--model {spec!r}: no such file {module_name!r}")
+        path = os.path.abspath(module_name)
+        folder, module_name = os.path.split(path[:-3])
+        loaded = getattr(sys.modules.get(module_name), "__file__", None)
+        if loaded is not None and os.path.abspath(loaded) != path:
+            raise UsageError(f"--model {spec!r}: a module named {module_name!r} is already imported from "
+                             f"{loaded!r}: rename the file")
+    else:
+        folder = os.getcwd()
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         target = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
