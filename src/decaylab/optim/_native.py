@@ -63,11 +63,14 @@ _SOURCE = r"""
     }                                                                                    \
 } while (0)
 
-/* Each loop is instantiated with HAS_* as constants so that both versions vectorize. */
+/* Each loop body is instantiated with HAS_* and CAUTIOUS as constants so that every version vectorizes
+   (a runtime `cautious` left a per-element branch: ~10x slower on random signs). The bodies are inlined
+   into a noinline function per kernel that takes its scalars by value: inlined straight into OpenMP's
+   outlined region, they would read them through the shared-data pointer and not vectorize. */
 #define DEFINE_KERNELS(T, SUFFIX, SQRT)   /* FABS, COPYSIGN: #defined per type below */   \
-INLINE void sgdw_loop_##SUFFIX(T *restrict w, const T *restrict g, T *restrict b,        \
+INLINE void sgdw_body_##SUFFIX(T *restrict w, const T *restrict g, T *restrict b,        \
         int64_t n, T neg_lr, T mu, T keep, T shrink, T thr, int nesterov, int maximize,  \
-        int first_step, int cautious, const int HAS_BUFFER) {                            \
+        int first_step, const int CAUTIOUS, const int HAS_BUFFER) {                      \
     for (int64_t i = 0; i < n; ++i) {                                                     \
         T gi = maximize ? -g[i] : g[i];                                                   \
         T u = gi;                                                                         \
@@ -77,25 +80,37 @@ INLINE void sgdw_loop_##SUFFIX(T *restrict w, const T *restrict g, T *restrict b
             u = nesterov ? gi + mu * bi : bi;                                             \
         }                                                                                 \
         T wi = w[i];                                                                      \
-        wi = (cautious && !(u * wi >= 0)) ? wi : wi * shrink;                             \
+        wi = (CAUTIOUS && !(u * wi >= 0)) ? wi : wi * shrink;                             \
         wi = wi + neg_lr * u;                                                             \
         w[i] = PROX_L1(wi, thr);                                                          \
+    }                                                                                     \
+}                                                                                         \
+static __attribute__((noinline)) void sgdw_loop_##SUFFIX(T *restrict w,                  \
+        const T *restrict g, T *restrict b, int64_t n, T neg_lr, T mu, T keep, T shrink,  \
+        T thr, int nesterov, int maximize, int first_step, int cautious) {                \
+    if (b) {                                                                              \
+        if (cautious) sgdw_body_##SUFFIX(w, g, b, n, neg_lr, mu, keep, shrink, thr,       \
+                                         nesterov, maximize, first_step, 1, 1);           \
+        else sgdw_body_##SUFFIX(w, g, b, n, neg_lr, mu, keep, shrink, thr, nesterov,      \
+                                maximize, first_step, 0, 1);                              \
+    } else {                                                                              \
+        if (cautious) sgdw_body_##SUFFIX(w, g, b, n, neg_lr, mu, keep, shrink, thr,       \
+                                         nesterov, maximize, first_step, 1, 0);           \
+        else sgdw_body_##SUFFIX(w, g, b, n, neg_lr, mu, keep, shrink, thr, nesterov,      \
+                                maximize, first_step, 0, 0);                              \
     }                                                                                     \
 }                                                                                         \
 void sgdw_step_##SUFFIX(T *w, const T *g, T *b, int64_t n, double lr, double momentum,   \
                         double dampening, double decay, double threshold, int nesterov,   \
                         int maximize, int first_step, int cautious) {                     \
-    FOR_SLICES(n, if (b) sgdw_loop_##SUFFIX(w + lo, g + lo, b + lo, len, (T)(-lr),        \
+    FOR_SLICES(n, sgdw_loop_##SUFFIX(w + lo, g + lo, b ? b + lo : b, len, (T)(-lr),       \
                               (T)momentum, (T)(1 - dampening), (T)(1 - decay),            \
-                              (T)threshold, nesterov, maximize, first_step, cautious, 1); \
-               else sgdw_loop_##SUFFIX(w + lo, g + lo, b, len, (T)(-lr), (T)momentum,     \
-                              (T)(1 - dampening), (T)(1 - decay), (T)threshold,           \
-                              nesterov, maximize, first_step, cautious, 0));              \
+                              (T)threshold, nesterov, maximize, first_step, cautious));   \
 }                                                                                         \
-INLINE void adamw_loop_##SUFFIX(T *restrict w, const T *restrict g, T *restrict m,       \
+INLINE void adamw_body_##SUFFIX(T *restrict w, const T *restrict g, T *restrict m,       \
         T *restrict v, T *restrict vmax, int64_t n, T one_minus_beta1, T beta2,           \
         T one_minus_beta2, T neg_step, T bc2, T eps, T shrink, T thr, int maximize,       \
-        int cautious, const int HAS_VMAX) {                                               \
+        const int CAUTIOUS, const int HAS_VMAX) {                                         \
     for (int64_t i = 0; i < n; ++i) {                                                     \
         T gi = maximize ? -g[i] : g[i];                                                   \
         T mi = m[i] + one_minus_beta1 * (gi - m[i]);                                      \
@@ -108,24 +123,36 @@ INLINE void adamw_loop_##SUFFIX(T *restrict w, const T *restrict g, T *restrict 
             vmax[i] = vi;                                                                 \
         }                                                                                 \
         T wi = w[i];                                                                      \
-        wi = (cautious && !(mi * wi >= 0)) ? wi : wi * shrink;                            \
+        wi = (CAUTIOUS && !(mi * wi >= 0)) ? wi : wi * shrink;                            \
         T denom = SQRT(vi) / bc2 + eps;                                                   \
         wi = wi + neg_step * (mi / denom);                                                \
         w[i] = PROX_L1(wi, thr);                                                          \
+    }                                                                                     \
+}                                                                                         \
+static __attribute__((noinline)) void adamw_loop_##SUFFIX(T *restrict w,                 \
+        const T *restrict g, T *restrict m, T *restrict v, T *restrict vmax, int64_t n,   \
+        T one_minus_beta1, T beta2, T one_minus_beta2, T neg_step, T bc2, T eps,          \
+        T shrink, T thr, int maximize, int cautious) {                                    \
+    if (vmax) {                                                                           \
+        if (cautious) adamw_body_##SUFFIX(w, g, m, v, vmax, n, one_minus_beta1, beta2,    \
+                          one_minus_beta2, neg_step, bc2, eps, shrink, thr, maximize, 1, 1); \
+        else adamw_body_##SUFFIX(w, g, m, v, vmax, n, one_minus_beta1, beta2,             \
+                          one_minus_beta2, neg_step, bc2, eps, shrink, thr, maximize, 0, 1); \
+    } else {                                                                              \
+        if (cautious) adamw_body_##SUFFIX(w, g, m, v, vmax, n, one_minus_beta1, beta2,    \
+                          one_minus_beta2, neg_step, bc2, eps, shrink, thr, maximize, 1, 0); \
+        else adamw_body_##SUFFIX(w, g, m, v, vmax, n, one_minus_beta1, beta2,             \
+                          one_minus_beta2, neg_step, bc2, eps, shrink, thr, maximize, 0, 0); \
     }                                                                                     \
 }                                                                                         \
 void adamw_step_##SUFFIX(T *w, const T *g, T *m, T *v, T *vmax, int64_t n,              \
                          double beta1, double beta2, double step_size,                    \
                          double bias_correction2_sqrt, double eps, double decay,          \
                          double threshold, int maximize, int cautious) {                  \
-    FOR_SLICES(n, if (vmax) adamw_loop_##SUFFIX(w + lo, g + lo, m + lo, v + lo, vmax + lo, \
-                              len, (T)(1 - beta1), (T)beta2, (T)(1 - beta2), (T)(-step_size), \
-                              (T)bias_correction2_sqrt, (T)eps, (T)(1 - decay), (T)threshold, \
-                              maximize, cautious, 1);                                      \
-               else adamw_loop_##SUFFIX(w + lo, g + lo, m + lo, v + lo, vmax, len,         \
-                              (T)(1 - beta1), (T)beta2, (T)(1 - beta2), (T)(-step_size),   \
-                              (T)bias_correction2_sqrt, (T)eps, (T)(1 - decay), (T)threshold, \
-                              maximize, cautious, 0));                                     \
+    FOR_SLICES(n, adamw_loop_##SUFFIX(w + lo, g + lo, m + lo, v + lo,                      \
+                              vmax ? vmax + lo : vmax, len, (T)(1 - beta1), (T)beta2,     \
+                              (T)(1 - beta2), (T)(-step_size), (T)bias_correction2_sqrt,  \
+                              (T)eps, (T)(1 - decay), (T)threshold, maximize, cautious));  \
 }
 
 #define FABS fabsf
@@ -138,8 +165,10 @@ DEFINE_KERNELS(float, f32, sqrtf)
 DEFINE_KERNELS(double, f64, sqrt)
 """
 
-# -fno-math-errno lets sqrt vectorize (errno is never read); no -ffast-math: NaN/inf semantics kept
-_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared"]
+# -fno-math-errno lets sqrt vectorize (errno is never read); -fno-trapping-math lets the cautious mask's
+# compare be if-converted (floating-point exception flags are never read either); no -ffast-math: the
+# values, NaN and inf included, are IEEE's
+_FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fPIC", "-shared"]
 # First choice: OpenMP, bound at load time to the libgomp.so.1 torch has loaded (one thread team);
 # a compiler without OpenMP builds the same kernels single-threaded.
 _THREADING = (["-fopenmp"], [])
