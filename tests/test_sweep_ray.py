@@ -23,6 +23,7 @@ def test_ray_engine_matches_batched_and_fills_the_store(tmp_path):
         ray.shutdown()
     batched = decaylab.sweep("mlp", data, [0.0, 1e-3, 1e-1], engine="batched", **kwargs)
     assert on_ray.engine == "ray" and on_ray.trained == 6
+    assert on_ray.path == "ray: one Ray Tune trial per chunk of members trained batched"
     for a, b in zip(on_ray.table, batched.table):
         assert a["key"] == b["key"]
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)

@@ -201,6 +201,9 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
                 plan = plan_sweep(model_factory, X, y, config, [m for _, m in pending], requested, chunk_size, device,
                                   workers=workers)
                 engine, path, chunk_size = plan.engine, plan.report, plan.chunk_size
+            else:
+                path = ("ray: one Ray Tune trial per chunk of members trained batched" if batchable else
+                        "ray: one Ray Tune trial per member, trained alone (the model cannot be batched)")
             job = TrainingJob(model_factory, X, y, config, eval_sets, device=device)
             try:
                 RUNNERS[engine](job, pending, on_done, chunk_size=chunk_size, workers=workers, batched=batchable,
