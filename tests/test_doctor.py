@@ -241,3 +241,41 @@ def test_bad_input():
         doctor(model, "adamw")
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         doctor(opt, opt)
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer or a non-empty list of them, "
+                                        "got str"):
+        doctor(model, [opt, "sgd"])
+    with pytest.raises(TypeError, match="non-empty list"):
+        doctor(model, [])
+    other = healthy(Net())
+    with pytest.raises(ValueError, match="scheduler must schedule the optimizer given to doctor"):
+        doctor(model, [opt], scheduler=torch.optim.lr_scheduler.StepLR(other, 10))
+
+
+class GAN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.generator = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 4))
+        self.discriminator = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+        self.temperature = nn.Parameter(torch.ones(()))
+
+
+def test_several_optimizers_are_checked_together():
+    gan = GAN()
+    gen = torch.optim.AdamW(param_groups(gan.generator, 0.1), lr=1e-3)
+    dis = torch.optim.AdamW(param_groups(gan.discriminator, 0.1), lr=1e-3)
+    alone = doctor(gan, gen, **RUN)                  # the discriminator looks missing to one optimizer
+    assert "missing-params" in alone.codes and any("discriminator.0.weight" in f.params for f in alone)
+    both = doctor(gan, [gen, dis], **RUN)
+    missing = [f for f in both if f.code == "missing-params"]
+    assert len(missing) == 1 and missing[0].params == ("temperature",)     # held by neither, named once
+    gan.temperature.requires_grad_(False)
+    assert doctor(gan, [gen, dis], **RUN).codes == []
+    # a finding about one optimizer's groups still comes through, and the scheduler may be either one's
+    strong = torch.optim.AdamW(param_groups(gan.discriminator, 0.5), lr=0.1)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(strong, T_max=1000)
+    assert "decay-dominates" in doctor(gan, [gen, strong], scheduler=sched).codes
+    # decay-off only when no optimizer decays
+    plain = torch.optim.AdamW(gan.discriminator.parameters(), lr=1e-3, weight_decay=0.0)
+    assert "decay-off" not in doctor(gan, [gen, plain], **RUN).codes
+    plain_gen = torch.optim.AdamW(gan.generator.parameters(), lr=1e-3, weight_decay=0.0)
+    assert doctor(gan, [plain_gen, plain], **RUN).codes.count("decay-off") == 1

@@ -75,6 +75,59 @@ def test_lightning_callback_logs_per_tensor_scalars_and_runs_the_doctor(tmp_path
     assert callback.monitor.steps_seen == 5
 
 
+def test_lightning_callback_watches_every_optimizer_of_a_gan(tmp_path):
+    import lightning.pytorch as pl
+    from lightning.pytorch.loggers import CSVLogger
+
+    from decaylab.groups import param_groups
+    from decaylab.integrations.lightning import DecayMonitorCallback
+
+    class GAN(pl.LightningModule):
+        """Generator and discriminator, each with its own optimizer (manual optimization)."""
+
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+            self.generator = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 8))
+            self.discriminator = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 1))
+
+        def training_step(self, batch, batch_idx):
+            (real,) = batch
+            gen_opt, dis_opt = self.optimizers()
+            fake = self.generator(torch.randn(len(real), 4))
+            ones, zeros = torch.ones(len(real), 1), torch.zeros(len(real), 1)
+            bce = nn.functional.binary_cross_entropy_with_logits
+            dis_loss = bce(self.discriminator(real), ones) + bce(self.discriminator(fake.detach()), zeros)
+            dis_opt.zero_grad()
+            self.manual_backward(dis_loss)
+            dis_opt.step()
+            gen_loss = bce(self.discriminator(fake), ones)
+            gen_opt.zero_grad()
+            self.manual_backward(gen_loss)
+            gen_opt.step()
+
+        def configure_optimizers(self):
+            return (torch.optim.AdamW(param_groups(self.generator, 0.01), lr=1e-3),
+                    torch.optim.AdamW(param_groups(self.discriminator, 0.01), lr=1e-3))
+
+    torch.manual_seed(0)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(64, 8)), batch_size=8)
+    module, callback = GAN(), DecayMonitorCallback(every=1)
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=4, logger=CSVLogger(tmp_path, name="gan"),
+                         log_every_n_steps=1, accelerator="cpu", enable_progress_bar=False,
+                         enable_checkpointing=False, enable_model_summary=False, callbacks=[callback])
+    trainer.fit(module, data)
+    # each optimizer holds half the model: together nothing is missing
+    assert "missing-params" not in callback.findings.codes
+    assert "missing-params" in decaylab.doctor(module, trainer.optimizers[0]).codes   # one alone would say so
+    assert [m.optimizer for m in callback.monitors] == [o.optimizer if hasattr(o, "optimizer") else o
+                                                        for o in trainer.optimizers]
+    assert all(m.steps_seen == 4 for m in callback.monitors)
+    with open(tmp_path / "gan" / "version_0" / "metrics.csv") as f:
+        header = next(csv.reader(f))
+    assert "decay_weight_norm/generator.0.weight" in header and "decay_weight_norm/discriminator.0.weight" in header
+
+
 def _tiny_gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -118,6 +118,8 @@ class _Setup:
     steps_per_epoch: int | None
     scheduler: object | None = None
     loss: torch.Tensor | None = None
+    held: frozenset = frozenset()      # ids of the parameters every optimizer given to doctor holds
+    report_missing: bool = True        # with several optimizers, the first one's pass reports missing-params
     _rms_cache: dict = dataclasses.field(default_factory=dict)
 
     def schedule_peak(self, gi: int) -> float:
@@ -169,8 +171,9 @@ def _if_any(params: Iterable[str], severity: str, code: str, why: str, fix: str)
 
 
 def _check_missing(s: _Setup) -> list[Finding]:
-    held = {id(p) for g in s.optimizer.param_groups for p in g["params"]}
-    missing = tuple(n for n, p in s.model.named_parameters() if p.requires_grad and id(p) not in held)
+    if not s.report_missing:
+        return []
+    missing = tuple(n for n, p in s.model.named_parameters() if p.requires_grad and id(p) not in s.held)
     return _if_any(missing, "error", "missing-params",
                    f"{len(missing)} trainable parameter tensor(s) are in no optimizer group: they are never "
                    "updated (nor decayed)",
@@ -391,32 +394,40 @@ CHECKS: tuple[Callable[[_Setup], list[Finding]], ...] = (
     _check_decay_off, _check_double_decay, _check_frozen, _check_foreign)
 
 
-def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps: int | None = None,
+def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
+           total_steps: int | None = None,
            steps_per_epoch: int | None = None, *, scheduler: object | None = None, loss: torch.Tensor | None = None,
            no_decay_types: Iterable[type] | None = None, no_decay_names: Iterable[str] = DEFAULT_NO_DECAY_NAMES,
            pattern_syntax: str = "glob", decay_names: Iterable[str] = (), decay_embeddings: bool = False) -> Findings:
     """Check how ``optimizer`` decays ``model``'s parameters; return the :class:`Findings`.
 
+    ``optimizer`` may be a list of optimizers that together train the model (a GAN's generator and
+    discriminator): each is checked, and ``missing-params`` names only what none of them holds.
     ``total_steps`` (optimizer steps in the run; read from ``scheduler`` when not given, see
     :func:`decaylab.scheduler_length.run_length`) and ``steps_per_epoch`` sharpen the strength check;
-    ``scheduler`` (the run's LR scheduler: torch's or transformers') also gives each group's peak lr;
-    ``loss`` (one training step's loss tensor, before or after ``backward``) enables ``double-decay``.
-    ``no_decay_types``/``no_decay_names``/``decay_names``/``decay_embeddings``/``pattern_syntax`` say which
-    parameters should not decay, exactly as in :func:`decaylab.param_groups` (the one rule,
-    :func:`decaylab.groups.classify_parameters`). See the module docstring for every check.
+    ``scheduler`` (the run's LR scheduler: torch's or transformers'; of one of the optimizers) also gives
+    each group's peak lr; ``loss`` (one training step's loss tensor, before or after ``backward``) enables
+    ``double-decay``. ``no_decay_types``/``no_decay_names``/``decay_names``/``decay_embeddings``/
+    ``pattern_syntax`` say which parameters should not decay, exactly as in :func:`decaylab.param_groups`
+    (the one rule, :func:`decaylab.groups.classify_parameters`). See the module docstring for every check.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    optimizers = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else \
+        list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
+    if not optimizers or not all(isinstance(o, torch.optim.Optimizer) for o in optimizers):
+        bad = next((o for o in optimizers if not isinstance(o, torch.optim.Optimizer)), optimizer)
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or a non-empty list of them, got "
+                        f"{type(bad).__name__}")
     if total_steps is not None:
         total_steps = check_int("total_steps", total_steps, low=1)
     if steps_per_epoch is not None:
         steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
-    scheduled = getattr(scheduler, "optimizer", optimizer)
-    if scheduler is not None and optimizer not in (scheduled, getattr(scheduled, "optimizer", None)):
+    scheduled = getattr(scheduler, "optimizer", optimizers[0])
+    owner = next((o for o in optimizers if o in (scheduled, getattr(scheduled, "optimizer", None))), None)
+    if scheduler is not None and owner is None:
         raise ValueError("scheduler must schedule the optimizer given to doctor (scheduler.optimizer is another "
-                         f"{type(scheduler.optimizer).__name__})")
+                         f"{type(scheduled).__name__})")
     if loss is not None and not isinstance(loss, torch.Tensor):
         raise TypeError(f"loss must be a torch.Tensor (one training step's loss), got {type(loss).__name__}")
     if total_steps is None:
@@ -424,15 +435,21 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer, total_steps
     decisions = classify_parameters(model, no_decay_types=no_decay_types, no_decay_names=no_decay_names,
                                     pattern_syntax=pattern_syntax, decay_names=decay_names,
                                     decay_embeddings=decay_embeddings)
-    setup = _Setup(model=model, optimizer=optimizer,
-                   names={id(p): n for n, p in model.named_parameters()}, decays=[],
-                   should_decay={id(d.param): (d.decay, d.rule) for d in decisions},
-                   total_steps=total_steps, steps_per_epoch=steps_per_epoch, scheduler=scheduler, loss=loss)
-    for gi, g in enumerate(optimizer.param_groups):
-        d = group_decay(optimizer, g)
-        if d.decay_scaling == "lr":   # lr-scaled decay peaks with the schedule (schedule-scaled: at lr_0)
-            d = dataclasses.replace(d, peak_lr=setup.schedule_peak(gi))
-        setup.decays.append(d.at_peak())
-    findings = [f for check in CHECKS for f in check(setup)]
+    held = frozenset(id(p) for o in optimizers for g in o.param_groups for p in g["params"])
+    findings = []
+    for k, opt in enumerate(optimizers):
+        setup = _Setup(model=model, optimizer=opt, names={id(p): n for n, p in model.named_parameters()}, decays=[],
+                       should_decay={id(d.param): (d.decay, d.rule) for d in decisions},
+                       total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                       scheduler=scheduler if opt is owner else None, loss=loss, held=held, report_missing=k == 0)
+        for gi, g in enumerate(opt.param_groups):
+            d = group_decay(opt, g)
+            if d.decay_scaling == "lr":   # lr-scaled decay peaks with the schedule (schedule-scaled: at lr_0)
+                d = dataclasses.replace(d, peak_lr=setup.schedule_peak(gi))
+            setup.decays.append(d.at_peak())
+        findings += [f for check in CHECKS for f in check(setup)]
+    off = [f for f in findings if f.code == "decay-off"]
+    if len(optimizers) > 1 and off:     # the run has no decay only if no optimizer decays: then say it once
+        findings = [f for f in findings if f.code != "decay-off"] + (off[:1] if len(off) == len(optimizers) else [])
     findings.sort(key=lambda f: SEVERITIES.index(f.severity))
     return Findings(findings)

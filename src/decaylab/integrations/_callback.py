@@ -59,8 +59,9 @@ class MonitorCallbackCore:
         metrics: the fields logged per tensor (:data:`decaylab.monitor.FIELDS`).
         doctor: run :func:`decaylab.doctor` when training starts.
 
-    After training starts: ``monitor`` (the :class:`~decaylab.monitor.DecayMonitor`) and
-    ``findings`` (the doctor's :class:`~decaylab.diagnosis.Findings`, empty with ``doctor=False``).
+    After training starts: ``monitor`` (the :class:`~decaylab.monitor.DecayMonitor` of the first optimizer),
+    ``monitors`` (one per optimizer) and ``findings`` (the doctor's :class:`~decaylab.diagnosis.Findings` over
+    all optimizers together, empty with ``doctor=False``).
     """
 
     def __init__(self, *, every: int | None = None, include: Iterable[str] | None = None, max_records: int = 512,
@@ -76,44 +77,52 @@ class MonitorCallbackCore:
             raise TypeError(f"doctor must be a bool, got {doctor!r}")
         self.every, self.include, self.max_records = every, include, max_records
         self.metrics, self.doctor = tuple(metrics), doctor
-        self.monitor: DecayMonitor | None = None
+        self.monitors: list[DecayMonitor] = []
         self.findings: list = []
-        self._logged_step = 0
+        self._logged_steps: list[int] = []
 
-    def start(self, model: torch.nn.Module, optimizer: object, total_steps: float | None,
+    @property
+    def monitor(self) -> DecayMonitor | None:
+        return self.monitors[0] if self.monitors else None
+
+    def start(self, model: torch.nn.Module, optimizers: object | Sequence[object], total_steps: float | None,
               warn: Callable[[str], None], scheduler: object | None = None) -> None:
-        """Attach the monitor to ``optimizer`` and run the doctor over a run of ``total_steps``
-        optimizer steps (``None`` or not finite: unknown; then read from ``scheduler``, the framework's
-        LR scheduler, which also gives the peak lr); ``warn(message)`` reports each finding of
-        severity error or warning."""
-        optimizer = unwrap_optimizer(optimizer)
-        if self.monitor is not None:
-            self.monitor.detach()
-        self.monitor = DecayMonitor(model, optimizer, every=self.every, include=self.include,
-                                    max_records=self.max_records)
-        self._logged_step = 0
+        """Attach a monitor to each of ``optimizers`` (one, or a list: a GAN's) and run the doctor over them
+        together for a run of ``total_steps`` optimizer steps (``None`` or not finite: unknown; then read
+        from ``scheduler``, the framework's LR scheduler, which also gives the peak lr); ``warn(message)``
+        reports each finding of severity error or warning."""
+        if not isinstance(optimizers, (list, tuple)):
+            optimizers = [optimizers]
+        optimizers = [unwrap_optimizer(o) for o in optimizers]
+        self.stop()
+        self.monitors = [DecayMonitor(model, o, every=self.every, include=self.include,
+                                      max_records=self.max_records) for o in optimizers]
+        self._logged_steps = [0] * len(self.monitors)
         if not self.doctor:
             return
         from decaylab.diagnosis import doctor
 
         steps = int(total_steps) if total_steps is not None and math.isfinite(total_steps) and total_steps > 0 else None
-        self.findings = doctor(model, optimizer, total_steps=steps, scheduler=unwrap_scheduler(scheduler, optimizer))
+        schedules = [unwrap_scheduler(scheduler, o) for o in optimizers]
+        self.findings = doctor(model, optimizers if len(optimizers) > 1 else optimizers[0], total_steps=steps,
+                               scheduler=next((s for s in schedules if s is not None), None))
         for finding in self.findings:
             if finding.severity != "info":
                 warn(f"decaylab.doctor: {finding}")
 
     def new_scalars(self) -> dict[str, float]:
-        """The monitor's :meth:`~decaylab.monitor.DecayMonitor.scalars` if it recorded a step since
-        the last call, else ``{}`` (a logger gets each record once)."""
-        if self.monitor is None:
-            return {}
-        latest = self.monitor.last_recorded_step
-        if latest <= self._logged_step:
-            return {}
-        self._logged_step = latest
-        return self.monitor.scalars(self.metrics)
+        """Each monitor's :meth:`~decaylab.monitor.DecayMonitor.scalars` if it recorded a step since the last
+        call, merged (parameter names are the model's, so they do not collide), else ``{}`` (a logger gets
+        each record once)."""
+        out: dict[str, float] = {}
+        for i, monitor in enumerate(self.monitors):
+            latest = monitor.last_recorded_step
+            if latest > self._logged_steps[i]:
+                self._logged_steps[i] = latest
+                out.update(monitor.scalars(self.metrics))
+        return out
 
     def stop(self) -> None:
-        """Remove the monitor's hooks (its history stays readable)."""
-        if self.monitor is not None:
-            self.monitor.detach()
+        """Remove the monitors' hooks (their history stays readable)."""
+        for monitor in self.monitors:
+            monitor.detach()

@@ -8,8 +8,9 @@
     trainer.fit(module)
 
 When training starts (``on_train_start``, the optimizers exist) the callback attaches a
-:class:`~decaylab.monitor.DecayMonitor` to the module's first optimizer (``trainer.optimizers[0]``)
-and runs :func:`decaylab.doctor` over ``trainer.estimated_stepping_batches`` steps; findings of
+:class:`~decaylab.monitor.DecayMonitor` to each of the module's optimizers (``trainer.optimizers``: one,
+or a GAN's two) and runs :func:`decaylab.doctor` over them together for ``trainer.estimated_stepping_batches``
+steps; findings of
 severity error and warning go through Lightning's ``rank_zero_warn`` (once, on rank 0) as
 :class:`~decaylab.integrations.DecayDoctorWarning`, and all stay on ``callback.findings``. After each
 training batch at Lightning's logging cadence (``global_step`` a multiple of the Trainer's
@@ -40,7 +41,7 @@ class DecayMonitorCallback(MonitorCallbackCore, Callback):
         if not trainer.optimizers:
             raise ValueError("DecayMonitorCallback needs an optimizer: configure_optimizers returned none")
         configs = trainer.lr_scheduler_configs
-        self.start(pl_module, trainer.optimizers[0], trainer.estimated_stepping_batches,
+        self.start(pl_module, list(trainer.optimizers), trainer.estimated_stepping_batches,
                    lambda message: rank_zero_warn(message, category=DecayDoctorWarning),
                    scheduler=configs[0].scheduler if configs else None)
 
