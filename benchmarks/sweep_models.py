@@ -160,21 +160,31 @@ def skorch_grid_search(factory, X, y, epochs) -> tuple[float, dict[float, float]
     return seconds, {lam: float(score) for lam, score in zip(LAMBDAS, scores)}
 
 
-def stacked_work_floor(factory, X, y, epochs, device) -> float:
-    """One copy trained on the 32 members' combined batch (32 × 64 rows) for the members' number of steps."""
+def floor_step(factory, X, y, device):
+    """One training step of the floor — one copy (seed 0) on a random combined batch of the 32 members'
+    32 × 64 rows (``X``, ``y`` on ``device``) — as a closure."""
     members = len(LAMBDAS) * FOLDS
-    steps = -(-int(len(X) * (FOLDS - 1) / FOLDS) // BATCH) * epochs
-    X, y = X.to(device), y.to(device)
     torch.manual_seed(0)
     model = factory().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-3)
     generator = torch.Generator().manual_seed(0)
-    start = time.perf_counter()
-    for _ in range(steps):
+
+    def step():
         batch = torch.randint(0, len(X), (members * BATCH,), generator=generator).to(device)
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(X[batch]), y[batch]).backward()
         opt.step()
+
+    return step
+
+
+def stacked_work_floor(factory, X, y, epochs, device) -> float:
+    """One copy trained on the 32 members' combined batch (32 × 64 rows) for the members' number of steps."""
+    steps = -(-int(len(X) * (FOLDS - 1) / FOLDS) // BATCH) * epochs
+    step = floor_step(factory, X.to(device), y.to(device), device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
     return time.perf_counter() - start
 
 
@@ -187,19 +197,8 @@ def step_times(factory, X, y, device) -> tuple[float, float]:
 
     members = [Member(lam, LR, seed=0) for lam in LAMBDAS for _ in range(FOLDS)]
     batched = probe_times(factory, X, y, TrainConfig(optimizer="adamw", batch_size=BATCH), members, device)
-    torch.manual_seed(0)
-    model = factory().to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-3)
-    generator = torch.Generator().manual_seed(0)
-    X, y = X.to(device), y.to(device)
-
-    def floor_step():
-        batch = torch.randint(0, len(X), (len(members) * BATCH,), generator=generator).to(device)
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(X[batch]), y[batch]).backward()
-        opt.step()
-
-    return float(np.median(batched.batched)) * len(members), float(np.median(_step_timings(floor_step)))
+    floor = _step_timings(floor_step(factory, X.to(device), y.to(device), device))
+    return float(np.median(batched.batched)) * len(members), float(np.median(floor))
 
 
 def profile_steps(factory, X, y, device, rows: int = 8) -> None:
@@ -207,30 +206,15 @@ def profile_steps(factory, X, y, device, rows: int = 8) -> None:
     batched engine, and the floor's one copy on the combined 32 × 64 rows."""
     from torch.profiler import profile
 
-    from decaylab.train.batched import Member, TrainConfig, _BatchedOptimizer, _losses_and_grads, _StackedModel
+    from decaylab.sweeps.planning import stacked_step
+    from decaylab.train.batched import Member, TrainConfig
 
     members = [Member(lam, LR, seed=0) for lam in LAMBDAS for _ in range(FOLDS)]
-    config = TrainConfig(optimizer="adamw", batch_size=BATCH)
     X, y = X.to(device), y.to(device)
-    stacked = _StackedModel(factory, members, config, device, sample=X[:8])
-    optimizer = _BatchedOptimizer(stacked, members, config, torch.full((len(members),), 1 << 20))
-    weight = torch.full((len(members), BATCH), 1.0 / BATCH, device=device)
-    active = torch.ones(len(members), dtype=torch.bool)
+    batched_step = stacked_step(factory, X, y, TrainConfig(optimizer="adamw", batch_size=BATCH), members, device)
 
-    def batched_step():
-        idx = torch.randint(0, len(X), (len(members), BATCH)).to(device)
-        optimizer.step(_losses_and_grads(stacked, X, y, idx, weight, config.loss)[1], active)
-
-    model = factory().to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-3)
-
-    def floor_step():
-        batch = torch.randint(0, len(X), (len(members) * BATCH,)).to(device)
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(X[batch]), y[batch]).backward()
-        opt.step()
-
-    for label, step in [("batched (32 members stacked)", batched_step), ("floor (1 copy × 2048 rows)", floor_step)]:
+    for label, step in [("batched (32 members stacked)", batched_step),
+                        ("floor (1 copy × 2048 rows)", floor_step(factory, X, y, device))]:
         step()
         with profile() as prof:
             step()

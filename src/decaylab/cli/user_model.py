@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from decaylab._checks import error_line
 from decaylab.cli import UsageError
 
 BUILTIN = ("mlp", "linear")
@@ -47,8 +48,7 @@ def resolve_model(spec: str) -> str | Callable:
         raise UsageError(f"--model {spec!r}: no module named {exc.name!r} in the current directory or on "
                          "PYTHONPATH") from None
     except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
-        raise UsageError(f"--model {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: "
-                         f"{_first_line(exc)}") from None
+        raise UsageError(f"--model {spec!r}: importing {module_name!r} failed: {error_line(exc)}") from None
     for part in attr.split("."):
         if not hasattr(target, part):
             raise UsageError(f"--model {spec!r}: {module_name!r} has no attribute {attr!r}")
@@ -57,8 +57,3 @@ def resolve_model(spec: str) -> str | Callable:
         raise UsageError(f"--model {spec!r} is a {type(target).__name__}, not a class or function returning an "
                          "nn.Module")
     return target
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""

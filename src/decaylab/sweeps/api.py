@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from decaylab._checks import InputError, InputTypeError, check_choice, check_int
+from decaylab._checks import InputError, InputTypeError, check_choice, check_int, error_line
 from decaylab._progress import progress_bar
 from decaylab.groups import DEFAULT_NO_DECAY_NAMES
 from decaylab.sweeps.engines import ENGINES, RUNNERS, TrainingJob
@@ -382,9 +382,8 @@ def _check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor
         with torch.no_grad():
             out = probe.eval()(rows)
     except Exception as exc:  # noqa: BLE001 - any error of the user's forward is reported as bad input
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(f"model {name!r} fails on 2 rows of the data (shape {tuple(rows.shape)}, {rows.dtype}): "
-                         f"{type(exc).__name__}: {first}") from None
+                         f"{error_line(exc)}") from None
     if not isinstance(out, torch.Tensor):
         raise InputError(f"model {name!r} returns {type(out).__name__}, not a tensor of outputs")
     if classification:

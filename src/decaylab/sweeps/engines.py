@@ -121,13 +121,18 @@ def _quiet_fd_sharer_on_stop() -> None:
     threading.excepthook = hook
 
 
+def worker_threads(workers: int) -> int:
+    """Torch threads of each of ``workers`` worker processes: ``cpu_count // workers``, at least 1."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
 def _in_processes(job: TrainingJob, chunks: Sequence[Sequence], batched: bool, workers: int, on_done: Done) -> None:
     """Train ``chunks`` in ``workers`` spawned processes; ``on_done`` as each chunk finishes.
 
     On Ctrl-C (or any error) the chunks that already finished are still handed to ``on_done``
     (so they are stored), the rest are cancelled and the workers are stopped before re-raising.
     """
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = worker_threads(workers)
     context = multiprocessing.get_context("spawn")
     before = set(multiprocessing.active_children())
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,

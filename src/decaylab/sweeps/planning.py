@@ -17,10 +17,9 @@ the torch threads one worker will have.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -110,11 +109,13 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
 
 @contextmanager
 def _threads_of_a_worker(workers: int):
-    """Torch threads as one of ``workers`` processes has them (``cpu_count // workers``, see
-    :mod:`decaylab.sweeps.engines`) while the probe runs, so both engines are timed as they will train."""
+    """Torch threads as one of ``workers`` processes has them (:func:`decaylab.sweeps.engines.worker_threads`)
+    while the probe runs, so both engines are timed as they will train."""
+    from decaylab.sweeps.engines import worker_threads
+
     before = torch.get_num_threads()
     if workers > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(worker_threads(workers))
     try:
         yield
     finally:
@@ -134,31 +135,42 @@ def probe_times(model_factory, X, y, config: TrainConfig, members: Sequence[Memb
     """Seconds per member-step of the batched engine (all ``members`` stacked: the real chunk) and of the
     sequential engine (member 0 alone), on random batches of ``config.batch_size`` rows; see the module docstring."""
     from decaylab.train.alone import alone_step, member_optimizer
-    from decaylab.train.batched import _BatchedOptimizer, _losses_and_grads, _StackedModel
     from decaylab.train.divergence import runaway_limit
 
     X, y = _as_tensors(X, y, config, device)
-    G, B = len(members), config.batch_size
     gen = torch.Generator().manual_seed(0)
-    stacked = _StackedModel(model_factory, members, config, device, sample=X[:CHECK_ROWS])
-    optimizer = _BatchedOptimizer(stacked, members, config, torch.full((G,), 1 << 20))
-    weight = torch.full((G, B), 1.0 / B, dtype=config.dtype, device=device)
-    active = torch.ones(G, dtype=torch.bool)
-
-    def batched_step():
-        idx = torch.randint(0, len(X), (G, B), generator=gen).to(device)
-        optimizer.step(_losses_and_grads(stacked, X, y, idx, weight, config.loss)[1], active)
-
+    batched_step = stacked_step(model_factory, X, y, config, members, device, gen)
     torch.manual_seed(members[0].seed)
     model = model_factory().to(config.dtype).to(device)
     alone_optimizer, _ = member_optimizer(model, members[0], config)
     limit = runaway_limit(config.loss, y)
 
     def sequential_step():
-        rows = torch.randint(0, len(X), (B,), generator=gen).to(device)
+        rows = torch.randint(0, len(X), (config.batch_size,), generator=gen).to(device)
         alone_step(model, alone_optimizer, X[rows], y[rows], config.loss, limit)
 
+    G = len(members)
     return ProbeTimes(tuple(t / G for t in _step_timings(batched_step)), tuple(_step_timings(sequential_step)), G)
+
+
+def stacked_step(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainConfig, members: Sequence[Member],
+                 device, generator: torch.Generator | None = None) -> Callable[[], None]:
+    """One training step of the batched engine with ``members`` stacked, on a random batch of
+    ``config.batch_size`` rows per member (``X``, ``y``: tensors on ``device``), as a closure to time or
+    profile."""
+    from decaylab.train.batched import _BatchedOptimizer, _losses_and_grads, _StackedModel
+
+    G, B = len(members), config.batch_size
+    stacked = _StackedModel(model_factory, members, config, device, sample=X[:CHECK_ROWS])
+    optimizer = _BatchedOptimizer(stacked, members, config, torch.full((G,), 1 << 20))
+    weight = torch.full((G, B), 1.0 / B, dtype=config.dtype, device=device)
+    active = torch.ones(G, dtype=torch.bool)
+
+    def step():
+        idx = torch.randint(0, len(X), (G, B), generator=generator).to(device)
+        optimizer.step(_losses_and_grads(stacked, X, y, idx, weight, config.loss)[1], active)
+
+    return step
 
 
 def _step_timings(step) -> list[float]:

@@ -40,9 +40,9 @@ class ChunkPlan:
         return self.requested is not None and self.size < self.requested
 
     def describe(self) -> str:
+        budget = _mib(self.budget) + (f" per worker, {self.workers} worker processes" if self.workers > 1 else "")
         text = (f"{self.chunks} chunk{'s' if self.chunks != 1 else ''} of ≤ {self.size} members "
-                f"(≈ {_mib(self.member_bytes)} each, budget {_mib(self.budget)}"
-                f"{f' per worker, {self.workers} worker processes' if self.workers > 1 else ''})")
+                f"(≈ {_mib(self.member_bytes)} each, budget {budget})")
         if self.split:
             text += f"; chunk_size={self.requested} would not fit and was split"
         return text

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from decaylab._checks import error_line
 from decaylab.train.stacked_linear import StackedLinear
 
 
@@ -340,7 +341,7 @@ class FoldedModel:
                         if not torch.allclose(got[g], want, rtol=tol, atol=tol):
                             return f"differed from member {g} alone by {float((got[g] - want).abs().max()):.2g}"
         except Exception as exc:                          # noqa: BLE001 — any failure means: not this path
-            return f"raised {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+            return f"raised {error_line(exc)}"
         finally:
             base.train()
             self.train()
