@@ -161,3 +161,26 @@ def test_bad_input():
     model.requires_grad_(False)
     with pytest.raises(ValueError, match="model must have at least one trainable parameter"):
         param_groups(model, 0.1)
+
+
+def test_decay_rule_is_frozen_checked_and_the_one_classifier():
+    import dataclasses
+
+    from decaylab import DecayRule
+
+    model = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 4), nn.LayerNorm(4))
+    rule = DecayRule(decay_embeddings=True)
+    assert rule.decays(model) == {"0.weight": True, "1.weight": True, "1.bias": False, "2.weight": False,
+                                  "2.bias": False}
+    assert [d.decay for d in rule.classify(model)] == [
+        d.decay for d in classify_parameters(model, decay_embeddings=True)]
+    assert all(DecayRule.everything().decays(model).values())
+    assert rule.as_dict()["decay_embeddings"] is True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rule.decay_names = ("*",)
+    with pytest.raises(TypeError, match="no_decay_types"):
+        DecayRule(no_decay_types=(int,))
+    with pytest.raises(ValueError, match="decay_names must be valid regular expressions"):
+        DecayRule(decay_names=("(",), pattern_syntax="regex")
+    with pytest.raises(ValueError, match="pattern_syntax"):
+        DecayRule(pattern_syntax="sql")

@@ -10,6 +10,7 @@ _LAZY = {
     "l2_penalty": "decaylab.penalty",
     "l1_penalty": "decaylab.penalty",
     "param_groups": "decaylab.groups",
+    "DecayRule": "decaylab.groups",
     "convert": "decaylab.conventions",
     "normalized_weight_decay": "decaylab.conventions",
     "DecayMonitor": "decaylab.monitor",
