@@ -188,3 +188,67 @@ def test_deprecated_step_with_epoch_uses_the_closed_form():
     sched.optimizer.step()
     sched.step()                             # step 5, continuing multiplicatively from there
     assert sched.get_last_lr()[0] == pytest.approx(0.04 + 0.36 * half_cosine(3, 4), rel=1e-12)
+
+
+def _norm_decay(period_epochs):
+    return 0.05 * math.sqrt(10 / (1000 * period_epochs))     # λ_norm = 0.05, b = 10, B = 1000
+
+
+def _net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+
+
+def test_normalized_decay_leaves_the_no_decay_groups_at_zero():
+    # param_groups → [decayed weights at λ, biases and norms at 0]: only the first gets the normalized λ,
+    # at construction and at every restart (periods of 2, 4, 8 epochs), and the biases really do not decay.
+    from decaylab.groups import param_groups
+    from decaylab.optim import AdamW
+
+    model = _net()
+    opt = AdamW(param_groups(model, 1.0), lr=1e-3, decay_scaling="schedule")
+    sched = CosineWarmRestarts(opt, T_0=2, T_mult=2, weight_decay_norm=0.05, batch_size=10, train_size=1000)
+    assert sched.decaying_groups == (0,)
+    biases = [p.detach().clone() for p in opt.param_groups[1]["params"]]
+    seen = []
+    for _k in range(14):
+        seen.append([g["weight_decay"] for g in opt.param_groups])
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        opt.step()
+        sched.step()
+    periods = [2] * 2 + [4] * 4 + [8] * 8
+    assert seen == [[pytest.approx(_norm_decay(t), rel=1e-12), 0.0] for t in periods]
+    assert all(torch.equal(p.detach(), b) for p, b in zip(opt.param_groups[1]["params"], biases))
+    assert not torch.equal(model[0].weight.detach(), _net()[0].weight.detach())       # the weights did decay
+    with pytest.warns(UserWarning):
+        sched.step(14)                               # the closed form (deprecated step(epoch)) too: period 3
+    assert [g["weight_decay"] for g in opt.param_groups] == [pytest.approx(_norm_decay(16), rel=1e-12), 0.0]
+    resumed = CosineWarmRestarts(AdamW(param_groups(_net(), 1.0), lr=1e-3), T_0=2, T_mult=2, weight_decay_norm=0.05,
+                                 batch_size=10, train_size=1000)
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed.decaying_groups == (0,)
+
+
+@pytest.mark.parametrize("make", ["sgdwr", "adamwr"])
+def test_sgdwr_adamwr_normalized_decay_goes_to_the_groups_that_decay(make):
+    from decaylab import schedules
+    from decaylab.groups import param_groups
+
+    build = getattr(schedules, make)
+    options = dict(lr=0.1, T_0=2, weight_decay_norm=0.05, batch_size=10, train_size=1000)
+    opt, _ = build(param_groups(_net(), 1.0), **options)
+    assert [g["weight_decay"] for g in opt.param_groups] == [pytest.approx(_norm_decay(2), rel=1e-12), 0.0]
+    opt, _ = build(_net().parameters(), **options)                # one group without a weight_decay of its own
+    assert [g["weight_decay"] for g in opt.param_groups] == [pytest.approx(_norm_decay(2), rel=1e-12)]
+    with pytest.raises(ValueError, match=r"weight_decay must be 0 when weight_decay_norm is given"):
+        build(_net().parameters(), weight_decay=0.01, **options)
+
+
+def test_normalized_decay_without_a_decaying_group_is_refused():
+    opt = torch.optim.SGD(_net().parameters(), lr=0.1)           # weight_decay 0: nothing to normalize
+    with pytest.raises(ValueError, match=r"weight_decay_norm needs a decaying parameter group .* got weight_decay "
+                                         r"\[0\]"):
+        CosineWarmRestarts(opt, T_0=2, weight_decay_norm=0.05, batch_size=10, train_size=1000)
+    with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer, got list"):
+        CosineWarmRestarts([], T_0=2)

@@ -54,7 +54,7 @@ import torch
 
 from decaylab._checks import check_int
 from decaylab.conventions import GroupDecay, convert, group_decay
-from decaylab.groups import DEFAULT_NO_DECAY_NAMES, classify_parameters
+from decaylab.groups import DEFAULT_NO_DECAY_NAMES, DecayRule
 from decaylab.penalty_graph import l2_penalized_parameters
 from decaylab.scheduler_length import run_length
 
@@ -409,7 +409,7 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
     each group's peak lr; ``loss`` (one training step's loss tensor, before or after ``backward``) enables
     ``double-decay``. ``no_decay_types``/``no_decay_names``/``decay_names``/``decay_embeddings``/
     ``pattern_syntax`` say which parameters should not decay, exactly as in :func:`decaylab.param_groups`
-    (the one rule, :func:`decaylab.groups.classify_parameters`). See the module docstring for every check.
+    (the one rule, :class:`decaylab.groups.DecayRule`). See the module docstring for every check.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -432,9 +432,8 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
         raise TypeError(f"loss must be a torch.Tensor (one training step's loss), got {type(loss).__name__}")
     if total_steps is None:
         total_steps = run_length(scheduler)
-    decisions = classify_parameters(model, no_decay_types=no_decay_types, no_decay_names=no_decay_names,
-                                    pattern_syntax=pattern_syntax, decay_names=decay_names,
-                                    decay_embeddings=decay_embeddings)
+    decisions = DecayRule(no_decay_types=no_decay_types, no_decay_names=no_decay_names, pattern_syntax=pattern_syntax,
+                          decay_names=decay_names, decay_embeddings=decay_embeddings).classify(model)
     held = frozenset(id(p) for o in optimizers for g in o.param_groups for p in g["params"])
     findings = []
     for k, opt in enumerate(optimizers):

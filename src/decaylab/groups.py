@@ -52,8 +52,8 @@ from torch import nn
 
 from decaylab._checks import InputError, InputTypeError, check_choice, check_real
 
-__all__ = ["DecayRule", "param_groups", "classify_parameters", "ParamDecision", "NORM_TYPES", "EMBEDDING_TYPES",
-           "DEFAULT_NO_DECAY_NAMES"]
+__all__ = ["DecayRule", "as_decay_rule", "param_groups", "classify_parameters", "ParamDecision", "NORM_TYPES",
+           "EMBEDDING_TYPES", "DEFAULT_NO_DECAY_NAMES"]
 
 NORM_TYPES: tuple[type, ...] = tuple(t for t in (
     nn.modules.batchnorm._NormBase,  # BatchNorm1d/2d/3d, SyncBatchNorm, InstanceNorm*, lazy variants
@@ -237,6 +237,16 @@ class DecayRule:
             if params:
                 groups.append({"params": params, "weight_decay": wd})
         return groups
+
+
+def as_decay_rule(decay_rule: DecayRule | None, arg: str = "decay_rule") -> DecayRule:
+    """``decay_rule`` checked at a public edge: a :class:`DecayRule`, or ``None`` for ``DecayRule()``
+    (the default of every trainer)."""
+    if decay_rule is None:
+        return DecayRule()
+    if not isinstance(decay_rule, DecayRule):
+        raise InputTypeError(f"{arg} must be a decaylab.groups.DecayRule or None, got {type(decay_rule).__name__}")
+    return decay_rule
 
 
 def classify_parameters(model: nn.Module, *, no_decay_types: Iterable[type] | None = None,

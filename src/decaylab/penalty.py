@@ -28,13 +28,13 @@ __all__ = ["l2_penalty", "l1_penalty"]
 
 
 def _tensors(params: torch.nn.Module | torch.Tensor | Iterable[torch.Tensor]) -> list[torch.Tensor]:
-    """The tensors a penalty is taken over: the parameters of a module that :func:`decaylab.param_groups`
-    decays (each once: weights, not biases, norms, embeddings or 0-/1-D free parameters), one tensor, or an
-    iterable of tensors (all of them)."""
+    """The tensors a penalty is taken over: the parameters of a module that ``DecayRule()`` decays (the rule
+    of :func:`decaylab.param_groups`, each tensor once: weights, not biases, norms, embeddings or 0-/1-D free
+    parameters), one tensor, or an iterable of tensors (all of them)."""
     if isinstance(params, torch.nn.Module):
-        from decaylab.groups import classify_parameters
+        from decaylab.groups import DecayRule
 
-        return [d.param for d in classify_parameters(params) if d.decay]
+        return [d.param for d in DecayRule().classify(params) if d.decay]
     if isinstance(params, torch.Tensor):
         return [params]
     try:

@@ -26,10 +26,18 @@ At a restart an lr within 1e-12 (relative) of ``lr_0`` is set to exactly ``lr_0`
 ``lr_t/lr_0 = 1`` exactly there when nothing else is chained.
 
 Normalized weight decay (Loshchilov & Hutter 2019, Appendix B.1): with ``weight_decay_norm``
-set, the scheduler also writes ``weight_decay = λ_norm · √(b / (B · T_i))`` into every group at
-the start of each period, ``b`` the batch size, ``B`` the training-set size and ``T_i`` the
+set, the scheduler also writes ``weight_decay = λ_norm · √(b / (B · T_i))`` into every *decaying*
+group at the start of each period, ``b`` the batch size, ``B`` the training-set size and ``T_i`` the
 epochs of the *current* restart period (:attr:`CosineWarmRestarts.period_epochs`). The
 arithmetic is :func:`decaylab.conventions.normalized_weight_decay`'s.
+
+A decaying group is one whose ``weight_decay`` is > 0 when the scheduler is constructed
+(:attr:`CosineWarmRestarts.decaying_groups`); the others — the ``weight_decay=0`` group of
+:func:`decaylab.param_groups` (biases, norms, embeddings: :class:`decaylab.groups.DecayRule`'s
+no-decay set) — stay at their own value through every restart. So build the optimizer from
+``param_groups(model, λ)`` with any λ > 0 (the normalized value replaces it); with no decaying group
+``weight_decay_norm`` is refused. :func:`sgdwr`/:func:`adamwr` also count every group that sets no
+``weight_decay`` of its own as decaying.
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from decaylab._checks import InputError, check_int, check_real
+from decaylab._checks import InputError, InputTypeError, check_int, check_real
 
 __all__ = ["CosineWarmRestarts", "period_of_step", "sgdwr", "adamwr"]
 
@@ -81,8 +89,9 @@ class CosineWarmRestarts(LRScheduler):
         eta_min: the lowest learning rate (absolute, ≥ 0, same for every group, as in torch's
             ``CosineAnnealingWarmRestarts``).
         steps_per_epoch: calls of :meth:`step` per epoch (1 = step once per epoch).
-        weight_decay_norm: λ_norm; when given, each group's ``weight_decay`` is set to
-            ``λ_norm·√(batch_size/(train_size·T_i))`` at the start of every period.
+        weight_decay_norm: λ_norm; when given, each decaying group's ``weight_decay`` (a group whose
+            ``weight_decay`` is > 0 at construction, :attr:`decaying_groups`) is set to
+            ``λ_norm·√(batch_size/(train_size·T_i))`` at the start of every period; the others keep theirs.
         batch_size, train_size: ``b`` and ``B`` of the normalized decay (required with it).
         last_epoch: torch's resume index (-1 for a fresh start).
 
@@ -109,6 +118,16 @@ class CosineWarmRestarts(LRScheduler):
         self.weight_decay_norm = weight_decay_norm
         self.batch_size = batch_size
         self.train_size = train_size
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise InputTypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        #: indices of the groups that get the normalized λ (weight_decay > 0 at construction)
+        self.decaying_groups = tuple(i for i, g in enumerate(optimizer.param_groups)
+                                     if float(g.get("weight_decay", 0.0)) > 0)
+        if weight_decay_norm is not None and not self.decaying_groups:
+            raise InputError("weight_decay_norm needs a decaying parameter group (a weight_decay > 0 at "
+                             "construction, replaced by the normalized λ), got weight_decay "
+                             f"{[g.get('weight_decay', 0.0) for g in optimizer.param_groups]}: build the optimizer "
+                             "from decaylab.param_groups(model, 1.0) or give it weight_decay > 0")
         super().__init__(optimizer, last_epoch)
 
     # -- where the schedule is --------------------------------------------------------------
@@ -163,8 +182,8 @@ class CosineWarmRestarts(LRScheduler):
         if not force and step > 0 and self._position(step)[1] != 0:
             return
         decay = self.normalized_weight_decay()
-        for group in self.optimizer.param_groups:
-            group["weight_decay"] = decay
+        for i in self.decaying_groups:
+            self.optimizer.param_groups[i]["weight_decay"] = decay
 
     def normalized_weight_decay(self, weight_decay_norm: float | None = None) -> float:
         """``λ_norm·√(b/(B·T_i))`` for the current period (λ_norm defaults to the constructor's)."""
@@ -176,6 +195,17 @@ class CosineWarmRestarts(LRScheduler):
                              f"{lam!r}, {self.batch_size!r}, {self.train_size!r}")
         return normalized_weight_decay(lam, batch_size=self.batch_size, dataset_size=self.train_size,
                                        epochs=self.period_epochs)
+
+
+def _default_decay(weight_decay: float, weight_decay_norm: float | None) -> float:
+    """The optimizer's default ``weight_decay``: ``weight_decay``, or with ``weight_decay_norm`` a placeholder 1.0
+    that marks every group without a ``weight_decay`` of its own as decaying (the scheduler replaces it)."""
+    if weight_decay_norm is None:
+        return weight_decay
+    if weight_decay != 0:
+        raise InputError(f"weight_decay must be 0 when weight_decay_norm is given (the normalized λ replaces it), "
+                         f"got weight_decay={weight_decay!r} and weight_decay_norm={weight_decay_norm!r}")
+    return 1.0
 
 
 def _with_restarts(optimizer: torch.optim.Optimizer, T_0: int, T_mult: int, eta_min: float, steps_per_epoch: int,
@@ -197,11 +227,13 @@ def sgdwr(params: Iterable, lr: float, *, T_0: int, T_mult: int = 2, steps_per_e
     epoch, after ``optimizer.step()``. The decoupled update each step is
     ``w ← w − (lr_t/lr_0)·λ·w`` then the momentum-SGD step with ``lr_t``. Give either a fixed
     ``weight_decay`` λ or ``weight_decay_norm`` λ_norm (with ``batch_size``, ``train_size``),
-    which is renormalized to each period's length.
+    which is renormalized to each period's length and goes to every decaying group: a group with a
+    ``weight_decay`` > 0 of its own or none (``params=param_groups(model, 1.0)``: the decayed ones, its
+    ``weight_decay=0`` group stays 0; ``model.parameters()``: all of them).
     """
     from decaylab.optim import SGDW
 
-    optimizer = SGDW(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+    optimizer = SGDW(params, lr=lr, momentum=momentum, weight_decay=_default_decay(weight_decay, weight_decay_norm),
                      decay_scaling="schedule", **sgd_kwargs)
     return _with_restarts(optimizer, T_0, T_mult, eta_min, steps_per_epoch, weight_decay_norm, batch_size, train_size)
 
@@ -217,5 +249,6 @@ def adamwr(params: Iterable, lr: float, *, T_0: int, T_mult: int = 2, steps_per_
     """
     from decaylab.optim import AdamW
 
-    optimizer = AdamW(params, lr=lr, weight_decay=weight_decay, decay_scaling="schedule", **adam_kwargs)
+    optimizer = AdamW(params, lr=lr, weight_decay=_default_decay(weight_decay, weight_decay_norm),
+                      decay_scaling="schedule", **adam_kwargs)
     return _with_restarts(optimizer, T_0, T_mult, eta_min, steps_per_epoch, weight_decay_norm, batch_size, train_size)

@@ -187,8 +187,9 @@ def marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: bool = 
         sigma: a fixed Gaussian noise for mse (default: fitted with δ; starts at the residuals' RMS).
         optimize: maximize over δ (and σ); ``False`` only evaluates at the start.
         no_decay_precision: δ₀ of the broad prior of no-decay parameters (> 0).
-        group_options: ``no_decay_types``, ``no_decay_names``, ``decay_names``, ``pattern_syntax`` as for
-            :func:`decaylab.param_groups`.
+        group_options: ``no_decay_types``, ``no_decay_names``, ``decay_names``, ``decay_embeddings``,
+            ``pattern_syntax`` as for :func:`decaylab.param_groups` (the :class:`decaylab.groups.DecayRule`
+            that decides which parameters get the learned prior).
     """
     if not isinstance(model, nn.Module):
         raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")

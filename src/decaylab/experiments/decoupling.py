@@ -129,7 +129,7 @@ def _map_arm(regime: str, arm: Arm, *, size: int, n_epochs: int, seeds: int, n_b
             check = equilibrium_check(
                 factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
                 decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"],
-                param=invariant)
+                param=invariant, decay_rule=m.decay_rule)
     from decaylab.experiments._shared import fig_to_png
 
     return m, fit, check, fig_to_png(plot_maps([m], [fit]))

@@ -14,8 +14,9 @@ The result's :meth:`LrDecayMap.basin` is the basin statistic of
 :mod:`decaylab.experiments.basin` (slope of log best-λ against log lr, with a bootstrap
 interval over seeds), and :meth:`LrDecayMap.plot` draws test error and train loss side by
 side with the best λ of each lr and the fitted line. ``regime`` says whether the model's
-decayed weights are scale-invariant (:func:`decaylab.experiments.theory.detect_regime`) and
-``predicted_slope`` is the theory's slope there, drawn dotted over the map.
+decayed weights — those the trainer decayed, by the map's ``decay_rule`` — are scale-invariant
+(:func:`decaylab.experiments.theory.detect_regime`) and ``predicted_slope`` is the theory's slope
+there, drawn dotted over the map.
 
 Example::
 
@@ -44,6 +45,7 @@ import torch
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab._extras import needs
 from decaylab.experiments.basin import BasinFit, fit_basin
+from decaylab.groups import DecayRule
 
 __all__ = ["LrDecayMap", "draw_error_map", "lr_decay_map", "plot_maps"]
 
@@ -63,6 +65,7 @@ class LrDecayMap:
     seconds: float
     settings: dict = field(default_factory=dict)
     regime: dict | None = None        # :func:`decaylab.experiments.theory.detect_regime` of the model
+    decay_rule: DecayRule = field(default_factory=DecayRule)   # what the trainer decayed (and the regime saw)
 
     @property
     def predicted_slope(self) -> float | None:
@@ -152,7 +155,9 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
             (``"schedule"``), ``lr_t`` (``"lr"``) or ``lr_t²/lr_0`` (``"corrected"``); cautious masking;
             the L1 soft threshold — every decoupled option of :class:`decaylab.optim.spec.OptimizerSpec`.
         momentum, dampening, nesterov (SGDs), betas, eps, amsgrad (Adams): the other optimizer options.
-        no_decay_types, decay_names, decay_embeddings, decay_biases: what decays (param_groups' rule).
+        no_decay_types, decay_names, decay_embeddings, decay_biases: what decays (param_groups' rule); the
+            trainer's :class:`~decaylab.groups.DecayRule` for them is the result's ``decay_rule``, and the
+            regime (hence the predicted slope) is that of the parameters it decays.
         epochs, batch_size, lr_schedule, loss, dtype: as :class:`decaylab.train.members.TrainConfig`.
         chunk_size: members trained together (``None``: every seed × lr × λ member at once, or as many
             as fit the memory budget of :mod:`decaylab.train.chunking`; a larger value is split to fit).
@@ -160,6 +165,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     """
     from decaylab._progress import progress_bar
     from decaylab.train.batched import Member, TrainConfig, train_batched
+    from decaylab.train.members import decay_rule_of
 
     check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
     lr_grid, decay_grid = _grid("lrs", lrs), _grid("decays", decays)
@@ -179,7 +185,8 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
                          decay_names=decay_names, decay_embeddings=decay_embeddings)
     X, y = _xy(train)
     X_test, y_test = _xy(test)
-    regime = _regime(model_factory, X, seeds[0], decay_biases, dtype)
+    decay_rule = decay_rule_of(config)             # the trainer's rule: the regime sees what was decayed
+    regime = _regime(model_factory, X, seeds[0], decay_rule, dtype)
     shape = (len(seeds), lr_grid.size, decay_grid.size)
     test_error, train_loss = np.full(shape, np.nan), np.full(shape, np.nan)
     cells = [(s, i, j) for s in range(len(seeds)) for i in range(lr_grid.size) for j in range(decay_grid.size)]
@@ -203,7 +210,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     return LrDecayMap(optimizer=optimizer, decay_scaling=decay_scaling if decoupled else None, lrs=lr_grid,
                       decays=decay_grid, seeds=seeds, test_error=test_error, train_loss=train_loss,
                       metric="test error" if loss == "cross_entropy" else "test loss",
-                      seconds=time.perf_counter() - start, settings=settings, regime=regime)
+                      seconds=time.perf_counter() - start, settings=settings, regime=regime, decay_rule=decay_rule)
 
 
 def _chunk_plan(model_factory, X, config, n_members: int, chunk_size: int | None):
@@ -217,12 +224,12 @@ def _chunk_plan(model_factory, X, config, n_members: int, chunk_size: int | None
     return plan_chunks(n_members, per_member, memory_budget(resolve_device(None)), chunk_size)
 
 
-def _regime(model_factory, X, seed: int, decay_biases: bool, dtype: torch.dtype) -> dict:
-    """Which regime the model's decayed weights are in, probed on the first 64 training inputs."""
+def _regime(model_factory, X, seed: int, decay_rule: DecayRule, dtype: torch.dtype) -> dict:
+    """Which regime the parameters ``decay_rule`` decays are in, probed on the first 64 training inputs."""
     from decaylab.experiments.theory import detect_regime
 
     torch.manual_seed(seed)
-    return detect_regime(model_factory(), torch.as_tensor(X[:64]).to(dtype), decay_biases=decay_biases)
+    return detect_regime(model_factory(), torch.as_tensor(X[:64]).to(dtype), decay_rule=decay_rule)
 
 
 def _log_edges(grid: np.ndarray) -> np.ndarray:

@@ -19,7 +19,8 @@
 
 :func:`equilibrium_check` retrains one cell of a map alone, with decaylab's optimizer and a
 :class:`decaylab.monitor.DecayMonitor`, and compares the measured per-step rotation of the first
-scale-invariant weight over the last quarter of training with the monitor's predicted equilibrium angle.
+scale-invariant weight over the last quarter of training with the monitor's predicted equilibrium angle;
+λ goes to the parameters the map's :class:`~decaylab.groups.DecayRule` decays, as in the map.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from decaylab._checks import InputError
+from decaylab.groups import DecayRule, as_decay_rule
 
 __all__ = ["REGIME_SETUPS", "RegimeSetup", "equilibrium_check", "normalized_mlp"]
 
@@ -120,20 +124,26 @@ def _optimizer(params, optimizer: str, decay_scaling: str | None, lr: float, dec
 
 
 def equilibrium_check(model_factory, train, *, optimizer: str, decay_scaling: str | None, lr: float, decay: float,
-                      epochs: int, batch_size: int, momentum: float, param: str | None = None, seed: int = 0) -> dict:
+                      epochs: int, batch_size: int, momentum: float, param: str | None = None, seed: int = 0,
+                      decay_rule: DecayRule | None = None) -> dict:
     """Train one (lr, λ) cell alone at a constant lr with a :class:`~decaylab.monitor.DecayMonitor`;
-    return the weight ``param``'s (default: the first weight) mean rotation per step over the last
-    quarter of training, the predicted equilibrium angle (``None`` for coupled Adam), and their ratio."""
+    return the weight ``param``'s (default: the first decayed parameter) mean rotation per step over the last
+    quarter of training, the predicted equilibrium angle (``None`` for coupled Adam), and their ratio.
+
+    λ goes to the parameters ``decay_rule`` decays (:class:`decaylab.groups.DecayRule`; default
+    ``DecayRule()``, the trainers' default), the others get 0: pass the map's rule
+    (:attr:`decaylab.experiments.lr_map.LrDecayMap.decay_rule`) so the cell is retrained as the map trained it."""
     from decaylab.monitor import DecayMonitor
 
+    rule = as_decay_rule(decay_rule)
     torch.manual_seed(seed)
     model = model_factory()
-    # only weights are decayed, as in the batched maps
-    weights = [p for p in model.parameters() if p.dim() >= 2]
-    others = [p for p in model.parameters() if p.dim() < 2]
-    opt = _optimizer([{"params": weights}, {"params": others, "weight_decay": 0.0}], optimizer, decay_scaling,
-                     lr, decay, momentum)
-    first = param if param is not None else next(n for n, p in model.named_parameters() if p.dim() >= 2)
+    decayed = [name for name, decays in rule.decays(model).items() if decays]
+    if not decayed:
+        raise InputError("decay_rule must decay at least one parameter of the model for the equilibrium check, "
+                         f"got none ({rule})")
+    opt = _optimizer(rule.groups(model, decay), optimizer, decay_scaling, lr, decay, momentum)
+    first = param if param is not None else decayed[0]
     X, y = train.X, train.y
     steps = epochs * -(-len(X) // batch_size)
     # every step, all kept (one tensor): the last quarter's mean is over exactly its steps

@@ -40,7 +40,8 @@ then a function of (η, λ) alone; the best λ keeps that angle fixed:
   so the measured slope is reported alone.
 
 :func:`scale_invariant_params` tests each parameter numerically (rescale it, compare outputs);
-:func:`detect_regime` turns that into a regime for the decayed weights; :func:`predicted_slope`
+:func:`detect_regime` turns that into a regime for the decayed weights (those the trainers' rule,
+:class:`decaylab.groups.DecayRule`, decays); :func:`predicted_slope`
 gives the numbers above (``None`` where there are none), and :func:`predicted_line` the line of
 that slope through the measured best-λ points (the theory fixes the slope, not the intercept).
 """
@@ -54,6 +55,7 @@ import numpy as np
 import torch
 
 from decaylab._checks import InputError, InputTypeError, check_choice
+from decaylab.groups import DecayRule, as_decay_rule
 
 __all__ = ["REGIMES", "detect_regime", "predicted_line", "predicted_slope", "scale_invariant_params"]
 
@@ -111,17 +113,36 @@ def scale_invariant_params(model: torch.nn.Module, example: torch.Tensor, *, sca
     return result
 
 
-def detect_regime(model: torch.nn.Module, example: torch.Tensor, *, decay_biases: bool = False) -> dict:
-    """The regime of the decayed parameters (weights with ≥ 2 dimensions unless ``decay_biases``):
-    ``"equilibrium"`` when the scale-invariant ones hold most of the decayed elements, else
-    ``"fixed-point"``. Returns ``{"regime", "scale_invariant": {name: bool}, "invariant_fraction"}``
-    (the fraction by element count)."""
+def detect_regime(model: torch.nn.Module, example: torch.Tensor, *, decay_biases: bool = False,
+                  decay_rule: DecayRule | None = None) -> dict:
+    """The regime of the decayed parameters: ``"equilibrium"`` when the scale-invariant ones hold most of
+    the decayed elements, else ``"fixed-point"``. Returns ``{"regime", "scale_invariant": {name: bool},
+    "invariant_fraction"}`` (the fraction by element count; ``scale_invariant`` over the decayed parameters).
+
+    Which parameters decayed is ``decay_rule``'s decision (:class:`decaylab.groups.DecayRule`, the
+    trainers' rule; pass the rule the model was trained with, e.g. :func:`decaylab.train.members.decay_rule_of`
+    of its ``TrainConfig``); without one, ``DecayRule()`` (the default of every trainer), or
+    :meth:`DecayRule.everything` with ``decay_biases=True``."""
+    rule = _decay_rule(decay_biases, decay_rule)
     invariant = scale_invariant_params(model, example)
-    decayed = {n: p.numel() for n, p in model.named_parameters() if decay_biases or p.dim() >= 2}
+    decayed = {d.name: d.param.numel() for d in rule.classify(model) if d.decay}
     total = sum(decayed.values())
     fraction = sum(c for n, c in decayed.items() if invariant[n]) / total if total else 0.0
     return {"regime": "equilibrium" if fraction > 0.5 else "fixed-point",
             "scale_invariant": {n: invariant[n] for n in decayed}, "invariant_fraction": fraction}
+
+
+def _decay_rule(decay_biases: bool, decay_rule: DecayRule | None) -> DecayRule:
+    """``decay_rule``, else the rule ``decay_biases`` names; both at once are refused."""
+    if not isinstance(decay_biases, bool):
+        raise InputTypeError(f"decay_biases must be a bool, got {decay_biases!r}")
+    if decay_rule is None:
+        return DecayRule.everything() if decay_biases else DecayRule()
+    decay_rule = as_decay_rule(decay_rule)
+    if decay_biases:
+        raise InputError("decay_biases must be False when decay_rule is given (the rule says what decays; "
+                         "DecayRule.everything() decays every parameter), got decay_biases=True")
+    return decay_rule
 
 
 def predicted_line(slope: float | None, lrs: Sequence[float], best_decays: Sequence[float],

@@ -23,7 +23,7 @@ from decaylab._checks import (
     check_int,
     check_real,
 )
-from decaylab.groups import DEFAULT_NO_DECAY_NAMES, classify_parameters
+from decaylab.groups import DEFAULT_NO_DECAY_NAMES, DecayRule
 from decaylab.optim._decay import DECAY_SCALINGS
 from decaylab.optim.spec import OPTIMIZER_NAMES as OPTIMIZERS
 from decaylab.optim.spec import OptimizerSpec
@@ -32,7 +32,7 @@ LR_SCHEDULES = ("constant", "cosine")
 LOSSES = ("cross_entropy", "mse")
 
 __all__ = ["Member", "TrainConfig", "MemberResult", "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES",
-           "lr_multiplier"]
+           "lr_multiplier", "decay_rule_of"]
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,20 @@ class TrainConfig:
         return self.optimizer in ("adam", "adamw")
 
     def decayed_names(self, model: nn.Module) -> dict[str, bool]:
-        """Parameter name → whether it decays, by :func:`decaylab.groups.classify_parameters`' rule."""
-        decisions = classify_parameters(
-            model, no_decay_types=self.no_decay_types, no_decay_names=self.no_decay_names,
-            decay_names=("*",) if self.decay_biases else self.decay_names, decay_embeddings=self.decay_embeddings)
-        return {d.name: d.decay for d in decisions}
+        """Parameter name → whether it decays, by the config's :class:`~decaylab.groups.DecayRule`
+        (:func:`decay_rule_of`)."""
+        return decay_rule_of(self).decays(model)
+
+
+def decay_rule_of(config: TrainConfig) -> DecayRule:
+    """The :class:`~decaylab.groups.DecayRule` the trainers apply for ``config``'s what-decays fields
+    (``decay_biases=True``: every parameter, ``decay_names=("*",)`` as in
+    :meth:`DecayRule.everything`): the one place those fields become a rule, for
+    everything that must see the trainers' decayed set (``lr_decay_map``'s regime and predicted slope, the
+    equilibrium check)."""
+    return DecayRule(no_decay_types=config.no_decay_types, no_decay_names=config.no_decay_names,
+                     decay_names=("*",) if config.decay_biases else config.decay_names,
+                     decay_embeddings=config.decay_embeddings)
 
 
 @dataclass
