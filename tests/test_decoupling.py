@@ -74,6 +74,7 @@ def test_bad_arguments_name_the_argument(moons, kwargs, exc, match):
         lr_decay_map(small_mlp, args.pop("train"), args.pop("test"), **args)
 
 
+@pytest.mark.slow  # ten lr × λ maps, ≥ 12 s
 def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "report"
     rc = main(["repro", "decoupling", "--quick", "--seeds", "2", "--epochs", "3", "--out", str(out),
@@ -109,6 +110,7 @@ def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
     assert "Both regimes side by side" in html and summary["report"]["sections"][0]["key"] == "decoupling-both-regimes"
 
 
+@pytest.mark.slow  # ten lr × λ maps, ≥ 12 s
 def test_maps_do_not_depend_on_the_worker_count():
     from decaylab.experiments.decoupling import ARMS, _run_jobs
 

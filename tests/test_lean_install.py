@@ -7,6 +7,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test is a fresh interpreter importing torch with the extras blocked (2-6 s)
+
 BLOCK = textwrap.dedent("""
     import importlib.abc, importlib.machinery, sys
     OPTIONAL = {"sklearn", "scipy", "matplotlib", "tqdm", "mnist1d", "ray", "lightning", "transformers",

@@ -243,6 +243,7 @@ def _tiny_regression(steps, opt, model, monitor_hook=None, seed=0):
             monitor_hook(step)
 
 
+@pytest.mark.slow  # 10,000 optimizer steps
 def test_history_stays_bounded_over_10000_steps_and_spans_the_run():
     torch.manual_seed(0)
     model = torch.nn.Linear(16, 2)  # gradients of a quadratic pull towards a random target, set by hand

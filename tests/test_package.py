@@ -39,6 +39,7 @@ def test_cli_bad_command_is_one_line_exit_2():
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_subpackages_are_attributes_after_a_light_import():
     import subprocess
     import sys
