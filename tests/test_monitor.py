@@ -84,7 +84,7 @@ def test_records_hand_checked_and_manual_mode_matches_hooks():
     assert r["weight_norm"] == pytest.approx(math.sqrt(20)) and r["grad_norm"] == pytest.approx(1.0)
     assert r["update_ratio"] == pytest.approx(1 / 5) and r["max_abs"] == 4.0
     assert r["angle"] == pytest.approx(math.acos(22 / (5 * math.sqrt(20))), rel=1e-5)
-    assert r["predicted_angle"] is None or r["predicted_angle"] == 0.0
+    assert r["predicted_angle"] == 0.0            # no decay: no rotation at equilibrium
     assert r["max_abs_bound"] is None
     mon.detach()
     opt.step()

@@ -7,8 +7,12 @@ import decaylab
 from decaylab._checks import check_choice, check_int, check_real
 
 
-def test_version():
-    assert decaylab.__version__
+def test_version_is_the_one_pyproject_declares():
+    import re
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()   # tomllib is 3.11+
+    assert decaylab.__version__ == re.search(r'^version = "([^"]+)"$', pyproject, re.M).group(1)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
