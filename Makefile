@@ -33,7 +33,7 @@ test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -n 2 -q
 
-# Every test not marked slow (tests/conftest.py says which those are): about a minute on two cores.
+# Every test not marked slow (tests/conftest.py says which those are): under a minute on two idle cores.
 test-fast: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -m "not slow" -n 2 -q
