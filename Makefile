@@ -1,11 +1,11 @@
-# The two commands of the README: `make demo` and `make test`.
+# The two commands of the README: `make demo` and `make test`; `make test-fast` is the subset to run while working.
 # Each creates (or reuses) .venv in the checkout and installs what it needs.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install browser bench clean
+.PHONY: demo test test-fast install browser bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(PY) -m pytest -n 2 -q
+
+# Every test not marked slow (tests/conftest.py says which those are): under a minute on two idle cores.
+test-fast: $(STAMP) browser
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(PY) -m pytest -m "not slow" -n 2 -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/optim_step.py

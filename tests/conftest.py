@@ -1,4 +1,13 @@
-"""Suite-wide test settings and the helpers several test modules share (as fixtures)."""
+"""Suite-wide test settings and the helpers several test modules share (as fixtures).
+
+Two subsets. ``make test`` (``pytest -n 2 -q``) runs everything. ``make test-fast``
+(``pytest -m "not slow" -n 2 -q``, under a minute on two idle cores) leaves out the tests marked
+``@pytest.mark.slow``: those that take about 2 s or more on an idle two-core machine, fixture set-up
+included (the quick demo run, whole demo studies, lr × λ maps, fresh interpreters and worker
+processes, a wheel build, Ray, DDP, 200-step parity runs), and whole modules that are only end to end
+(``pytestmark = pytest.mark.slow``). Every module keeps its fast behaviour tests in the fast subset;
+a new test that takes 2 s or more gets the mark (``pytest --durations=0`` measures it).
+"""
 
 import fcntl
 import io

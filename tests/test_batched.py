@@ -125,6 +125,7 @@ def test_fused_step_equals_reference_update(setup):
         assert float((a - start).detach().abs().max()) > 1e-3          # the steps did move every tensor
 
 
+@pytest.mark.slow  # 200 steps × 3 members, alone and batched
 @pytest.mark.parametrize("setup", FAST_SETUPS, ids=lambda s: "-".join(map(str, s.values())))
 def test_shared_lr_fast_path_matches_alone_after_200_steps(setup):
     # one lr for all: the fused update runs until the 30-row member idles, then the reference path takes over
@@ -181,6 +182,7 @@ def test_hand_written_relu_mlp_gradient_equals_autograd(factory):
         assert float(b.abs().max()) > 1e-3
 
 
+@pytest.mark.slow  # 200 steps × 3 members, alone and batched
 @pytest.mark.parametrize("setup", OPTIMIZER_SETUPS, ids=lambda s: s["optimizer"])
 def test_float64_relu_mlp_matches_alone_after_200_steps(setup):
     X, y = make_data()

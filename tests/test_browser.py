@@ -142,6 +142,7 @@ def test_network_guard_sees_remote_requests(offline_page):
     assert sorted(offline_page.remote_requests) == ["http://example.invalid/a.css", "https://example.invalid/x.png"]
 
 
+@pytest.mark.slow  # needs the quick demo run (~20 s)
 def test_quick_demo_report_renders_offline_and_slider_scrubs(offline_page, tmp_path, quick_demo_run):
     run, report = quick_demo_run  # shared with test_cli_demo.py: one demo per test run
     assert run["returncode"] == 0, run["stderr"][-3000:]

@@ -64,6 +64,7 @@ def test_bad_input_exit_2_one_line(capsys, argv, message):
     assert len(err.strip().splitlines()) == 1 and message in err
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_entry_point_subprocess():
     proc = subprocess.run([sys.executable, "-m", "decaylab.cli", "convert", "0.01", "--from", "penalty",
                            "--to", "coupled"], capture_output=True, text=True)

@@ -66,6 +66,7 @@ def demo(quick_demo_run):
     return run, report, json.loads((report / "summary.json").read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow  # needs the quick demo run (~20 s)
 def test_quick_demo_writes_a_complete_report(demo):
     run, report, summary = demo
     assert sorted(p.name for p in report.iterdir()) == ["index.html", "summary.json"]
@@ -90,6 +91,7 @@ def test_quick_demo_writes_a_complete_report(demo):
     assert "it/s" in run["stderr"] or "s/it" in run["stderr"]
 
 
+@pytest.mark.slow  # needs the quick demo run (~20 s)
 def test_quick_demo_summary_shows_the_expected_directions(demo):
     """Checked on the measured numbers themselves, not only on the studies' own verdicts."""
     _, _, summary = demo

@@ -64,6 +64,7 @@ def test_input_errors_exit_2_and_everything_else_is_a_bug(monkeypatch, capsys, e
         assert err.strip().splitlines()[-1] == cli.REPORT_BUG
 
 
+@pytest.mark.slow  # two fresh interpreters
 def test_exit_codes_from_a_real_process(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "decaylab.cli", "convert", "0.1", "--from", "nonsense"],
                          capture_output=True, text=True)

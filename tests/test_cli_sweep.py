@@ -176,6 +176,7 @@ def test_your_own_model_gets_the_data_as_stored(tmp_path, capsys, user_models, d
     assert path in results["path"]
 
 
+@pytest.mark.slow  # worker processes
 def test_your_own_model_from_a_file_path_in_worker_processes(tmp_path, capsys, user_models, monkeypatch):
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")

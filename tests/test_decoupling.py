@@ -74,6 +74,7 @@ def test_bad_arguments_name_the_argument(moons, kwargs, exc, match):
         lr_decay_map(small_mlp, args.pop("train"), args.pop("test"), **args)
 
 
+@pytest.mark.slow  # ten lr × λ maps, ≥ 12 s
 def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "report"
     rc = main(["repro", "decoupling", "--quick", "--seeds", "2", "--epochs", "3", "--out", str(out),
@@ -109,6 +110,7 @@ def test_repro_decoupling_quick_end_to_end(tmp_path, capsys):
     assert "Both regimes side by side" in html and summary["report"]["sections"][0]["key"] == "decoupling-both-regimes"
 
 
+@pytest.mark.slow  # ten lr × λ maps, ≥ 12 s
 def test_maps_do_not_depend_on_the_worker_count():
     from decaylab.experiments.decoupling import ARMS, _run_jobs
 
@@ -143,29 +145,65 @@ def test_repro_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_report_sentences_follow_the_measured_intervals():
-    from decaylab.experiments import decoupling
+def _fit(slope, low, high):
     from decaylab.experiments.basin import BasinFit
 
-    def fit(slope, low, high):
-        return BasinFit(slope, 0.0, low, high, 0.95, np.ones(4), np.ones(4, bool), np.full(3, slope), 100, 3)
+    return BasinFit(slope, 0.0, low, high, 0.95, np.ones(4), np.ones(4, bool), np.full(3, slope), 100, 3)
 
-    paper_like = {"sgd": fit(-0.9, -1.3, -0.6), "adam": fit(-1.1, -1.4, -0.8), "sgdw": fit(0.1, -0.2, 0.3),
-                  "adamw": fit(0.05, -0.3, 0.3), "adamw-lr": fit(-0.95, -1.3, -0.7)}
-    text = decoupling._explanation(decoupling.ARMS, paper_like)
-    assert "difference +1.00" in text
-    assert "(sgd, adam: slopes -0.90, -1.10) the best λ falls as lr rises" in text
-    assert "(sgdw, adamw: slopes +0.10, +0.05) the basin is axis-aligned" in text
-    assert "hypothesis" not in text and "rises with lr" not in text
 
-    equilibrium = dict(paper_like, sgd=fit(0.1, -0.2, 0.4), adam=fit(0.0, -0.3, 0.2), adamw=fit(0.9, 0.7, 1.2))
-    text = decoupling._explanation(decoupling.ARMS, equilibrium)
-    assert "(sgd, adam: slopes +0.10, +0.00) the best λ barely moves" in text
-    assert "(adamw: slopes +0.90) the best λ rises with lr" in text
-    assert "hypothesis" in text and "falls as lr rises" not in text
-    assert decoupling._verdict(equilibrium["sgd"], -1.0).startswith("disagrees")
-    assert decoupling._verdict(paper_like["sgd"], -1.0).startswith("agrees")
-    assert decoupling._verdict(fit(-0.5, -1.3, 0.2), -1.0).startswith("inconclusive")
+def test_the_verdict_is_decided_by_which_slopes_the_interval_holds():
+    # brute force over intervals: against expected e, "agrees" iff the interval holds e and neither other
+    # slope of {−1, 0, +1}, "inconclusive" iff it holds e and another, "disagrees" iff it misses e
+    from decaylab.experiments import decoupling
+
+    ends = np.round(np.arange(-1.6, 1.61, 0.2), 2)
+    checked = set()
+    for low in ends:
+        for high in ends[ends >= low]:
+            for expected in (-1.0, 0.0, 1.0):
+                inside = [v for v in (-1.0, 0.0, 1.0) if low <= v <= high]
+                want = ("disagrees" if expected not in inside else "agrees" if inside == [expected]
+                        else "inconclusive")
+                verdict = decoupling._verdict(_fit((low + high) / 2, low, high), expected)
+                assert verdict.startswith(want), (low, high, expected, verdict)
+                checked.add(want)
+    assert checked == {"agrees", "disagrees", "inconclusive"}
+
+
+def _named_arms(text):
+    """{arm: quoted slope} for every "(arm, arm: slopes s, s)" the paragraph explains, and the groups."""
+    import re
+
+    groups = [(who.split(", "), slopes.split(", ")) for who, slopes in re.findall(r"\(([\w, -]+): slopes ([^)]*)\)",
+                                                                                    text)]
+    return {k: v for who, slopes in groups for k, v in zip(who, slopes)}, [who for who, _ in groups]
+
+
+@pytest.mark.parametrize("regime", ["paper-like", "equilibrium-like"])
+def test_the_explanation_names_each_arm_under_the_picture_its_interval_holds(regime):
+    from decaylab.experiments import decoupling
+
+    paper_like = {"sgd": _fit(-0.9, -1.3, -0.6), "adam": _fit(-1.1, -1.4, -0.8), "sgdw": _fit(0.1, -0.2, 0.3),
+                  "adamw": _fit(0.05, -0.3, 0.3), "adamw-lr": _fit(-0.95, -1.3, -0.7)}
+    # equilibrium-like: sgd flat, adam's interval holds 0 and −1, sgdw's none of the three, adamw rising
+    fits = paper_like if regime == "paper-like" else dict(
+        paper_like, sgd=_fit(0.1, -0.2, 0.4), adam=_fit(-0.5, -1.2, 0.2), sgdw=_fit(-0.6, -0.8, -0.4),
+        adamw=_fit(0.9, 0.7, 1.2))
+    text = decoupling._explanation(decoupling.ARMS, fits)
+    named, groups = _named_arms(text)
+    # an arm is explained when its interval holds exactly one of the pictures its family has a sentence for
+    # (coupled: 0 or −1; schedule-scaled decoupled: +1 or 0), and each sentence groups arms of one picture
+    pictures = {"sgd": (0.0, -1.0), "adam": (0.0, -1.0), "sgdw": (1.0, 0.0), "adamw": (1.0, 0.0)}
+    expected = {k for k, values in pictures.items()
+                if [v for v in (-1.0, 0.0, 1.0) if fits[k].ci_low <= v <= fits[k].ci_high] in ([p] for p in values)}
+    assert set(named) == expected and expected == ({"sgd", "adam", "sgdw", "adamw"} if regime == "paper-like"
+                                                   else {"sgd", "adamw"})
+    assert all(named[k] == f"{fits[k].slope:+.2f}" for k in named)            # the measured slopes are quoted
+    assert all(len({decoupling._classify(fits[k]) for k in who}) == 1 for who in groups)
+    assert f"difference {fits['adamw'].slope - fits['adamw-lr'].slope:+.2f}" in text   # schedule vs lr: exactly 1
+    # the BatchNorm hypothesis is offered exactly when no coupled arm shows the paper's diagonal
+    diagonal = [k for k in ("sgd", "adam") if fits[k].ci_low <= -1.0 <= fits[k].ci_high and fits[k].ci_high < 0]
+    assert ("hypothesis" in text) == (not diagonal)
 
 
 def test_regression_maps_report_test_loss():

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW
+
+pytestmark = pytest.mark.slow  # two spawned DDP processes (~6 s)
 
 WORLD = 2
 STEPS = 15

@@ -224,11 +224,14 @@ def test_params_not_in_model_and_report_text():
 
 
 def test_decaylab_doctor_is_the_function():
-    import decaylab.diagnosis  # noqa: F401  (the module has its own name, so nothing rebinds decaylab.doctor)
+    import decaylab.diagnosis  # (the module has its own name, so nothing rebinds decaylab.doctor)
 
+    assert decaylab.doctor is decaylab.diagnosis.doctor
     model = Net()
     result = decaylab.doctor(model, healthy(model), **RUN)
     assert isinstance(result, Findings) and result == []
+    assert decaylab.doctor(model, healthy(model, torch.optim.Adam, weight_decay=1e-2), **RUN).codes == [
+        "coupled-adaptive"]
 
 def test_bad_input():
     model = Net()

@@ -99,14 +99,19 @@ def test_mse_returns_sigma_and_the_sigma_dependent_coupled_lambda():
 def test_online_training_learns_lambda_and_records_the_evidence_curve():
     X, y = _data(n=90)
     model = _mlp()
+    X_test, y_test = _data(n=30, seed=1)
     out = train_marglik(model, (X, y), epochs=6, frequency=2, per_layer=True, batch_size=30,
-                        eval_sets={"test": _data(n=30, seed=1)})
+                        eval_sets={"test": (X_test, y_test)})
     assert [h["epoch"] for h in out.history] == [2, 4, 6]
     assert all(math.isfinite(h["log_evidence"]) for h in out.history)
     assert set(out.weight_decay) == {"0.weight", "2.weight"}
     # the optimizer ended with the learned λ as its coupled weight_decay
     assert out.final.weight_decay == out.weight_decay
-    assert 0.0 <= out.evals["test"]["accuracy"] <= 1.0 and out.steps == 18
+    assert out.steps == 18
+    # the test accuracy is the trained model's on the test rows
+    with torch.no_grad():
+        predicted = out.model(X_test).argmax(1)
+    assert out.evals["test"]["accuracy"] == pytest.approx(float((predicted == y_test).double().mean()), abs=1e-12)
 
 
 class _TokenModel(nn.Module):
@@ -138,5 +143,9 @@ def test_integer_token_ids_stay_integers_for_a_model_that_embeds_them():
 def test_the_evidence_sweep_casts_integer_features_for_a_model_without_an_embedding():
     g = torch.Generator().manual_seed(0)
     X = torch.randint(0, 5, (40, 4), generator=g)
-    result = decaylab.sweep(_mlp, (X, torch.arange(40) % 3), None, method="marglik", epochs=2, batch_size=20)
+    y = torch.arange(40) % 3
+    result = decaylab.sweep(_mlp, (X, y), None, method="marglik", epochs=2, batch_size=20)
+    as_floats = decaylab.sweep(_mlp, (X.float(), y), None, method="marglik", epochs=2, batch_size=20)
     assert result.best_lambda > 0
+    assert result.best_lambda == pytest.approx(as_floats.best_lambda, rel=1e-6)     # the same run as float input
+    assert result.table[0]["log_evidence"] == pytest.approx(as_floats.table[0]["log_evidence"], rel=1e-6)

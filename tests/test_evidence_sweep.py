@@ -29,7 +29,9 @@ def test_sweep_marglik_returns_a_sweep_result_with_the_evidence_curve_and_layer_
     assert res.best_lambda == best["lambda"]
     assert [c["epoch"] for c in res.evidence_curve] == [2, 4, 2, 4]
     assert [set(run["weight_decay"]) for run in res.layer_weight_decay] == [{"layers.0.weight", "layers.2.weight"}] * 2
-    assert 0.0 <= res.table[0]["test_accuracy"] <= 1.0
+    for row in res.table:                      # an accuracy on the 40 test rows: a whole number of them right
+        assert 0.0 <= row["test_accuracy"] <= 1.0
+        assert row["test_accuracy"] * len(yt) == pytest.approx(round(row["test_accuracy"] * len(yt)), abs=1e-4)
     assert res.config["train"]["optimizer"] == "adam"          # adamw's coupled counterpart: the prior is coupled
     data = json.loads(res.to_json())
     assert data["evidence_curve"][0]["weight_decay"] and data["layer_weight_decay"][1]["seed"] == 1

@@ -39,7 +39,13 @@ def test_history_contents():
     for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
         values = getattr(h, key)
         assert len(values) == 3 and all(isinstance(v, float) and math.isfinite(v) for v in values)
-    assert all(0 <= a <= 1 for a in h.train_acc + h.val_acc)
+    # the last epoch's numbers are those of the trained model on each whole split
+    with torch.no_grad():
+        for split, loss, acc in (("train", h.train_loss[-1], h.train_acc[-1]), ("val", h.val_loss[-1], h.val_acc[-1])):
+            X, y = d.split(split).X, d.split(split).y
+            out = m(X)
+            assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(out, y)), rel=1e-6)
+            assert acc == pytest.approx(float((out.argmax(1) == y).double().mean()), abs=1e-12)
     assert set(h.weight_norms) == {n for n, _ in m.named_parameters()}
     assert h.weight_norms["layers.0.weight"][-1] == pytest.approx(float(m.layers[0].weight.detach().norm()), rel=1e-6)
     assert h.total_weight_norm() == pytest.approx(models.weight_norm(m), rel=1e-6)

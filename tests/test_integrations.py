@@ -68,7 +68,8 @@ def test_lightning_callback_logs_per_tensor_scalars_and_runs_the_doctor(tmp_path
     steps, angles = callback.monitor.series("net.0.weight", "angle")
     assert steps == [1, 2, 3, 4, 5]
     assert float(rows[1]["decay_angle/net.0.weight"]) == pytest.approx(angles[3], rel=1e-6)
-    assert float(rows[1]["decay_weight_norm/net.3.bias"]) > 0
+    assert float(rows[1]["decay_weight_norm/net.3.bias"]) == pytest.approx(
+        callback.monitor.series("net.3.bias", "weight_norm")[1][3], rel=1e-6)       # the norm after step 4
     assert "decay_angle/net.3.bias" not in rows[1]  # one-element tensor: no angle
     module.net[0].weight.grad = torch.ones_like(module.net[0].weight)
     optimizer.step()  # after training the monitor is detached

@@ -7,6 +7,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test is a fresh interpreter importing torch with the extras blocked (2-6 s)
+
 BLOCK = textwrap.dedent("""
     import importlib.abc, importlib.machinery, sys
     OPTIONAL = {"sklearn", "scipy", "matplotlib", "tqdm", "mnist1d", "ray", "lightning", "transformers",
@@ -44,10 +48,12 @@ def test_the_core_works_with_torch_and_numpy_only():
         loss = model(torch.randn(16, 4)).square().mean() + decaylab.l2_penalty(model, 1e-4)
         loss.backward(); opt.step()
         print(decaylab.convert(0.05, "torch-adamw", "schedule", lr=1e-3), len(mon.history),
-              len(decaylab.doctor(model, opt)) >= 0, "sklearn" in sys.modules)
+              ",".join(decaylab.doctor(model, opt, total_steps=100).codes), "sklearn" in sys.modules)
     """)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["5e-05", "6", "True", "False"]   # 6 tensors watched
+    # 6 tensors watched; the doctor's verdict is the one it gives with every extra installed: λ = 0.05 at
+    # lr 1e-3 is a time scale of 2e4 steps, weak over a 100-step run
+    assert proc.stdout.split() == ["5e-05", "6", "decay-weak", "False"]
 
 
 def test_a_missing_extra_names_the_pip_install():

@@ -103,6 +103,7 @@ def test_native_kernel_splits_work_over_threads_identically():
     assert torch.equal(runs[0], runs[1])
 
 
+@pytest.mark.slow  # a fresh interpreter, or a kernel build
 def test_kernels_share_torchs_openmp_runtime():
     """Loading the kernels binds them to the libgomp torch loaded (one thread team): no new copy."""
     script = (
@@ -119,6 +120,7 @@ def test_kernels_share_torchs_openmp_runtime():
     assert proc.stdout.split() == ["1", "True"]
 
 
+@pytest.mark.slow  # a fresh interpreter, or a kernel build
 def test_a_build_without_openmp_gives_the_same_updates(monkeypatch, tmp_path):
     with_openmp, _ = _run(AdamW, ADAMW_OPTIONS[0], {"fused": True}, torch.float32, steps=3,
                           numel=1 << 17)

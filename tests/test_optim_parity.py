@@ -116,6 +116,7 @@ def _data_and_model(dtype, seed=0):
     return (X, y), model
 
 
+@pytest.mark.slow  # 24 × 200 steps; the fast subset keeps the bit-for-bit and fast-path tests
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_every_path_matches_torch_counterpart(case, dtype):

@@ -7,8 +7,12 @@ import decaylab
 from decaylab._checks import check_choice, check_int, check_real
 
 
-def test_version():
-    assert decaylab.__version__
+def test_version_is_the_one_pyproject_declares():
+    import re
+    from pathlib import Path
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()   # tomllib is 3.11+
+    assert decaylab.__version__ == re.search(r'^version = "([^"]+)"$', pyproject, re.M).group(1)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1.0])
@@ -39,6 +43,7 @@ def test_cli_bad_command_is_one_line_exit_2():
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_subpackages_are_attributes_after_a_light_import():
     import subprocess
     import sys

@@ -6,6 +6,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # builds a wheel and an sdist and installs into a new venv (~80 s)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -44,25 +44,35 @@ def test_loo_is_exact_against_brute_force(diabetes):
         assert path.loo_mse[i] == pytest.approx(-scores.mean(), rel=1e-9)
 
 
-def test_gcv_formula_and_multi_target(diabetes):
+def test_gcv_and_dof_against_the_explicit_hat_matrix(diabetes):
     X, y = diabetes
     Y = np.stack([y, 2 * y + 1], axis=1)
     path = ridge_path(X, Y, [0.5, 5.0])
     one = ridge_path(X, y, [0.5, 5.0])
     np.testing.assert_allclose(path.coef[:, :, 0], one.coef, rtol=1e-12)
     np.testing.assert_allclose(path.coef[:, :, 1], 2 * one.coef, rtol=1e-12)
-    # GCV by definition: mean residual² / (1 − tr(H)/n)², tr(H) = 1 + dof
-    n = len(y)
-    resid = y - (X @ one.coef[1] + one.intercept[1])
-    assert one.gcv[1] == pytest.approx(np.mean(resid ** 2) / (1 - (1 + one.dof[1]) / n) ** 2, rel=1e-10)
+    # brute force: H = 11ᵀ/n + Xc (XcᵀXc + λI)⁻¹ Xcᵀ built as an n × n matrix, no SVD
+    n, p = X.shape
+    Xc = X - X.mean(axis=0)
+    for i, lam in enumerate([0.5, 5.0]):
+        H = np.full((n, n), 1.0 / n) + Xc @ np.linalg.solve(Xc.T @ Xc + lam * np.eye(p), Xc.T)
+        resid = y - H @ y
+        np.testing.assert_allclose(H @ y, X @ one.coef[i] + one.intercept[i], rtol=1e-10)
+        assert one.dof[i] == pytest.approx(np.trace(H) - 1, rel=1e-10)       # the intercept's 1 left out
+        assert one.gcv[i] == pytest.approx(np.mean(resid ** 2) / (1 - np.trace(H) / n) ** 2, rel=1e-10)
     assert one.dof[0] > one.dof[1] > 0  # more decay, fewer effective parameters
 
 
-def test_mse_convention_conversion(diabetes):
+def test_mse_convention_conversion_gives_the_minimizer_of_the_mean_squared_error_penalty(diabetes):
+    # λ on the mean squared error: argmin ‖y − Xw − b‖²/n + λ‖w‖², solved in closed form on centred data
     X, y = diabetes
-    n = len(y)
-    # λ on the mean squared error equals sklearn alpha = n·λ on the sum of squares
-    assert alpha_from_mse_lambda(0.01, n) == pytest.approx(0.01 * n)
+    n, p = X.shape
+    lam = 0.01
+    Xc, yc = X - X.mean(axis=0), y - y.mean()
+    w = np.linalg.solve(Xc.T @ Xc / n + lam * np.eye(p), Xc.T @ yc / n)
+    ridge = Ridge(alpha=alpha_from_mse_lambda(lam, n), solver="svd").fit(X, y)
+    np.testing.assert_allclose(ridge.coef_, w, rtol=1e-9)
+    assert not np.allclose(Ridge(alpha=lam, solver="svd").fit(X, y).coef_, w, rtol=1e-2)   # unconverted: another fit
 
 
 @pytest.mark.parametrize("lambdas, match", [([0.0], "lambdas"), ([], "lambdas"), ([float("nan")], "lambdas")])

@@ -34,11 +34,10 @@ def test_hand_computed_values_T0_2_Tmult_2():
     # periods of 2, 4, 8 steps: restarts at steps 2 and 6, where the lr is back to lr_0 = 1
     lrs = run(CosineWarmRestarts(make_optimizer(), T_0=2, T_mult=2), 8)
     expected = [1.0, 0.5,                                           # period 0: T_i = 2
-                1.0, 0.8535533905932737, 0.5, 0.14644660940672627,  # period 1: T_i = 4
-                1.0, 0.9619397662556434]                            # period 2: T_i = 8
+                1.0, (2 + math.sqrt(2)) / 4, 0.5, (2 - math.sqrt(2)) / 4,  # period 1: T_i = 4, cos(π/4) = √2/2
+                1.0, (1 + math.sqrt((2 + math.sqrt(2)) / 4)) / 2]  # period 2: T_i = 8, cos(π/8) = √(2+√2)/2
     assert lrs == pytest.approx(expected, rel=1e-12)
-    assert [half_cosine(1, 4), half_cosine(3, 4), half_cosine(1, 8)] == pytest.approx(
-        [expected[3], expected[5], expected[7]], rel=1e-15)
+    assert [lrs[0], lrs[2], lrs[6]] == [1.0, 1.0, 1.0]              # exactly lr_0 at each restart
 
 
 def test_hand_computed_values_with_eta_min_and_steps_per_epoch():

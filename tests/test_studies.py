@@ -27,6 +27,7 @@ def test_boundary_flips_counts_neighbour_changes():
     assert boundaries.boundary_flips(labels) == 2 + 3
 
 
+@pytest.mark.slow  # a whole study end to end (2–27 s)
 def test_boundaries_weights_shrink_and_boundary_simplifies():
     r = boundaries.run_boundaries(seed=0, lambdas=(0.0, 3.0, 100.0), epochs=150, hidden=(32, 32))
     s = r.summary
@@ -72,6 +73,7 @@ def test_ridge_study_overlay_and_u_shaped_test_error():
     assert s["weight_norm_fit"][0] > s["weight_norm_fit"][1]
 
 
+@pytest.mark.slow  # a whole study end to end (2–27 s)
 def test_coupling_sgd_equals_sgdw_only_without_momentum():
     r = coupling.run_coupling(seed=0, epochs=2)
     s = r.summary
@@ -93,6 +95,7 @@ def test_coupling_sgd_equals_sgdw_only_without_momentum():
     assert all(a < b for a, b in zip(matched["Adam + L2"]["weight_norm"], matched["AdamW"]["weight_norm"]))
 
 
+@pytest.mark.slow  # a whole study end to end (2–27 s)
 def test_l1_gives_exact_zeros_and_l2_none():
     r = sparsity.run_sparsity(seed=0, lambdas=(1e-3, 3e-2), epochs=3)
     s = r.summary
@@ -101,6 +104,7 @@ def test_l1_gives_exact_zeros_and_l2_none():
     assert 0 < s["l1_zeros"][0] < s["l1_zeros"][1] < s["n_params"] and s["l2_zeros"] == [0, 0]
 
 
+@pytest.mark.slow  # a whole study end to end (2–27 s)
 def test_dropout_shrinks_weights_less_than_decay():
     r = dropout.run_dropout(seed=0, epochs=80, hidden=(32, 32))
     s = r.summary
@@ -123,6 +127,7 @@ def test_cross_validation_curve_and_one_standard_error_rule():
     assert s["cv_mean"][i] >= s["cv_acc_best"] - s["cv_se"][lambdas.index(s["best_lambda"])] - 1e-12
 
 
+@pytest.mark.slow  # a whole study end to end (2–27 s)
 def test_run_demo_collects_sections_summary_and_checks():
     with intra_op_threads(3):
         seen = []
@@ -147,6 +152,7 @@ def test_bad_input():
         demo.run_study("nope")
 
 
+@pytest.mark.slow  # a whole study end to end (2–27 s)
 def test_a_study_is_deterministic_given_its_seed():
     def run(seed):
         return sparsity.run_sparsity(seed=seed, lambdas=(1e-2,), epochs=1).summary
@@ -156,6 +162,7 @@ def test_a_study_is_deterministic_given_its_seed():
     assert first["l1_test_acc"] != other["l1_test_acc"] or first["l1_zeros"] != other["l1_zeros"]
 
 
+@pytest.mark.slow  # a whole study end to end (2–27 s)
 def test_too_much_decay_slows_convergence_end_to_end():
     from decaylab.experiments.demo import convergence
 
@@ -172,6 +179,7 @@ def test_too_much_decay_slows_convergence_end_to_end():
     assert convergence.epochs_to_target([1, 2], [0.5, 0.3], target=0.2) is None
 
 
+@pytest.mark.slow  # a whole study end to end (2–27 s)
 def test_decay_helps_flipped_labels_but_not_class_imbalance_end_to_end():
     from decaylab.experiments.demo import overfitting
 

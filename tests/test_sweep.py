@@ -81,6 +81,7 @@ def test_one_standard_error_rule_on_hand_made_curve():
 
 # -- engines agree, results are complete ------------------------------------------------------
 
+@pytest.mark.slow  # ≥ 2 s: 72 members, or worker processes
 def test_batched_and_sequential_sweeps_agree():
     kwargs = dict(folds=3, epochs=8, batch_size=16, hidden=(8,), lr=[0.01, 0.03], seed=[0, 1],
                   optimizer="sgdw", momentum=0.9, dtype=torch.float64)
@@ -115,6 +116,7 @@ def test_float32_full_runs_agree_on_validation_accuracy():
     assert batched.best_lambda == sequential.best_lambda
 
 
+@pytest.mark.slow  # ≥ 2 s: 72 members, or worker processes
 def test_worker_processes_give_the_same_results():
     kwargs = dict(folds=2, epochs=3, batch_size=16, hidden=(8,), lr=0.01, dtype=torch.float64)
     alone = decaylab.sweep("mlp", moons(), [0.0, 1e-2, 1.0], engine="batched", **kwargs)
@@ -239,6 +241,7 @@ class DiesInAWorker(torch.nn.Module):
         return self.out(x)
 
 
+@pytest.mark.slow  # ≥ 2 s: 72 members, or worker processes
 def test_a_worker_that_dies_is_named_with_what_to_do():
     from decaylab.sweeps.engines import WorkerDied
 

@@ -61,6 +61,7 @@ def wait_for_rows(proc, store, rows, timeout=240):
     assert stored(store) >= rows
 
 
+@pytest.mark.slow  # a real sweep process, killed or interrupted
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_die_with_a_killed_parent(tmp_path, sig):
@@ -79,6 +80,7 @@ def test_workers_die_with_a_killed_parent(tmp_path, sig):
     assert not survivors
 
 
+@pytest.mark.slow  # a real sweep process, killed or interrupted
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_stores_what_finished_and_exits_130(tmp_path, workers):

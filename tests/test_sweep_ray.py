@@ -8,6 +8,8 @@ import ray  # the optional extra decaylab[ray]; part of the dev extra, so CI has
 
 import decaylab
 
+pytestmark = pytest.mark.slow  # starts a local Ray instance (~40 s)
+
 
 def test_ray_engine_matches_batched_and_fills_the_store(tmp_path):
     from sklearn.datasets import make_moons

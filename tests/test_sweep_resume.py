@@ -13,6 +13,8 @@ import pytest
 
 import decaylab
 
+pytestmark = pytest.mark.slow  # a sweep in a child process, killed and resumed (~8 s each)
+
 LAMBDAS = [0.0, 1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
 

@@ -1,12 +1,12 @@
 """The regime theory: predicted slopes, the scale-invariance detector, the equilibrium angle."""
 
-import math
-
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+import decaylab.optim
+from decaylab.conventions import group_decay
 from decaylab.experiments.theory import detect_regime, predicted_line, predicted_slope, scale_invariant_params
 from decaylab.monitor import DecayMonitor
 
@@ -29,10 +29,29 @@ def test_schedule_and_lr_scalings_differ_by_one_in_both_regimes():
         assert predicted_slope("adamw", "schedule", regime) - predicted_slope("adamw", "lr", regime) == 1.0
 
 
-def test_equilibrium_angles_give_the_slopes():
-    # The equilibrium angle √(2ηλ) (lr-coupled) is constant along λ ∝ 1/η; √(2λ) (schedule) along λ = const.
-    for eta in (1e-3, 1e-2, 1e-1):
-        assert math.sqrt(2 * eta * (1e-4 / eta)) == pytest.approx(math.sqrt(2e-4))
+@pytest.mark.parametrize("make, scaling", [
+    (lambda ps, lr, lam: torch.optim.SGD(ps, lr=lr, momentum=0.9, weight_decay=lam), None),
+    (lambda ps, lr, lam: torch.optim.AdamW(ps, lr=lr, weight_decay=lam), "lr"),
+    (lambda ps, lr, lam: decaylab.optim.AdamW(ps, lr=lr, weight_decay=lam, decay_scaling="schedule"), "schedule"),
+    (lambda ps, lr, lam: decaylab.optim.SGDW(ps, lr=lr, momentum=0.9, weight_decay=lam, decay_scaling="schedule"),
+     "schedule"),
+], ids=["sgd", "torch-adamw", "adamw-schedule", "sgdw-schedule"])
+def test_the_monitors_equilibrium_angle_is_constant_along_the_predicted_equilibrium_line(make, scaling):
+    # The equilibrium slope says along which line λ(lr) = c·lr^slope the rotational equilibrium, and so the
+    # best λ, stays put. The equilibrium angle the monitor predicts for a group (from the optimizer alone)
+    # must then be the same at every lr on that line, and change off it.
+    name = {"SGD": "sgd", "AdamW": "adamw", "SGDW": "sgdw"}
+    probe = make([torch.nn.Parameter(torch.ones(2))], 0.1, 1e-3)
+    slope = predicted_slope(name[type(probe).__name__], scaling, "equilibrium")
+
+    def angle(lr, lam):
+        opt = make([torch.nn.Parameter(torch.ones(2))], lr, lam)
+        return group_decay(opt, opt.param_groups[0]).equilibrium_angle
+
+    on_line = [angle(lr, 1e-3 * (lr / 0.1) ** slope) for lr in (1e-3, 1e-2, 1e-1)]
+    assert on_line == pytest.approx([on_line[0]] * 3, rel=1e-12) and on_line[0] > 0
+    off_line = [angle(lr, 1e-3 * (lr / 0.1) ** (slope + 1)) for lr in (1e-3, 1e-2, 1e-1)]
+    assert off_line[0] < 0.5 * off_line[-1]
 
 
 def test_bad_arguments_name_themselves():
