@@ -159,6 +159,8 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
         progress: a progress bar over the chunks on stderr.
     """
     from decaylab._progress import progress_bar
+    from decaylab.optim.spec import OptimizerSpec
+    from decaylab.runspec import decay_rule
     from decaylab.train.batched import Member, TrainConfig, train_batched
 
     check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
@@ -173,10 +175,11 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     sgd_options = dict(momentum=0.0, dampening=0.0, nesterov=False) if adam else \
         dict(momentum=momentum, dampening=dampening, nesterov=nesterov)
     decay_options = dict(decay_scaling=decay_scaling, cautious=cautious, l1_decay=l1_decay) if decoupled else {}
-    config = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, betas=betas, eps=eps,
-                         amsgrad=amsgrad, **sgd_options, **decay_options, lr_schedule=lr_schedule, loss=loss,
-                         decay_biases=decay_biases, dtype=dtype, no_decay_types=no_decay_types,
-                         decay_names=decay_names, decay_embeddings=decay_embeddings)
+    config = TrainConfig(optimizer=OptimizerSpec(optimizer, betas=betas, eps=eps, amsgrad=amsgrad, **sgd_options,
+                                                 **decay_options),
+                         decay=decay_rule(decay_biases, no_decay_types=no_decay_types, decay_names=decay_names,
+                                          decay_embeddings=decay_embeddings),
+                         epochs=epochs, batch_size=batch_size, lr_schedule=lr_schedule, loss=loss, dtype=dtype)
     X, y = _xy(train)
     X_test, y_test = _xy(test)
     regime = _regime(model_factory, X, seeds[0], decay_biases, dtype)
