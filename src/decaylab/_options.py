@@ -198,7 +198,8 @@ def comma_list(item: Callable[[str], Any]) -> Callable[[str], list]:
         try:
             return [item(p) for p in parts if p or item is str]
         except ValueError:
-            raise InputError(f"must be comma-separated {item.__name__} values, got {text!r}") from None
+            raise InputError(f"must be comma-separated {what}, got {text!r}") from None
 
-    read.__name__ = f"comma-separated {item.__name__}"
+    what = {int: "integers", float: "numbers"}.get(item, "names")
+    read.__name__ = f"comma-separated {what}"
     return read

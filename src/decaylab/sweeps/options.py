@@ -58,8 +58,8 @@ OWN_OPTIONS = declared((
     Option("marglik_frequency", 1, "epochs between evidence updates", kind="int", interval=Interval(1, None)),
 ))
 
-SWEEP_OPTIONS = declared((*OPTIMIZER_OPTIONS, *RUN_OPTIONS.values(), *DECAY_OPTIONS.values(),
-                          *OWN_OPTIONS.values()))
+SWEEP_OPTIONS = declared((*OWN_OPTIONS.values(), *RUN_OPTIONS.values(), *OPTIMIZER_OPTIONS,
+                          *DECAY_OPTIONS.values()))
 
 #: Each option's declared default, as it stands in ``decaylab.sweep``'s signature.
 DEFAULTS = SimpleNamespace(**{name: Default(o.default) for name, o in SWEEP_OPTIONS.items()})
@@ -72,10 +72,10 @@ USES = {
                           *_EVIDENCE_ONLY}),
 }
 WHY = {
-    "grid": "the Laplace-evidence options belong to method='marglik'",
+    "grid": "the Laplace-evidence options belong to the marglik method",
     "marglik": "it trains one coupled Adam/SGD run per (lr, seed) on all rows and learns λ from the Laplace "
                "evidence, so folds, engines, a metric, lr schedules and decoupled-decay or Adam/SGD tuning options "
-               "have no meaning there; leave them out, or use method='grid'",
+               "have no meaning there; leave them out, or use the grid method",
 }
 
 

@@ -127,7 +127,7 @@ class _BatchedOptimizer:
         """Update every active member; idle members (``active[g]`` False) are left exactly as they were."""
         from decaylab.optim import functional as Fo
 
-        config = self.config
+        config, opt = self.config, self.config.optimizer
         all_active = bool(active.all())
         if self.uniform_steps is not None and all_active:
             self._fused_step(grads)
@@ -138,7 +138,7 @@ class _BatchedOptimizer:
         saved = None if all_active else [None if t is None else t.detach().clone() for t in self._state()]
         mult = lr_multiplier(config.lr_schedule, self.step_count, self.totals)     # float64 [G]
         lr_t = self.lr0 * mult
-        scale = scale_for(config.optimizer.decay_scaling, lr_t, self.lr0)                   # s_t per member [G]
+        scale = scale_for(opt.decay_scaling, lr_t, self.lr0)                   # s_t per member [G]
         step = self.step_count + 1
         first_step = bool((self.step_count == 0).all())
         with torch.no_grad():
@@ -148,19 +148,19 @@ class _BatchedOptimizer:
                     wd = self.tensor_wd[i]
                 else:
                     wd = _per_member(self.wd, param) if self.decayed[i] else 0.0
-                l1 = config.optimizer.l1_decay if self.decayed[i] else 0.0
+                l1 = opt.l1_decay if self.decayed[i] else 0.0
                 decay_scale = _per_member(scale, param)
-                if config.optimizer.is_adam:
+                if opt.is_adam:
                     Fo.adam_update_(param, grad, self.exp_avg[i], self.exp_avg_sq[i], self.max_exp_avg_sq[i],
-                                    _per_member(step, param), lr=lr, beta1=config.optimizer.betas[0], beta2=config.optimizer.betas[1],
-                                    eps=config.optimizer.eps, weight_decay=wd, amsgrad=config.optimizer.amsgrad,
-                                    decoupled=config.optimizer.decoupled, decay_scale=decay_scale,
-                                    cautious=config.optimizer.cautious, l1_decay=l1)
+                                    _per_member(step, param), lr=lr, beta1=opt.betas[0], beta2=opt.betas[1],
+                                    eps=opt.eps, weight_decay=wd, amsgrad=opt.amsgrad,
+                                    decoupled=opt.decoupled, decay_scale=decay_scale,
+                                    cautious=opt.cautious, l1_decay=l1)
                 else:
                     self.momentum_buffer[i] = Fo.sgd_update_(
-                        param, grad, self.momentum_buffer[i], lr=lr, weight_decay=wd, momentum=config.optimizer.momentum,
-                        dampening=config.optimizer.dampening, nesterov=config.optimizer.nesterov, decoupled=config.optimizer.decoupled,
-                        decay_scale=decay_scale, first_step=first_step, cautious=config.optimizer.cautious, l1_decay=l1)
+                        param, grad, self.momentum_buffer[i], lr=lr, weight_decay=wd, momentum=opt.momentum,
+                        dampening=opt.dampening, nesterov=opt.nesterov, decoupled=opt.decoupled,
+                        decay_scale=decay_scale, first_step=first_step, cautious=opt.cautious, l1_decay=l1)
             if saved is not None:
                 self._restore_idle(saved, active)
         self.step_count += active.long()
@@ -173,31 +173,31 @@ class _BatchedOptimizer:
         ``l1_decay`` (they need the update direction / act after it)."""
         from decaylab.optim.functional import decoupled_decay_
 
-        config = self.config
+        config, opt = self.config, self.config.optimizer
         mult = float(lr_multiplier(config.lr_schedule, self.uniform_steps, int(self.totals[0])))
         lr0 = float(self.lr0[0])
-        scale = scale_for(config.optimizer.decay_scaling, lr0 * mult, lr0)
+        scale = scale_for(opt.decay_scaling, lr0 * mult, lr0)
         with torch.no_grad():
             grads = [g.contiguous() for g in grads]            # the fused kernels read memory in order
             for param, grad, wd in zip(self.params, grads, self.wd_stacked):
                 if wd is None:
                     continue
-                if config.optimizer.decoupled:
+                if opt.decoupled:
                     decoupled_decay_(param, scale * wd)
                 else:
                     grad.addcmul_(param, wd)
-            if config.optimizer.is_adam:
+            if opt.is_adam:
                 for step in self.fused_steps:
                     step.add_(1)
                 fused_adam_(self.params, grads, self.exp_avg, self.exp_avg_sq,
-                            self.max_exp_avg_sq if config.optimizer.amsgrad else [], self.fused_steps, lr=lr0 * mult,
-                            betas=config.optimizer.betas, eps=config.optimizer.eps, amsgrad=config.optimizer.amsgrad)
+                            self.max_exp_avg_sq if opt.amsgrad else [], self.fused_steps, lr=lr0 * mult,
+                            betas=opt.betas, eps=opt.eps, amsgrad=opt.amsgrad)
             else:
-                if config.optimizer.momentum != 0 and self.momentum_buffer[0] is None:
+                if opt.momentum != 0 and self.momentum_buffer[0] is None:
                     self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
-                fused_sgd_(self.params, grads, self.momentum_buffer if config.optimizer.momentum != 0 else [],
-                           lr=lr0 * mult, momentum=config.optimizer.momentum, dampening=config.optimizer.dampening,
-                           nesterov=config.optimizer.nesterov, first_step=self.uniform_steps == 0)
+                fused_sgd_(self.params, grads, self.momentum_buffer if opt.momentum != 0 else [],
+                           lr=lr0 * mult, momentum=opt.momentum, dampening=opt.dampening,
+                           nesterov=opt.nesterov, first_step=self.uniform_steps == 0)
 
     def _restore_idle(self, saved, active: torch.Tensor) -> None:
         for now, before in zip(self._state(), saved):
