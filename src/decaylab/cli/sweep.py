@@ -55,7 +55,7 @@ GRID_LAMBDAS = "1e-6:1e1:16"
 
 def register(subparsers) -> None:
     from decaylab.cli.options import add_option, on_command_line
-    from decaylab.sweeps.options import SWEEP_OPTIONS
+    from decaylab.sweeps.options import SWEEP_OPTIONS, USES
 
     parser = subparsers.add_parser(
         "sweep", help="cross-validate a grid of weight decay λ and choose one",
@@ -85,11 +85,12 @@ def register(subparsers) -> None:
             continue
         where = split if option.name in ("folds", "holdout") else parser
         aliases = {"seed": ("--seeds",)}.get(option.name, ())
-        marglik = "--method marglik: " if option.name in ("hessian", "per_layer", "marglik_frequency") else ""
+        method = ("--method marglik only: " if option.name not in USES["grid"] else
+                  "--method grid only: " if option.name not in USES["marglik"] else "")
         extra = dict(default=CLI_DEFAULTS[option.name]) if option.name in CLI_DEFAULTS else {}
         if option.name == "store":
             extra = dict(default_text="DIR/sweep.sqlite")
-        add_option(where, option, *aliases, help_prefix=marglik, **extra)
+        add_option(where, option, *aliases, help_prefix=method, **extra)
     parser.add_argument("--global-prior", dest="per_layer", action="store_false", default=argparse.SUPPRESS,
                         help="--method marglik: one λ for all layers (the same as --no-per-layer)")
     parser.set_defaults(func=run)

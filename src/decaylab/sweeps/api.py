@@ -170,7 +170,8 @@ def _grid_sweep(model, data, lambdas, values: Mapping) -> SweepResult:
     splits = fold_splits(y.numpy(), folds=folds, holdout=holdout, classification=classification,
                          split_seed=split_seed)
     sweep_config = {"format": STORE_FORMAT, "model": model_spec, "data": data_spec, "folds": folds,
-                    "holdout": holdout, "split_seed": split_seed, "train": train_key(config, decay_values)}
+                    "holdout": holdout, "split_seed": split_seed,
+                    "train": train_key(config, {**values, **decay_values})}
     sweep_key = config_key(sweep_config)
     n_members = len(lambdas) * len(lrs) * len(run.seeds) * len(splits)
     if n_members > MAX_MEMBERS:

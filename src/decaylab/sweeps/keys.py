@@ -14,11 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from decaylab._options import Option
+from decaylab.sweeps.options import SWEEP_OPTIONS
 
-__all__ = ["STORE_FORMAT", "train_key", "decay_key", "changed"]
+__all__ = ["STORE_FORMAT", "ADDED_AFTER_FORMAT_2", "train_key", "decay_key", "changed"]
 
 STORE_FORMAT = 2          # part of every key: bump when the meaning of a stored row changes
 #                           (2: what decays follows param_groups' rule; optimizer options cautious/l1_decay/…)
+
+#: Options of ``decaylab.sweep`` a grid member's ``"train"`` key takes only where they are not at their default
+#: (:func:`changed`): those added after format 2, so that no store written before them retrains.
+ADDED_AFTER_FORMAT_2: tuple[str, ...] = ()
 
 
 def decay_key(values: Mapping) -> dict:
@@ -33,12 +38,14 @@ def decay_key(values: Mapping) -> dict:
             "decay_embeddings": values["decay_embeddings"]}
 
 
-def train_key(config, decay_values: Mapping) -> dict:
+def train_key(config, values: Mapping) -> dict:
     """The ``"train"`` part of a grid member's key for a :class:`~decaylab.train.members.TrainConfig` and the
-    what-decays option values it was built from (module docstring)."""
+    checked option values it was built from (module docstring): its what-decays options, and those of
+    :data:`ADDED_AFTER_FORMAT_2` that are not at their default."""
+    added = changed([SWEEP_OPTIONS[name] for name in ADDED_AFTER_FORMAT_2], values)
     return {**config.optimizer.as_dict(), "epochs": config.epochs, "batch_size": config.batch_size,
             "lr_schedule": config.lr_schedule, "loss": config.loss, "dtype": str(config.dtype),
-            **decay_key(decay_values)}
+            **decay_key(values), **{name: values[name] for name in added}}
 
 
 def changed(options: Iterable[Option], values: Mapping) -> list[str]:
