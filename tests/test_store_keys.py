@@ -86,3 +86,12 @@ def test_cli_keys_are_those_of_format_2(tmp_path, capsys, args, sweep_key, membe
     capsys.readouterr()
     result = json.loads((out / "results.json").read_text())
     assert _digests(result["config"], result["table"]) == (sweep_key, member_keys)
+
+
+def test_an_option_added_later_enters_a_key_only_away_from_its_default():
+    from decaylab._options import Option
+    from decaylab.sweeps.keys import changed
+
+    added = [Option("standardize", False, "", kind="bool"), Option("width", (64,), "")]
+    assert changed(added, {"standardize": False, "width": (64,)}) == []
+    assert changed(added, {"standardize": True, "width": (64,)}) == ["standardize"]
