@@ -122,7 +122,8 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr: float
     interchangeable. A factory's spec is its qualified name and parameter shapes: pass a new ``model_key`` when
     its code changes in a way those do not show.
     """
-    values, given = given_values({name: value for name, value in locals().items() if name in SWEEP_OPTIONS})
+    arguments = dict(locals())
+    values, given = given_values({name: arguments[name] for name in SWEEP_OPTIONS})
     method = SWEEP_OPTIONS["method"].check(values["method"])
     refuse_unused(method, values, given)
     if method == "marglik":

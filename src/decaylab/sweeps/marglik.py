@@ -155,21 +155,20 @@ def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> M
         pending = [(k, one) for k, one in zip(keys, runs) if k not in finished]
         bar = progress_bar(total=len(pending), desc="marglik", unit="run", enabled=progress and bool(pending))
         trained = 0
-        for key, (lr_value, s) in pending:
-            try:
-                record = _train_one(factory, X, y, eval_sets, dtype, lr_value, s, key, hessian=hessian,
-                                    per_layer=per_layer, loss=loss, epochs=run.epochs, batch_size=run.batch_size,
-                                    optimizer=optimizer, momentum=momentum, start_lambda=start_lambda,
-                                    frequency=frequency, group_options=group_options)
-            except KeyboardInterrupt:
-                bar.close()
-                raise SweepInterrupted(trained, len(pending), store, unit="runs") from None
-            if db is not None:
-                db.put(key, sweep_key, {"lr": lr_value, "seed": s, "sweep": config}, record)
-            finished[key] = plain_json(record)
-            trained += 1
-            bar.update(1)
-        bar.close()
+        with bar:
+            for key, (lr_value, s) in pending:
+                try:
+                    record = _train_one(factory, X, y, eval_sets, dtype, lr_value, s, key, hessian=hessian,
+                                        per_layer=per_layer, loss=loss, epochs=run.epochs, batch_size=run.batch_size,
+                                        optimizer=optimizer, momentum=momentum, start_lambda=start_lambda,
+                                        frequency=frequency, group_options=group_options)
+                except KeyboardInterrupt:
+                    raise SweepInterrupted(trained, len(pending), store, unit="runs") from None
+                if db is not None:
+                    db.put(key, sweep_key, {"lr": lr_value, "seed": s, "sweep": config}, record)
+                finished[key] = plain_json(record)
+                trained += 1
+                bar.update(1)
     finally:
         if db is not None:
             db.close()
