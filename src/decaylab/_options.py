@@ -54,8 +54,8 @@ class Interval:
         return dict(low=self.low, high=self.high, low_open=self.low_open, high_open=self.high_open)
 
     def __str__(self) -> str:
-        lo = "-inf" if self.low is None else repr(float(self.low))
-        hi = "inf" if self.high is None else repr(float(self.high))
+        lo = "-inf" if self.low is None else repr(self.low)
+        hi = "inf" if self.high is None else repr(self.high)
         return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}" \
                f"{')' if self.high_open or self.high is None else ']'}"
 
