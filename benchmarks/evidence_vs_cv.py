@@ -59,7 +59,7 @@ def refit_accuracy(ds, lam: float, epochs: int) -> tuple[list[float], float]:
     def factory():
         return MLP(rows.X.shape[1], n_out, (HIDDEN,))
 
-    config = TrainConfig(optimizer="adam", epochs=epochs, batch_size=BATCH)
+    config = TrainConfig.from_options(optimizer="adam", epochs=epochs, batch_size=BATCH)
     start = time.perf_counter()
     results = train_batched(factory, rows.X, rows.y, [Member(lam, LR, s) for s in SEEDS], config,
                             eval_sets={"test": (ds.test.X, ds.test.y)})
@@ -75,7 +75,7 @@ def plain_run_seconds(ds, lam: float, epochs: int) -> float:
 
     rows = ds.train_and_val()
     n_out = int(rows.y.max()) + 1
-    config = TrainConfig(optimizer="adam", epochs=epochs, batch_size=BATCH)
+    config = TrainConfig.from_options(optimizer="adam", epochs=epochs, batch_size=BATCH)
     times = []
     for s in SEEDS:
         start = time.perf_counter()

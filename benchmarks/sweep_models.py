@@ -196,7 +196,7 @@ def step_times(factory, X, y, device) -> tuple[float, float]:
     from decaylab.train.batched import Member, TrainConfig
 
     members = [Member(lam, LR, seed=0) for lam in LAMBDAS for _ in range(FOLDS)]
-    batched = probe_times(factory, X, y, TrainConfig(optimizer="adamw", batch_size=BATCH), members, device)
+    batched = probe_times(factory, X, y, TrainConfig.from_options(optimizer="adamw", batch_size=BATCH), members, device)
     floor = _step_timings(floor_step(factory, X.to(device), y.to(device), device))
     return float(np.median(batched.batched)) * len(members), float(np.median(floor))
 
@@ -211,7 +211,8 @@ def profile_steps(factory, X, y, device, rows: int = 8) -> None:
 
     members = [Member(lam, LR, seed=0) for lam in LAMBDAS for _ in range(FOLDS)]
     X, y = X.to(device), y.to(device)
-    batched_step = stacked_step(factory, X, y, TrainConfig(optimizer="adamw", batch_size=BATCH), members, device)
+    batched_step = stacked_step(factory, X, y, TrainConfig.from_options(optimizer="adamw", batch_size=BATCH), members,
+                                device)
 
     for label, step in [("batched (32 members stacked)", batched_step),
                         ("floor (1 copy × 2048 rows)", floor_step(factory, X, y, device))]:

@@ -60,7 +60,7 @@ def test_float64_mlp_matches_alone_after_200_steps(setup):
     X, y = make_data()
     members = members_of_different_folds(len(X))
     # 5 steps per epoch for the 48- and 48-row members, 4 for the 30-row one: ≥ 200 steps each
-    config = TrainConfig(epochs=50, batch_size=10, dtype=torch.float64, **setup)
+    config = TrainConfig.from_options(epochs=50, batch_size=10, dtype=torch.float64, **setup)
     alone = train_alone(mlp, X, y, members, config, keep_weights=True)
     batched = train_batched(mlp, X, y, members, config, keep_weights=True)
     assert [r.steps for r in batched] == [r.steps for r in alone] == [250, 250, 150]
@@ -77,7 +77,7 @@ def test_float32_mlp_matches_alone_after_20_steps():
     X, y = make_data(dtype=torch.float32)
     members = members_of_different_folds(len(X))[:2]
     members.append(Member(0.1, 0.01, seed=3, train_index=[i for i in range(60) if i % 3], val_index=range(0, 60, 3)))
-    config = TrainConfig(optimizer="adamw", epochs=5, batch_size=12, dtype=torch.float32)
+    config = TrainConfig.from_options(optimizer="adamw", epochs=5, batch_size=12, dtype=torch.float32)
     alone = train_alone(mlp, X, y, members, config, keep_weights=True)
     batched = train_batched(mlp, X, y, members, config, keep_weights=True)
     assert [r.steps for r in batched] == [20, 20, 20]
@@ -90,7 +90,7 @@ def test_float64_cnn_matches_alone_after_200_steps():
     y = (X[:, 0, :3].mean((1, 2)) > 0).long()
     members = [Member(1e-2, 0.05, seed=5, train_index=range(0, 16), val_index=range(16, 24)),
                Member(1e-4, 0.1, seed=6, train_index=range(8, 24), val_index=range(0, 8))]
-    config = TrainConfig(optimizer="sgdw", momentum=0.9, epochs=50, batch_size=4, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="sgdw", momentum=0.9, epochs=50, batch_size=4, dtype=torch.float64)
     alone = train_alone(cnn, X, y, members, config, keep_weights=True)
     batched = train_batched(cnn, X, y, members, config, keep_weights=True)
     assert [r.steps for r in batched] == [200, 200]
@@ -104,7 +104,7 @@ FAST_SETUPS = OPTIMIZER_SETUPS + [dict(optimizer="adam", amsgrad=True, lr_schedu
 @pytest.mark.parametrize("setup", FAST_SETUPS, ids=lambda s: "-".join(map(str, s.values())))
 def test_fused_step_equals_reference_update(setup):
     # members sharing lr take torch's fused kernel; the same steps through decaylab.optim.functional
-    config = TrainConfig(dtype=torch.float64, **setup)
+    config = TrainConfig.from_options(dtype=torch.float64, **setup)
     members = [Member(wd, 0.05, seed=s) for s, wd in enumerate((0.0, 1e-2, 0.3))]
     fast_model, ref_model = (_StackedModel(mlp, members, config) for _ in range(2))
     totals = torch.tensor([12, 12, 12])
@@ -132,7 +132,7 @@ def test_shared_lr_fast_path_matches_alone_after_200_steps(setup):
     X, y = make_data()
     members = [Member(m.weight_decay, 0.05, m.seed, m.train_index, m.val_index)
                for m in members_of_different_folds(len(X))]
-    config = TrainConfig(epochs=50, batch_size=10, dtype=torch.float64, **setup)
+    config = TrainConfig.from_options(epochs=50, batch_size=10, dtype=torch.float64, **setup)
     alone = train_alone(mlp, X, y, members, config, keep_weights=True)
     batched = train_batched(mlp, X, y, members, config, keep_weights=True)
     assert [r.steps for r in batched] == [250, 250, 150]
@@ -186,7 +186,7 @@ def test_hand_written_relu_mlp_gradient_equals_autograd(factory):
 @pytest.mark.parametrize("setup", OPTIMIZER_SETUPS, ids=lambda s: s["optimizer"])
 def test_float64_relu_mlp_matches_alone_after_200_steps(setup):
     X, y = make_data()
-    config = TrainConfig(epochs=50, batch_size=10, dtype=torch.float64, **setup)
+    config = TrainConfig.from_options(epochs=50, batch_size=10, dtype=torch.float64, **setup)
     members = members_of_different_folds(len(X))
     factory = lambda: MLP(5, 2, (12,))       # noqa: E731  (ReLU: the hand-written forward and backward)
     alone = train_alone(factory, X, y, members, config, keep_weights=True)
@@ -214,7 +214,8 @@ def test_diverged_member_is_reported_and_others_unaffected():
     y = 2.0 * X[:, 0] - X[:, 1]
     good = members_of_different_folds(len(X))[:2]
     exploding = Member(0.0, 1e60, seed=4, train_index=range(0, 40), val_index=range(40, 60))
-    config = TrainConfig(optimizer="sgd", momentum=0.9, loss="mse", epochs=4, batch_size=10, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="sgd", momentum=0.9, loss="mse", epochs=4, batch_size=10,
+                                      dtype=torch.float64)
     batched = train_batched(relu_regressor, X, y, [good[0], exploding, good[1]], config, keep_weights=True)
     alone = train_alone(relu_regressor, X, y, good, config, keep_weights=True)
     assert batched[1].diverged and math.isnan(batched[1].val_loss) and math.isnan(batched[1].train_loss)
@@ -228,7 +229,7 @@ def test_diverged_member_is_reported_and_others_unaffected():
 def test_validation_rows_never_train_their_member():
     X, y = make_data()
     member = Member(1e-2, 0.05, seed=7, train_index=range(0, 40), val_index=range(40, 60))
-    config = TrainConfig(optimizer="adamw", epochs=6, batch_size=8, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="adamw", epochs=6, batch_size=8, dtype=torch.float64)
     poisoned_X, poisoned_y = X.clone(), y.clone()
     poisoned_X[40:] = 1e6 * torch.randn(20, 5, dtype=torch.float64)
     poisoned_y[40:] = 1 - poisoned_y[40:]
@@ -246,7 +247,7 @@ def test_eval_sets_are_each_members_own_predictions():
     X, y = make_data()
     X_test, y_test = make_data(n=30, seed=9)
     members = members_of_different_folds(len(X))
-    config = TrainConfig(optimizer="adam", epochs=3, batch_size=16, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="adam", epochs=3, batch_size=16, dtype=torch.float64)
     results = train_batched(mlp, X, y, members, config, eval_sets={"test": (X_test, y_test)}, keep_weights=True)
     for r in results:
         model = mlp().double()
@@ -260,7 +261,7 @@ def test_eval_sets_are_each_members_own_predictions():
 def test_regression_loss_is_mean_squared_error():
     X, _ = make_data()
     y = X[:, 0] * 2.0 - 1.0
-    config = TrainConfig(optimizer="sgd", loss="mse", epochs=30, batch_size=60, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="sgd", loss="mse", epochs=30, batch_size=60, dtype=torch.float64)
     results = train_batched(lambda: nn.Linear(5, 1), X, y, [Member(0.0, 0.2, seed=0)], config, keep_weights=True)
     assert results[0].train_loss < 1e-3
     assert math.isnan(results[0].val_accuracy)
@@ -285,18 +286,18 @@ def test_unbatchable_models_are_refused():
                       TrainConfig(epochs=1))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(optimizer="rmsprop"), "optimizer must be one of"),
-    (dict(decay_scaling="cubic"), "decay_scaling must be one of"),
-    (dict(optimizer="adam", cautious=True), "need decoupled weight decay"),
-    (dict(lr_schedule="step"), "lr_schedule must be one of"),
-    (dict(epochs=0), "epochs must be an integer"),
-    (dict(momentum=1.5), "momentum must be in"),
-    (dict(betas=(0.9,)), "betas must be a pair"),
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of"),
+    (dict(decay_scaling="cubic"), ValueError, "decay_scaling must be one of"),
+    (dict(optimizer="adam", cautious=True), ValueError, "need decoupled weight decay"),
+    (dict(lr_schedule="step"), ValueError, "lr_schedule must be one of"),
+    (dict(epochs=0), ValueError, "epochs must be an integer"),
+    (dict(momentum=-0.5), ValueError, "momentum must be in"),          # the optimizer classes' rule: ≥ 0
+    (dict(betas=(0.9,)), TypeError, "betas must be a pair"),           # as the Adam classes
 ])
-def test_bad_config(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        TrainConfig(**kwargs)
+def test_bad_config(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        TrainConfig.from_options(**kwargs)
 
 
 def test_bad_members():

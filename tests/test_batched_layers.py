@@ -99,8 +99,8 @@ def test_float64_batched_equals_alone(factory, data, optimizer, path, monkeypatc
         monkeypatch.setattr(FoldedModel, "check", lambda *args, **kwargs: "switched off by the test")
     X, y = data()
     members = members_of_different_folds(len(X))
-    config = TrainConfig(optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0, epochs=8, batch_size=10,
-                         dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer=optimizer, momentum=0.9 if optimizer == "sgd" else 0.0, epochs=8,
+                                      batch_size=10, dtype=torch.float64)
     alone = train_alone(factory, X, y, members, config, keep_weights=True)
     batched = train_batched(factory, X, y, members, config, keep_weights=True)
     assert [r.steps for r in batched] == [r.steps for r in alone] == [40, 40, 24]
@@ -146,7 +146,7 @@ def test_a_model_the_folded_forward_does_not_reproduce_takes_vmap_and_says_why(f
     # 40 rows each at batch 10: no padding rows, which a row-mixing forward would see
     members = [Member(1e-3, 0.05, seed=1, train_index=range(0, 40)),
                Member(0.0, 0.08, seed=2, train_index=range(20, 60))]
-    config = TrainConfig(optimizer="sgd", epochs=2, batch_size=10, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="sgd", epochs=2, batch_size=10, dtype=torch.float64)
     path = _StackedModel(factory, members, config, sample=X[:16]).path
     assert path.path == "vmap" and why in str(path) and "\n" not in str(path)
     alone = train_alone(factory, X, y, members, config, keep_weights=True)
@@ -157,7 +157,7 @@ def test_a_diverging_member_leaves_the_others_batchnorm_statistics_as_alone():
     X, y = images()
     good = members_of_different_folds(len(X))[:2]
     exploding = Member(0.0, 1e60, seed=4, train_index=range(0, 40))
-    config = TrainConfig(optimizer="sgd", epochs=3, batch_size=10, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="sgd", epochs=3, batch_size=10, dtype=torch.float64)
     batched = train_batched(mlp_bn, X, y, [good[0], exploding, good[1]], config, keep_weights=True)
     assert batched[1].diverged and not batched[0].diverged and not batched[2].diverged
     alone = train_alone(mlp_bn, X, y, good, config, keep_weights=True)
@@ -186,7 +186,7 @@ def test_evaluation_passes_hold_at_most_a_training_batch_per_member():
 def test_batchnorm_running_statistics_are_per_member_and_used_in_eval():
     X, y = images()
     members = members_of_different_folds(len(X))
-    config = TrainConfig(optimizer="sgd", momentum=0.9, epochs=3, batch_size=7, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="sgd", momentum=0.9, epochs=3, batch_size=7, dtype=torch.float64)
     batched = train_batched(conv_bn, X, y, members, config, keep_weights=True)
     means = [r.state_dict["1.running_mean"] for r in batched]
     assert not torch.allclose(means[0], means[1])
@@ -270,7 +270,7 @@ def test_batchnorm_short_last_batch_of_equal_length_sees_only_real_rows():
     # 20 rows at batch 6: every member's last batch has 2 real rows and 4 padding rows
     X, y = images(40)
     members = [Member(0.0, 0.05, seed=s, train_index=range(s, 40, 2)) for s in (0, 1)]
-    config = TrainConfig(optimizer="sgd", momentum=0.9, epochs=3, batch_size=6, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="sgd", momentum=0.9, epochs=3, batch_size=6, dtype=torch.float64)
     alone = train_alone(conv_bn, X, y, members, config, keep_weights=True)
     batched = train_batched(conv_bn, X, y, members, config, keep_weights=True)
     assert max_state_gap(alone, batched) < 1e-12

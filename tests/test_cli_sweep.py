@@ -75,7 +75,7 @@ def test_npz_regression_with_holdout(tmp_path, capsys):
      r"folds must be at most the number of samples \(60\), got 500"),
     (lambda d, csv: [csv, "--target", "label", "--lr", "0"], "lr must be in"),
     (lambda d, csv: [csv, "--target", "label", "--epochs", "0"], "epochs must be an integer"),
-    (lambda d, csv: [csv, "--target", "label", "--seeds", "a"], "--seeds must be comma-separated integers"),
+    (lambda d, csv: [csv, "--target", "label", "--seeds", "a"], "--seeds: must be comma-separated integers"),
     (lambda d, csv: [csv, "--target", "label", "--workers", "0"], r"workers must be an integer in \[1, inf\], got 0"),
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, csv_file, make_args, message):

@@ -41,20 +41,21 @@ def test_every_decoupled_option_batched_equals_alone(setup):
     X, y = _data()
     members = [Member(1e-2, 0.05, seed=1, train_index=range(0, 48)), Member(0.2, 0.05, seed=2),
                Member(3e-2, 0.02, seed=3, train_index=range(0, 60, 2))]
-    config = TrainConfig(epochs=20, batch_size=10, dtype=torch.float64, **setup)
+    config = TrainConfig.from_options(epochs=20, batch_size=10, dtype=torch.float64, **setup)
     alone = train_alone(_mlp, X, y, members, config, keep_weights=True)
     batched = train_batched(_mlp, X, y, members, config, keep_weights=True)
     assert _gap(alone, batched) < 1e-8
     # the option changes the run (not a vacuous equality): compare with plain decay_scaling="lr"
     plain = {k: v for k, v in setup.items() if k not in ("cautious", "l1_decay", "decay_scaling")}
-    base = train_batched(_mlp, X, y, members, TrainConfig(epochs=20, batch_size=10, dtype=torch.float64, **plain),
+    base = train_batched(_mlp, X, y, members,
+                         TrainConfig.from_options(epochs=20, batch_size=10, dtype=torch.float64, **plain),
                          keep_weights=True)
     assert _gap(base, batched) > 1e-4
 
 
 def test_l1_decay_makes_exact_zeros_only_in_decayed_tensors():
     X, y = _data()
-    config = TrainConfig(optimizer="adamw", l1_decay=0.5, epochs=10, batch_size=10, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="adamw", l1_decay=0.5, epochs=10, batch_size=10, dtype=torch.float64)
     (result,) = train_batched(_mlp, X, y, [Member(0.0, 0.05, seed=0)], config, keep_weights=True)
     weights = result.state_dict
     assert (weights["0.weight"] == 0).float().mean() > 0.5
@@ -87,9 +88,10 @@ def test_lr_decay_map_accepts_every_option_and_matches_runs_alone(options):
     lrs, decays = [0.01, 0.05, 0.2], [1e-3, 1e-2, 1e-1]
     m = lr_decay_map(lambda: models.MLP(2, 2, (8,)), moons.train, moons.test, optimizer="adamw", lrs=lrs,
                      decays=decays, seeds=(2,), epochs=4, batch_size=16, dtype=torch.float64, **options)
-    config = TrainConfig(optimizer="adamw", epochs=4, batch_size=16, lr_schedule="cosine", dtype=torch.float64,
-                         decay_scaling=options.get("decay_scaling", "schedule"),
-                         **{k: v for k, v in options.items() if k != "decay_scaling"})
+    config = TrainConfig.from_options(optimizer="adamw", epochs=4, batch_size=16, lr_schedule="cosine",
+                                      dtype=torch.float64,
+                                      decay_scaling=options.get("decay_scaling", "schedule"),
+                                      **{k: v for k, v in options.items() if k != "decay_scaling"})
     for i, j in [(0, 2), (2, 0), (1, 1)]:
         (alone,) = train_alone(lambda: models.MLP(2, 2, (8,)), moons.train.X, moons.train.y,
                                [Member(decays[j], lrs[i], seed=2)], config)
@@ -128,7 +130,8 @@ def test_a_default_sweep_does_not_decay_an_embedding_and_the_param_groups_overri
     assert named.table[0]["weight_norm"] == pytest.approx(overridden.table[0]["weight_norm"], rel=1e-12)
     # the embedding itself: trained alone with the same config, emb.weight keeps its scale by default
     for config_kwargs, shrinks in ((dict(), False), (dict(decay_embeddings=True), True)):
-        config = TrainConfig(optimizer="adamw", epochs=3, batch_size=16, dtype=torch.float64, **config_kwargs)
+        config = TrainConfig.from_options(optimizer="adamw", epochs=3, batch_size=16, dtype=torch.float64,
+                                          **config_kwargs)
         members = [Member(0.0, 0.05, seed=0), Member(5.0, 0.05, seed=0)]
         alone = train_alone(_Embedder, X, y, members, config, keep_weights=True)
         batched = train_batched(_Embedder, X, y, members, config, keep_weights=True)

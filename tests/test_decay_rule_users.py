@@ -62,7 +62,7 @@ OPTIONS = {
 
 def _trainer_decays(options) -> set[str]:
     torch.manual_seed(0)
-    decays = TrainConfig(optimizer="adamw", decay_scaling="schedule", **options).decayed_names(TaggedNet())
+    decays = TrainConfig.from_options(optimizer="adamw", decay_scaling="schedule", **options).decayed_names(TaggedNet())
     return {n for n, d in decays.items() if d}
 
 

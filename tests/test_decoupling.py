@@ -27,8 +27,8 @@ def test_cells_sit_at_their_lr_and_decay_and_match_runs_alone(moons):
     m = lr_decay_map(small_mlp, moons.train, moons.test, optimizer="sgd", lrs=lrs, decays=decays, seeds=(3,),
                      epochs=5, batch_size=16, dtype=torch.float64)
     assert m.test_error.shape == m.train_loss.shape == (1, 3, 3)
-    config = TrainConfig(optimizer="sgd", epochs=5, batch_size=16, momentum=0.9, lr_schedule="cosine",
-                         dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="sgd", epochs=5, batch_size=16, momentum=0.9, lr_schedule="cosine",
+                                      dtype=torch.float64)
     for i, j in [(0, 2), (2, 0), (1, 1)]:
         alone = train_alone(small_mlp, moons.train.X, moons.train.y, [Member(decays[j], lrs[i], seed=3)], config,
                             eval_sets={"test": (moons.test.X, moons.test.y)})[0]
@@ -47,15 +47,16 @@ def test_schedule_scaling_is_lr_scaling_with_decay_divided_by_initial_lr(moons):
     cells = [(1e-3, 1e-4), (1e-2, 1e-3), (1e-1, 3e-3)]
     runs = {}
     for scaling, to_lambda in (("schedule", lambda lr, lam: lam), ("lr", lambda lr, lam: lam / lr)):
-        config = TrainConfig(optimizer="adamw", epochs=6, batch_size=16, decay_scaling=scaling, lr_schedule="cosine",
-                             dtype=torch.float64)
+        config = TrainConfig.from_options(optimizer="adamw", epochs=6, batch_size=16, decay_scaling=scaling,
+                                          lr_schedule="cosine", dtype=torch.float64)
         members = [Member(to_lambda(lr, lam), lr, seed=1) for lr, lam in cells]
         runs[scaling] = train_batched(small_mlp, moons.train.X, moons.train.y, members, config, keep_weights=True)
     for a, b in zip(runs["schedule"], runs["lr"]):
         for name in a.state_dict:
             torch.testing.assert_close(a.state_dict[name], b.state_dict[name], rtol=1e-10, atol=1e-12)
     # ...and the decay matters at these values (not a vacuous equality)
-    no_decay = TrainConfig(optimizer="adamw", epochs=6, batch_size=16, lr_schedule="cosine", dtype=torch.float64)
+    no_decay = TrainConfig.from_options(optimizer="adamw", epochs=6, batch_size=16, lr_schedule="cosine",
+                                        dtype=torch.float64)
     undecayed = train_batched(small_mlp, moons.train.X, moons.train.y, [Member(0.0, 1e-1, seed=1)], no_decay)[0]
     assert runs["schedule"][2].weight_norm < 0.99 * undecayed.weight_norm
 
@@ -212,8 +213,8 @@ def test_regression_maps_report_test_loss():
     m = lr_decay_map(factory, poly.train, poly.test, optimizer="adam", lrs=[1e-3, 1e-2, 1e-1],
                      decays=[1e-4, 1e-3, 1e-2], seeds=(0,), epochs=4, batch_size=8, loss="mse", dtype=torch.float64)
     assert m.metric == "test loss"
-    config = TrainConfig(optimizer="adam", epochs=4, batch_size=8, loss="mse", lr_schedule="cosine",
-                         dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="adam", epochs=4, batch_size=8, loss="mse", lr_schedule="cosine",
+                                      dtype=torch.float64)
     alone = train_alone(factory, poly.train.X, poly.train.y, [Member(1e-3, 1e-1, seed=0)], config,
                         eval_sets={"test": (poly.test.X, poly.test.y)})[0]
     assert m.test_error[0, 2, 1] == pytest.approx(alone.eval["test"]["loss"], rel=1e-9)

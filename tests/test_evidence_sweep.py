@@ -120,7 +120,7 @@ def test_cli_marglik_ctrl_c_exits_130_and_the_rerun_resumes(tmp_path, capsys, mo
     path = tmp_path / "data.npz"
     np.savez(path, X=X, y=y)
     argv = ["sweep", str(path), "--method", "marglik", "--hidden", "8", "--epochs", "2", "--batch-size", "20",
-            "--seeds", "0,1", "--out", str(tmp_path / "out")]
+            "--seeds", "0,1", "--out", str(tmp_path / "out"), "--no-progress"]
     real, calls = online.train_marglik, []
 
     def interrupted_on_the_second_run(*args, **kwargs):

@@ -213,7 +213,7 @@ def test_runaway_limit_and_check():
 @pytest.mark.parametrize("trainer", [train_alone, train_batched])
 def test_runaway_loss_is_diverged(trainer):
     X, y = moons()
-    config = TrainConfig(optimizer="sgd", epochs=5, batch_size=16)
+    config = TrainConfig.from_options(optimizer="sgd", epochs=5, batch_size=16)
     members = [Member(0.0, 1000.0, 0), Member(0.0, 0.01, 0)]
     factory = lambda: torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))  # noqa: E731
     runaway, fine = trainer(factory, X, y, members, config)

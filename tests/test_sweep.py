@@ -186,7 +186,7 @@ def test_gradient_descent_sweep_reaches_the_ridge_path():
     y = X @ torch.tensor([1.5, -1.0, 0.5], dtype=torch.float64) + 0.3 + 0.2 * torch.randn(50, generator=gen,
                                                                                               dtype=torch.float64)
     wds = [1e-3, 0.1, 1.0]
-    config = TrainConfig(optimizer="sgd", loss="mse", epochs=600, batch_size=50, dtype=torch.float64)
+    config = TrainConfig.from_options(optimizer="sgd", loss="mse", epochs=600, batch_size=50, dtype=torch.float64)
     results = train_batched(lambda: nn.Linear(3, 1), X, y, [Member(wd, 0.2, seed=0) for wd in wds], config,
                             keep_weights=True)
     path = ridge_path(X.numpy(), y.numpy(), [50 * wd / 2 for wd in wds])

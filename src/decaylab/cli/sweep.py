@@ -3,7 +3,15 @@
     decaylab sweep DATA [--target COL] [--lambdas 1e-6:1e1:16] [--folds K | --holdout F]
                         [--model mlp|linear|MODULE:NAME] [--hidden 64] [--optimizer adamw] [--lr 1e-3] ...
                         [--out DIR] [--store FILE]
-    decaylab sweep DATA --method marglik [--hessian kron|diag|full] [--global-prior] ...
+    decaylab sweep DATA --method marglik [--hessian kron|diag|full] [--no-per-layer] ...
+
+Every keyword option of :func:`decaylab.sweep` is a flag with the same name (dashes), range and default, built
+from its declaration (:mod:`decaylab.sweeps.options`, :mod:`decaylab.cli.options`); a flag left out is not
+passed on, so the API's default applies. The differences: a progress bar is on (``--no-progress``), the
+store is ``DIR/sweep.sqlite`` (``--store``), ``--seeds`` also spells ``--seed`` and ``--global-prior``
+``--no-per-layer``; the classes of ``no_decay_types`` and the arrays of ``test_data`` have no flag. A flag
+the method does not use (``--folds``, ``--engine``, … with ``--method marglik``) exits 2 with one line
+naming it.
 
 ``DATA`` is a built-in dataset name (moons, poly, digits, breast_cancer, mnist1d: its train and
 validation rows are cross-validated, its test split evaluated) or a file: a CSV with a header
@@ -15,9 +23,9 @@ and integer ids are kept, nothing is standardized. Grids are ``START:STOP:COUNT`
 comma lists. Writes ``DIR/results.json``, ``DIR/results.csv``, ``DIR/validation_curve.png`` and
 ``DIR/index.html`` (+ ``summary.json``); members are stored in ``DIR/sweep.sqlite`` (or
 ``--store``) as they finish, so running the same command again resumes. ``--method marglik``
-learns λ (per layer) from the Laplace evidence in one run per seed instead (``--folds`` and
-``--engine`` do not apply; finished runs go to the same store) and writes results.json,
-results.csv, evidence_curve.png and index.html (:mod:`decaylab.cli.sweep_marglik`).
+learns λ (per layer) from the Laplace evidence in one run per seed instead (finished runs go to the
+same store) and writes results.json, results.csv, evidence_curve.png and index.html
+(:mod:`decaylab.cli.sweep_marglik`).
 """
 
 from __future__ import annotations
@@ -30,76 +38,62 @@ import tempfile
 
 import numpy as np
 
-from decaylab.cli import RunFailed, UsageError
+from decaylab.cli import UsageError
 
 BUILTIN_DATASETS = ("moons", "poly", "digits", "breast_cancer", "mnist1d")
 TITLE = "Choosing λ by cross-validation"
 
 
+#: Declared options whose command-line default differs from the API's, and why.
+CLI_DEFAULTS = {
+    "progress": True,                 # a terminal shows progress; --no-progress turns it off
+}
+#: The command line's own flags (the API takes these as positional arguments or has no such input).
+CLI_ONLY = ("data", "target", "task", "model", "lambdas", "out")
+GRID_LAMBDAS = "1e-6:1e1:16"
+
+
 def register(subparsers) -> None:
+    from decaylab.cli.options import add_option, on_command_line
+    from decaylab.sweeps.options import SWEEP_OPTIONS, USES
+
     parser = subparsers.add_parser(
         "sweep", help="cross-validate a grid of weight decay λ and choose one",
         description="Train every (λ, lr, seed, fold) member — all at once with the batched engine — and report "
-                    "the validation curve, the best λ and the one-standard-error λ.")
+                    "the validation curve, the best λ and the one-standard-error λ; or, with --method marglik, "
+                    "learn λ from the Laplace evidence. Every option of decaylab.sweep is here, with its name, "
+                    "range and default.")
     parser.add_argument("data", metavar="DATA", help=f"a built-in dataset ({', '.join(BUILTIN_DATASETS)}) or a "
                                                       ".csv / .npz file")
     parser.add_argument("--target", metavar="COL", help="target column of a CSV (required for CSV) or target "
                                                         "array of an NPZ (default: y)")
     parser.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
-                        help="auto: classification if the target holds at most 50 distinct integers")
-    parser.add_argument("--lambdas", default=None, help="λ grid (default: 1e-6:1e1:16); with --method marglik one "
-                                                        "starting λ (default: 1/N)")
-    parser.add_argument("--method", choices=("grid", "marglik"), default="grid",
-                        help="grid: cross-validate the λ grid; marglik: one run per seed that learns λ per layer "
-                             "from the Laplace evidence (Immer et al. 2021) (default: %(default)s)")
-    parser.add_argument("--hessian", choices=("kron", "diag", "full"), default="kron",
-                        help="--method marglik: GGN approximation of the evidence (default: %(default)s)")
-    parser.add_argument("--global-prior", action="store_true",
-                        help="--method marglik: one λ for all layers instead of one per layer")
-    parser.add_argument("--marglik-frequency", type=int, default=1,
-                        help="--method marglik: epochs between evidence updates (default: %(default)s)")
-    parser.add_argument("--metric", choices=("accuracy", "loss"), default=None,
-                        help="what chooses λ (default: accuracy for classification, loss for regression)")
-    parser.add_argument("--lr", default="1e-3", help="learning rate(s): a value or a grid (default: %(default)s)")
-    parser.add_argument("--seeds", default="0", help="seeds, comma separated (default: %(default)s)")
-    split = parser.add_mutually_exclusive_group()
-    split.add_argument("--folds", type=int, default=5, help="K of K-fold cross-validation (default: %(default)s)")
-    split.add_argument("--holdout", type=float, help="instead of folds: one random validation split of this fraction")
+                        help="auto: classification if the target holds at most 50 distinct integers (or as "
+                             "--loss says)")
+    parser.add_argument("--lambdas", default=None, help=f"λ grid (default: {GRID_LAMBDAS}); with --method marglik "
+                                                        "one starting λ (default: 1/N)")
     parser.add_argument("--model", default="mlp", metavar="{mlp,linear,MODULE:NAME}",
                         help="a built-in model, or your own: a class or function in MODULE (imported from the "
                              "current directory or PYTHONPATH; or a path to a .py file) returning a fresh nn.Module, "
-                             "which then gets "
-                             "DATA as stored — an NPZ's X keeps its shape and integer ids, nothing is "
-                             "standardized (default: %(default)s)")
-    parser.add_argument("--hidden", default=None, help="hidden widths of --model mlp, comma separated (default: 64)")
-    parser.add_argument("--optimizer", default="adamw", choices=("sgd", "sgdw", "adam", "adamw"),
-                        help="sgd/adam: coupled decay (g + λw); sgdw/adamw: decoupled (w − s_t·λ·w) (default: adamw)")
-    parser.add_argument("--decay-scaling", default="lr", choices=("lr", "schedule"),
-                        help="decoupled decay scale s_t: lr_t (torch AdamW) or lr_t/lr_0 (default: lr)")
-    parser.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default: 0)")
-    parser.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
-    parser.add_argument("--epochs", type=int, default=20, help="default: %(default)s")
-    parser.add_argument("--batch-size", type=int, default=64, help="default: %(default)s")
-    parser.add_argument("--engine", default="auto", choices=("auto", "batched", "sequential", "ray"))
-    parser.add_argument("--chunk-size", type=int, default=None,
-                        help="members stacked per batched chunk; the store is written after each chunk "
-                             "(default: all members at once)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes for the batched/sequential engines (default: 1)")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the fold split (default: 0)")
+                             "which then gets DATA as stored — an NPZ's X keeps its shape and integer ids, nothing "
+                             "is standardized (default: %(default)s)")
     parser.add_argument("--out", metavar="DIR", default="decaylab-sweep",
                         help="output directory (default: %(default)s)")
-    parser.add_argument("--store", metavar="FILE", help="SQLite results store (default: DIR/sweep.sqlite)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    split = parser.add_mutually_exclusive_group()
+    for option in SWEEP_OPTIONS.values():
+        if not on_command_line(option):
+            continue
+        where = split if option.name in ("folds", "holdout") else parser
+        aliases = {"seed": ("--seeds",)}.get(option.name, ())
+        method = ("--method marglik only: " if option.name not in USES["grid"] else
+                  "--method grid only: " if option.name not in USES["marglik"] else "")
+        extra = dict(default=CLI_DEFAULTS[option.name]) if option.name in CLI_DEFAULTS else {}
+        if option.name == "store":
+            extra = dict(default_text="DIR/sweep.sqlite")
+        add_option(where, option, *aliases, help_prefix=method, **extra)
+    parser.add_argument("--global-prior", dest="per_layer", action="store_false", default=argparse.SUPPRESS,
+                        help="--method marglik: one λ for all layers (the same as --no-per-layer)")
     parser.set_defaults(func=run)
-
-
-def _int_list(flag: str, text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise UsageError(f"{flag} must be comma-separated integers, got {text!r}") from None
-    return values
 
 
 def _check_readable_text(path: str) -> None:
@@ -243,34 +237,38 @@ def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool 
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.method == "marglik":
+    """Train with the options given (the rest take the API's declared defaults) and write the files."""
+    from decaylab.cli.options import given_options, spelled
+    from decaylab.sweeps.options import SWEEP_OPTIONS, refuse_unused
+
+    options = given_options(args, SWEEP_OPTIONS)
+    method = options.get("method", "grid")
+    refuse_unused(method, options, set(options) - set(CLI_DEFAULTS), spell=spelled(SWEEP_OPTIONS))
+    if method == "marglik":
         from decaylab.cli.sweep_marglik import OUTPUT_FILES as outputs
     else:
         outputs = OUTPUT_FILES
-    model, hidden = model_and_hidden(args)
+    model = model_for(args)
     out_dir = prepare_out_dir(args.out, outputs)
     if args.data in BUILTIN_DATASETS:
-        data, loss = args.data, None
+        data = args.data
     else:
-        data, task = prepare_file_data(args.data, args.target, args.task, as_stored=not isinstance(model, str))
-        loss = "cross_entropy" if task == "classification" else "mse"
-    import decaylab
-
-    store = args.store or str(out_dir / "sweep.sqlite")
-    if args.method == "marglik":
+        task = task_for(args.task, options.get("loss"))
+        data, task = prepare_file_data(args.data, args.target, task, as_stored=not isinstance(model, str))
+        options["loss"] = "cross_entropy" if task == "classification" else "mse"
+    options["store"] = options.get("store") or str(out_dir / "sweep.sqlite")
+    if method == "marglik":
         from decaylab.cli.sweep_marglik import run_marglik
 
-        return run_marglik(args, model, hidden, data, loss, out_dir, store)
+        return run_marglik(args, model, data, options, out_dir)
+    import decaylab
+    from decaylab.cli.sweep_common import train_and_write
 
     def train():
-        return decaylab.sweep(
-            model, data, args.lambdas or "1e-6:1e1:16", lr=args.lr, seed=_int_list("--seeds", args.seeds),
-            folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
-            momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
-            loss=loss, metric=args.metric, engine=args.engine, store=store, split_seed=args.split_seed,
-            workers=args.workers, chunk_size=args.chunk_size, progress=not args.no_progress, hidden=hidden)
+        return decaylab.sweep(model, data, args.lambdas or GRID_LAMBDAS, **options)
 
-    result = train_and_write(train, lambda r: write_outputs(r, out_dir, args.data), out_dir, store, "member")
+    result = train_and_write(train, lambda r: write_outputs(r, out_dir, args.data), out_dir, options["store"],
+                             "member")
     if result is None:
         return 130
     print_summary(result, out_dir)
@@ -281,49 +279,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def task_for(task: str, loss: str | None) -> str:
+    """``--task``, or for ``auto`` with ``--loss`` given the task that loss trains (cross_entropy: classification;
+    mse: regression); a ``--task`` the ``--loss`` contradicts is refused."""
+    if loss is None:
+        return task
+    implied = "classification" if loss == "cross_entropy" else "regression"
+    if task not in ("auto", implied):
+        raise UsageError(f"--loss {loss} trains a {implied} task, got --task {task}: leave one of them out")
+    return implied
+
+
 OUTPUT_FILES = ("results.json", "results.csv", "validation_curve.png", "index.html", "summary.json")
 
 
-def model_and_hidden(args: argparse.Namespace):
-    """``(model, hidden)``: ``--model`` resolved (:mod:`decaylab.cli.user_model`) and ``--hidden``'s widths, which
-    only ``--model mlp`` takes."""
+def model_for(args: argparse.Namespace):
+    """``--model`` resolved (:mod:`decaylab.cli.user_model`); ``--hidden`` is for ``--model mlp`` only."""
     from decaylab.cli.user_model import resolve_model
 
     model = resolve_model(args.model)
-    if model != "mlp":
-        if args.hidden is not None:
-            raise UsageError(f"--hidden applies to --model mlp only, got --model {args.model!r} with --hidden "
-                             f"{args.hidden!r}")
-        return model, ()
-    return model, tuple(_int_list("--hidden", args.hidden or "64"))
-
-
-def train_and_write(train, write, out_dir, store: str, unit: str):
-    """``result = train()``, then ``write(result)``; returns the result. Ctrl-C (``SweepInterrupted``) → one line
-    on stderr and ``None`` (the caller exits 130); a worker process that died (``WorkerDied``) → a
-    :class:`RunFailed` (exit 1) saying what is stored and what to change; a failed write (``OSError``) → a
-    :class:`UsageError` (exit 2) saying that the previous files are unchanged and every finished ``unit`` is in
-    ``store``."""
-    from decaylab.sweeps.api import SweepInterrupted
-    from decaylab.sweeps.engines import WorkerDied
-
-    try:
-        result = train()
-    except SweepInterrupted as stop:
-        print(f"decaylab sweep: {stop}", file=sys.stderr)
-        return None
-    except WorkerDied as died:
-        raise RunFailed(f"--workers {died.workers}: a worker process died before finishing its members, most "
-                        f"likely out of memory ({died.finished} of {died.chunks} chunks finished and are in the "
-                        f"store {store!r}); run the same command again with a smaller --chunk-size or --workers 1 "
-                        f"(nothing finished is retrained)") from None
-    try:
-        write(result)
-    except OSError as exc:
-        raise UsageError(f"--out {str(out_dir)!r}: writing the results failed ({exc.strerror or exc}); the previous "
-                         f"files there are unchanged, and every {unit} is in the store {store!r}: free space or "
-                         "choose another --out and run the same command again (nothing is retrained)") from None
-    return result
+    if model != "mlp" and hasattr(args, "hidden"):
+        raise UsageError(f"--hidden applies to --model mlp only, got --model {args.model!r} with --hidden "
+                         f"{','.join(map(str, args.hidden))!r}")
+    return model
 
 
 def prepare_out_dir(out: str, outputs: tuple[str, ...] = OUTPUT_FILES):

@@ -19,17 +19,16 @@ TITLE = "Choosing λ by the Laplace evidence"
 OUTPUT_FILES = ("results.json", "results.csv", "evidence_curve.png", "index.html", "summary.json")
 
 
-def run_marglik(args, model, hidden, data, loss, out_dir, store: str) -> int:
+def run_marglik(args, model, data, options: dict, out_dir) -> int:
+    """Train with the options given (``options``: the command line's, the store's path included) and write the
+    files; the exit code."""
     import decaylab
-    from decaylab.cli.sweep import _int_list, train_and_write
+    from decaylab.cli.sweep_common import train_and_write
+
+    store = options["store"]
 
     def train():
-        return decaylab.sweep(
-            model, data, args.lambdas, lr=args.lr, seed=_int_list("--seeds", args.seeds),
-            optimizer=args.optimizer, momentum=args.momentum, epochs=args.epochs, batch_size=args.batch_size,
-            loss=loss, hidden=hidden, method="marglik",
-            hessian=args.hessian, per_layer=not args.global_prior, marglik_frequency=args.marglik_frequency,
-            store=store)
+        return decaylab.sweep(model, data, args.lambdas, **options)
 
     result = train_and_write(train, lambda r: write_marglik_outputs(r, out_dir, args.data), out_dir, store, "run")
     if result is None:

@@ -32,6 +32,7 @@ from decaylab.evidence.api import MarglikResult, _as_tensors, _eval_mode, margli
 from decaylab.evidence.curvature import HESSIANS
 from decaylab.evidence.likelihood import check_targets, resolve_loss
 from decaylab.evidence.prior import prior_structure
+from decaylab.optim.options import OPTIONS
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -94,7 +95,7 @@ def train_marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: b
     burnin = check_int("burnin", burnin, low=0)
     seed = check_int("seed", seed, low=0)
     lr = check_real("lr", lr, low=0.0, low_open=True)
-    momentum = check_real("momentum", momentum, low=0.0, high=1.0, high_open=True)
+    OPTIONS["momentum"].check(momentum)                # the optimizers' own rule
     structure = prior_structure(model, per_layer, **group_options)
     X, y = _as_tensors(data, next(iter(model.parameters())).dtype, model)
     kind = resolve_loss(loss, y)

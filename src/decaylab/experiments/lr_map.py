@@ -164,8 +164,9 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
         progress: a progress bar over the chunks on stderr.
     """
     from decaylab._progress import progress_bar
+    from decaylab.optim.spec import OptimizerSpec
+    from decaylab.runspec import decay_rule
     from decaylab.train.batched import Member, TrainConfig, train_batched
-    from decaylab.train.members import decay_rule_of
 
     check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
     lr_grid, decay_grid = _grid("lrs", lrs), _grid("decays", decays)
@@ -179,13 +180,14 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     sgd_options = dict(momentum=0.0, dampening=0.0, nesterov=False) if adam else \
         dict(momentum=momentum, dampening=dampening, nesterov=nesterov)
     decay_options = dict(decay_scaling=decay_scaling, cautious=cautious, l1_decay=l1_decay) if decoupled else {}
-    config = TrainConfig(optimizer=optimizer, epochs=epochs, batch_size=batch_size, betas=betas, eps=eps,
-                         amsgrad=amsgrad, **sgd_options, **decay_options, lr_schedule=lr_schedule, loss=loss,
-                         decay_biases=decay_biases, dtype=dtype, no_decay_types=no_decay_types,
-                         decay_names=decay_names, decay_embeddings=decay_embeddings)
+    config = TrainConfig(optimizer=OptimizerSpec(optimizer, betas=betas, eps=eps, amsgrad=amsgrad, **sgd_options,
+                                                 **decay_options),
+                         decay=decay_rule(decay_biases, no_decay_types=no_decay_types, decay_names=decay_names,
+                                          decay_embeddings=decay_embeddings),
+                         epochs=epochs, batch_size=batch_size, lr_schedule=lr_schedule, loss=loss, dtype=dtype)
     X, y = _xy(train)
     X_test, y_test = _xy(test)
-    decay_rule = decay_rule_of(config)             # the trainer's rule: the regime sees what was decayed
+    decay_rule = config.decay             # the trainer's rule: the regime sees what was decayed
     regime = _regime(model_factory, X, seeds[0], decay_rule, dtype)
     shape = (len(seeds), lr_grid.size, decay_grid.size)
     test_error, train_loss = np.full(shape, np.nan), np.full(shape, np.nan)

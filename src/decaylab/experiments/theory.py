@@ -120,8 +120,8 @@ def detect_regime(model: torch.nn.Module, example: torch.Tensor, *, decay_biases
     "invariant_fraction"}`` (the fraction by element count; ``scale_invariant`` over the decayed parameters).
 
     Which parameters decayed is ``decay_rule``'s decision (:class:`decaylab.groups.DecayRule`, the
-    trainers' rule; pass the rule the model was trained with, e.g. :func:`decaylab.train.members.decay_rule_of`
-    of its ``TrainConfig``); without one, ``DecayRule()`` (the default of every trainer), or
+    trainers' rule; pass the rule the model was trained with, e.g. the ``decay`` field of
+    its ``TrainConfig``); without one, ``DecayRule()`` (the default of every trainer), or
     :meth:`DecayRule.everything` with ``decay_biases=True``."""
     rule = _decay_rule(decay_biases, decay_rule)
     invariant = scale_invariant_params(model, example)
@@ -137,7 +137,9 @@ def _decay_rule(decay_biases: bool, decay_rule: DecayRule | None) -> DecayRule:
     if not isinstance(decay_biases, bool):
         raise InputTypeError(f"decay_biases must be a bool, got {decay_biases!r}")
     if decay_rule is None:
-        return DecayRule.everything() if decay_biases else DecayRule()
+        from decaylab.runspec import decay_rule as rule_of_options
+
+        return rule_of_options(decay_biases)
     decay_rule = as_decay_rule(decay_rule)
     if decay_biases:
         raise InputError("decay_biases must be False when decay_rule is given (the rule says what decays; "

@@ -30,9 +30,8 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import _use_grad_for_differentiable
 
-from decaylab._checks import InputError, InputTypeError, check_choice, check_int, check_real
-
-DECAY_SCALINGS = ("lr", "schedule", "corrected")
+from decaylab._checks import InputError, check_choice, check_int, check_real
+from decaylab.optim.options import DECAY_SCALINGS, OPTIONS, check_decoupled_only
 
 #: Param-group keys that decaylab adds to torch's, with their meaning.
 DECAY_GROUP_KEYS = ("decoupled_weight_decay", "decay_scaling", "decay_reference_lr",
@@ -63,21 +62,16 @@ def check_lr(lr: Any) -> float | Tensor:
 
 
 def check_decay_options(decay_scaling: Any, cautious: Any, l1_decay: Any) -> None:
-    """Check the decoupled-decay options of SGDW/AdamW and their param groups."""
-    check_choice("decay_scaling", decay_scaling, DECAY_SCALINGS)
-    if not isinstance(cautious, bool):
-        raise InputTypeError(f"cautious must be a bool, got {cautious!r} ({type(cautious).__name__})")
-    check_real("l1_decay", l1_decay, low=0.0)
+    """Check the decoupled-decay options of SGDW/AdamW and their param groups (their declarations in
+    :mod:`decaylab.optim.options`)."""
+    for name, value in (("decay_scaling", decay_scaling), ("cautious", cautious), ("l1_decay", l1_decay)):
+        OPTIONS[name].check(value)
 
 
 def check_group_decay(group: dict) -> None:
     """Check one param group's decay keys once it is complete (called by add_param_group)."""
-    check_decay_options(group["decay_scaling"], group["cautious"], group["l1_decay"])
-    decoupled = group["decoupled_weight_decay"]
-    if not decoupled and (group["cautious"] or group["l1_decay"] != 0
-                          or group["decay_scaling"] != "lr"):
-        raise ValueError("decay_scaling other than 'lr', cautious and l1_decay need decoupled "
-                         "weight decay: use SGDW or AdamW")
+    check_decoupled_only(group["decoupled_weight_decay"], group["decay_scaling"], group["cautious"],
+                         group["l1_decay"], who="a coupled (SGD/Adam) param group")
     ref = group["decay_reference_lr"]
     check_real("decay_reference_lr", float(ref), low=0.0)
     if group["decay_scaling"] != "lr" and float(ref) == 0.0:

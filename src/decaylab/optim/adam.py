@@ -7,8 +7,6 @@ and the decay variants of :mod:`decaylab.optim._decay`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 from torch.optim.adam import adam as _torch_adam
@@ -17,13 +15,13 @@ from torch.optim.optimizer import Optimizer, ParamsT, _get_scalar_dtype, _to_sca
 from decaylab.optim import _native, _paths
 from decaylab.optim._decay import (
     DecayGroupsMixin,
-    check_as_torch,
     check_decay_options,
     check_lr,
     decay_scale,
     kernel_weight_decay,
 )
 from decaylab.optim.functional import adam_update_
+from decaylab.optim.options import OPTIONS
 
 
 class Adam(DecayGroupsMixin, Optimizer):
@@ -202,16 +200,11 @@ class AdamW(Adam):
 def _adam_defaults(lr, betas, eps, weight_decay, amsgrad, foreach, maximize, capturable,
                    differentiable, fused, *, decoupled, decay_scaling="lr", cautious=False,
                    l1_decay=0.0) -> dict:
-    """Check Adam/AdamW arguments (each error names the argument) and return the defaults."""
+    """Check Adam/AdamW arguments with their declarations (:mod:`decaylab.optim.options`; each error names the
+    argument) and return the defaults."""
     check_lr(lr)
-    if not isinstance(betas, Sequence) or len(betas) != 2:
-        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    for i, beta in enumerate(betas):
-        check_as_torch(f"Invalid beta parameter at index {i}: {beta}", f"betas[{i}]",
-                       float(beta) if isinstance(beta, Tensor) else beta,
-                   low=0.0, high=1.0, high_open=True)
-    check_as_torch(f"Invalid epsilon value: {eps}", "eps", eps, low=0.0)
-    check_as_torch(f"Invalid weight_decay value: {weight_decay}", "weight_decay", weight_decay, low=0.0)
+    for name, value in (("betas", betas), ("eps", eps), ("weight_decay", weight_decay), ("amsgrad", amsgrad)):
+        OPTIONS[name].check(value)
     check_decay_options(decay_scaling, cautious, l1_decay)
     return {"lr": lr, "betas": tuple(map(_to_scalar, betas)), "eps": eps,
             "weight_decay": weight_decay, "amsgrad": amsgrad, "maximize": maximize,

@@ -11,17 +11,16 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 from torch.optim.sgd import sgd as _torch_sgd
 
-from decaylab._checks import InputError, check_real
 from decaylab.optim import _native, _paths
 from decaylab.optim._decay import (
     DecayGroupsMixin,
-    check_as_torch,
     check_decay_options,
     check_lr,
     decay_scale,
     kernel_weight_decay,
 )
 from decaylab.optim.functional import sgd_update_
+from decaylab.optim.options import OPTIONS, check_nesterov
 
 
 class SGD(DecayGroupsMixin, Optimizer):
@@ -155,16 +154,13 @@ class SGDW(SGD):
 def _sgd_defaults(lr, momentum, dampening, weight_decay, nesterov, maximize, foreach,
                   differentiable, fused, *, decoupled, decay_scaling="lr", cautious=False,
                   l1_decay=0.0) -> dict:
-    """Check SGD/SGDW arguments (each error names the argument) and return the defaults."""
+    """Check SGD/SGDW arguments with their declarations (:mod:`decaylab.optim.options`; each error names the
+    argument) and return the defaults."""
     check_lr(lr)
-    check_as_torch(f"Invalid momentum value: {momentum}", "momentum", momentum, low=0.0)
-    check_real("dampening", dampening)
-    check_as_torch(f"Invalid weight_decay value: {weight_decay}", "weight_decay", weight_decay, low=0.0)
+    for name, value in (("momentum", momentum), ("dampening", dampening), ("weight_decay", weight_decay)):
+        OPTIONS[name].check(value)
     check_decay_options(decay_scaling, cautious, l1_decay)
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise InputError("Nesterov momentum requires a momentum and zero dampening (nesterov=True requires "
-                         f"momentum > 0 and dampening == 0, got "
-                         f"momentum={momentum!r}, dampening={dampening!r})")
+    check_nesterov(nesterov, momentum, dampening)
     return {"lr": lr, "momentum": momentum, "dampening": dampening,
             "weight_decay": weight_decay, "nesterov": nesterov, "maximize": maximize,
             "foreach": foreach, "differentiable": differentiable, "fused": fused,

@@ -1,61 +1,64 @@
 """One optimizer specification: which decaylab optimizer, and every option it takes.
 
 :class:`OptimizerSpec` is what the batched trainer, :func:`decaylab.sweep` and
-:func:`decaylab.experiments.lr_map.lr_decay_map` share with the optimizer classes: the
-same names, the same defaults, the same checks (``check_decay_options`` and
-``check_group_decay`` of :mod:`decaylab.optim._decay`, which the classes' param groups
-also run). ``spec.build(params, lr, weight_decay)`` makes the optimizer the spec names.
+:func:`decaylab.experiments.lr_map.lr_decay_map` share with the optimizer classes: the same
+names, the same defaults and the same checks — the declarations of :mod:`decaylab.optim.options`,
+which the classes' constructors and param groups run too, so the spec refuses exactly what the
+classes refuse, with the same error. ``spec.build(params, lr, weight_decay)`` makes the optimizer
+the spec names.
 
 - ``name`` ∈ {sgd, sgdw, adam, adamw}: coupled (sgd, adam) or decoupled (sgdw, adamw) decay;
 - decoupled only: ``decay_scaling`` ∈ {lr, schedule, corrected}, ``cautious``, ``l1_decay``;
 - SGDs: ``momentum``, ``dampening``, ``nesterov``; Adams: ``betas``, ``eps``, ``amsgrad``.
+
+Values are kept as given (``momentum=0`` stays an int; store keys hash them as format 2 did), except
+``betas`` (a tuple of floats) and ``l1_decay`` (a float).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from decaylab._checks import InputError, check_choice, check_real
-from decaylab.optim._decay import check_decay_options
+from decaylab.optim.options import OPTIMIZER_NAMES, OPTIONS, check_decoupled_only, check_nesterov
 
 __all__ = ["OptimizerSpec", "OPTIMIZER_NAMES"]
-
-OPTIMIZER_NAMES = ("sgd", "sgdw", "adam", "adamw")
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
     """A decaylab optimizer by name with its options (see the module docstring)."""
 
-    name: str = "adamw"
-    decay_scaling: str = "lr"
-    cautious: bool = False
-    l1_decay: float = 0.0
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    amsgrad: bool = False
+    name: str = OPTIONS["optimizer"].default
+    decay_scaling: str = OPTIONS["decay_scaling"].default
+    cautious: bool = OPTIONS["cautious"].default
+    l1_decay: float = OPTIONS["l1_decay"].default
+    momentum: float = OPTIONS["momentum"].default
+    dampening: float = OPTIONS["dampening"].default
+    nesterov: bool = OPTIONS["nesterov"].default
+    betas: tuple[float, float] = OPTIONS["betas"].default
+    eps: float = OPTIONS["eps"].default
+    amsgrad: bool = OPTIONS["amsgrad"].default
 
     def __post_init__(self):
-        check_choice("optimizer", self.name, OPTIMIZER_NAMES)
-        check_decay_options(self.decay_scaling, self.cautious, self.l1_decay)
-        if not self.decoupled and (self.cautious or self.l1_decay != 0 or self.decay_scaling != "lr"):
-            raise InputError(f"decay_scaling other than 'lr', cautious and l1_decay need decoupled weight decay "
-                             f"(optimizer 'sgdw' or 'adamw'), got optimizer={self.name!r}")
-        check_real("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-        check_real("dampening", self.dampening, low=0.0, high=1.0)
-        check_real("eps", self.eps, low=0.0)
-        if len(tuple(self.betas)) != 2:
-            raise InputError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
-        for i, beta in enumerate(self.betas):
-            check_real(f"betas[{i}]", beta, low=0.0, high=1.0, high_open=True)
-        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        OPTIONS["optimizer"].check(self.name)
+        for name in ("momentum", "dampening", "eps", "amsgrad"):
+            OPTIONS[name].check(getattr(self, name))
+        object.__setattr__(self, "betas", OPTIONS["betas"].check(self.betas))
+        check_decoupled_only(self.decoupled, self.decay_scaling, self.cautious, self.l1_decay,
+                             who=f"optimizer={self.name!r}")
         object.__setattr__(self, "l1_decay", float(self.l1_decay))
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise InputError(f"nesterov=True needs momentum > 0 and dampening = 0, got momentum={self.momentum!r}, "
-                             f"dampening={self.dampening!r}")
+        check_nesterov(self.nesterov, self.momentum, self.dampening)
+
+    @classmethod
+    def from_options(cls, optimizer: str = OPTIONS["optimizer"].default, **options) -> OptimizerSpec:
+        """The spec from the flat option names (``optimizer`` for ``name``), as ``decaylab.sweep`` takes them."""
+        return cls(name=optimizer, **options)
+
+    def as_dict(self) -> dict:
+        """The options by their option names (``optimizer``: the name), as store keys hold them."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["optimizer"] = out.pop("name")
+        return out
 
     @property
     def decoupled(self) -> bool:

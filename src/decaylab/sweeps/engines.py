@@ -36,8 +36,6 @@ from decaylab.train.batched import (
     train_batched,
 )
 
-ENGINES = ("auto", "batched", "sequential", "ray")
-
 Done = Callable[[list[tuple[str, MemberResult]]], None]
 
 

@@ -4,8 +4,11 @@ Instead of training every (λ, fold) member, each (lr, seed) trains one model on
 Immer et al.'s (2021) online evidence maximization (:func:`decaylab.evidence.online.train_marglik`):
 the prior precision — one per decayed layer with ``per_layer=True`` (default), else one — is
 refitted from the Laplace evidence every ``marglik_frequency`` epochs and fed back as coupled
-``weight_decay``. The prior is a coupled penalty, so decoupled optimizers train as their coupled
-counterparts (``adamw`` → ``adam``, ``sgdw`` → ``sgd``); this is recorded in the configuration.
+``weight_decay``. The prior is a coupled penalty, so the update is Adam (the default here) or SGD with
+coupled decay; a decoupled optimizer is refused, saying why. What decays (``decay_biases`` and the
+overrides: one :class:`~decaylab.groups.DecayRule`) decides the prior groups and so the tensors the trainer
+decays. The method takes exactly the options it uses (:data:`decaylab.sweeps.options.USES`) and refuses
+any other the caller gave, in one line.
 
 The result is a :class:`MarglikSweepResult` — a :class:`~decaylab.sweeps.result.SweepResult` whose
 table has one row per (lr, seed) with ``lambda`` the single global λ that maximizes the evidence of
@@ -23,18 +26,27 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 
-from decaylab._checks import check_choice, check_int
+from decaylab._checks import InputError
+from decaylab._progress import progress_bar
+from decaylab.optim.options import OPTIONS
+from decaylab.runspec import DECAY_OPTIONS, TrainSpec, decay_rule
 from decaylab.sweeps.grid import check_grid
+from decaylab.sweeps.inputs import resolve_data, resolve_model
+from decaylab.sweeps.interrupt import SweepInterrupted
+from decaylab.sweeps.keys import STORE_FORMAT, changed, decay_key
+from decaylab.sweeps.options import checked
 from decaylab.sweeps.result import SweepResult
 from decaylab.sweeps.select import summarize
 from decaylab.sweeps.store import ResultStore, config_key, plain_json
+from decaylab.train.devices import resolve_device
 
-COUPLED = {"adamw": "adam", "adam": "adam", "sgdw": "sgd", "sgd": "sgd"}
+COUPLED = ("adam", "sgd")
 
 
 @dataclass
@@ -90,46 +102,49 @@ def _factory_embeds_ids(model) -> bool:
     return isinstance(probe, nn.Module) and _embeds_ids(probe)
 
 
-def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: float, epochs: int,
-                  batch_size: int, loss: str | None, dtype: torch.dtype, hidden, test_data, model_key,
-                  hessian: str = "kron", per_layer: bool = True, marglik_frequency: int = 1,
-                  store: str | None = None) -> MarglikSweepResult:
-    """One evidence-trained model per (lr, seed) (module docstring). ``lambdas``: ``None`` (start at δ = 1,
-    i.e. λ = 1/N) or one starting λ. ``store``: a results store (:mod:`decaylab.sweeps.store`) — each
+def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> MarglikSweepResult:
+    """One evidence-trained model per (lr, seed) (module docstring), on the option values of
+    :func:`decaylab.sweep` by name (``given``: the names the caller gave). ``lambdas``: ``None`` (start at
+    δ = 1, i.e. λ = 1/N) or one starting λ. ``store``: a results store (:mod:`decaylab.sweeps.store`) — each
     finished run is written as it finishes and read back instead of retrained; Ctrl-C raises
-    :class:`~decaylab.sweeps.api.SweepInterrupted` after the finished runs are stored."""
-    from decaylab.evidence.curvature import HESSIANS
-    from decaylab.sweeps.api import STORE_FORMAT, SweepInterrupted, _check_seeds, _resolve_data, _resolve_model
-
+    :class:`~decaylab.sweeps.interrupt.SweepInterrupted` after the finished runs are stored."""
     start = time.perf_counter()
-    check_choice("hessian", hessian, HESSIANS)
-    check_choice("optimizer", optimizer, tuple(COUPLED))
-    marglik_frequency = check_int("marglik_frequency", marglik_frequency, low=1)
+    optimizer = _coupled_optimizer(values["optimizer"] if "optimizer" in given else "adam")
+    if "device" in given and resolve_device(values["device"]).type != "cpu":
+        raise InputError(f"device={values['device']!r} does not apply to method='marglik': the Laplace evidence "
+                         "runs on the CPU (leave device out, or give 'cpu')")
+    own = checked(values, ("hessian", "per_layer", "marglik_frequency", "momentum", "progress", "store"))
+    hessian, per_layer, frequency, momentum, progress, store = own.values()
+    run = TrainSpec.from_options(values, device="cpu")
+    decay_values = checked(values, DECAY_OPTIONS)
+    rule = decay_rule(**decay_values)
+    group_options = {f.name: getattr(rule, f.name) for f in fields(rule)}
     start_lambda = None
     if lambdas is not None:
-        values = check_grid("lambdas", lambdas, low=0.0, low_open=True)
-        if len(values) != 1:
-            raise ValueError(f"lambdas must be one starting λ (or None) for method='marglik', which learns λ; "
-                             f"got {len(values)} values")
-        start_lambda = values[0]
-    lrs = check_grid("lr", lr, low_open=True)
-    seeds = _check_seeds(seed)
-    X, y, eval_sets, data_spec = _resolve_data(data, test_data)
-    if loss is None:
-        loss = "cross_entropy" if not torch.is_floating_point(y) else "mse"
-    check_choice("loss", loss, ("cross_entropy", "mse"))
+        lambda_values = check_grid("lambdas", lambdas, low=0.0, low_open=True)
+        if len(lambda_values) != 1:
+            raise InputError(f"lambdas must be one starting λ (or None) for method='marglik', which learns λ; "
+                             f"got {len(lambda_values)} values")
+        start_lambda = lambda_values[0]
+    lrs = check_grid("lr", values["lr"], low_open=True)
+    X, y, eval_sets, data_spec = resolve_data(data, values["test_data"])
+    loss, dtype = run.resolved_loss(y), run.dtype
     if not X.is_floating_point() and not _factory_embeds_ids(model):    # token ids stay integers, as in marglik()
         X = X.to(dtype)
-    factory, model_spec = _resolve_model(model, X, y, loss == "cross_entropy", hidden, model_key,
-                                         keyed=store is not None)
+    factory, model_spec = resolve_model(model, X, y, loss == "cross_entropy", values["hidden"], values["model_key"],
+                                        keyed=store is not None)
     X = X.to(dtype) if X.is_floating_point() else X
     y = y.to(dtype) if torch.is_floating_point(y) else y
+    shown = decay_key(decay_values)
+    # format 2's key: "requested_optimizer" is the optimizer argument as given, 'adamw' when left out (then the
+    # default, trained as Adam as now); what decays enters only where it is not the default
     config = {"method": "marglik", "format": STORE_FORMAT, "model": model_spec, "data": data_spec,
-              "hessian": hessian, "per_layer": per_layer, "marglik_frequency": marglik_frequency,
-              "train": {"optimizer": COUPLED[optimizer], "requested_optimizer": optimizer, "momentum": momentum,
-                        "epochs": epochs, "batch_size": batch_size, "loss": loss, "dtype": str(dtype),
-                        "start_lambda": start_lambda}}
-    runs = [(lr_value, s) for lr_value in lrs for s in seeds]
+              "hessian": hessian, "per_layer": per_layer, "marglik_frequency": frequency,
+              "train": {"optimizer": optimizer, "requested_optimizer": values["optimizer"], "momentum": momentum,
+                        "epochs": run.epochs, "batch_size": run.batch_size, "loss": loss, "dtype": str(dtype),
+                        "start_lambda": start_lambda,
+                        **{name: shown[name] for name in changed(DECAY_OPTIONS.values(), decay_values)}}}
+    runs = [(lr_value, s) for lr_value in lrs for s in run.seeds]
     keys = [config_key(config, {"lr": lr_value, "seed": s}) for lr_value, s in runs]
     sweep_key = config_key(config)
     finished: dict[str, dict] = {}
@@ -137,20 +152,23 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
     try:
         if db is not None:
             finished.update({k: v["result"] for k, v in db.get(keys).items()})
-        pending = [(k, run) for k, run in zip(keys, runs) if k not in finished]
+        pending = [(k, one) for k, one in zip(keys, runs) if k not in finished]
+        bar = progress_bar(total=len(pending), desc="marglik", unit="run", enabled=progress and bool(pending))
         trained = 0
-        for key, (lr_value, s) in pending:
-            try:
-                record = _train_one(factory, X, y, eval_sets, dtype, lr_value, s, key, hessian=hessian,
-                                    per_layer=per_layer, loss=loss, epochs=epochs, batch_size=batch_size,
-                                    optimizer=COUPLED[optimizer], momentum=momentum, start_lambda=start_lambda,
-                                    frequency=marglik_frequency)
-            except KeyboardInterrupt:
-                raise SweepInterrupted(trained, len(pending), store, unit="runs") from None
-            if db is not None:
-                db.put(key, sweep_key, {"lr": lr_value, "seed": s, "sweep": config}, record)
-            finished[key] = plain_json(record)
-            trained += 1
+        with bar:
+            for key, (lr_value, s) in pending:
+                try:
+                    record = _train_one(factory, X, y, eval_sets, dtype, lr_value, s, key, hessian=hessian,
+                                        per_layer=per_layer, loss=loss, epochs=run.epochs, batch_size=run.batch_size,
+                                        optimizer=optimizer, momentum=momentum, start_lambda=start_lambda,
+                                        frequency=frequency, group_options=group_options)
+                except KeyboardInterrupt:
+                    raise SweepInterrupted(trained, len(pending), store, unit="runs") from None
+                if db is not None:
+                    db.put(key, sweep_key, {"lr": lr_value, "seed": s, "sweep": config}, record)
+                finished[key] = plain_json(record)
+                trained += 1
+                bar.update(1)
     finally:
         if db is not None:
             db.close()
@@ -170,8 +188,18 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
                               layer_weight_decay=layers)
 
 
+def _coupled_optimizer(optimizer) -> str:
+    """``optimizer`` if it is coupled (``adam``, ``sgd``), else the one-line refusal saying why."""
+    OPTIONS["optimizer"].check(optimizer)
+    if optimizer not in COUPLED:
+        raise InputError(f"optimizer={optimizer!r} does not apply to method='marglik': the evidence's λ is a "
+                         "coupled prior precision (the penalty (λ/2)·‖w‖², gradient λ·w), which a decoupled "
+                         "optimizer's λ (w ← w − s_t·λ·w) is not; use optimizer='adam' (the default here) or 'sgd'")
+    return optimizer
+
+
 def _train_one(factory, X, y, eval_sets, dtype, lr_value: float, seed: int, key: str, *, hessian, per_layer, loss,
-               epochs, batch_size, optimizer, momentum, start_lambda, frequency) -> dict:
+               epochs, batch_size, optimizer, momentum, start_lambda, frequency, group_options) -> dict:
     """One evidence-trained run: its table row, its evidence curve and its final λ per layer (JSON-able)."""
     from decaylab.evidence.online import train_marglik
 
@@ -180,9 +208,10 @@ def _train_one(factory, X, y, eval_sets, dtype, lr_value: float, seed: int, key:
     t0 = time.perf_counter()
     run = train_marglik(net, (X, y), hessian=hessian, per_layer=per_layer, loss=loss, epochs=epochs,
                         batch_size=batch_size, lr=lr_value, optimizer=optimizer, momentum=momentum,
-                        weight_decay=start_lambda, frequency=frequency, seed=seed, eval_sets=eval_sets)
+                        weight_decay=start_lambda, frequency=frequency, seed=seed, eval_sets=eval_sets,
+                        **group_options)
     single = run.final if not per_layer else run.final.refit(
-        net, per_layer=False,
+        net, per_layer=False, **group_options,
         weight_decay=math.exp(sum(map(math.log, run.weight_decay.values())) / len(run.weight_decay)))
     wall = time.perf_counter() - t0
     test = run.evals.get("test", {})

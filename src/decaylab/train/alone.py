@@ -1,7 +1,7 @@
 """One member alone, one after another: the reference :func:`train_batched` must equal (any ``nn.Module``).
 
 Member g: ``torch.manual_seed(member.seed)``, ``model_factory()``, the decaylab optimizer of
-``config.spec`` over :func:`decaylab.param_groups`' split (``config.decayed_names``), a ``LambdaLR`` of
+``config.optimizer`` over the split of ``config.decay`` (``config.decayed_names``), a ``LambdaLR`` of
 ``lr_multiplier``, and the epochs of :mod:`decaylab.train.epochs`. A member whose loss or parameters
 become non-finite, or whose loss runs away (:mod:`decaylab.train.divergence`), is marked ``diverged``
 and reported with NaN losses.
@@ -45,7 +45,7 @@ def member_optimizer(model: nn.Module, member: Member, config: TrainConfig) -> t
     plain = [p for n, p in model.named_parameters() if n in decays and not decays[n]]
     groups = [{"params": decay, "weight_decay": member.weight_decay},
               {"params": plain, "weight_decay": 0.0, "l1_decay": 0.0}]
-    return config.spec.build([g for g in groups if g["params"]], lr=member.lr), decay
+    return config.optimizer.build([g for g in groups if g["params"]], lr=member.lr), decay
 
 
 def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, float]:

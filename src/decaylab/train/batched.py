@@ -9,7 +9,7 @@ losses), :mod:`~decaylab.train.epochs` (which rows, in which order), :mod:`~deca
 (the stacked model and its kernels), :mod:`~decaylab.train._torch_internals` (the semi-internal torch
 ops); this module holds the loop and the batched update.
 
-The update of each member is the optimizer ``config.spec`` names, written once in
+The update of each member is the optimizer ``config.optimizer`` names, written once in
 :mod:`decaylab.optim.functional` (the functions the ``decaylab.optim`` classes use), with per-member
 ``lr``/``weight_decay``/``s_t`` tensors of shape ``[G, 1, …]``: coupled ``g ← ∇L + λ·w`` (sgd, adam);
 decoupled ``w ← w − s_t·λ·w`` (sgdw, adamw; ``s_t`` by ``decay_scaling`` from
@@ -94,17 +94,17 @@ class _BatchedOptimizer:
         self.decayed = stacked.decayed
         self.totals = totals
         self.step_count = torch.zeros(len(members), dtype=torch.long)
-        if config.is_adam:
+        if config.optimizer.is_adam:
             self.exp_avg = [torch.zeros_like(p) for p in self.params]
             self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-            self.max_exp_avg_sq = [torch.zeros_like(p) if config.amsgrad else None for p in self.params]
+            self.max_exp_avg_sq = [torch.zeros_like(p) if config.optimizer.amsgrad else None for p in self.params]
         else:
             self.momentum_buffer = [None for _ in self.params]
         # torch's fused kernel takes one lr and one step count: usable while members share lr (and, for a
         # schedule, their total steps) and have all taken the same number of steps
         shared = bool((self.lr0 == self.lr0[0]).all()) and (config.lr_schedule == "constant"
                                                              or bool((totals == totals[0]).all()))
-        shared = shared and not config.cautious and config.l1_decay == 0
+        shared = shared and not config.optimizer.cautious and config.optimizer.l1_decay == 0
         self.uniform_steps = 0 if shared else None
         self.wd_stacked = [self.wd.to(p.dtype).to(p.device).view((-1,) + (1,) * (p.dim() - 1)) if d else None
                            for p, d in zip(self.params, self.decayed)]
@@ -119,7 +119,7 @@ class _BatchedOptimizer:
                            for p, v in zip(self.params, self.tensor_wd)]
 
     def _state(self) -> list[torch.Tensor | None]:
-        if self.config.is_adam:
+        if self.config.optimizer.is_adam:
             return self.params + self.exp_avg + self.exp_avg_sq + self.max_exp_avg_sq
         return self.params + self.momentum_buffer
 
@@ -127,7 +127,7 @@ class _BatchedOptimizer:
         """Update every active member; idle members (``active[g]`` False) are left exactly as they were."""
         from decaylab.optim import functional as Fo
 
-        config = self.config
+        config, opt = self.config, self.config.optimizer
         all_active = bool(active.all())
         if self.uniform_steps is not None and all_active:
             self._fused_step(grads)
@@ -138,7 +138,7 @@ class _BatchedOptimizer:
         saved = None if all_active else [None if t is None else t.detach().clone() for t in self._state()]
         mult = lr_multiplier(config.lr_schedule, self.step_count, self.totals)     # float64 [G]
         lr_t = self.lr0 * mult
-        scale = scale_for(config.decay_scaling, lr_t, self.lr0)                   # s_t per member [G]
+        scale = scale_for(opt.decay_scaling, lr_t, self.lr0)                   # s_t per member [G]
         step = self.step_count + 1
         first_step = bool((self.step_count == 0).all())
         with torch.no_grad():
@@ -148,19 +148,19 @@ class _BatchedOptimizer:
                     wd = self.tensor_wd[i]
                 else:
                     wd = _per_member(self.wd, param) if self.decayed[i] else 0.0
-                l1 = config.l1_decay if self.decayed[i] else 0.0
+                l1 = opt.l1_decay if self.decayed[i] else 0.0
                 decay_scale = _per_member(scale, param)
-                if config.is_adam:
+                if opt.is_adam:
                     Fo.adam_update_(param, grad, self.exp_avg[i], self.exp_avg_sq[i], self.max_exp_avg_sq[i],
-                                    _per_member(step, param), lr=lr, beta1=config.betas[0], beta2=config.betas[1],
-                                    eps=config.eps, weight_decay=wd, amsgrad=config.amsgrad,
-                                    decoupled=config.decoupled, decay_scale=decay_scale,
-                                    cautious=config.cautious, l1_decay=l1)
+                                    _per_member(step, param), lr=lr, beta1=opt.betas[0], beta2=opt.betas[1],
+                                    eps=opt.eps, weight_decay=wd, amsgrad=opt.amsgrad,
+                                    decoupled=opt.decoupled, decay_scale=decay_scale,
+                                    cautious=opt.cautious, l1_decay=l1)
                 else:
                     self.momentum_buffer[i] = Fo.sgd_update_(
-                        param, grad, self.momentum_buffer[i], lr=lr, weight_decay=wd, momentum=config.momentum,
-                        dampening=config.dampening, nesterov=config.nesterov, decoupled=config.decoupled,
-                        decay_scale=decay_scale, first_step=first_step, cautious=config.cautious, l1_decay=l1)
+                        param, grad, self.momentum_buffer[i], lr=lr, weight_decay=wd, momentum=opt.momentum,
+                        dampening=opt.dampening, nesterov=opt.nesterov, decoupled=opt.decoupled,
+                        decay_scale=decay_scale, first_step=first_step, cautious=opt.cautious, l1_decay=l1)
             if saved is not None:
                 self._restore_idle(saved, active)
         self.step_count += active.long()
@@ -173,31 +173,31 @@ class _BatchedOptimizer:
         ``l1_decay`` (they need the update direction / act after it)."""
         from decaylab.optim.functional import decoupled_decay_
 
-        config = self.config
+        config, opt = self.config, self.config.optimizer
         mult = float(lr_multiplier(config.lr_schedule, self.uniform_steps, int(self.totals[0])))
         lr0 = float(self.lr0[0])
-        scale = scale_for(config.decay_scaling, lr0 * mult, lr0)
+        scale = scale_for(opt.decay_scaling, lr0 * mult, lr0)
         with torch.no_grad():
             grads = [g.contiguous() for g in grads]            # the fused kernels read memory in order
             for param, grad, wd in zip(self.params, grads, self.wd_stacked):
                 if wd is None:
                     continue
-                if config.decoupled:
+                if opt.decoupled:
                     decoupled_decay_(param, scale * wd)
                 else:
                     grad.addcmul_(param, wd)
-            if config.is_adam:
+            if opt.is_adam:
                 for step in self.fused_steps:
                     step.add_(1)
                 fused_adam_(self.params, grads, self.exp_avg, self.exp_avg_sq,
-                            self.max_exp_avg_sq if config.amsgrad else [], self.fused_steps, lr=lr0 * mult,
-                            betas=config.betas, eps=config.eps, amsgrad=config.amsgrad)
+                            self.max_exp_avg_sq if opt.amsgrad else [], self.fused_steps, lr=lr0 * mult,
+                            betas=opt.betas, eps=opt.eps, amsgrad=opt.amsgrad)
             else:
-                if config.momentum != 0 and self.momentum_buffer[0] is None:
+                if opt.momentum != 0 and self.momentum_buffer[0] is None:
                     self.momentum_buffer = [torch.zeros_like(p) for p in self.params]
-                fused_sgd_(self.params, grads, self.momentum_buffer if config.momentum != 0 else [],
-                           lr=lr0 * mult, momentum=config.momentum, dampening=config.dampening,
-                           nesterov=config.nesterov, first_step=self.uniform_steps == 0)
+                fused_sgd_(self.params, grads, self.momentum_buffer if opt.momentum != 0 else [],
+                           lr=lr0 * mult, momentum=opt.momentum, dampening=opt.dampening,
+                           nesterov=opt.nesterov, first_step=self.uniform_steps == 0)
 
     def _restore_idle(self, saved, active: torch.Tensor) -> None:
         for now, before in zip(self._state(), saved):

@@ -92,9 +92,10 @@ def member_bytes(model: torch.nn.Module, x_batch: torch.Tensor, optimizer_states
 
 def optimizer_state_count(config) -> int:
     """State tensors per parameter of ``config``'s optimizer (a :class:`~decaylab.train.batched.TrainConfig`)."""
-    if config.is_adam:
-        return 3 if config.amsgrad else 2
-    return 1 if config.momentum else 0
+    spec = config.optimizer
+    if spec.is_adam:
+        return 3 if spec.amsgrad else 2
+    return 1 if spec.momentum else 0
 
 
 def plan_chunks(n_members: int, per_member: int, budget: int, chunk_size: int | None = None,

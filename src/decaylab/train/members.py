@@ -23,16 +23,18 @@ from decaylab._checks import (
     check_int,
     check_real,
 )
-from decaylab.groups import DEFAULT_NO_DECAY_NAMES, DecayRule
-from decaylab.optim._decay import DECAY_SCALINGS
-from decaylab.optim.spec import OPTIMIZER_NAMES as OPTIMIZERS
+from decaylab.groups import DecayRule
+from decaylab.optim.options import DECAY_SCALINGS, OPTIMIZER_OPTIONS
+from decaylab.optim.options import OPTIMIZER_NAMES as OPTIMIZERS
 from decaylab.optim.spec import OptimizerSpec
+from decaylab.runspec import DECAY_OPTIONS, RUN_OPTIONS, decay_rule
 
-LR_SCHEDULES = ("constant", "cosine")
-LOSSES = ("cross_entropy", "mse")
+LR_SCHEDULES = RUN_OPTIONS["lr_schedule"].choices
+LOSSES = RUN_OPTIONS["loss"].choices
+OPTIMIZER_OPTION_NAMES = tuple(o.name for o in OPTIMIZER_OPTIONS)
 
 __all__ = ["Member", "TrainConfig", "MemberResult", "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES",
-           "lr_multiplier", "decay_rule_of"]
+           "lr_multiplier"]
 
 
 @dataclass(frozen=True)
@@ -59,86 +61,59 @@ class Member:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What every member shares: optimizer and its options, what decays, schedule, epochs, batches, loss.
+    """What every member shares: the optimizer, what decays, and the run's epochs, batches, schedule, loss, dtype.
 
-    Optimizer: ``optimizer`` ∈ {sgd, sgdw, adam, adamw} with every option its decaylab class takes —
-    ``momentum``/``dampening``/``nesterov`` (SGDs), ``betas``/``eps``/``amsgrad`` (Adams), and for the
-    decoupled ones ``decay_scaling`` ∈ {lr, schedule, corrected}, ``cautious``, ``l1_decay`` — checked
-    once by :class:`decaylab.optim.spec.OptimizerSpec` (``config.spec``).
+    - ``optimizer``: an :class:`~decaylab.optim.spec.OptimizerSpec` (sgd, sgdw, adam, adamw with every option
+      its decaylab class takes, checked by the classes' own rules);
+    - ``decay``: a :class:`~decaylab.groups.DecayRule`, the one rule of what decays (default: weights decay;
+      biases, norms, embeddings and 0-/1-D free parameters do not; a sweep's ``decay_biases=True`` is
+      :meth:`DecayRule.everything`);
+    - ``epochs``, ``batch_size``, ``lr_schedule`` ∈ {constant, cosine}, ``loss`` ∈ {cross_entropy, mse} and
+      ``dtype`` of parameters and data: :data:`decaylab.runspec.RUN_OPTIONS`, with their checks and defaults
+      (``loss`` here is resolved: a :class:`~decaylab.runspec.TrainSpec`'s ``None`` is decided by the targets).
 
-    What decays: :func:`decaylab.param_groups`' rule (weights decay; biases, norms, embeddings and 0-/1-D
-    free parameters do not), with its overrides ``no_decay_types``, ``no_decay_names``, ``decay_names``,
-    ``decay_embeddings``; ``decay_biases=True`` decays every parameter (``decay_names=("*",)``).
-
-    ``lr_schedule`` ∈ {constant, cosine}; ``loss`` ∈ {cross_entropy, mse}; ``dtype`` of parameters and data.
+    :meth:`from_options` builds one from today's flat keywords (``optimizer="sgd", momentum=0.9,
+    decay_biases=True, epochs=5``).
     """
 
-    optimizer: str = "adamw"
-    epochs: int = 10
-    batch_size: int = 64
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    amsgrad: bool = False
-    decay_scaling: str = "lr"
-    lr_schedule: str = "constant"
+    optimizer: OptimizerSpec = OptimizerSpec()
+    decay: DecayRule = DecayRule()
+    epochs: int = RUN_OPTIONS["epochs"].default
+    batch_size: int = RUN_OPTIONS["batch_size"].default
+    lr_schedule: str = RUN_OPTIONS["lr_schedule"].default
     loss: str = "cross_entropy"
-    decay_biases: bool = False
-    dtype: torch.dtype = torch.float32
-    cautious: bool = False
-    l1_decay: float = 0.0
-    no_decay_types: tuple | None = None
-    no_decay_names: tuple[str, ...] = DEFAULT_NO_DECAY_NAMES
-    decay_names: tuple[str, ...] = ()
-    decay_embeddings: bool = False
+    dtype: torch.dtype = RUN_OPTIONS["dtype"].default
 
     def __post_init__(self):
-        spec = self.spec                                   # checks the optimizer and its options
-        object.__setattr__(self, "betas", spec.betas)
-        object.__setattr__(self, "l1_decay", spec.l1_decay)
-        check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not isinstance(self.optimizer, OptimizerSpec):
+            raise InputTypeError(f"optimizer must be an OptimizerSpec (TrainConfig.from_options takes a name and its "
+                                 f"options), got {self.optimizer!r}")
+        if not isinstance(self.decay, DecayRule):
+            raise InputTypeError(f"decay must be a decaylab.groups.DecayRule, got {self.decay!r}")
+        for name in ("epochs", "batch_size", "lr_schedule", "dtype"):
+            RUN_OPTIONS[name].check(getattr(self, name))
         check_choice("loss", self.loss, LOSSES)
-        check_int("epochs", self.epochs, low=1)
-        check_int("batch_size", self.batch_size, low=1)
-        check_choice("dtype", self.dtype, (torch.float32, torch.float64))
-        for name in ("no_decay_names", "decay_names"):
-            value = getattr(self, name)
-            object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
-        if self.no_decay_types is not None:
-            object.__setattr__(self, "no_decay_types", tuple(self.no_decay_types))
 
-    @property
-    def spec(self) -> OptimizerSpec:
-        """The optimizer every member uses (its λ and lr come from the :class:`Member`)."""
-        return OptimizerSpec(name=self.optimizer, decay_scaling=self.decay_scaling, cautious=self.cautious,
-                             l1_decay=self.l1_decay, momentum=self.momentum, dampening=self.dampening,
-                             nesterov=self.nesterov, betas=self.betas, eps=self.eps, amsgrad=self.amsgrad)
+    @classmethod
+    def from_options(cls, **options) -> TrainConfig:
+        """A config from the flat option names of :func:`decaylab.sweep`: the optimizer's
+        (:data:`decaylab.optim.options.OPTIMIZER_OPTIONS`), what decays (:data:`decaylab.runspec.DECAY_OPTIONS`)
+        and the run fields; anything else is refused by name."""
+        optimizer = {k: options.pop(k) for k in OPTIMIZER_OPTION_NAMES if k in options}
+        decay = {k: options.pop(k) for k in DECAY_OPTIONS if k in options}
+        return cls(optimizer=OptimizerSpec.from_options(**optimizer), decay=decay_rule(**decay), **options)
 
     @property
     def decoupled(self) -> bool:
-        return self.optimizer in ("sgdw", "adamw")
+        return self.optimizer.decoupled
 
     @property
     def is_adam(self) -> bool:
-        return self.optimizer in ("adam", "adamw")
+        return self.optimizer.is_adam
 
     def decayed_names(self, model: nn.Module) -> dict[str, bool]:
-        """Parameter name → whether it decays, by the config's :class:`~decaylab.groups.DecayRule`
-        (:func:`decay_rule_of`)."""
-        return decay_rule_of(self).decays(model)
-
-
-def decay_rule_of(config: TrainConfig) -> DecayRule:
-    """The :class:`~decaylab.groups.DecayRule` the trainers apply for ``config``'s what-decays fields
-    (``decay_biases=True``: every parameter, ``decay_names=("*",)`` as in
-    :meth:`DecayRule.everything`): the one place those fields become a rule, for
-    everything that must see the trainers' decayed set (``lr_decay_map``'s regime and predicted slope, the
-    equilibrium check)."""
-    return DecayRule(no_decay_types=config.no_decay_types, no_decay_names=config.no_decay_names,
-                     decay_names=("*",) if config.decay_biases else config.decay_names,
-                     decay_embeddings=config.decay_embeddings)
+        """Parameter name → whether it decays, by ``self.decay.classify`` (the one rule)."""
+        return {d.name: d.decay for d in self.decay.classify(model)}
 
 
 @dataclass

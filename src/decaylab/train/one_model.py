@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputError
+from decaylab.optim.spec import OptimizerSpec
 from decaylab.train.batched import _BatchedOptimizer
 from decaylab.train.epochs import _epoch_order, _padded_epoch, _shuffle_generator, _steps_per_epoch
 from decaylab.train.members import Member, TrainConfig
@@ -54,8 +55,8 @@ class OneModelTrainer:
         if reason is not None:
             raise InputError(f"model cannot be trained by the batched engine: {reason}")
         dtype = next(iter(model.parameters())).dtype
-        self.config = TrainConfig(optimizer=optimizer, momentum=momentum, batch_size=batch_size, loss=loss,
-                                  dtype=dtype, epochs=1)
+        self.config = TrainConfig(optimizer=OptimizerSpec(optimizer, momentum=momentum), batch_size=batch_size,
+                                  loss=loss, dtype=dtype, epochs=1)
         self.X, self.y = X, y
         self.rows = torch.arange(len(X))
         self.steps_per_epoch = _steps_per_epoch(len(X), batch_size)

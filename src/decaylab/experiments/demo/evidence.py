@@ -35,6 +35,7 @@ QUICK = dict(dataset="breast_cancer", hidden=(16,), epochs=20, lambdas=tuple(flo
 def run_evidence(quick: bool = False, seed: int = 0, progress: bool = False, **overrides) -> StudyResult:
     """Cross-validation and the evidence on the same rows; see the module docstring."""
     from decaylab.models import MLP
+    from decaylab.optim.spec import OptimizerSpec
     from decaylab.sweeps.api import sweep
     from decaylab.train.batched import Member, TrainConfig, train_batched
 
@@ -53,7 +54,7 @@ def run_evidence(quick: bool = False, seed: int = 0, progress: bool = False, **o
                epochs=cfg["epochs"], batch_size=BATCH, hidden=cfg["hidden"], split_seed=seed)
     n_out = int(rows.y.max()) + 1
     refit = train_batched(lambda: MLP(rows.X.shape[1], n_out, cfg["hidden"]), rows.X, rows.y,
-                          [Member(cv.best_lambda, LR, seed)], TrainConfig(optimizer="adam", epochs=cfg["epochs"],
+                          [Member(cv.best_lambda, LR, seed)], TrainConfig(OptimizerSpec("adam"), epochs=cfg["epochs"],
                                                                           batch_size=BATCH),
                           eval_sets={"test": test})[0]
     cv_seconds = time.perf_counter() - start

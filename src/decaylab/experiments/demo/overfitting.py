@@ -44,10 +44,11 @@ def imbalanced_moons(seed: int):
 
 def per_class_recall(train, test, lambdas, *, hidden, epochs: int, seed: int) -> list[list[float]]:
     """``[λ][class]`` test recall of the MLP trained at each λ (one batched run over the λs)."""
+    from decaylab.optim.spec import OptimizerSpec
     from decaylab.train.batched import Member, TrainConfig, train_batched
 
     X, y = train
-    config = TrainConfig(optimizer="adamw", epochs=epochs, batch_size=len(X), decay_scaling="lr")
+    config = TrainConfig(optimizer=OptimizerSpec("adamw", decay_scaling="lr"), epochs=epochs, batch_size=len(X))
     members = [Member(weight_decay=float(lam), lr=LR, seed=seed) for lam in lambdas]
     classes = {f"class {c}": (test.X[test.y == c], test.y[test.y == c]) for c in (0, 1)}
     results = train_batched(lambda: models.MLP(2, 2, hidden), X, y, members, config, eval_sets=classes)
