@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import inspect
-import io
 import math
 import re
 
 import pytest
 import torch
+from optim_training import regression_batches, resumed_run, train, weights
 from torch.optim._muon import _zeropower_via_newtonschulz as torch_newton_schulz
 
 from decaylab.optim import Muon
@@ -35,24 +35,7 @@ def _mlp(seed=0, dtype=torch.float32):
 
 
 def _batches(n, seed=0, dtype=torch.float32):
-    gen = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 8, generator=gen, dtype=dtype), torch.randn(8, 4, generator=gen, dtype=dtype))
-            for _ in range(n)]
-
-
-def _train(model, opt, batches, scheduler=None):
-    for X, y in batches:
-        opt.zero_grad()
-        loss = ((model(X) - y) ** 2).mean()
-        loss.backward()
-        opt.step()
-        if scheduler is not None:
-            scheduler.step()
-    return loss.item()
-
-
-def _weights(model):
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
+    return regression_batches(n, 8, 4, seed=seed, dtype=dtype)
 
 
 def _fixed_grad_run(make, steps, shapes=SHAPES, dtype=torch.float64, before_step=None, seed=0):
@@ -79,11 +62,11 @@ def test_equals_torch_muon_bit_for_bit_over_100_steps(adjust_lr_fn, nesterov):
     for cls in (Muon, torch.optim.Muon):
         model = _mlp()
         opt = cls(model.parameters(), lr=0.02, weight_decay=0.1, nesterov=nesterov, adjust_lr_fn=adjust_lr_fn)
-        _train(model, opt, batches)
+        train(model, opt, batches)
         runs.append((model, opt))
     (ours, ours_opt), (theirs, theirs_opt) = runs
-    assert not torch.equal(_weights(ours), _weights(_mlp()))
-    assert torch.equal(_weights(ours), _weights(theirs))
+    assert not torch.equal(weights(ours), weights(_mlp()))
+    assert torch.equal(weights(ours), weights(theirs))
     for p, q in zip(ours.parameters(), theirs.parameters()):
         assert torch.equal(ours_opt.state[p]["momentum_buffer"], theirs_opt.state[q]["momentum_buffer"])
 
@@ -96,8 +79,8 @@ def test_tensor_lr_and_lr_scheduler_as_torch(lr):
         model = _mlp()
         opt = cls(model.parameters(), lr=torch.tensor(0.03) if lr == "tensor" else lr, weight_decay=0.2)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=30)
-        _train(model, opt, batches, sched)
-        runs.append(_weights(model))
+        train(model, opt, batches, sched)
+        runs.append(weights(model))
     assert torch.equal(*runs)
 
 
@@ -121,8 +104,8 @@ def test_update_rms_0_2_is_moonlights_rule_and_equals_match_rms_adamw():
     runs = []
     for kwargs in (dict(update_rms=0.2), dict(adjust_lr_fn="match_rms_adamw")):
         model = _mlp()
-        _train(model, Muon(model.parameters(), lr=0.01, weight_decay=0.1, **kwargs), batches)
-        runs.append(_weights(model))
+        train(model, Muon(model.parameters(), lr=0.01, weight_decay=0.1, **kwargs), batches)
+        runs.append(weights(model))
     assert torch.equal(*runs)
 
 
@@ -234,9 +217,9 @@ def test_torch_saved_state_dict_loads_and_continues_identically():
     model = _mlp()
     opt = torch.optim.Muon(model.parameters(), lr=0.02, weight_decay=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.7)
-    _train(model, opt, batches[:20], sched)
+    train(model, opt, batches[:20], sched)
     checkpoint = copy.deepcopy({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()})
-    _train(model, opt, batches[20:], sched)  # torch continues
+    train(model, opt, batches[20:], sched)  # torch continues
 
     ours_model = _mlp(seed=5)
     ours_model.load_state_dict(checkpoint["model"])
@@ -244,8 +227,8 @@ def test_torch_saved_state_dict_loads_and_continues_identically():
     ours.load_state_dict(checkpoint["opt"])
     ours_sched = torch.optim.lr_scheduler.StepLR(ours, step_size=5, gamma=0.7)
     ours_sched.load_state_dict(checkpoint["sched"])
-    _train(ours_model, ours, batches[20:], ours_sched)
-    assert torch.equal(_weights(ours_model), _weights(model))
+    train(ours_model, ours, batches[20:], ours_sched)
+    assert torch.equal(weights(ours_model), weights(model))
 
     back = torch.optim.Muon(_mlp().parameters())  # and torch loads ours back
     back.load_state_dict(ours.state_dict())
@@ -255,37 +238,23 @@ def test_torch_saved_state_dict_loads_and_continues_identically():
 
 def test_own_state_dict_mid_training_continues_as_uninterrupted_with_decay_options():
     kwargs = dict(lr=0.02, weight_decay=1e-3, decay_scaling="schedule", cautious=True, update_rms=0.3)
-    batches = _batches(20)
-    model = _mlp()
-    opt = Muon(model.parameters(), **kwargs)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20)
-    _train(model, opt, batches[:10], sched)
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict()}, buffer)
-    _train(model, opt, batches[10:], sched)
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed = _mlp(seed=9)
-    resumed.load_state_dict(saved["model"])
-    opt2 = Muon(resumed.parameters(), **{**kwargs, "lr": 0.5})
-    opt2.load_state_dict(saved["opt"])
-    assert opt2.param_groups[0]["decay_reference_lr"] == 0.02
-    sched2 = torch.optim.lr_scheduler.CosineAnnealingLR(opt2, T_max=20)
-    sched2.load_state_dict(saved["sched"])
-    _train(resumed, opt2, batches[10:], sched2)
-    assert torch.equal(_weights(resumed), _weights(model))
+    model, resumed, opt = resumed_run(lambda seed: _mlp(seed=seed),
+                                      lambda params, **overrides: Muon(params, **{**kwargs, **overrides}),
+                                      _batches(20))
+    assert opt.param_groups[0]["decay_reference_lr"] == 0.02
+    assert torch.equal(weights(resumed), weights(model))
 
 
 def test_deepcopy_trains_on_independently_and_identically():
     batches = _batches(10)
     model = _mlp()
     opt = Muon(model.parameters(), lr=0.02, flatten=True)
-    _train(model, opt, batches[:5])
+    train(model, opt, batches[:5])
     twin = copy.deepcopy({"model": model, "opt": opt})
-    _train(model, opt, batches[5:])
-    assert not torch.equal(_weights(model), _weights(twin["model"]))
-    _train(twin["model"], twin["opt"], batches[5:])
-    assert torch.equal(_weights(model), _weights(twin["model"]))
+    train(model, opt, batches[5:])
+    assert not torch.equal(weights(model), weights(twin["model"]))
+    train(twin["model"], twin["opt"], batches[5:])
+    assert torch.equal(weights(model), weights(twin["model"]))
     assert twin["opt"].param_groups[0]["flatten"] is True
 
 
@@ -305,8 +274,8 @@ def test_torchs_optimizer_inputs_give_torchs_numbers(desc):
     runs = []
     for cls in (Muon, torch.optim.Muon):
         model = _mlp()
-        _train(model, cls(model.parameters(), **copy.deepcopy(TORCH_INPUTS[desc])), batches)
-        runs.append(_weights(model))
+        train(model, cls(model.parameters(), **copy.deepcopy(TORCH_INPUTS[desc])), batches)
+        runs.append(weights(model))
     assert torch.equal(*runs)
 
 
@@ -464,7 +433,7 @@ def test_param_groups_with_their_own_options_equal_one_optimizer_per_group():
             ((m(X) - y) ** 2).mean().backward()
             for o in group_opts:
                 o.step()
-    assert torch.equal(_weights(model), _weights(twin))
+    assert torch.equal(weights(model), weights(twin))
 
 
 def test_params_without_grad_are_skipped_and_closure_loss_returned():
@@ -486,7 +455,7 @@ def test_hooks_fire_and_optimizer_prints():
     opt.register_state_dict_post_hook(lambda o, sd: calls.append("sd-post"))
     opt.register_load_state_dict_pre_hook(lambda o, sd: calls.append("load-pre"))
     opt.register_load_state_dict_post_hook(lambda o: calls.append("load-post"))
-    _train(model, opt, _batches(1))
+    train(model, opt, _batches(1))
     opt.load_state_dict(opt.state_dict())
     assert calls == ["pre", "post", "sd-pre", "sd-post", "load-pre", "load-post"]
     assert "Muon (" in repr(opt) and "adjust_lr_fn: None" in repr(opt)
@@ -497,11 +466,11 @@ def test_state_dict_is_deterministic():
     batches = _batches(10)
     model = _mlp()
     opt = Muon(model.parameters(), lr=0.02)
-    _train(model, opt, batches[:3])
+    train(model, opt, batches[:3])
     twin = copy.deepcopy(model)
     twin_opt = Muon(twin.parameters(), lr=0.02)
     twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
-    _train(model, opt, batches[3:])
-    _train(twin, twin_opt, batches[3:])
-    assert torch.equal(_weights(model), _weights(twin))
+    train(model, opt, batches[3:])
+    train(twin, twin_opt, batches[3:])
+    assert torch.equal(weights(model), weights(twin))
     assert opt.state_dict()["param_groups"] == twin_opt.state_dict()["param_groups"]

@@ -111,6 +111,12 @@ class Lion(DecayGroupsMixin, Optimizer):
                     "l1_decay": l1_decay}
         Optimizer.__init__(self, params, defaults)
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # a state saved by lion-pytorch has none of these
+            for key in ("maximize", "foreach", "differentiable", "fused"):
+                group.setdefault(key, self.defaults[key])
+
     def _step_group(self, group: dict) -> None:
         """Gather the group's params that have a gradient (creating ``exp_avg`` lazily) and run its path."""
         params, grads, exp_avgs = [], [], []
