@@ -35,15 +35,15 @@ def weights(model):
     return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
-def resumed_run(make_model, make_optimizer, batches):
-    """Train ``make_model(0)`` with ``make_optimizer(params)`` and a cosine schedule over the first half of
-    ``batches``, save model, optimizer and scheduler to bytes, train on over the second half; then resume a
-    model of another seed and an optimizer built by ``make_optimizer(params, lr=0.5)`` (everything must come
-    from the checkpoint) and train it over the second half. Returns (the uninterrupted model, the resumed
-    model, its optimizer)."""
+def resumed_run(make_model, make_optimizer, batches, train=train):
+    """Train ``make_model(0)`` with ``make_optimizer(model)`` and a cosine schedule over the first half of
+    ``batches`` (``train(model, opt, batches, scheduler)``), save model, optimizer and scheduler to bytes,
+    train on over the second half; then resume a model of another seed and an optimizer built by
+    ``make_optimizer(model, lr=0.5)`` (everything must come from the checkpoint) and train it over the
+    second half. Returns (the uninterrupted model, the resumed model, its optimizer)."""
     half = len(batches) // 2
     model = make_model(0)
-    opt = make_optimizer(model.parameters())
+    opt = make_optimizer(model)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=len(batches))
     train(model, opt, batches[:half], sched)
     buffer = io.BytesIO()
@@ -54,7 +54,7 @@ def resumed_run(make_model, make_optimizer, batches):
     saved = torch.load(buffer, weights_only=True)
     resumed = make_model(123)
     resumed.load_state_dict(saved["model"])
-    resumed_opt = make_optimizer(resumed.parameters(), lr=0.5)
+    resumed_opt = make_optimizer(resumed, lr=0.5)
     resumed_opt.load_state_dict(saved["opt"])
     resumed_sched = torch.optim.lr_scheduler.CosineAnnealingLR(resumed_opt, T_max=len(batches))
     resumed_sched.load_state_dict(saved["sched"])

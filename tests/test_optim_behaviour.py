@@ -42,7 +42,7 @@ def _model(seed=0, dtype=torch.float64):
 def test_state_dict_save_load_mid_training_continues_as_uninterrupted(name):
     cls, _, kwargs = OPTIMIZERS[name]
     model, resumed, _ = resumed_run(lambda seed: _model(seed=seed),
-                                    lambda params, **overrides: cls(params, **{**kwargs, **overrides}),
+                                    lambda model, **overrides: cls(model.parameters(), **{**kwargs, **overrides}),
                                     _batches(20))
     assert torch.equal(_weights(resumed), _weights(model))
 

@@ -307,7 +307,7 @@ def test_lr_schedulers_drive_it_as_they_drive_lion_pytorch(scheduler):
 def test_state_dict_mid_training_continues_as_uninterrupted(path):
     kwargs = dict(lr=1e-3, weight_decay=1e-3, decay_scaling="schedule", cautious=True, **PATHS[path])
     model, resumed, _ = resumed_run(lambda seed: _model(seed=seed),
-                                    lambda params, **overrides: Lion(params, **{**kwargs, **overrides}),
+                                    lambda model, **overrides: Lion(model.parameters(), **{**kwargs, **overrides}),
                                     _batches(20))
     assert torch.equal(weights(resumed), weights(model))
 

@@ -239,7 +239,7 @@ def test_torch_saved_state_dict_loads_and_continues_identically():
 def test_own_state_dict_mid_training_continues_as_uninterrupted_with_decay_options():
     kwargs = dict(lr=0.02, weight_decay=1e-3, decay_scaling="schedule", cautious=True, update_rms=0.3)
     model, resumed, opt = resumed_run(lambda seed: _mlp(seed=seed),
-                                      lambda params, **overrides: Muon(params, **{**kwargs, **overrides}),
+                                      lambda model, **overrides: Muon(model.parameters(), **{**kwargs, **overrides}),
                                       _batches(20))
     assert opt.param_groups[0]["decay_reference_lr"] == 0.02
     assert torch.equal(weights(resumed), weights(model))
