@@ -98,6 +98,20 @@ def test_newton_schulz_is_torchs_bit_for_bit_and_leaves_a_bfloat16_input_alone()
     assert torch.equal(b, before)
 
 
+def test_a_bfloat16_momentum_buffer_without_nesterov_is_not_overwritten():
+    """torch's ``grad.bfloat16()`` is the buffer itself there, and its normalization overwrites it (documented)."""
+    runs = []
+    for cls in (Muon, torch.optim.Muon):
+        w = torch.nn.Parameter(torch.randn(4, 3, dtype=torch.bfloat16))
+        w.grad = torch.full((4, 3), 2.0, dtype=torch.bfloat16)
+        opt = cls([w], nesterov=False)
+        opt.step()
+        runs.append(opt.state[w]["momentum_buffer"])
+    ours, theirs = runs
+    assert torch.equal(ours, torch.full((4, 3), 2.0 * (1 - 0.95), dtype=torch.bfloat16))
+    assert not torch.equal(theirs, ours)
+
+
 def test_update_rms_0_2_is_moonlights_rule_and_equals_match_rms_adamw():
     """Moonlight: W ← W − η(0.2·√max(A,B)·O + λW) = torch's match_rms_adamw (unadjusted lr in the decay)."""
     batches = _batches(40)

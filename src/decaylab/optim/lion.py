@@ -18,8 +18,8 @@ after the update.
 
 Every update is ±lr per coordinate, so Lion wants a learning rate 3–10× smaller than AdamW's
 and a λ 3–10× larger (the paper's advice, keeping lr·λ): the defaults are lr = 1e-4,
-betas = (0.9, 0.99), λ = 0. With decoupled decay the weights stay inside ‖w‖∞ ≤ 1/λ once there
-(for constant lr: |w| ≤ (1 − lr·λ)|w| + lr).
+betas = (0.9, 0.99), λ = 0. With decay_scaling ``"lr"`` (and lr_t·λ ≤ 1) the weights stay inside
+‖w‖∞ ≤ 1/λ once there: |w| ≤ 1/λ gives |w'| ≤ (1 − lr_t·λ)/λ + lr_t = 1/λ.
 
 Conventions of the ``lion-pytorch`` package (``Lion(lr, betas, weight_decay,
 decoupled_weight_decay)``): its default decays by ``lr_t·λ`` (decaylab ``"lr"`` with the same λ);

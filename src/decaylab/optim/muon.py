@@ -42,7 +42,8 @@ Differences from torch: a bfloat16 parameter with ``nesterov=False`` keeps its m
 buffer (torch's ``grad.bfloat16()`` is the buffer itself there, and its in-place
 normalization overwrites it); argument errors that torch raises only at ``step()``
 (``ns_steps`` ≥ 100, ``ns_coefficients`` not three numbers) are raised at construction,
-with torch's message.
+with torch's message; every argument is checked (torch checks lr, momentum, weight_decay and
+adjust_lr_fn), and a parameter that is not 2-D is refused in any group added later too.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ MUON_GROUP_KEYS = ("update_rms", "flatten")
 
 def zeropower_via_newtonschulz(update: Tensor, ns_coefficients: Sequence[float], ns_steps: int,
                                eps: float) -> Tensor:
-    """O ≈ U·V ᵀ of the 2-D ``update`` = U·S·Vᵀ by ``ns_steps`` quintic Newton–Schulz steps in
+    """O ≈ U·Vᵀ of the 2-D ``update`` = U·S·Vᵀ by ``ns_steps`` quintic Newton–Schulz steps in
     bfloat16 (a new tensor; see the module docstring). The ops are torch's, so the result is
     bit-identical to ``torch.optim._muon._zeropower_via_newtonschulz``."""
     a, b, c = ns_coefficients
