@@ -35,6 +35,8 @@ test: $(STAMP) browser
 
 bench: $(STAMP)
 	$(PY) benchmarks/optim_step.py
+	$(PY) benchmarks/muon_step.py
+	$(PY) benchmarks/lion_step.py
 
 clean:
 	rm -rf $(VENV) decaylab-report .pytest_cache
