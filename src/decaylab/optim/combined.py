@@ -66,7 +66,8 @@ class MuonAdamW(DecayGroupsMixin, Optimizer):
     the two halves' defaults, the keyword arguments of :class:`decaylab.optim.Muon` and
     :class:`decaylab.optim.AdamW` (checked by those classes; their defaults are torch's: Muon
     lr 1e-3, λ 0.1; AdamW lr 1e-3, λ 0.01). Keller Jordan's recipe is
-    ``muon=dict(lr=0.02, weight_decay=0.01), adamw=dict(lr=3e-4, betas=(0.9, 0.95), eps=1e-10)``.
+    ``muon=dict(lr=0.02, weight_decay=0.01), adamw=dict(lr=3e-4, betas=(0.9, 0.95), eps=1e-10,
+    weight_decay=0.01)``.
 
     Each group's update is exactly its half's (a Muon group equals ``torch.optim.Muon`` on those
     params, an AdamW group ``torch.optim.AdamW``); see the module docstring for the state dict and

@@ -12,8 +12,8 @@ steps along the result. torch's Muon, op for op (so the numbers are torch's)::
 
 ρ (``adjust_lr_fn``): ``None``/``"original"`` ρ = √max(1, A/B) (Keller Jordan's);
 ``"match_rms_adamw"`` ρ = 0.2·√max(A, B) (Moonlight, Liu et al. 2025, "Muon is Scalable for
-LLM Training"). decaylab adds ``update_rms=r``: ρ = r·√max(A, B), the update an orthogonal
-O (RMS 1/√max(A, B)) turns into RMS r·lr.
+LLM Training"). decaylab adds ``update_rms=r``: ρ = r·√max(A, B), so that an exactly orthogonal
+O (RMS 1/√max(A, B)) moves W by RMS r·lr.
 
 Moonlight's rule, ``W ← W − η(0.2·√max(A,B)·O + λW)``, *is* torch's ``"match_rms_adamw"`` with
 decay_scaling ``"lr"``: torch decays with the unadjusted lr η (W·(1 − ηλ)) and steps by
