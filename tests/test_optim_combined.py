@@ -234,3 +234,32 @@ def test_conv_kernels_join_muon_flattened_with_flatten():
     twin.grad = model[0].weight.grad.clone()
     Muon([twin], flatten=True).step()
     assert torch.equal(model[0].weight.detach(), twin.detach())
+
+
+def test_grad_scaler_unscales_both_halves_and_skips_the_whole_step_on_an_inf():
+    """One optimizer to GradScaler: the torch pair's numbers on finite steps; an inf in a Muon gradient
+    skips the AdamW half too (two torch optimizers would step the AdamW one)."""
+    runs = []
+    for pair in (False, True):
+        model = _lm()
+        opts = list(_torch_pair(model)) if pair else [MuonAdamW(muon_param_groups(model), muon=MUON, adamw=ADAMW)]
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+        for tokens, targets in _token_batches(4):
+            for opt in opts:
+                opt.zero_grad()
+            scaler.scale(nn.functional.cross_entropy(model(tokens).flatten(0, 1), targets.flatten())).backward()
+            for opt in opts:
+                scaler.step(opt)
+            scaler.update()
+        runs.append(weights(model))
+    assert torch.equal(*runs)
+    model = _lm()
+    opt = MuonAdamW(muon_param_groups(model), muon=MUON, adamw=ADAMW)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    tokens, targets = _token_batches(1)[0]
+    scaler.scale(nn.functional.cross_entropy(model(tokens).flatten(0, 1), targets.flatten())).backward()
+    model.up.weight.grad[0, 0] = float("inf")
+    before = weights(model)
+    scaler.step(opt)
+    scaler.update()
+    assert torch.equal(weights(model), before) and scaler.get_scale() == 2.0 ** 7
