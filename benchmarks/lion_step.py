@@ -14,10 +14,8 @@ On a machine whose cores are busy with other work, ``--threads 1`` (see benchmar
 
 from __future__ import annotations
 
-import argparse
-
+import _bench
 import torch
-from _rounds import median_seconds
 
 from decaylab.optim import Lion
 
@@ -41,22 +39,11 @@ def _configs():
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2.5M params, 3 rounds")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 15)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(_bench.parser(__doc__, "2.5M params, 3 rounds", 15), argv)
     numel = 250_000 if args.quick else 2_500_000
     rounds = args.rounds or (3 if args.quick else 15)
     device = args.device
-
-    gen = torch.Generator(device=device).manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(numel, generator=gen, device=device)) for _ in range(10)]
-    for p in params:
-        p.grad = 1e-3 * torch.randn(numel, generator=gen, device=device)
+    params = _bench.flat_params(numel, 10, device)
     add_targets = [torch.zeros(numel, device=device) for _ in range(10)]
 
     adamw = torch.optim.AdamW(params, lr=ADAMW_LR, weight_decay=ADAMW_LAMBDA, fused=True)
@@ -65,7 +52,7 @@ def main(argv=None) -> None:
     configs = _configs()
     for label, make, _ in configs:
         steps[label] = make(params).step
-    median = median_seconds(steps, rounds, device)
+    median = _bench.median_seconds(steps, rounds, device)
 
     total = 10 * numel
     nbytes = {kind: streams * 4 * total for kind, streams in STREAMS.items()}

@@ -12,10 +12,8 @@ Run: ``python benchmarks/muon_step.py [--quick] [--rounds N] [--threads T] [--wi
 
 from __future__ import annotations
 
-import argparse
-
+import _bench
 import torch
-from _rounds import median_seconds
 
 from decaylab.optim import Muon
 
@@ -36,15 +34,9 @@ def _configs():
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="width 128, 3 rounds")
+    parser = _bench.parser(__doc__, "width 128, 3 rounds", 9)
     parser.add_argument("--width", type=int, default=None, help="block width d (default 512; --quick 128)")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 9)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(parser, argv)
     width = args.width or (128 if args.quick else 512)
     rounds = args.rounds or (3 if args.quick else 9)
     shapes = [(width, width)] * 4 + [(4 * width, width), (width, 4 * width)]
@@ -58,7 +50,7 @@ def main(argv=None) -> None:
     configs = _configs()
     for label, make, _ in configs:
         steps[label] = make(params).step
-    median = median_seconds(steps, rounds, args.device)
+    median = _bench.median_seconds(steps, rounds, args.device)
 
     numel = sum(a * b for a, b in shapes)
     print(f"one Muon step on {len(shapes)} matrices of a width-{width} block ({numel / 1e6:.2f}M params), "

@@ -1,5 +1,6 @@
 """Training helpers the optimizer test modules share: regression batches, an MSE training loop, the weights
-as one vector, and a run saved and resumed mid-training next to the same run uninterrupted."""
+as one vector, a recorder of torch's optimizer hooks, and a run saved and resumed mid-training next to the
+same run uninterrupted."""
 
 from __future__ import annotations
 
@@ -33,6 +34,20 @@ def train(model, opt, batches, scheduler=None):
 def weights(model):
     """All parameters of ``model`` as one flat tensor."""
     return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def record_hooks(opt):
+    """Register one of each of torch's optimizer hooks on ``opt`` (step pre/post, state_dict pre/post,
+    load_state_dict pre/post); returns the list their calls append "pre", "post", "sd-pre", "sd-post",
+    "load-pre", "load-post" to."""
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kw: calls.append("pre"))
+    opt.register_step_post_hook(lambda o, args, kw: calls.append("post"))
+    opt.register_state_dict_pre_hook(lambda o: calls.append("sd-pre"))
+    opt.register_state_dict_post_hook(lambda o, state_dict: calls.append("sd-post"))
+    opt.register_load_state_dict_pre_hook(lambda o, state_dict: calls.append("load-pre"))
+    opt.register_load_state_dict_post_hook(lambda o: calls.append("load-post"))
+    return calls
 
 
 def resumed_run(make_model, make_optimizer, batches, train=train):

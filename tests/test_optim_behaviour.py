@@ -13,7 +13,7 @@ import inspect
 
 import pytest
 import torch
-from optim_training import regression_batches, resumed_run
+from optim_training import record_hooks, regression_batches, resumed_run
 from optim_training import train as _train
 from optim_training import weights as _weights
 
@@ -114,17 +114,8 @@ def test_deepcopy_trains_on_independently_and_identically(name):
 def test_hooks_fire():
     model = _model()
     opt = AdamW(model.parameters(), lr=0.01)
-    calls = []
-    opt.register_step_pre_hook(lambda o, args, kw: calls.append("pre"))
-    opt.register_step_post_hook(lambda o, args, kw: calls.append("post"))
-    opt.register_state_dict_pre_hook(lambda o: calls.append("sd-pre"))
-
-    def tag_state_dict(o, state_dict):
-        state_dict["tag"] = 7
-        calls.append("sd-post")
-    opt.register_state_dict_post_hook(tag_state_dict)
-    opt.register_load_state_dict_pre_hook(lambda o, sd: calls.append("load-pre"))
-    opt.register_load_state_dict_post_hook(lambda o: calls.append("load-post"))
+    calls = record_hooks(opt)
+    opt.register_state_dict_post_hook(lambda o, state_dict: state_dict.update(tag=7))
     _train(model, opt, _batches(1))
     state = opt.state_dict()
     assert state["tag"] == 7

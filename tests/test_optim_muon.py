@@ -15,7 +15,7 @@ import re
 
 import pytest
 import torch
-from optim_training import regression_batches, resumed_run, train, weights
+from optim_training import record_hooks, regression_batches, resumed_run, train, weights
 from torch.optim._muon import _zeropower_via_newtonschulz as torch_newton_schulz
 
 from decaylab.optim import Muon
@@ -462,13 +462,7 @@ def test_params_without_grad_are_skipped_and_closure_loss_returned():
 def test_hooks_fire_and_optimizer_prints():
     model = _mlp()
     opt = Muon(model.parameters(), lr=0.01)
-    calls = []
-    opt.register_step_pre_hook(lambda o, args, kw: calls.append("pre"))
-    opt.register_step_post_hook(lambda o, args, kw: calls.append("post"))
-    opt.register_state_dict_pre_hook(lambda o: calls.append("sd-pre"))
-    opt.register_state_dict_post_hook(lambda o, sd: calls.append("sd-post"))
-    opt.register_load_state_dict_pre_hook(lambda o, sd: calls.append("load-pre"))
-    opt.register_load_state_dict_post_hook(lambda o: calls.append("load-post"))
+    calls = record_hooks(opt)
     train(model, opt, _batches(1))
     opt.load_state_dict(opt.state_dict())
     assert calls == ["pre", "post", "sd-pre", "sd-post", "load-pre", "load-post"]

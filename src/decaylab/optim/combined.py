@@ -25,7 +25,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 from decaylab._checks import InputError, InputTypeError
 from decaylab.optim._decay import DecayGroupsMixin
 from decaylab.optim.adam import AdamW
-from decaylab.optim.muon import Muon, check_muon_options, check_muon_params, step_muon_group
+from decaylab.optim.muon import Muon, check_added_muon_group, closure_loss, step_muon_group
 
 __all__ = ["MuonAdamW"]
 
@@ -99,13 +99,7 @@ class MuonAdamW(DecayGroupsMixin, Optimizer):
             param_group.setdefault(key, value)
         super().add_param_group(param_group)
         if use_muon:
-            group = self.param_groups[-1]
-            try:
-                check_muon_options(group)
-                check_muon_params(group)
-            except (ValueError, TypeError):
-                self.param_groups.pop()
-                raise
+            check_added_muon_group(self.param_groups)
 
     def __getstate__(self) -> dict:
         return {**super().__getstate__(), "_kind_defaults": self._kind_defaults}
@@ -132,10 +126,7 @@ class MuonAdamW(DecayGroupsMixin, Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         adamw = _AdamWGroups(self.state)
         for group in self.param_groups:
             if group["use_muon"]:

@@ -189,6 +189,26 @@ def check_muon_params(group: dict) -> None:
                              "decaylab.optim.MuonAdamW)")
 
 
+def closure_loss(closure):
+    """``closure()`` evaluated with gradients enabled inside a ``no_grad`` step (``None`` without one)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+def check_added_muon_group(param_groups: list[dict]) -> None:
+    """Check the Muon group just appended to ``param_groups`` (its options and params); a bad one is
+    removed again before the error propagates, so the optimizer stays as it was."""
+    group = param_groups[-1]
+    try:
+        check_muon_options(group)
+        check_muon_params(group)
+    except (ValueError, TypeError):
+        param_groups.pop()
+        raise
+
+
 def step_muon_group(state: dict, group: dict) -> None:
     """One Muon step of ``group``'s params that have a gradient; ``state`` is the optimizer's
     per-param state (the momentum buffer is created there on a param's first step)."""
@@ -243,13 +263,7 @@ class Muon(DecayGroupsMixin, Optimizer):
 
     def add_param_group(self, param_group: dict) -> None:
         super().add_param_group(param_group)
-        group = self.param_groups[-1]
-        try:
-            check_muon_options(group)
-            check_muon_params(group)
-        except (ValueError, TypeError):
-            self.param_groups.pop()
-            raise
+        check_added_muon_group(self.param_groups)
 
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
@@ -260,10 +274,7 @@ class Muon(DecayGroupsMixin, Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         """Perform one optimization step; ``closure`` re-evaluates the model and returns the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             step_muon_group(self.state, group)
         return loss
