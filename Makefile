@@ -40,6 +40,8 @@ test-fast: $(STAMP) browser
 
 bench: $(STAMP)
 	$(PY) benchmarks/optim_step.py
+	$(PY) benchmarks/muon_step.py
+	$(PY) benchmarks/lion_step.py
 
 clean:
 	rm -rf $(VENV) decaylab-report .pytest_cache

@@ -22,10 +22,7 @@ about the optimizers.
 
 from __future__ import annotations
 
-import argparse
-import statistics
-import time
-
+import _bench
 import torch
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW
@@ -88,37 +85,15 @@ def _peers():
     }
 
 
-def _timed(fn, device) -> float:
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2.5M params, 5 rounds")
-    parser.add_argument("--rounds", type=int, default=None, help="timed rounds (default 15)")
-    parser.add_argument("--device", default="cpu")
+    parser = _bench.parser(__doc__, "2.5M params, 5 rounds", 15)
     parser.add_argument("--paths", choices=("fused", "default", "all"), default="all",
                         help="fused: fused=True against torch fused; default: no flags against torch's default")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = _bench.parse(parser, argv)
     numel = 250_000 if args.quick else 2_500_000
     rounds = args.rounds or (5 if args.quick else 15)
     device = args.device
-
-    gen = torch.Generator(device=device).manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(numel, generator=gen, device=device))
-              for _ in range(10)]
-    for p in params:
-        p.grad = 1e-3 * torch.randn(numel, generator=gen, device=device)
+    params = _bench.flat_params(numel, 10, device)
     add_targets = [torch.zeros(numel, device=device) for _ in range(10)]
     add_sources = [p.grad for p in params]
 
@@ -130,14 +105,7 @@ def main(argv=None) -> None:
     for label, make, *_ in configs:
         steps[label] = make(params).step
 
-    times = {name: [] for name in steps}
-    for fn in steps.values():  # warm-up: lazy state, first-step paths
-        fn()
-        fn()
-    for _ in range(rounds):
-        for name, fn in steps.items():
-            times[name].append(_timed(fn, device))
-    median = {name: statistics.median(t) for name, t in times.items()}
+    median = _bench.median_seconds(steps, rounds, device)
 
     total = 10 * numel
     bandwidth = {kind: streams * 4 * total for kind, streams in STREAMS.items()}

@@ -117,3 +117,23 @@ def report_lambdas():
 def report_sections():
     """The factory of two hand-made report sections: ``report_sections(text=…, caption=…)``."""
     return sample_sections
+
+
+# --- optimizer checks shared by the optimizer test modules ---------------------------------------------
+
+
+@pytest.fixture
+def spy_paths(monkeypatch):
+    """``seen = spy_paths()``: from then on, the paths ``decaylab.optim._paths.select`` picks, in order."""
+    from decaylab.optim import _paths
+
+    def start():
+        seen = []
+        select = _paths.select
+
+        def spy(group, tensors, native_needed):
+            seen.append(select(group, tensors, native_needed=native_needed))
+            return seen[-1]
+        monkeypatch.setattr(_paths, "select", spy)
+        return seen
+    return start

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import copy
 import inspect
-import io
 
 import pytest
 import torch
+from optim_training import record_hooks, regression_batches, resumed_run
+from optim_training import train as _train
+from optim_training import weights as _weights
 
 from decaylab.optim import SGD, SGDW, Adam, AdamW
 
@@ -26,56 +28,22 @@ OPTIMIZERS = {
 }
 
 
+def _batches(n, seed=0, dtype=torch.float64):
+    return regression_batches(n, 4, 2, seed=seed, dtype=dtype)
+
+
 def _model(seed=0, dtype=torch.float64):
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(),
                                torch.nn.Linear(8, 2)).to(dtype)
 
 
-def _batches(n, seed=0, dtype=torch.float64):
-    gen = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 4, generator=gen, dtype=dtype),
-             torch.randn(8, 2, generator=gen, dtype=dtype)) for _ in range(n)]
-
-
-def _train(model, opt, batches, scheduler=None):
-    for X, y in batches:
-        opt.zero_grad()
-        loss = ((model(X) - y) ** 2).mean()
-        loss.backward()
-        opt.step()
-        if scheduler is not None:
-            scheduler.step()
-    return loss.item()
-
-
-def _weights(model):
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_state_dict_save_load_mid_training_continues_as_uninterrupted(name):
     cls, _, kwargs = OPTIMIZERS[name]
-    batches = _batches(20)
-    model = _model()
-    opt = cls(model.parameters(), **kwargs)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=20)
-    _train(model, opt, batches[:10], sched)
-
-    buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
-                "sched": sched.state_dict()}, buffer)
-    _train(model, opt, batches[10:], sched)
-
-    buffer.seek(0)
-    saved = torch.load(buffer, weights_only=True)
-    resumed = _model(seed=123)  # different init: everything must come from the checkpoint
-    resumed.load_state_dict(saved["model"])
-    opt2 = cls(resumed.parameters(), **{**kwargs, "lr": 0.5})  # lr too: from the checkpoint
-    opt2.load_state_dict(saved["opt"])
-    sched2 = torch.optim.lr_scheduler.CosineAnnealingLR(opt2, T_max=20)
-    sched2.load_state_dict(saved["sched"])
-    _train(resumed, opt2, batches[10:], sched2)
+    model, resumed, _ = resumed_run(lambda seed: _model(seed=seed),
+                                    lambda model, **overrides: cls(model.parameters(), **{**kwargs, **overrides}),
+                                    _batches(20))
     assert torch.equal(_weights(resumed), _weights(model))
 
 
@@ -146,17 +114,8 @@ def test_deepcopy_trains_on_independently_and_identically(name):
 def test_hooks_fire():
     model = _model()
     opt = AdamW(model.parameters(), lr=0.01)
-    calls = []
-    opt.register_step_pre_hook(lambda o, args, kw: calls.append("pre"))
-    opt.register_step_post_hook(lambda o, args, kw: calls.append("post"))
-    opt.register_state_dict_pre_hook(lambda o: calls.append("sd-pre"))
-
-    def tag_state_dict(o, state_dict):
-        state_dict["tag"] = 7
-        calls.append("sd-post")
-    opt.register_state_dict_post_hook(tag_state_dict)
-    opt.register_load_state_dict_pre_hook(lambda o, sd: calls.append("load-pre"))
-    opt.register_load_state_dict_post_hook(lambda o: calls.append("load-post"))
+    calls = record_hooks(opt)
+    opt.register_state_dict_post_hook(lambda o, state_dict: state_dict.update(tag=7))
     _train(model, opt, _batches(1))
     state = opt.state_dict()
     assert state["tag"] == 7

@@ -15,21 +15,10 @@ import sys
 import pytest
 import torch
 
-from decaylab.optim import SGDW, AdamW, _native, _paths
+from decaylab.optim import SGDW, AdamW, _native
 
 NUMEL = 5000
 REFERENCE = {"foreach": False, "fused": False}
-
-
-def _spy_paths(monkeypatch):
-    seen = []
-    select = _paths.select
-
-    def spy(group, tensors, native_needed):
-        seen.append(select(group, tensors, native_needed=native_needed))
-        return seen[-1]
-    monkeypatch.setattr(_paths, "select", spy)
-    return seen
 
 
 @pytest.mark.parametrize("cls,kwargs,path", [
@@ -41,9 +30,9 @@ def _spy_paths(monkeypatch):
     (AdamW, dict(l1_decay=0.01, amsgrad=True), "native"),
     (AdamW, dict(decay_scaling="corrected"), "fused"),  # = torch AdamW with λ' per step
 ])
-def test_fused_flag_picks_native_only_where_torch_kernels_cannot(cls, kwargs, path, monkeypatch):
+def test_fused_flag_picks_native_only_where_torch_kernels_cannot(cls, kwargs, path, spy_paths):
     assert _native.library() is not None, "a C compiler is part of the test machine"
-    seen = _spy_paths(monkeypatch)
+    seen = spy_paths()
     w = torch.nn.Parameter(torch.ones(8))
     w.grad = torch.ones(8)
     cls([w], lr=0.1, fused=True, **kwargs).step()
@@ -121,21 +110,21 @@ def test_kernels_share_torchs_openmp_runtime():
 
 
 @pytest.mark.slow  # a fresh interpreter, or a kernel build
-def test_a_build_without_openmp_gives_the_same_updates(monkeypatch, tmp_path):
+def test_a_build_without_openmp_gives_the_same_updates(monkeypatch, tmp_path, spy_paths):
     with_openmp, _ = _run(AdamW, ADAMW_OPTIONS[0], {"fused": True}, torch.float32, steps=3,
                           numel=1 << 17)
     monkeypatch.setenv("DECAYLAB_KERNEL_CACHE", str(tmp_path))
     monkeypatch.setattr(_native, "_THREADING", ([],))
     monkeypatch.setattr(_native, "_library", False)
-    seen = _spy_paths(monkeypatch)
+    seen = spy_paths()
     single, _ = _run(AdamW, ADAMW_OPTIONS[0], {"fused": True}, torch.float32, steps=3,
                      numel=1 << 17)
     assert set(seen) == {"native"} and len(list(tmp_path.glob("decay_kernels_*.so"))) == 1
     assert torch.equal(with_openmp, single)
 
 
-def test_non_contiguous_params_fall_back_and_stay_correct(monkeypatch):
-    seen = _spy_paths(monkeypatch)
+def test_non_contiguous_params_fall_back_and_stay_correct(spy_paths):
+    seen = spy_paths()
     base = torch.randn(6, 4, dtype=torch.float64)
     runs = []
     for flags, start in (({"fused": True}, base.clone().t()), (REFERENCE, base.t().contiguous())):
@@ -152,10 +141,10 @@ def test_non_contiguous_params_fall_back_and_stay_correct(monkeypatch):
 
 
 @pytest.mark.parametrize("cls,kwargs", [(SGDW, SGDW_OPTIONS[2]), (AdamW, ADAMW_OPTIONS[0])])
-def test_without_a_compiler_fused_falls_back_to_equal_results(cls, kwargs, monkeypatch):
+def test_without_a_compiler_fused_falls_back_to_equal_results(cls, kwargs, monkeypatch, spy_paths):
     with_native, _ = _run(cls, kwargs, {"fused": True}, torch.float64, steps=5, numel=500)
     monkeypatch.setattr(_native, "_library", None)
-    seen = _spy_paths(monkeypatch)
+    seen = spy_paths()
     without, _ = _run(cls, kwargs, {"fused": True}, torch.float64, steps=5, numel=500)
     assert "native" not in seen
     assert torch.allclose(with_native, without, rtol=1e-12, atol=1e-14)

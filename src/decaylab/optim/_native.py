@@ -18,8 +18,13 @@ back to the other paths. Each kernel is the update of
     adamw_step: g ← ±g;  m ← m + (1−β₁)·(g − m);  v ← β₂·v + (1−β₂)·g²;  v̂ ← max(v̂, v)
                 w ← w·(1 − decay) where (not cautious or m·w ≥ 0)
                 w ← w − step_size·m / (√v̂ / √(1−β₂^t) + ε);  prox_L1(w)
+    lion_step:  g ← ±g;  u ← sign(β₁·m + (1−β₁)·g);  w ← w·shrink where (not cautious or u·w ≥ 0)
+                w ← w − lr·u;  prox_L1(w);  m ← β₂·m + (1−β₂)·g
+                (the products and sums rounded as torch's mul/add-with-alpha ops round them, with
+                fused multiply-adds, so the kernel gives the reference path's numbers)
 
-with prox_L1(w) = sign(w)·max(|w| − threshold, 0); a NaN stays NaN throughout.
+with prox_L1(w) = sign(w)·max(|w| − threshold, 0); a NaN stays NaN throughout (Lion: sign(NaN) = 0, as
+torch's ``sign``).
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ _SOURCE = r"""
    (a runtime `cautious` left a per-element branch: ~10x slower on random signs). The bodies are inlined
    into a noinline function per kernel that takes its scalars by value: inlined straight into OpenMP's
    outlined region, they would read them through the shared-data pointer and not vectorize. */
-#define DEFINE_KERNELS(T, SUFFIX, SQRT)   /* FABS, COPYSIGN: #defined per type below */   \
+#define DEFINE_KERNELS(T, SUFFIX, SQRT)   /* FABS, COPYSIGN, FMA: #defined per type below */ \
 INLINE void sgdw_body_##SUFFIX(T *restrict w, const T *restrict g, T *restrict b,        \
         int64_t n, T neg_lr, T mu, T keep, T shrink, T thr, int nesterov, int maximize,  \
         int first_step, const int CAUTIOUS, const int HAS_BUFFER) {                      \
@@ -153,15 +158,49 @@ void adamw_step_##SUFFIX(T *w, const T *g, T *m, T *v, T *vmax, int64_t n,      
                               vmax ? vmax + lo : vmax, len, (T)(1 - beta1), (T)beta2,     \
                               (T)(1 - beta2), (T)(-step_size), (T)bias_correction2_sqrt,  \
                               (T)eps, (T)(1 - decay), (T)threshold, maximize, cautious));  \
+}                                                                                         \
+INLINE void lion_body_##SUFFIX(T *restrict w, const T *restrict g, T *restrict m,        \
+        int64_t n, T neg_lr, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2,      \
+        T shrink, T thr, int maximize, const int CAUTIOUS) {                              \
+    for (int64_t i = 0; i < n; ++i) {                                                     \
+        T gi = maximize ? -g[i] : g[i];                                                   \
+        T mi = m[i];                                                                      \
+        T c = FMA(gi, one_minus_beta1, mi * beta1);                                       \
+        T u = (T)((c > 0) - (c < 0));                                                     \
+        T wi = w[i];                                                                      \
+        wi = (CAUTIOUS && !(u * wi >= 0)) ? wi : wi * shrink;                             \
+        wi = FMA(u, neg_lr, wi);                                                          \
+        w[i] = PROX_L1(wi, thr);                                                          \
+        m[i] = FMA(gi, one_minus_beta2, mi * beta2);                                      \
+    }                                                                                     \
+}                                                                                         \
+static __attribute__((noinline)) void lion_loop_##SUFFIX(T *restrict w,                  \
+        const T *restrict g, T *restrict m, int64_t n, T neg_lr, T beta1,                 \
+        T one_minus_beta1, T beta2, T one_minus_beta2, T shrink, T thr, int maximize,     \
+        int cautious) {                                                                   \
+    if (cautious) lion_body_##SUFFIX(w, g, m, n, neg_lr, beta1, one_minus_beta1, beta2,   \
+                                     one_minus_beta2, shrink, thr, maximize, 1);          \
+    else lion_body_##SUFFIX(w, g, m, n, neg_lr, beta1, one_minus_beta1, beta2,            \
+                            one_minus_beta2, shrink, thr, maximize, 0);                   \
+}                                                                                         \
+void lion_step_##SUFFIX(T *w, const T *g, T *m, int64_t n, double lr, double beta1,      \
+                        double beta2, double shrink, double threshold, int maximize,      \
+                        int cautious) {                                                   \
+    FOR_SLICES(n, lion_loop_##SUFFIX(w + lo, g + lo, m + lo, len, (T)(-lr), (T)beta1,     \
+                              (T)(1 - beta1), (T)beta2, (T)(1 - beta2), (T)shrink,        \
+                              (T)threshold, maximize, cautious));                         \
 }
 
 #define FABS fabsf
 #define COPYSIGN copysignf
+#define FMA fmaf
 DEFINE_KERNELS(float, f32, sqrtf)
 #undef FABS
 #undef COPYSIGN
+#undef FMA
 #define FABS fabs
 #define COPYSIGN copysign
+#define FMA fma
 DEFINE_KERNELS(double, f64, sqrt)
 """
 
@@ -213,6 +252,7 @@ def _build() -> ctypes.CDLL | None:
             [ptr, ptr, ptr, i64] + [f64] * 5 + [i32] * 4)
         getattr(library, f"adamw_step_{suffix}").argtypes = (
             [ptr] * 5 + [i64] + [f64] * 7 + [i32] * 2)
+        getattr(library, f"lion_step_{suffix}").argtypes = [ptr] * 3 + [i64] + [f64] * 5 + [i32] * 2
     return library
 
 
@@ -291,6 +331,13 @@ def sgdw_step(params: list[Tensor], grads: list[Tensor], buffers: list[Tensor | 
                         int(first_step), int(cautious)))
     _run("sgdw_step", tensors, scalars)
     return buffers
+
+
+def lion_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], *, lr: float, beta1: float,
+              beta2: float, shrink: float, threshold: float, maximize: bool, cautious: bool) -> None:
+    """One Lion step on all params; ``shrink`` is the decay factor 1 − s_t·λ."""
+    _run("lion_step", [[p, g, m] for p, g, m in zip(params, grads, exp_avgs)],
+         [(lr, beta1, beta2, shrink, threshold, int(maximize), int(cautious))] * len(params))
 
 
 def adamw_step(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor],
