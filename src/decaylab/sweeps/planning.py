@@ -104,9 +104,9 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
 
 @contextmanager
 def _threads_of_a_worker(workers: int):
-    """Torch threads as one of ``workers`` processes has them (:func:`decaylab.sweeps.engines.worker_threads`)
+    """Torch threads as one of ``workers`` processes has them (:func:`decaylab._workers.worker_threads`)
     while the probe runs, so both engines are timed as they will train."""
-    from decaylab.sweeps.engines import worker_threads
+    from decaylab._workers import worker_threads
 
     before = torch.get_num_threads()
     if workers > 1:
