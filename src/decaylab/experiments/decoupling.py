@@ -130,7 +130,7 @@ def _map_arm(regime: str, arm: Arm, *, size: int, n_epochs: int, seeds: int, n_b
                 factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
                 decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"],
                 param=invariant)
-    from decaylab.experiments._shared import fig_to_png
+    from decaylab._figures import fig_to_png
 
     return m, fit, check, fig_to_png(plot_maps([m], [fit]))
 
@@ -406,7 +406,7 @@ def _sections(rs, arms, maps, fits, checks, setup, pngs) -> list[Section]:
 
 def _side_by_side(regimes, setups, arms, maps, fits) -> Section:
     """One figure: a row per arm, a column per regime, each map with its predicted basin line."""
-    from decaylab.experiments._shared import fig_to_png, new_figure
+    from decaylab._figures import fig_to_png, new_figure
 
     fig, axes = new_figure(4.8 * len(regimes), 3.2 * len(arms), nrows=len(arms), ncols=len(regimes), squeeze=False)
     for row, arm in zip(axes, arms):

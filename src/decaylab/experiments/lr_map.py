@@ -265,12 +265,13 @@ def _log_axes(ax, m: LrDecayMap) -> None:
 
 def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
     """One row per map: mean test error (best λ per lr as dots, the fitted line dashed) | mean train loss."""
+    from decaylab._figures import new_figure
+
     with needs("report", "plotting an lr × λ map"):
         from matplotlib.colors import LogNorm
-        from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9.5, 3.4 * len(maps)), dpi=100, layout="constrained")
-    axes = fig.subplots(len(maps), 2, squeeze=False)
+    fig, axes = new_figure(9.5, 3.4 * len(maps), feature="plotting an lr × λ map", nrows=len(maps), ncols=2,
+                           squeeze=False)
     for (ax_err, ax_loss), m, fit in zip(axes, maps, fits):
         draw_error_map(fig, ax_err, m, fit)
         x_edges, y_edges = _log_edges(m.decays), _log_edges(m.lrs)
