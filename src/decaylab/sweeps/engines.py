@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from decaylab import _workers
-from decaylab._extras import MissingExtra
+from decaylab._extras import needs
 from decaylab._workers import run_in_processes, worker_threads  # noqa: F401 - worker_threads: also the sweeps' name
 from decaylab.train.batched import (
     Member,
@@ -122,7 +122,8 @@ def _ray_chunk(job: TrainingJob, chunk, batched: bool, store_path: str | None, r
 def _tune_trial(config: dict, job: TrainingJob, chunks: list, batched: bool, store_path: str | None,
                 rows_of: Callable | None, results) -> None:
     """A Ray Tune trial: train chunk ``config["chunk"]``, store its rows, hand the results back."""
-    from ray import tune
+    with needs("ray", "a Ray Tune trial"):
+        from ray import tune
 
     pairs = _ray_chunk(job, chunks[config["chunk"]], batched, store_path, rows_of)
     results.put(pairs)
@@ -140,12 +141,10 @@ def run_ray(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Do
     finishes (the store's transactions make concurrent writers safe; a killed driver loses no
     finished chunk) and puts its results on a Ray queue that the driver drains.
     """
-    try:
+    with needs("ray", "engine='ray' (Ray Tune)"):
         import ray
         from ray import tune
         from ray.util.queue import Queue
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise MissingExtra("engine='ray' needs Ray Tune: pip install 'decaylab[ray]'") from exc
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     if chunk_size is None:
