@@ -218,3 +218,17 @@ def test_regression_maps_report_test_loss():
     alone = train_alone(factory, poly.train.X, poly.train.y, [Member(1e-3, 1e-1, seed=0)], config,
                         eval_sets={"test": (poly.test.X, poly.test.y)})[0]
     assert m.test_error[0, 2, 1] == pytest.approx(alone.eval["test"]["loss"], rel=1e-9)
+
+
+def test_repro_with_a_dead_worker_exits_1_with_one_line(monkeypatch, capsys, tmp_path):
+    from decaylab._workers import WorkerDied
+    from decaylab.experiments import decoupling
+
+    def dies(**kwargs):
+        raise WorkerDied(2, 3, 10)
+
+    monkeypatch.setattr(decoupling, "run_decoupling", dies)
+    assert main(["repro", "decoupling", "--workers", "2", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("decaylab repro: error: --workers 2: a worker process died") and "3 of 10 maps" in err

@@ -1,5 +1,5 @@
-"""Kills and Ctrl-C: worker processes never outlive the sweep, and an interrupt stores every
-finished member, prints one line and exits 130."""
+"""Kills and Ctrl-C: worker processes never outlive the sweep (or the lr × λ maps of ``decaylab repro``), and
+an interrupt stores every finished member, prints one line and exits 130."""
 
 import os
 import re
@@ -109,7 +109,7 @@ def test_a_reset_fd_sharer_connection_prints_nothing_after_ctrl_c(monkeypatch):
     import multiprocessing.resource_sharer
     import threading
 
-    from decaylab.sweeps.engines import _quiet_fd_sharer_on_stop
+    from decaylab._workers import _quiet_fd_sharer_on_stop
 
     reached = []
     monkeypatch.setattr(threading, "excepthook", lambda args: reached.append(str(args.exc_value)))
@@ -126,3 +126,93 @@ def test_a_reset_fd_sharer_connection_prints_nothing_after_ctrl_c(monkeypatch):
         thread.start()
         thread.join()
     assert reached == ["[Errno 104] reset elsewhere"]
+
+
+# -- the lr × λ maps' workers (decaylab repro decoupling) ---------------------------------------------------
+
+REPRO = ["repro", "decoupling", "--quick", "--seeds", "1", "--epochs", "20000", "--workers", "2", "--no-progress"]
+
+
+def ignores_sigint(pid):
+    """Whether ``pid`` ignores SIGINT (``SigIgn`` of /proc/PID/status): a worker set up to be stopped by its parent."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            ignored = next(line for line in fh if line.startswith("SigIgn:")).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(ignored, 16) & (1 << (signal.SIGINT - 1)))
+
+
+def set_up_workers(proc, count=2, timeout=240):
+    """The PIDs of ``proc``'s spawned worker processes, once ``count`` of them are set up (they ignore SIGINT,
+    which only the worker set-up does: a bare process pool's workers take Ctrl-C themselves)."""
+    deadline = time.time() + timeout
+    while proc.poll() is None and time.time() < deadline:
+        workers = []
+        for pid in children(proc.pid):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    spawned = b"spawn_main" in fh.read()
+            except OSError:
+                continue
+            if spawned and ignores_sigint(pid):
+                workers.append(pid)
+        if len(workers) >= count:
+            return workers
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+    raise AssertionError(f"no {count} worker processes set up to stop with their parent within {timeout} s")
+
+
+@pytest.fixture
+def repro(tmp_path):
+    """Start ``decaylab repro decoupling`` with two workers; whatever the test leaves running is killed after."""
+    started = []
+
+    def start_repro(pipes=True):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        output = subprocess.PIPE if pipes else subprocess.DEVNULL
+        proc = subprocess.Popen([sys.executable, "-m", "decaylab.cli", *REPRO, "--out", str(tmp_path / "report")],
+                                stdout=output, stderr=output, env=env)
+        started.append(proc)
+        return proc
+
+    yield start_repro
+    for proc in started:
+        for pid in [*children(proc.pid), proc.pid]:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
+def gone(pids, seconds=5):
+    """Whether every process of ``pids`` has ended within ``seconds`` (far less than a map takes)."""
+    deadline = time.time() + seconds
+    while any(alive(pid) for pid in pids) and time.time() < deadline:
+        time.sleep(0.1)
+    return not [pid for pid in pids if alive(pid)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_map_workers_die_with_a_killed_parent(repro):
+    proc = repro(pipes=False)
+    workers = set_up_workers(proc)                 # each on a map of many seconds
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    survivors = [w for w in workers if not gone([w])]
+    for w in survivors:
+        os.kill(w, signal.SIGKILL)
+    assert not survivors
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_ctrl_c_stops_the_map_workers_with_one_line_and_exit_130(repro, tmp_path):
+    proc = repro()
+    workers = set_up_workers(proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    err = err.decode()
+    assert proc.returncode == 130, err
+    assert err.strip() == "decaylab repro: interrupted", err
+    assert gone(workers)
+    assert not (tmp_path / "report" / "index.html").exists()

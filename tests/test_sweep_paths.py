@@ -165,9 +165,6 @@ def test_sweep_splits_chunks_to_the_memory_budget(monkeypatch):
     torch.manual_seed(0)
     one = member_bytes(TokenModel().float(), X[:8], optimizer_states=2)
     monkeypatch.setattr(chunking, "memory_budget", lambda device: 3 * one)
-    from decaylab.sweeps import planning
-
-    monkeypatch.setattr(planning, "memory_budget", lambda device: 3 * one)
     sizes = []
     import decaylab.sweeps.engines as engines
 

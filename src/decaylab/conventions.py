@@ -67,6 +67,7 @@ from typing import Any
 import torch
 
 from decaylab._checks import InputError, check_real
+from decaylab.optim._decay import peak_lr_per_scale, scale_of_reading
 
 __all__ = ["Convention", "CONVENTIONS", "CONTEXT", "get_convention", "convert", "required_context",
            "formula", "is_exact", "normalized_weight_decay", "timescale_iters", "timescale_epochs",
@@ -312,13 +313,11 @@ class GroupDecay:
     @property
     def step_decay(self) -> float | None:
         """Fraction of the weights the decay removes per step at the current lr: s_t·λ for
-        decoupled decay, lr·λ·(1−dampening)/(1−momentum) (the equilibrium of the momentum buffer)
-        for coupled SGD; ``None`` for coupled Adam-like optimizers, where λw is divided by √v̂ and
-        has no fixed rate."""
+        decoupled decay (s_t from :func:`decaylab.optim._decay.scale_for`), lr·λ·(1−dampening)/(1−momentum)
+        (the equilibrium of the momentum buffer) for coupled SGD; ``None`` for coupled Adam-like
+        optimizers, where λw is divided by √v̂ and has no fixed rate."""
         if self.kind == "decoupled":
-            scale = {"lr": self.lr, "schedule": self.lr / self.peak_lr if self.peak_lr else 0.0,
-                     "corrected": self.lr ** 2 / self.peak_lr if self.peak_lr else 0.0}[self.decay_scaling]
-            return scale * self.weight_decay
+            return scale_of_reading(self.decay_scaling, self.lr, self.peak_lr) * self.weight_decay
         if self.family == "sgd" and self.beta < 1:
             return self.lr * self.weight_decay * (1 - self.dampening) / (1 - self.beta)
         return None
@@ -346,7 +345,7 @@ class GroupDecay:
         convention, i.e. lr_0/λ for ``schedule``); ``None`` where the result does not apply."""
         if self.kind != "decoupled" or self.family != "adam" or self.weight_decay == 0:
             return None
-        return (self.peak_lr if self.decay_scaling == "schedule" else 1.0) / self.weight_decay
+        return peak_lr_per_scale(self.decay_scaling, self.peak_lr) / self.weight_decay
 
 
 def group_decay(optimizer: torch.optim.Optimizer, group: dict) -> GroupDecay:

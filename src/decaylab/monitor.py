@@ -62,7 +62,6 @@ import numpy as np
 import torch
 
 from decaylab._checks import check_choice, check_int
-from decaylab._extras import needs
 from decaylab._thinned import ThinnedHistory
 from decaylab.conventions import group_decay
 
@@ -469,8 +468,7 @@ class DecayMonitor:
         So a panel has at most 2·``top`` + 1 lines and ``top`` + 1 legend entries however many
         tensors the model has. ``top=None`` draws every tensor as a line.
         """
-        with needs("report", "DecayMonitor.plot"):
-            from matplotlib.figure import Figure
+        from decaylab._figures import new_figure
 
         for m in metrics:
             check_choice("metrics", m, METRICS)
@@ -486,8 +484,9 @@ class DecayMonitor:
         shown = params if top is None or len(params) <= top else [params[k] for k in sorted(order[:top])]
         rest = [name for name in params if name not in shown]
 
-        fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
-        axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+        fig, axes = new_figure(4.2 * len(metrics), 3.4, feature="DecayMonitor.plot", dpi=None, nrows=1,
+                               ncols=len(metrics), squeeze=False)
+        axes = axes[0]
         predictions = {"angle": "predicted_angle", "max_abs": "max_abs_bound"}
         for ax, metric in zip(axes, metrics):
             for name in shown:

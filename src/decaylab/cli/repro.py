@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 from decaylab._checks import check_int
-from decaylab.cli import UsageError
+from decaylab.cli import RunFailed, UsageError
 
 STUDIES = ("decoupling",)
 TITLE = "Decoupled weight decay: learning rate × λ maps (Loshchilov & Hutter 2019, Fig. 2)"
@@ -62,8 +62,15 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None:
         check_int("--workers", args.workers, low=1, high=64)
 
-    result = run_decoupling(quick=args.quick, seeds=args.seeds, epochs=args.epochs, progress=args.progress,
-                            workers=args.workers)
+    from decaylab._workers import WorkerDied
+
+    try:
+        result = run_decoupling(quick=args.quick, seeds=args.seeds, epochs=args.epochs, progress=args.progress,
+                                workers=args.workers)
+    except WorkerDied as died:
+        raise RunFailed(f"--workers {died.workers}: a worker process died before finishing its maps, most likely "
+                        f"out of memory ({died.finished} of {died.chunks} maps finished); run the same command "
+                        f"again with --workers 1") from None
     seeds = result.summary["setup"]["seeds"]
     summary = dict(result.summary, run={"quick": args.quick, "seeds": seeds, "epochs": args.epochs,
                                         "seconds": round(result.seconds, 2)})

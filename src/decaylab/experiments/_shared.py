@@ -1,30 +1,11 @@
-"""What the built-in studies (the demo, the reproductions) share: figures as PNG bytes and scoped torch threads."""
+"""What the built-in studies (the demo, the reproductions) share: scoped torch threads (their figures come
+from :mod:`decaylab._figures`)."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 
 import torch
-
-from decaylab._extras import needs
-
-
-def new_figure(width: float, height: float, **subplots):
-    """A matplotlib figure with Agg-only rendering (no pyplot, no global state) and its axes."""
-    with needs("report", "plotting"):
-        from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    axes = fig.subplots(**subplots) if subplots else fig.subplots()
-    return fig, axes
-
-
-def fig_to_png(fig) -> bytes:
-    """The figure rendered as PNG bytes."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
 
 
 @contextlib.contextmanager

@@ -130,34 +130,40 @@ def _map_arm(regime: str, arm: Arm, *, size: int, n_epochs: int, seeds: int, n_b
                 factory, dataset.train, optimizer=arm.optimizer, decay_scaling=arm.decay_scaling, lr=lr,
                 decay=lam, epochs=n_epochs, batch_size=task["batch_size"], momentum=task["momentum"],
                 param=invariant, decay_rule=m.decay_rule)
-    from decaylab.experiments._shared import fig_to_png
+    from decaylab._figures import fig_to_png
 
     return m, fit, check, fig_to_png(plot_maps([m], [fit]))
 
 
+def _map_job(regime: str, arm: Arm, options: dict):
+    """:func:`_map_arm` of one job ``(regime, arm, options)`` (a module-level function, for worker processes)."""
+    return _map_arm(regime, arm, **options)
+
+
 def _run_jobs(jobs: list[tuple[str, Arm, dict]], workers: int, progress: bool) -> list:
     """``_map_arm(regime, arm, **options)`` for every job ``(regime, arm, options)``, results in job
-    order; ``workers`` > 1: that many spawned processes (each on one thread), the jobs handed out in
-    the given order as workers free up."""
+    order; ``workers`` > 1: that many worker processes of one thread each
+    (:func:`decaylab._workers.run_in_processes`: they die with this process and stop on Ctrl-C), the jobs
+    handed out in the given order as workers free up."""
     from decaylab._progress import progress_bar
+    from decaylab._workers import run_in_processes
 
     bar = progress_bar(total=len(jobs), desc="decoupling maps", enabled=progress, unit="map")
-    if workers == 1:
-        results = []
-        for regime, arm, options in jobs:
-            results.append(_map_arm(regime, arm, **options))
-            bar.update()
-        bar.close()
-        return results
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    results: list = [None] * len(jobs)
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_map_arm, regime, arm, **options) for regime, arm, options in jobs]
-        for _ in as_completed(futures):
-            bar.update()
+    def done(i: int, result) -> None:
+        results[i] = result
+        bar.update()
+
+    try:
+        if workers == 1:
+            for i, job in enumerate(jobs):
+                done(i, _map_job(*job))
+        else:
+            run_in_processes(_map_job, jobs, workers, done, threads=1)
+    finally:
         bar.close()
-        return [f.result() for f in futures]
+    return results
 
 
 def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int | None = None,
@@ -400,7 +406,7 @@ def _sections(rs, arms, maps, fits, checks, setup, pngs) -> list[Section]:
 
 def _side_by_side(regimes, setups, arms, maps, fits) -> Section:
     """One figure: a row per arm, a column per regime, each map with its predicted basin line."""
-    from decaylab.experiments._shared import fig_to_png, new_figure
+    from decaylab._figures import fig_to_png, new_figure
 
     fig, axes = new_figure(4.8 * len(regimes), 3.2 * len(arms), nrows=len(arms), ncols=len(regimes), squeeze=False)
     for row, arm in zip(axes, arms):

@@ -167,6 +167,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     from decaylab.optim.spec import OptimizerSpec
     from decaylab.runspec import decay_rule
     from decaylab.train.batched import Member, TrainConfig, train_batched
+    from decaylab.train.chunking import plan_for_model
 
     check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
     lr_grid, decay_grid = _grid("lrs", lrs), _grid("decays", decays)
@@ -193,7 +194,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     test_error, train_loss = np.full(shape, np.nan), np.full(shape, np.nan)
     cells = [(s, i, j) for s in range(len(seeds)) for i in range(lr_grid.size) for j in range(decay_grid.size)]
     members = [Member(weight_decay=float(decay_grid[j]), lr=float(lr_grid[i]), seed=seeds[s]) for s, i, j in cells]
-    plan = _chunk_plan(model_factory, X, config, len(members), chunk_size)
+    plan = plan_for_model(model_factory(), X, config, len(members), chunk_size)
     start = time.perf_counter()
     for first in progress_bar(range(0, len(members), plan.size), desc=f"{optimizer} lr×λ", enabled=progress,
                               unit="chunk"):
@@ -213,17 +214,6 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
                       decays=decay_grid, seeds=seeds, test_error=test_error, train_loss=train_loss,
                       metric="test error" if loss == "cross_entropy" else "test loss",
                       seconds=time.perf_counter() - start, settings=settings, regime=regime, decay_rule=decay_rule)
-
-
-def _chunk_plan(model_factory, X, config, n_members: int, chunk_size: int | None):
-    """How many members one :func:`train_batched` call stacks (:func:`decaylab.train.chunking.plan_chunks`)."""
-    from decaylab.train.chunking import member_bytes, memory_budget, optimizer_state_count, plan_chunks
-    from decaylab.train.devices import resolve_device
-
-    model = model_factory().to(config.dtype)
-    batch = torch.as_tensor(X[:config.batch_size]).to(config.dtype)
-    per_member = member_bytes(model, batch, optimizer_state_count(config))
-    return plan_chunks(n_members, per_member, memory_budget(resolve_device(None)), chunk_size)
 
 
 def _regime(model_factory, X, seed: int, decay_rule: DecayRule, dtype: torch.dtype) -> dict:
@@ -284,12 +274,13 @@ def _log_axes(ax, m: LrDecayMap) -> None:
 
 def plot_maps(maps: Sequence[LrDecayMap], fits: Sequence[BasinFit]):
     """One row per map: mean test error (best λ per lr as dots, the fitted line dashed) | mean train loss."""
+    from decaylab._figures import new_figure
+
     with needs("report", "plotting an lr × λ map"):
         from matplotlib.colors import LogNorm
-        from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9.5, 3.4 * len(maps)), dpi=100, layout="constrained")
-    axes = fig.subplots(len(maps), 2, squeeze=False)
+    fig, axes = new_figure(9.5, 3.4 * len(maps), feature="plotting an lr × λ map", nrows=len(maps), ncols=2,
+                           squeeze=False)
     for (ax_err, ax_loss), m, fit in zip(axes, maps, fits):
         draw_error_map(fig, ax_err, m, fit)
         x_edges, y_edges = _log_edges(m.decays), _log_edges(m.lrs)

@@ -89,6 +89,25 @@ def scale_for(decay_scaling: str, lr, reference_lr):
     return ratio if decay_scaling == "schedule" else lr * ratio
 
 
+def scale_of_reading(decay_scaling: str, lr: float, reference_lr: float) -> float:
+    """:func:`scale_for` on numbers read from any optimizer's param group (see
+    :func:`decaylab.conventions.group_decay`): 0.0 where s_t would divide by lr_0 = 0 (a group whose
+    initial lr was 0, under ``"schedule"``/``"corrected"``: it decays nothing)."""
+    if reference_lr == 0 and decay_scaling != "lr":
+        return 0.0
+    return scale_for(decay_scaling, lr, reference_lr)
+
+
+def peak_lr_per_scale(decay_scaling: str, reference_lr: float) -> float:
+    """lr_0/s_0, with s_0 = :func:`scale_for` at the peak lr (lr_t = lr_0): 1 for ``"lr"`` and ``"corrected"``
+    (s_0 = lr_0), lr_0 for ``"schedule"`` (s_0 = 1), and its limit 1, 0, 1 at lr_0 = 0. A λ in
+    ``decay_scaling`` divided by it is the λ of torch's convention (``"lr"``) that shrinks the weights as much
+    at the peak lr."""
+    if reference_lr == 0:
+        return 0.0 if decay_scaling == "schedule" else 1.0
+    return reference_lr / scale_for(decay_scaling, reference_lr, reference_lr)
+
+
 def decay_scale(group: dict) -> float:
     """The factor s_t of the decoupled decay ``w ← w − s_t·λ·w`` for this group now."""
     return scale_for(group["decay_scaling"], float(group["lr"]), float(group["decay_reference_lr"]))
@@ -130,14 +149,14 @@ def timescale_weight_decay(lr: Any, tau_epochs: Any, steps_per_epoch: Any,
     with timescale τ_iter = 1/(s_0·λ) iterations, s_0 the decay scale at the initial
     lr. With τ_iter = τ_epochs·steps_per_epoch:
     ``lr`` and ``corrected`` scalings (s_0 = lr): λ = 1/(lr·τ_iter);
-    ``schedule`` scaling (s_0 = 1): λ = 1/τ_iter.
+    ``schedule`` scaling (s_0 = 1): λ = 1/τ_iter (s_0 from :func:`scale_for` at lr_t = lr_0 = lr).
     """
     lr = check_real("lr", lr, low=0.0, low_open=True)
     tau_epochs = check_real("tau_epochs", tau_epochs, low=0.0, low_open=True)
     steps_per_epoch = check_int("steps_per_epoch", steps_per_epoch, low=1)
     check_choice("decay_scaling", decay_scaling, DECAY_SCALINGS)
     tau_iter = tau_epochs * steps_per_epoch
-    s0 = 1.0 if decay_scaling == "schedule" else lr
+    s0 = scale_for(decay_scaling, lr, lr)
     return 1.0 / (s0 * tau_iter)
 
 

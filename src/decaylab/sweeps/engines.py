@@ -6,28 +6,21 @@ every chunk of ``chunk_size`` stacked members (batched), or when the Ray Tune ru
 trials write their rows to the store themselves as they finish, so a dead driver loses nothing).
 
 ``workers > 1`` (sequential and batched) splits the members into chunks trained by that many
-worker processes (spawned, each with ``cpu_count // workers`` torch threads), as
-``GridSearchCV(n_jobs=…)`` does; the model factory must then be picklable (a module-level
-function or class, not a lambda).
+worker processes (:mod:`decaylab._workers`: spawned, each with ``cpu_count // workers`` torch threads,
+dying with the sweep, stopped on Ctrl-C), as ``GridSearchCV(n_jobs=…)`` does; the model factory must
+then be picklable (a module-level function or class, not a lambda).
 """
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
 import os
-import signal
-import sys
 import tempfile
-import threading
-import time
-import traceback
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
-from decaylab._extras import MissingExtra
+from decaylab import _workers
+from decaylab._extras import needs
+from decaylab._workers import run_in_processes, worker_threads  # noqa: F401 - worker_threads: also the sweeps' name
 from decaylab.train.batched import (
     Member,
     MemberResult,
@@ -69,105 +62,27 @@ def train_chunk(job: TrainingJob, chunk: Sequence[tuple[str, Member]], batched: 
     return [(k, r) for (k, _), r in zip(chunk, results)]
 
 
-def _worker_init(threads: int, parent_pid: int) -> None:
-    """Set up a worker process: its torch threads, and never outliving the sweep's process.
-
-    Ctrl-C is ignored here (the parent stops the workers after storing what finished). On Linux
-    the kernel kills the worker when the parent dies (``PR_SET_PDEATHSIG``), even by SIGKILL;
-    elsewhere (and as a second guard) a watchdog thread exits once the parent is gone.
-    """
-    import torch
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
-    if os.getppid() != parent_pid:           # the parent died before the line above took effect
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    torch.set_num_threads(threads)      # this worker process's own setting: workers × threads ≤ cores
-
-
-def _die_with_parent() -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)         # PR_SET_PDEATHSIG = 1
-    except (OSError, AttributeError):                # no prctl: the watchdog still applies
-        pass
-
-
-def _watch_parent(parent_pid: int, period: float = 0.5) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(period)
-    os._exit(1)
-
-
-def _quiet_fd_sharer_on_stop() -> None:
-    """After a Ctrl-C the workers are terminated, possibly while one is fetching a tensor's file descriptor
-    from the parent (torch's ``file_descriptor`` sharing runs multiprocessing's ``resource_sharer`` thread
-    here): that thread then dies with a ConnectionError and would print a traceback under the one-line
-    message. Silence exactly that (a ConnectionError in a ``resource_sharer`` thread); anything else still
-    goes to the previous hook."""
-    previous = threading.excepthook
-
-    def hook(args):
-        frames = traceback.extract_tb(args.exc_traceback) if args.exc_traceback is not None else []
-        if issubclass(args.exc_type, ConnectionError) and any("resource_sharer" in f.filename for f in frames):
-            return
-        previous(args)
-
-    threading.excepthook = hook
-
-
-def worker_threads(workers: int) -> int:
-    """Torch threads of each of ``workers`` worker processes: ``cpu_count // workers``, at least 1."""
-    return max(1, (os.cpu_count() or 1) // workers)
-
-
 def _in_processes(job: TrainingJob, chunks: Sequence[Sequence], batched: bool, workers: int, on_done: Done) -> None:
-    """Train ``chunks`` in ``workers`` spawned processes; ``on_done`` as each chunk finishes.
-
-    On Ctrl-C (or any error) the chunks that already finished are still handed to ``on_done``
-    (so they are stored), the rest are cancelled and the workers are stopped before re-raising.
-    """
-    threads = worker_threads(workers)
-    context = multiprocessing.get_context("spawn")
-    before = set(multiprocessing.active_children())
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init,
-                               initargs=(threads, os.getpid()))
-    futures = [pool.submit(train_chunk, job, list(chunk), batched) for chunk in chunks]
-    handed: set = set()
+    """Train ``chunks`` in ``workers`` worker processes (:func:`decaylab._workers.run_in_processes`: spawned,
+    dying with the sweep, stopped on Ctrl-C); ``on_done`` as each chunk finishes, and on Ctrl-C (or any error)
+    for every chunk that already finished, so it is stored."""
     try:
-        for future in as_completed(futures):
-            handed.add(future)
-            on_done(future.result())
-    except BaseException as error:
-        _quiet_fd_sharer_on_stop()
-        for future in futures:                # store what finished while we were stopping
-            if future not in handed and future.done() and not future.cancelled() and future.exception() is None:
-                handed.add(future)
-                on_done(future.result())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for child in set(multiprocessing.active_children()) - before:
-            child.terminate()
-            child.join(5)
-        if isinstance(error, BrokenProcessPool):
-            raise WorkerDied(workers, len(handed), len(futures)) from None
-        raise
-    pool.shutdown(wait=True)
+        run_in_processes(train_chunk, [(job, list(chunk), batched) for chunk in chunks], workers,
+                         lambda _, pairs: on_done(pairs))
+    except _workers.WorkerDied as died:
+        raise WorkerDied(died.workers, died.finished, died.chunks) from None
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(_workers.WorkerDied):
     """A worker process ended without finishing its chunk (killed for memory, or the calling script re-ran
     its sweep on import because it has no ``if __name__ == "__main__":`` guard, which spawned workers need)."""
 
-    def __init__(self, workers: int, finished: int, chunks: int):
-        self.workers, self.finished, self.chunks = workers, finished, chunks
-        super().__init__(
-            f"workers={workers}: a worker process died before finishing its members ({finished} of {chunks} chunks "
-            f"finished and were handed on, to the store if one is used); a worker dies when it runs out of memory, "
-            f"or when the script that calls decaylab.sweep has no `if __name__ == \"__main__\":` guard (spawned "
-            f"workers import it again) — add the guard, lower chunk_size, or use workers=1")
+    def _message(self) -> str:
+        return (f"workers={self.workers}: a worker process died before finishing its members ({self.finished} of "
+                f"{self.chunks} chunks finished and were handed on, to the store if one is used); a worker dies "
+                f"when it runs out of memory, or when the script that calls decaylab.sweep has no "
+                f"`if __name__ == \"__main__\":` guard (spawned workers import it again) — add the guard, lower "
+                f"chunk_size, or use workers=1")
 
 
 def run_sequential(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,
@@ -205,7 +120,8 @@ def _ray_chunk(job: TrainingJob, chunk, batched: bool, store_path: str | None, r
 def _tune_trial(config: dict, job: TrainingJob, chunks: list, batched: bool, store_path: str | None,
                 rows_of: Callable | None, results) -> None:
     """A Ray Tune trial: train chunk ``config["chunk"]``, store its rows, hand the results back."""
-    from ray import tune
+    with needs("ray", "a Ray Tune trial"):
+        from ray import tune
 
     pairs = _ray_chunk(job, chunks[config["chunk"]], batched, store_path, rows_of)
     results.put(pairs)
@@ -223,12 +139,10 @@ def run_ray(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Do
     finishes (the store's transactions make concurrent writers safe; a killed driver loses no
     finished chunk) and puts its results on a Ray queue that the driver drains.
     """
-    try:
+    with needs("ray", "engine='ray' (Ray Tune)"):
         import ray
         from ray import tune
         from ray.util.queue import Queue
-    except ImportError as exc:  # pragma: no cover - depends on the optional extra
-        raise MissingExtra("engine='ray' needs Ray Tune: pip install 'decaylab[ray]'") from exc
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
     if chunk_size is None:

@@ -64,12 +64,10 @@ class MarglikSweepResult(SweepResult):
 
     def plot(self, ax=None):
         """Two panels: the log evidence over training, and λ per layer over training (log scale)."""
-        import matplotlib
+        from decaylab._figures import new_figure
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        fig, (ax_ev, ax_wd) = plt.subplots(1, 2, figsize=(9.6, 3.8), dpi=100)
+        fig, (ax_ev, ax_wd) = new_figure(9.6, 3.8, extra="sweep", feature="plotting an evidence curve", layout=None,
+                                         ncols=2)
         runs = sorted({(c["lr"], c["seed"]) for c in self.evidence_curve})
         for lr, seed in runs:
             rows = [c for c in self.evidence_curve if (c["lr"], c["seed"]) == (lr, seed)]

@@ -32,12 +32,7 @@ from decaylab.train.batched import (
     _StackedModel,
     check_batchable,
 )
-from decaylab.train.chunking import (
-    member_bytes,
-    memory_budget,
-    optimizer_state_count,
-    plan_chunks,
-)
+from decaylab.train.chunking import plan_for_model
 from decaylab.train.devices import resolve_device
 from decaylab.train.members import _as_tensors
 
@@ -94,7 +89,7 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
         return SweepPlan(engine, chunk_size, f"{engine}: cannot batch this model ({reason})")
     sample, _ = _as_tensors(X[:CHECK_ROWS], y[:CHECK_ROWS], config, "cpu")
     path = _StackedModel(model_factory, members[:2], config, "cpu", sample=sample).path
-    plan = _chunk_plan(probe, X, config, len(members), chunk_size, device, budget, workers)
+    plan = plan_for_model(probe, X, config, len(members), chunk_size, device, budget, workers)
     if engine != "auto":
         return SweepPlan(engine, plan.size, f"{engine}, {path} — {plan.describe()}")
     if path.path == "fast":
@@ -109,9 +104,9 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
 
 @contextmanager
 def _threads_of_a_worker(workers: int):
-    """Torch threads as one of ``workers`` processes has them (:func:`decaylab.sweeps.engines.worker_threads`)
+    """Torch threads as one of ``workers`` processes has them (:func:`decaylab._workers.worker_threads`)
     while the probe runs, so both engines are timed as they will train."""
-    from decaylab.sweeps.engines import worker_threads
+    from decaylab._workers import worker_threads
 
     before = torch.get_num_threads()
     if workers > 1:
@@ -120,15 +115,6 @@ def _threads_of_a_worker(workers: int):
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _chunk_plan(model, X, config: TrainConfig, n_members: int, chunk_size, device, budget, workers):
-    batch = X[:config.batch_size]
-    batch = batch.to(config.dtype) if batch.is_floating_point() else batch.long()
-    model = model.to(config.dtype)
-    per_member = member_bytes(model, batch, optimizer_state_count(config))
-    return plan_chunks(n_members, per_member, memory_budget(device) if budget is None else budget, chunk_size,
-                       workers)
 
 
 def probe_times(model_factory, X, y, config: TrainConfig, members: Sequence[Member], device) -> ProbeTimes:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from decaylab._extras import needs
+from decaylab._figures import fig_to_png, new_figure
 from decaylab._files import write_atomically
 from decaylab.sweeps.store import plain_json
 
@@ -73,15 +73,8 @@ class SweepResult:
 
     def plot(self, ax=None):
         """Validation curve: mean ± std of the metric over λ per lr, with best λ and λ_1se marked."""
-        with needs("sweep", "plotting a validation curve"):
-            import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        with needs("sweep", "plotting a validation curve"):
-            import matplotlib.pyplot as plt
-
         if ax is None:
-            fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+            fig, ax = new_figure(6.4, 4.0, extra="sweep", feature="plotting a validation curve", layout=None)
         else:
             fig = ax.figure
         lrs = sorted({s["lr"] for s in self.summary})
@@ -109,14 +102,8 @@ class SweepResult:
         return fig
 
     def plot_png(self) -> bytes:
-        with needs("sweep", "plotting a validation curve"):
-            import matplotlib.pyplot as plt
-
-        fig = self.plot()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        plt.close(fig)
-        return buffer.getvalue()
+        """:meth:`plot` as PNG bytes."""
+        return fig_to_png(self.plot())
 
 
 def _is_nan(value: Any) -> bool:

@@ -5,7 +5,11 @@ may change. Each wrapper says what it computes, so a replacement can be written 
 
 - :func:`fused_adam_`: ``torch._fused_adam_`` — Adam (λ = 0) on lists of tensors, one kernel;
 - :func:`fused_sgd_`: ``torch._fused_sgd_`` — SGD with momentum/dampening/nesterov (λ = 0);
-- :func:`relu_backward_`: ``aten.threshold_backward.grad_input`` — ReLU's backward in place.
+- :func:`relu_backward_`: ``aten.threshold_backward.grad_input`` — ReLU's backward in place;
+- :func:`attention`: ``torch._C._nn.scaled_dot_product_attention`` — softmax(q·kᵀ/√d + mask)·v, the C op
+  behind ``F.scaled_dot_product_attention`` (the folded path's attention);
+- :func:`canonical_mask`, :func:`none_or_dtype`: ``F._canonical_mask``, ``F._none_or_dtype`` — the mask
+  handling of ``F.multi_head_attention_forward``, so the folded attention reads masks exactly as torch's.
 
 (decaylab.optim's own uses of private ``torch.optim.optimizer`` helpers — ``_default_to_fused_or_foreach``,
 ``_use_grad_for_differentiable``, ``_get_scalar_dtype``, ``_to_scalar`` — are the optimizer classes'
@@ -17,8 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch.nn import functional as F
 
-__all__ = ["fused_adam_", "fused_sgd_", "relu_backward_"]
+__all__ = ["attention", "canonical_mask", "fused_adam_", "fused_sgd_", "none_or_dtype", "relu_backward_"]
 
 
 def fused_adam_(params: Sequence[torch.Tensor], grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, *,
@@ -39,3 +44,22 @@ def fused_sgd_(params: Sequence[torch.Tensor], grads, momentum_buffers, *, lr: f
 def relu_backward_(grad: torch.Tensor, relu_input_or_output: torch.Tensor) -> torch.Tensor:
     """``grad ← grad·𝕀(h > 0)`` in place (ReLU's own backward op; ~30× faster than ``masked_fill_``)."""
     return torch.ops.aten.threshold_backward.grad_input(grad, relu_input_or_output, 0, grad_input=grad)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+              is_causal: bool) -> torch.Tensor:
+    """softmax(q·kᵀ/√d + mask)·v over the last two dimensions (no dropout; causal when ``is_causal``)."""
+    return torch._C._nn.scaled_dot_product_attention(q, k, v, mask, 0.0, is_causal)
+
+
+def canonical_mask(mask: torch.Tensor | None, mask_name: str, other_type, other_name: str, target_type: torch.dtype,
+                   check_other: bool = True) -> torch.Tensor | None:
+    """``mask`` as ``F.multi_head_attention_forward`` uses it: a boolean mask as an additive float mask of
+    ``target_type`` (−inf where True), a float mask checked against ``other_type`` (the other mask's dtype)."""
+    return F._canonical_mask(mask=mask, mask_name=mask_name, other_type=other_type, other_name=other_name,
+                             target_type=target_type, check_other=check_other)
+
+
+def none_or_dtype(mask: torch.Tensor | None):
+    """``mask``'s dtype, or ``None`` without a mask (what :func:`canonical_mask` takes as ``other_type``)."""
+    return F._none_or_dtype(mask)

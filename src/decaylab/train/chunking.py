@@ -8,6 +8,8 @@ The budget (:func:`memory_budget`, unless given): on CUDA 80% of the device's fr
 a quarter of the available memory (``/proc/meminfo``'s MemAvailable), at most 4 GiB.
 A chunk holds ``⌊budget / member bytes⌋`` members (at least 1); a requested ``chunk_size`` that would
 not fit is split into chunks that do (:func:`plan_chunks`), never run into an out-of-memory error.
+:func:`plan_for_model` measures a model on its first training batch and plans: the one chunk plan of the
+sweeps and the lr × λ maps.
 With ``workers`` processes training chunks at once, each gets ``budget / workers`` and the members are
 shared out: a chunk holds at most ``⌈members / workers⌉``.
 """
@@ -106,3 +108,19 @@ def plan_chunks(n_members: int, per_member: int, budget: int, chunk_size: int | 
     fit = max(1, each // max(1, per_member))
     size = min(-(-n_members // workers), fit if chunk_size is None else min(chunk_size, fit))
     return ChunkPlan(size, -(-n_members // size), per_member, each, chunk_size, workers)
+
+
+def plan_for_model(model: torch.nn.Module, X, config, n_members: int, chunk_size: int | None = None, device=None,
+                   budget: int | None = None, workers: int = 1) -> ChunkPlan:
+    """The chunk plan of ``n_members`` copies of ``model`` (a fresh copy, moved to ``config.dtype`` here)
+    trained with ``config`` on ``X`` (its first ``config.batch_size`` rows are the measured batch: floats in
+    ``config.dtype``, anything else as token ids): :func:`member_bytes` against :func:`memory_budget` of
+    ``device`` (``None``: CUDA when available, else the CPU) or ``budget``, then :func:`plan_chunks`."""
+    from decaylab.train.devices import resolve_device
+
+    batch = torch.as_tensor(X[:config.batch_size])
+    batch = batch.to(config.dtype) if batch.is_floating_point() else batch.long()
+    per_member = member_bytes(model.to(config.dtype), batch, optimizer_state_count(config))
+    if budget is None:
+        budget = memory_budget(resolve_device(device))
+    return plan_chunks(n_members, per_member, budget, chunk_size, workers)

@@ -40,6 +40,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from decaylab._checks import error_line
+from decaylab.train._torch_internals import attention, canonical_mask, none_or_dtype
 from decaylab.train.stacked_linear import StackedLinear
 
 
@@ -201,7 +202,7 @@ class FoldedMultiheadAttention(nn.MultiheadAttention):
             out = weights @ v
             weights = weights.mean(1) if average_attn_weights else weights
         else:
-            out = torch._C._nn.scaled_dot_product_attention(q, k, v, mask, 0.0, is_causal)
+            out = attention(q, k, v, mask, is_causal)
             weights = None
         out = folded_linear(out.transpose(1, 2).reshape(N, T, E), self.out_proj.weight, self.out_proj.bias)
         return (out if self.batch_first else out.transpose(0, 1)), weights
@@ -209,15 +210,14 @@ class FoldedMultiheadAttention(nn.MultiheadAttention):
 
 def _attention_mask(key_padding_mask, attn_mask, is_causal, need_weights, dtype, N, H):
     """The additive mask ``[N or 1, H or 1, T, S]`` and causal flag ``F.multi_head_attention_forward`` would use."""
-    key_padding_mask = F._canonical_mask(mask=key_padding_mask, mask_name="key_padding_mask",
-                                         other_type=F._none_or_dtype(attn_mask), other_name="attn_mask",
-                                         target_type=dtype)
+    key_padding_mask = canonical_mask(mask=key_padding_mask, mask_name="key_padding_mask",
+                                      other_type=none_or_dtype(attn_mask), other_name="attn_mask", target_type=dtype)
     if is_causal and attn_mask is None:
         raise RuntimeError("Need attn_mask if specifying the is_causal hint")
     if is_causal and key_padding_mask is None and not need_weights:
         return None, True
-    attn_mask = F._canonical_mask(mask=attn_mask, mask_name="attn_mask", other_type=None, other_name="",
-                                  target_type=dtype, check_other=False)
+    attn_mask = canonical_mask(mask=attn_mask, mask_name="attn_mask", other_type=None, other_name="",
+                               target_type=dtype, check_other=False)
     if attn_mask is not None:
         attn_mask = attn_mask.view(1, 1, *attn_mask.shape) if attn_mask.dim() == 2 else \
             attn_mask.view(N, H, *attn_mask.shape[1:])

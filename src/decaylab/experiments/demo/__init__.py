@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass, field
 
 from decaylab._checks import InputError, check_int
-from decaylab.experiments._shared import fig_to_png, intra_op_threads
+from decaylab._figures import fig_to_png
+from decaylab.experiments._shared import intra_op_threads
 from decaylab.report.model import Section
 
 from ._common import StudyResult

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 
 from decaylab import data, models
+from decaylab._figures import fig_to_png, new_figure
 from decaylab._progress import progress_bar
-from decaylab.experiments._shared import fig_to_png, new_figure
 from decaylab.optim import SGD, SGDW, Adam, AdamW
 from decaylab.report.model import Figure, Section, Table
 from decaylab.train import fit

@@ -21,8 +21,8 @@ import time
 import numpy as np
 
 from decaylab import data
+from decaylab._figures import fig_to_png, new_figure
 from decaylab._progress import progress_bar
-from decaylab.experiments._shared import fig_to_png, new_figure
 from decaylab.report.model import Figure, Section, Table
 
 from ._common import StudyResult, as_floats, lam_label

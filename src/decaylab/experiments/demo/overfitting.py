@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 
 from decaylab import data, models
-from decaylab.experiments._shared import fig_to_png, new_figure
+from decaylab._figures import fig_to_png, new_figure
 from decaylab.report.model import Figure, Section, Table
 
 from ._common import StudyResult, as_floats, lam_label

@@ -20,8 +20,8 @@ import math
 import torch
 
 from decaylab import data
+from decaylab._figures import fig_to_png, new_figure
 from decaylab._progress import progress_bar
-from decaylab.experiments._shared import fig_to_png, new_figure
 from decaylab.models import polynomial_features
 from decaylab.optim.functional import sgd_update_
 from decaylab.report.model import Figure, Section, Table
