@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from decaylab.experiments.regimes import REGIME_SETUPS
+from decaylab.maps.regimes import REGIME_SETUPS
 from decaylab.optim import AdamW
 
 ARMS = {"adamw": "schedule", "adamw-lr": "lr"}

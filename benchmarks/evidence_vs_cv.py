@@ -14,7 +14,7 @@ process, the same training everywhere (Adam with coupled weight_decay, lr 1e-3, 
 - **Evidence**: ``decaylab.sweep(method="marglik")`` — one run on all rows per seed (0, 1, 2) with
   the prior precision per layer refitted from the Laplace evidence (K-FAC GGN) every
   ``FREQUENCY`` epochs (Immer et al. 2021) → test accuracy of those models. Its epochs run on the
-  batched engine's one-model trainer (:mod:`decaylab.train.one_model`: the kernels CV's members train
+  batched engine's one-model trainer (:mod:`decaylab.batched.one_model`: the kernels CV's members train
   with, one member). Its wall time = the fastest of
   the three runs (each: training, the evidence updates and the final global-λ fit). Also shown: the global evidence λ refitted like CV's (the same
   training at a fixed λ), so both λ choices meet the same trainer.
@@ -50,8 +50,8 @@ FOLDS, BATCH, HIDDEN, LR, SEEDS, FREQUENCY = 5, 64, 128, 1e-3, (0, 1, 2), 5
 
 def refit_accuracy(ds, lam: float, epochs: int) -> tuple[list[float], float]:
     """Test accuracy of models trained on all train+val rows at ``lam`` (one per seed), and one refit's seconds."""
+    from decaylab.batched.trainer import Member, TrainConfig, train_batched
     from decaylab.models import MLP
-    from decaylab.train.batched import Member, TrainConfig, train_batched
 
     rows = ds.train_and_val()
     n_out = int(rows.y.max()) + 1
@@ -70,8 +70,8 @@ def refit_accuracy(ds, lam: float, epochs: int) -> tuple[list[float], float]:
 def plain_run_seconds(ds, lam: float, epochs: int) -> float:
     """The floor: the fastest of three plain training runs (one member each, seeds 0, 1, 2) of the same model,
     epochs and batches on the engine the evidence trains with, at a fixed λ — no evidence updates."""
+    from decaylab.batched.trainer import Member, TrainConfig, train_batched
     from decaylab.models import MLP
-    from decaylab.train.batched import Member, TrainConfig, train_batched
 
     rows = ds.train_and_val()
     n_out = int(rows.y.max()) + 1

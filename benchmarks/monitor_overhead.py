@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from decaylab.monitor import DecayMonitor
+from decaylab.diagnostics.monitor import DecayMonitor
 
 
 class TimedMonitor(DecayMonitor):

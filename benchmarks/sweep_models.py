@@ -192,8 +192,8 @@ def step_times(factory, X, y, device) -> tuple[float, float]:
     """Seconds per training step, median of 3 after a warm-up: the 32 members stacked (the batched engine's own
     step, as ``engine="auto"`` probes it) and the floor's one copy on the combined 32 × 64 rows — the engine's
     cost beyond the floor with evaluation, set-up and last short batches left out."""
-    from decaylab.sweeps.planning import _step_timings, probe_times
-    from decaylab.train.batched import Member, TrainConfig
+    from decaylab.batched.planning import _step_timings, probe_times
+    from decaylab.batched.trainer import Member, TrainConfig
 
     members = [Member(lam, LR, seed=0) for lam in LAMBDAS for _ in range(FOLDS)]
     batched = probe_times(factory, X, y, TrainConfig.from_options(optimizer="adamw", batch_size=BATCH), members, device)
@@ -206,8 +206,8 @@ def profile_steps(factory, X, y, device, rows: int = 8) -> None:
     batched engine, and the floor's one copy on the combined 32 × 64 rows."""
     from torch.profiler import profile
 
-    from decaylab.sweeps.planning import stacked_step
-    from decaylab.train.batched import Member, TrainConfig
+    from decaylab.batched.planning import stacked_step
+    from decaylab.batched.trainer import Member, TrainConfig
 
     members = [Member(lam, LR, seed=0) for lam in LAMBDAS for _ in range(FOLDS)]
     X, y = X.to(device), y.to(device)

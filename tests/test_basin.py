@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from decaylab.experiments.basin import best_log_decay, fit_basin
+from decaylab.maps.basin import best_log_decay, fit_basin
 
 LRS = np.logspace(-3, -1, 8)
 DECAYS = np.logspace(-6, 0, 13)

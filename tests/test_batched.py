@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from decaylab.models import MLP
-from decaylab.train.batched import (
+from decaylab.batched.stacked import _member_losses, _relu_mlp_losses_and_grads, _StackedModel
+from decaylab.batched.trainer import (
     Member,
     TrainConfig,
     _BatchedOptimizer,
@@ -16,7 +16,7 @@ from decaylab.train.batched import (
     train_alone,
     train_batched,
 )
-from decaylab.train.stacked import _member_losses, _relu_mlp_losses_and_grads, _StackedModel
+from decaylab.models import MLP
 
 
 def make_data(n=60, d=5, dtype=torch.float64, seed=0):

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from decaylab.train.batched import Member, TrainConfig, _StackedModel, check_batchable, train_alone, train_batched
-from decaylab.train.folded import FoldedModel
-from decaylab.train.stacked_layers import batch_path, stacked_attention
+from decaylab.batched.folded import FoldedModel
+from decaylab.batched.stacked_layers import batch_path, stacked_attention
+from decaylab.batched.trainer import Member, TrainConfig, _StackedModel, check_batchable, train_alone, train_batched
 
 VOCAB, TOKENS = 11, 6
 

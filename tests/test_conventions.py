@@ -11,13 +11,13 @@ from decaylab.conventions import (
     CONVENTIONS,
     convert,
     formula,
-    group_decay,
     is_exact,
     normalized_weight_decay,
     required_context,
     timescale_epochs,
     timescale_iters,
 )
+from decaylab.diagnostics.optimizer_decay import group_decay
 
 CTX = dict(lr=3e-3, batch_size=64, dataset_size=50_000, epochs=90)
 PAIRS = list(itertools.permutations(CONVENTIONS, 2))

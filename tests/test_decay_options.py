@@ -7,9 +7,9 @@ from torch import nn
 
 import decaylab
 from decaylab import data, models
-from decaylab.experiments.lr_map import lr_decay_map
+from decaylab.batched.trainer import Member, TrainConfig, train_alone, train_batched
+from decaylab.maps.lr_map import lr_decay_map
 from decaylab.optim.spec import OptimizerSpec
-from decaylab.train.batched import Member, TrainConfig, train_alone, train_batched
 
 OPTION_SETUPS = [
     dict(optimizer="adamw", decay_scaling="corrected", lr_schedule="cosine"),

@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from decaylab.diagnosis import doctor
+from decaylab.batched.trainer import TrainConfig
+from decaylab.diagnostics.doctor import doctor
 from decaylab.evidence.prior import prior_structure
-from decaylab.experiments.lr_map import lr_decay_map
-from decaylab.experiments.regimes import equilibrium_check
-from decaylab.experiments.theory import detect_regime, predicted_slope
 from decaylab.groups import DecayRule
+from decaylab.maps.lr_map import lr_decay_map
+from decaylab.maps.regimes import equilibrium_check
+from decaylab.maps.theory import detect_regime, predicted_slope
 from decaylab.penalty import l1_penalty, l2_penalty
-from decaylab.train.batched import TrainConfig
 
 IDS = 10     # ids the data uses; the embedding has more rows, which never get a gradient
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from decaylab import data, models
+from decaylab.batched.trainer import Member, TrainConfig, train_alone, train_batched
 from decaylab.cli import main
-from decaylab.experiments.lr_map import lr_decay_map
-from decaylab.train.batched import Member, TrainConfig, train_alone, train_batched
+from decaylab.maps.lr_map import lr_decay_map
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +147,7 @@ def test_repro_bad_input_exits_2_with_one_line(argv, message, capsys, tmp_path):
 
 
 def _fit(slope, low, high):
-    from decaylab.experiments.basin import BasinFit
+    from decaylab.maps.basin import BasinFit
 
     return BasinFit(slope, 0.0, low, high, 0.95, np.ones(4), np.ones(4, bool), np.full(3, slope), 100, 3)
 

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import decaylab.optim as dopt
-from decaylab.diagnosis import Findings, doctor
+from decaylab.diagnostics.doctor import Findings, doctor
 from decaylab.groups import param_groups
 
 RUN = dict(total_steps=50_000, steps_per_epoch=500)
@@ -224,9 +224,9 @@ def test_params_not_in_model_and_report_text():
 
 
 def test_decaylab_doctor_is_the_function():
-    import decaylab.diagnosis  # (the module has its own name, so nothing rebinds decaylab.doctor)
+    import decaylab.diagnostics.doctor  # (the module has its own name, so nothing rebinds decaylab.doctor)
 
-    assert decaylab.doctor is decaylab.diagnosis.doctor
+    assert decaylab.doctor is decaylab.diagnostics.doctor.doctor
     model = Net()
     result = decaylab.doctor(model, healthy(model), **RUN)
     assert isinstance(result, Findings) and result == []

@@ -12,11 +12,11 @@ from torch.optim import lr_scheduler as sched
 
 import decaylab
 import decaylab.optim as dopt
-from decaylab.diagnosis import doctor
+from decaylab.diagnostics.doctor import doctor
+from decaylab.diagnostics.penalty_graph import l2_penalized_parameters
+from decaylab.diagnostics.scheduler_length import run_length
 from decaylab.groups import param_groups
 from decaylab.penalty import l2_penalty
-from decaylab.penalty_graph import l2_penalized_parameters
-from decaylab.scheduler_length import run_length
 
 
 class Net(nn.Module):

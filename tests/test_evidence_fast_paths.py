@@ -8,13 +8,13 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputError
+from decaylab.batched.one_model import OneModelTrainer
 from decaylab.evidence.api import marglik
 from decaylab.evidence.curvature import compute_curvature
 from decaylab.evidence.likelihood import neg_log_lik_sum
 from decaylab.evidence.online import TorchEpochs, train_marglik
 from decaylab.evidence.optimize import EvidenceObjective, maximize, maximize_separable
 from decaylab.evidence.prior import prior_structure
-from decaylab.train.one_model import OneModelTrainer
 
 
 def _data(n=80, d=5, classes=3, seed=0):

@@ -9,7 +9,7 @@ import torch
 
 import decaylab
 from decaylab.cli import main
-from decaylab.monitor import DecayMonitor
+from decaylab.diagnostics.monitor import DecayMonitor
 
 
 @pytest.fixture

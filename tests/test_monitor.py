@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import decaylab.optim
-from decaylab.monitor import DecayMonitor
+from decaylab.diagnostics.monitor import DecayMonitor
 
 
 def _scale_invariant_mlp():

@@ -13,10 +13,10 @@ import torch
 import decaylab
 import decaylab._files
 from decaylab._checks import InputError
+from decaylab.batched.trainer import Member, TrainConfig, train_alone, train_batched
 from decaylab.cli import main
 from decaylab.cli.sweep import standardize, write_outputs
 from decaylab.sweeps.store import ResultStore
-from decaylab.train.batched import Member, TrainConfig, train_alone, train_batched
 from decaylab.train.divergence import RUNAWAY_FACTOR, diverging, runaway_limit
 
 FAST = dict(folds=2, epochs=2, batch_size=16, hidden=(8,), lr=0.01)

@@ -21,9 +21,9 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 #: rule → the modules that may hold it (every other module must call them)
 WHERE = {
     # semi-internal torch ops (torch._…, F._…, torch.ops.aten…)
-    "torch internals": ("decaylab/train/_torch_internals.py",),
+    "torch internals": ("decaylab/batched/_torch_internals.py",),
     # torch._foreach_*: torch.optim's own multi-tensor kernels, used as torch.optim uses them
-    "torch foreach": ("decaylab/optim/", "decaylab/monitor.py"),
+    "torch foreach": ("decaylab/optim/", "decaylab/diagnostics/monitor.py"),
     # torch.optim.optimizer's private helpers: the optimizer classes' torch-compatibility layer
     "torch.optim helpers": ("decaylab/optim/",),
     # creating a matplotlib figure (Figure()) and rendering it
@@ -33,7 +33,7 @@ WHERE = {
     # s_t per decay_scaling (scale_for) and the λ conversions between scalings
     "decay scale": ("decaylab/optim/_decay.py",),
     # how many members a batched chunk holds
-    "chunk plan": ("decaylab/train/chunking.py",),
+    "chunk plan": ("decaylab/batched/chunking.py",),
     # the modules whose output files must go through decaylab._files.replace_atomically
     "output writers": ("decaylab/sweeps/", "decaylab/report/", "decaylab/cli/sweep.py",
                        "decaylab/cli/sweep_marglik.py"),

@@ -7,10 +7,10 @@ from torch import nn
 
 from decaylab._checks import InputError, InputTypeError
 from decaylab._options import Default, Interval, Option, given_values
+from decaylab.batched.members import TrainConfig
 from decaylab.groups import DecayRule
 from decaylab.optim.spec import OptimizerSpec
 from decaylab.runspec import DECAY_OPTIONS, RUN_OPTIONS, TrainSpec, decay_rule
-from decaylab.train.members import TrainConfig
 
 
 @pytest.mark.parametrize("option, value, error, message", [

@@ -10,9 +10,9 @@ from torch import nn
 
 import decaylab
 from decaylab import ridge_path
+from decaylab.batched.trainer import Member, TrainConfig, train_batched
 from decaylab.sweeps.grid import fold_splits, parse_grid
 from decaylab.sweeps.select import choose, summarize
-from decaylab.train.batched import Member, TrainConfig, train_batched
 
 
 def moons(n=160):

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 import decaylab
-from decaylab.sweeps.planning import ProbeTimes, choose_engine, plan_sweep
-from decaylab.train import chunking
-from decaylab.train.batched import Member, TrainConfig
-from decaylab.train.chunking import member_bytes, plan_chunks
+from decaylab.batched import chunking
+from decaylab.batched.chunking import member_bytes, plan_chunks
+from decaylab.batched.planning import ProbeTimes, choose_engine, plan_sweep
+from decaylab.batched.trainer import Member, TrainConfig
 
 VOCAB, TOKENS = 9, 5
 
@@ -100,7 +100,7 @@ def test_auto_prefers_sequential_unless_batched_wins_by_the_margin():
 
 @pytest.mark.parametrize("batched, engine", [(0.001, "batched"), (0.1, "sequential")])
 def test_plan_sweep_runs_the_engine_the_probe_chose(monkeypatch, batched, engine):
-    from decaylab.sweeps import planning
+    from decaylab.batched import planning
 
     X, y = tokens()
     members = [Member(lam, 0.1, train_index=range(0, 40)) for lam in (0.0, 1e-3, 1e-2)]
@@ -116,7 +116,7 @@ def test_plan_sweep_runs_the_engine_the_probe_chose(monkeypatch, batched, engine
 def test_auto_probes_with_the_threads_and_members_a_worker_process_will_have(monkeypatch):
     import os
 
-    from decaylab.sweeps import planning
+    from decaylab.batched import planning
 
     X, y = tokens()
     members = [Member(lam, 0.1, train_index=range(0, 40)) for lam in (0.0, 1e-3, 1e-2, 1e-1)]

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 import decaylab.optim
-from decaylab.conventions import group_decay
-from decaylab.experiments.theory import detect_regime, predicted_line, predicted_slope, scale_invariant_params
-from decaylab.monitor import DecayMonitor
+from decaylab.diagnostics.monitor import DecayMonitor
+from decaylab.diagnostics.optimizer_decay import group_decay
+from decaylab.maps.theory import detect_regime, predicted_line, predicted_slope, scale_invariant_params
 
 
 @pytest.mark.parametrize("optimizer, scaling, regime, slope", [

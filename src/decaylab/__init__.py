@@ -13,8 +13,8 @@ _LAZY = {
     "DecayRule": "decaylab.groups",
     "convert": "decaylab.conventions",
     "normalized_weight_decay": "decaylab.conventions",
-    "DecayMonitor": "decaylab.monitor",
-    "doctor": "decaylab.diagnosis",
+    "DecayMonitor": "decaylab.diagnostics.monitor",
+    "doctor": "decaylab.diagnostics.doctor",
     "fit": "decaylab.train",
     "run_demo": "decaylab.experiments.demo",
     "SGD": "decaylab.optim",
@@ -24,14 +24,14 @@ _LAZY = {
     "CosineWarmRestarts": "decaylab.schedules",
     "sgdwr": "decaylab.schedules",
     "adamwr": "decaylab.schedules",
-    "lr_decay_map": "decaylab.experiments.lr_map",
+    "lr_decay_map": "decaylab.maps.lr_map",
     "marglik": "decaylab.evidence.api",
 }
 
 
 # Subpackages and modules reachable as attributes (``decaylab.optim.AdamW``), imported on first use.
 _SUBMODULES = ("optim", "sweeps", "train", "experiments", "report", "conventions", "groups", "penalty",
-               "monitor", "diagnosis", "schedules", "data", "models", "ridge", "cli", "integrations")
+               "diagnostics", "batched", "maps", "schedules", "data", "models", "ridge", "cli", "integrations")
 
 
 def __getattr__(name):

@@ -12,7 +12,7 @@ A run is the optimizer (:class:`decaylab.optim.spec.OptimizerSpec`), what decays
 What decays is given as :data:`DECAY_OPTIONS` — ``decay_biases`` (every parameter decays:
 :meth:`DecayRule.everything`) or :class:`~decaylab.groups.DecayRule`'s overrides — and becomes one rule
 with :func:`decay_rule`. :class:`TrainSpec` holds a run's options, checked; the batched and sequential
-trainers take the part every member shares as :class:`decaylab.train.members.TrainConfig`.
+trainers take the part every member shares as :class:`decaylab.batched.members.TrainConfig`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class TrainSpec:
         return self.loss or ("mse" if torch.is_floating_point(y) else "cross_entropy")
 
     def shared(self, y: torch.Tensor) -> dict:
-        """What every member of the run shares (:class:`~decaylab.train.members.TrainConfig`'s run fields),
+        """What every member of the run shares (:class:`~decaylab.batched.members.TrainConfig`'s run fields),
         the loss resolved for the targets ``y``."""
         return dict(epochs=self.epochs, batch_size=self.batch_size, lr_schedule=self.lr_schedule,
                     loss=self.resolved_loss(y), dtype=self.dtype)

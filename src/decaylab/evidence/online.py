@@ -13,7 +13,7 @@ cross-entropy or torch's ``MSELoss``; parameters :func:`decaylab.param_groups` d
 their broad prior's tiny λ₀ = δ₀/N. The update is Adam or SGD with coupled ``weight_decay`` per
 parameter tensor (the prior is a coupled penalty). Minibatches: a ``randperm`` per epoch from a
 generator seeded with ``seed``. The epochs run on the batched engine's one-model trainer
-(:mod:`decaylab.train.one_model`: a plain MLP is differentiated by hand, no autograd graph) when it
+(:mod:`decaylab.batched.one_model`: a plain MLP is differentiated by hand, no autograd graph) when it
 takes the model, else (dropout) on torch's ``Adam``/``SGD`` (:class:`TorchEpochs`) — the same batches
 and update, up to float rounding.
 """
@@ -139,9 +139,9 @@ def _tensor_weight_decay(structure, wd: Mapping[str, float], lam0: float) -> dic
 
 
 def _trainer(model, X, y, kind, structure, optimizer, lr, momentum, batch_size, seed):
-    """The batched engine's one-model trainer (:mod:`decaylab.train.one_model`) when it takes the model,
+    """The batched engine's one-model trainer (:mod:`decaylab.batched.one_model`) when it takes the model,
     else :class:`TorchEpochs` (a plain torch loop: the same batches and update)."""
-    from decaylab.train.one_model import OneModelTrainer, one_model_reason
+    from decaylab.batched.one_model import OneModelTrainer, one_model_reason
 
     y_train = y.reshape(-1) if kind == "cross_entropy" else y
     cls = OneModelTrainer if one_model_reason(model) is None else TorchEpochs
@@ -152,7 +152,7 @@ def _trainer(model, X, y, kind, structure, optimizer, lr, momentum, batch_size, 
 class TorchEpochs:
     """Epochs of torch's ``Adam``/``SGD`` (coupled ``weight_decay`` per parameter tensor, fused kernels) on the
     model itself, for models the batched engine refuses (dropout); the interface of
-    :class:`~decaylab.train.one_model.OneModelTrainer`."""
+    :class:`~decaylab.batched.one_model.OneModelTrainer`."""
 
     def __init__(self, model: nn.Module, X, y, *, optimizer, lr, momentum, batch_size, loss, seed, weight_decay):
         self.model, self.X, self.y, self.kind, self.batch_size = model, X, y, loss, batch_size

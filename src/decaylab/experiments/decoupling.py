@@ -4,7 +4,7 @@ The paper's claim: with coupled L2 decay (SGD with momentum, Adam: ``g ← ∇L 
 (lr, λ) settings lie on a diagonal — λ must be retuned whenever lr changes — while with
 decoupled decay scaled by the schedule (SGDW, AdamW with ``w ← w − (lr_t/lr_0)·λ·w``) the good
 region is aligned with the axes. Measured here by the basin statistic
-(:mod:`decaylab.experiments.basin`): the slope of log(best λ) against log(lr), −1 for a
+(:mod:`decaylab.maps.basin`): the slope of log(best λ) against log(lr), −1 for a
 diagonal, 0 for axis-aligned. AdamW with torch's scaling (``w ← w − lr_t·λ·w``) is measured too:
 ``λ_lr = λ_schedule / lr_0`` gives exactly the same run, so its slope is the schedule-scaled
 slope minus one, whatever the task.
@@ -15,14 +15,14 @@ cosine schedule (weights decayed, biases not). Without decay the mid-to-large-lr
 flipped labels (test error ~17–23 %) and the best λ brings them to ~11–12 %; the smallest
 learning rates underfit and reach ~10 % with or without decay (their rows have no interior
 best λ and are left out of the slope). Every member of every grid is trained by the batched
-engine (:func:`decaylab.experiments.lr_map.lr_decay_map`).
+engine (:func:`decaylab.maps.lr_map.lr_decay_map`).
 
 That task is the *fixed-point* regime. The same five arms are mapped in the *equilibrium*
-regime too (:mod:`decaylab.experiments.regimes`: the same data, a LayerNorm MLP whose hidden
+regime too (:mod:`decaylab.maps.regimes`: the same data, a LayerNorm MLP whose hidden
 weights are scale-invariant, mini-batches, constant lr), and every arm's measured slope is
-compared with the slope :mod:`decaylab.experiments.theory` predicts for its regime (none for
+compared with the slope :mod:`decaylab.maps.theory` predicts for its regime (none for
 Adam with coupled L2 at equilibrium). In the equilibrium regime the best cell of each map is
-retrained alone with a :class:`~decaylab.monitor.DecayMonitor` to check that its first
+retrained alone with a :class:`~decaylab.diagnostics.monitor.DecayMonitor` to check that its first
 scale-invariant weight did reach the predicted equilibrium rotation. The ten maps are shared
 out over worker processes (one torch thread each); one figure shows both regimes side by side.
 """
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from decaylab._checks import check_int
-from decaylab.experiments.basin import BasinFit
-from decaylab.experiments.lr_map import LrDecayMap, draw_error_map, lr_decay_map, plot_maps
-from decaylab.experiments.regimes import REGIME_SETUPS, equilibrium_check
-from decaylab.experiments.theory import predicted_slope
+from decaylab.maps.basin import BasinFit
+from decaylab.maps.lr_map import LrDecayMap, draw_error_map, lr_decay_map, plot_maps
+from decaylab.maps.regimes import REGIME_SETUPS, equilibrium_check
+from decaylab.maps.theory import predicted_slope
 from decaylab.report.model import Figure, Section, Table
 
 __all__ = ["ARMS", "Arm", "BASIN", "DecouplingResult", "TASK", "run_decoupling"]
@@ -57,7 +57,7 @@ BASIN = dict(tie_tol=0.005, min_contrast=0.01, row_gap=0.05)
 @dataclass(frozen=True)
 class Arm:
     """One optimizer of the study and the paper's expected slope (grids: per regime, in
-    :data:`decaylab.experiments.regimes.REGIME_SETUPS`)."""
+    :data:`decaylab.maps.regimes.REGIME_SETUPS`)."""
 
     key: str
     optimizer: str
@@ -65,7 +65,7 @@ class Arm:
     paper_slope: float | None      # −1 coupled, 0 schedule-scaled; None where the paper has no panel
 
     def predicted(self, regime: str) -> float | None:
-        """The theory's slope in ``regime`` (:func:`decaylab.experiments.theory.predicted_slope`)."""
+        """The theory's slope in ``regime`` (:func:`decaylab.maps.theory.predicted_slope`)."""
         return predicted_slope(self.optimizer, self.decay_scaling, regime)
 
     @property
@@ -176,7 +176,7 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
     seeds; otherwise its ``grid_size`` (8 × 8 fixed-point, 7 × 7 equilibrium), ``epochs`` and 5 seeds
     (3 seeds leave the SGD intervals too wide to tell −1, 0 and +1 apart). ``seeds``, ``epochs`` and
     ``grid_size`` override either, in both regimes. Each map's seeds × lrs × λs are trained together
-    by the batched engine (:func:`~decaylab.experiments.lr_map.lr_decay_map`); the maps (one per
+    by the batched engine (:func:`~decaylab.maps.lr_map.lr_decay_map`); the maps (one per
     regime and arm) are shared out over ``workers`` processes of one thread each (default: 2, or 1
     on a one-core machine) — the same numbers whatever the count.
     """
@@ -394,7 +394,7 @@ def _sections(rs, arms, maps, fits, checks, setup, pngs) -> list[Section]:
                           f"within {BASIN['tie_tol']:g} of its lowest error (the parabola vertex when that is one "
                           f"cell); rows kept = learning rates whose good cells are inside the grid with both "
                           f"edges at least {BASIN['min_contrast']:g} worse, and the row's best within "
-                          f"{BASIN['row_gap']:g} of the map's best. Predicted: decaylab.experiments.theory.")
+                          f"{BASIN['row_gap']:g} of the map's best. Predicted: decaylab.maps.theory.")
     sections = [Section(key=f"decoupling-maps-{rs.key}", title=f"Learning rate × weight decay maps — {rs.title}",
                         text=_main_text(rs, arms, maps, fits, checks, setup), figures=figures, tables=[table])]
     explanation = _explanation(arms, fits) if rs.key == "fixed-point" else ""

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 
 from decaylab._checks import check_choice, check_int
-from decaylab.monitor import FIELDS, METRICS, DecayMonitor
+from decaylab.diagnostics.monitor import FIELDS, METRICS, DecayMonitor
 
 __all__ = ["DecayDoctorWarning", "MonitorCallbackCore", "unwrap_optimizer"]
 
@@ -55,12 +55,12 @@ class MonitorCallbackCore:
     """The framework-independent half of a ``DecayMonitorCallback``.
 
     Args:
-        every, include, max_records: passed to :class:`~decaylab.monitor.DecayMonitor`.
-        metrics: the fields logged per tensor (:data:`decaylab.monitor.FIELDS`).
+        every, include, max_records: passed to :class:`~decaylab.diagnostics.monitor.DecayMonitor`.
+        metrics: the fields logged per tensor (:data:`decaylab.diagnostics.monitor.FIELDS`).
         doctor: run :func:`decaylab.doctor` when training starts.
 
-    After training starts: ``monitor`` (the :class:`~decaylab.monitor.DecayMonitor` of the first optimizer),
-    ``monitors`` (one per optimizer) and ``findings`` (the doctor's :class:`~decaylab.diagnosis.Findings` over
+    After training starts: ``monitor`` (the :class:`~decaylab.diagnostics.monitor.DecayMonitor` of the first optimizer),
+    ``monitors`` (one per optimizer) and ``findings`` (the doctor's :class:`~decaylab.diagnostics.doctor.Findings` over
     all optimizers together, empty with ``doctor=False``).
     """
 
@@ -100,7 +100,7 @@ class MonitorCallbackCore:
         self._logged_steps = [0] * len(self.monitors)
         if not self.doctor:
             return
-        from decaylab.diagnosis import doctor
+        from decaylab.diagnostics.doctor import doctor
 
         steps = int(total_steps) if total_steps is not None and math.isfinite(total_steps) and total_steps > 0 else None
         schedules = [unwrap_scheduler(scheduler, o) for o in optimizers]
@@ -111,8 +111,8 @@ class MonitorCallbackCore:
                 warn(f"decaylab.doctor: {finding}")
 
     def new_scalars(self) -> dict[str, float]:
-        """Each monitor's :meth:`~decaylab.monitor.DecayMonitor.scalars` if it recorded a step since the last
-        call, merged (parameter names are the model's, so they do not collide), else ``{}`` (a logger gets
+        """Each monitor's :meth:`~decaylab.diagnostics.monitor.DecayMonitor.scalars` if it recorded a step since
+        the last call, merged (parameter names are the model's, so they do not collide), else ``{}`` (a logger gets
         each record once)."""
         out: dict[str, float] = {}
         for i, monitor in enumerate(self.monitors):

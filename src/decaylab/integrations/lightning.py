@@ -8,14 +8,14 @@
     trainer.fit(module)
 
 When training starts (``on_train_start``, the optimizers exist) the callback attaches a
-:class:`~decaylab.monitor.DecayMonitor` to each of the module's optimizers (``trainer.optimizers``: one,
+:class:`~decaylab.diagnostics.monitor.DecayMonitor` to each of the module's optimizers (``trainer.optimizers``: one,
 or a GAN's two) and runs :func:`decaylab.doctor` over them together for ``trainer.estimated_stepping_batches``
 steps; findings of
 severity error and warning go through Lightning's ``rank_zero_warn`` (once, on rank 0) as
 :class:`~decaylab.integrations.DecayDoctorWarning`, and all stay on ``callback.findings``. After each
 training batch at Lightning's logging cadence (``global_step`` a multiple of the Trainer's
 ``log_every_n_steps``) with a new monitor record, the per-tensor scalars
-(``decay_<field>/<param>``, see :meth:`~decaylab.monitor.DecayMonitor.scalars`) go to every logger
+(``decay_<field>/<param>``, see :meth:`~decaylab.diagnostics.monitor.DecayMonitor.scalars`) go to every logger
 of the Trainer (``logger.log_metrics(..., step=global_step)``: TensorBoard, CSV, W&B, ...).
 """
 

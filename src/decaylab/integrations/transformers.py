@@ -8,12 +8,12 @@
     trainer.train()
 
 When training starts (``on_train_begin``: the Trainer has built its optimizer) the callback
-attaches a :class:`~decaylab.monitor.DecayMonitor` to the optimizer (unwrapped from accelerate's
+attaches a :class:`~decaylab.diagnostics.monitor.DecayMonitor` to the optimizer (unwrapped from accelerate's
 ``AcceleratedOptimizer``) and runs :func:`decaylab.doctor` over ``state.max_steps`` steps; findings
 of severity error and warning are emitted with :func:`warnings.warn` as
 :class:`~decaylab.integrations.DecayDoctorWarning`, and all stay on ``callback.findings``. At each of
 the Trainer's logging steps (``on_log``) with a new monitor record, the per-tensor scalars
-(``decay_<field>/<param>``, see :meth:`~decaylab.monitor.DecayMonitor.scalars`) are added to the
+(``decay_<field>/<param>``, see :meth:`~decaylab.diagnostics.monitor.DecayMonitor.scalars`) are added to the
 ``logs`` dict and to the entry the Trainer just appended to ``state.log_history``.
 
 The Trainer calls its reporting callbacks (``report_to``: TensorBoard, W&B, ...) before the ones

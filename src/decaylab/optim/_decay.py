@@ -91,7 +91,7 @@ def scale_for(decay_scaling: str, lr, reference_lr):
 
 def scale_of_reading(decay_scaling: str, lr: float, reference_lr: float) -> float:
     """:func:`scale_for` on numbers read from any optimizer's param group (see
-    :func:`decaylab.conventions.group_decay`): 0.0 where s_t would divide by lr_0 = 0 (a group whose
+    :func:`decaylab.diagnostics.optimizer_decay.group_decay`): 0.0 where s_t would divide by lr_0 = 0 (a group whose
     initial lr was 0, under ``"schedule"``/``"corrected"``: it decays nothing)."""
     if reference_lr == 0 and decay_scaling != "lr":
         return 0.0

@@ -1,7 +1,7 @@
 """One optimizer specification: which decaylab optimizer, and every option it takes.
 
 :class:`OptimizerSpec` is what the batched trainer, :func:`decaylab.sweep` and
-:func:`decaylab.experiments.lr_map.lr_decay_map` share with the optimizer classes: the same
+:func:`decaylab.maps.lr_map.lr_decay_map` share with the optimizer classes: the same
 names, the same defaults and the same checks — the declarations of :mod:`decaylab.optim.options`,
 which the classes' constructors and param groups run too, so the spec refuses exactly what the
 classes refuse, with the same error. ``spec.build(params, lr, weight_decay)`` makes the optimizer

@@ -6,7 +6,7 @@ function and its grid method), :mod:`~decaylab.sweeps.marglik` (the evidence met
 :mod:`~decaylab.sweeps.options` (every option, declared once, and which method uses which),
 :mod:`~decaylab.sweeps.inputs` (the data, model and seeds both methods resolve),
 :mod:`~decaylab.sweeps.grid` (grids, folds, members), :mod:`~decaylab.sweeps.engines`
-(sequential, batched, ray), :mod:`~decaylab.sweeps.planning` (auto's choice, chunks),
+(sequential, batched, ray), :mod:`~decaylab.batched.planning` (auto's choice, chunks),
 :mod:`~decaylab.sweeps.store` (SQLite results), :mod:`~decaylab.sweeps.keys` (the store key),
 :mod:`~decaylab.sweeps.interrupt` (Ctrl-C), :mod:`~decaylab.sweeps.select` (best λ and the
 one-standard-error rule), :mod:`~decaylab.sweeps.result` (the returned table, plot and files).

@@ -19,6 +19,8 @@ from torch import nn
 from decaylab._checks import InputError
 from decaylab._options import given_values
 from decaylab._progress import progress_bar
+from decaylab.batched.planning import plan_sweep
+from decaylab.batched.trainer import Member, MemberResult, TrainConfig, check_batchable
 from decaylab.optim.options import OPTIMIZER_OPTIONS
 from decaylab.optim.spec import OptimizerSpec
 from decaylab.runspec import DECAY_OPTIONS, TrainSpec, decay_rule
@@ -30,11 +32,9 @@ from decaylab.sweeps.keys import STORE_FORMAT, train_key
 from decaylab.sweeps.marglik import marglik_sweep
 from decaylab.sweeps.options import DEFAULTS as D
 from decaylab.sweeps.options import SWEEP_OPTIONS, checked, refuse_unused
-from decaylab.sweeps.planning import plan_sweep
 from decaylab.sweeps.result import SweepResult
 from decaylab.sweeps.select import HIGHER_IS_BETTER, choose, summarize
 from decaylab.sweeps.store import ResultStore, config_key
-from decaylab.train.batched import Member, MemberResult, TrainConfig, check_batchable
 from decaylab.train.devices import resolve_device
 
 __all__ = ["sweep", "SweepInterrupted", "STORE_FORMAT", "MAX_MEMBERS"]
@@ -83,12 +83,12 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr: float
         engine: ``"batched"`` (all members stacked), ``"sequential"`` (one at a time, any model),
             ``"ray"`` (Ray Tune trials: batched chunks, or single members for a model the batched trainer
             cannot take), or ``"auto"`` (sequential for a model the batched trainer cannot take; batched
-            for a plain MLP; else whichever is faster in a short timed probe, :mod:`decaylab.sweeps.planning`).
+            for a plain MLP; else whichever is faster in a short timed probe, :mod:`decaylab.batched.planning`).
         store: path of a SQLite results file; finished members are written as they finish and
             reused on the next call with the same configuration (resume; a changed grid trains
             only what is new). ``None``: keep results in memory only.
         chunk_size: members stacked per batched chunk (``None``: as many as fit the memory budget of
-            :mod:`decaylab.train.chunking`; a larger value is split to fit; the store is written after each
+            :mod:`decaylab.batched.chunking`; a larger value is split to fit; the store is written after each
             chunk). ``result.path`` says in one line which path the model took (fast path, vmap,
             sequential), why, and the chunks.
         split_seed: seed of the fold split (the same for every member).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from decaylab import _workers
 from decaylab._extras import needs
 from decaylab._workers import run_in_processes, worker_threads  # noqa: F401 - worker_threads: also the sweeps' name
-from decaylab.train.batched import (
+from decaylab.batched.trainer import (
     Member,
     MemberResult,
     TrainConfig,
@@ -87,7 +87,7 @@ class WorkerDied(_workers.WorkerDied):
 
 def run_sequential(job: TrainingJob, pending: Sequence[tuple[str, Member]], on_done: Done, *,
                    workers: int = 1, **_) -> None:
-    """One member at a time with :func:`~decaylab.train.batched.train_alone` (any model)."""
+    """One member at a time with :func:`~decaylab.batched.trainer.train_alone` (any model)."""
     if workers > 1:
         _in_processes(job, _chunks(pending, -(-len(pending) // (4 * workers))), False, workers, on_done)
         return

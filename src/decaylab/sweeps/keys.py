@@ -2,7 +2,7 @@
 
 A grid member's key hashes its (λ, lr, seed, fold) with the sweep's configuration, whose ``"train"``
 part is :func:`train_key`: the :class:`~decaylab.optim.spec.OptimizerSpec`'s options by their option
-names, the run's fields of the :class:`~decaylab.train.members.TrainConfig` (``dtype`` as its name), and
+names, the run's fields of the :class:`~decaylab.batched.members.TrainConfig` (``dtype`` as its name), and
 what decays as the sweep's what-decays options (:data:`decaylab.runspec.DECAY_OPTIONS`, from which the
 config's :class:`~decaylab.groups.DecayRule` is built) — the layout and values of format 2, so every
 store written since format 2 resumes. An option added later enters a key only when it is not at its
@@ -39,7 +39,7 @@ def decay_key(values: Mapping) -> dict:
 
 
 def train_key(config, values: Mapping) -> dict:
-    """The ``"train"`` part of a grid member's key for a :class:`~decaylab.train.members.TrainConfig` and the
+    """The ``"train"`` part of a grid member's key for a :class:`~decaylab.batched.members.TrainConfig` and the
     checked option values it was built from (module docstring): its what-decays options, and those of
     :data:`ADDED_AFTER_FORMAT_2` that are not at their default."""
     added = changed([SWEEP_OPTIONS[name] for name in ADDED_AFTER_FORMAT_2], values)

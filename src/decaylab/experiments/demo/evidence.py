@@ -34,10 +34,10 @@ QUICK = dict(dataset="breast_cancer", hidden=(16,), epochs=20, lambdas=tuple(flo
 
 def run_evidence(quick: bool = False, seed: int = 0, progress: bool = False, **overrides) -> StudyResult:
     """Cross-validation and the evidence on the same rows; see the module docstring."""
+    from decaylab.batched.trainer import Member, TrainConfig, train_batched
     from decaylab.models import MLP
     from decaylab.optim.spec import OptimizerSpec
     from decaylab.sweeps.api import sweep
-    from decaylab.train.batched import Member, TrainConfig, train_batched
 
     cfg = dict(QUICK if quick else FULL)
     cfg.update({k: v for k, v in overrides.items() if v is not None})

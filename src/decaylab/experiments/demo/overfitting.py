@@ -44,8 +44,8 @@ def imbalanced_moons(seed: int):
 
 def per_class_recall(train, test, lambdas, *, hidden, epochs: int, seed: int) -> list[list[float]]:
     """``[λ][class]`` test recall of the MLP trained at each λ (one batched run over the λs)."""
+    from decaylab.batched.trainer import Member, TrainConfig, train_batched
     from decaylab.optim.spec import OptimizerSpec
-    from decaylab.train.batched import Member, TrainConfig, train_batched
 
     X, y = train
     config = TrainConfig(optimizer=OptimizerSpec("adamw", decay_scaling="lr"), epochs=epochs, batch_size=len(X))

@@ -40,8 +40,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from decaylab._checks import error_line
-from decaylab.train._torch_internals import attention, canonical_mask, none_or_dtype
-from decaylab.train.stacked_linear import StackedLinear
+from decaylab.batched._torch_internals import attention, canonical_mask, none_or_dtype
+from decaylab.batched.stacked_linear import StackedLinear
 
 
 class _Fold:

@@ -27,7 +27,7 @@ code                        severity  what
                                       the schedule's peak lr: decay peak/lr_0 times too strong
 ``decay-off``               info      no group decays at all
 ``double-decay``            warning   the ``loss`` has an explicit L2 term (found in its autograd graph,
-                                      :mod:`decaylab.penalty_graph`) on parameters the optimizer decays
+                                      :mod:`decaylab.diagnostics.penalty_graph`) on parameters the optimizer decays
 ``frozen-decayed``          warning   frozen parameters in a group with weight_decay > 0
 ``params-not-in-model``     info      optimizer parameters that are not the model's
 ==========================  ========  ==================================================================
@@ -39,8 +39,8 @@ the group's ``lr``, ``initial_lr``/``max_lr`` set by torch's schedulers, and the
 ``base_lrs``), schedule-scaled decay at ``decay_reference_lr``. τ_iter = 1/(s_0·λ) for decoupled decay
 (Wang & Aitchison 2024), (1−μ)/(lr·λ·(1−dampening)) for SGD with coupled decay; coupled Adam has no
 fixed rate and is reported by ``coupled-adaptive`` instead. The run's length is ``total_steps``, else
-read from the ``scheduler`` (:func:`decaylab.scheduler_length.run_length`). Works with torch's optimizers and
-decaylab's (``SGD``, ``SGDW``, ``Adam``, ``AdamW`` and their ``decay_scaling`` group key).
+read from the ``scheduler`` (:func:`decaylab.diagnostics.scheduler_length.run_length`). Works with torch's
+optimizers and decaylab's (``SGD``, ``SGDW``, ``Adam``, ``AdamW`` and their ``decay_scaling`` group key).
 """
 
 from __future__ import annotations
@@ -53,10 +53,11 @@ from dataclasses import dataclass
 import torch
 
 from decaylab._checks import check_int
-from decaylab.conventions import GroupDecay, convert, group_decay
+from decaylab.conventions import convert
+from decaylab.diagnostics.optimizer_decay import GroupDecay, group_decay
+from decaylab.diagnostics.penalty_graph import l2_penalized_parameters
+from decaylab.diagnostics.scheduler_length import run_length
 from decaylab.groups import DEFAULT_NO_DECAY_NAMES, DecayRule
-from decaylab.penalty_graph import l2_penalized_parameters
-from decaylab.scheduler_length import run_length
 
 __all__ = ["doctor", "Finding", "Findings", "SEVERITIES"]
 
@@ -404,7 +405,7 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
     ``optimizer`` may be a list of optimizers that together train the model (a GAN's generator and
     discriminator): each is checked, and ``missing-params`` names only what none of them holds.
     ``total_steps`` (optimizer steps in the run; read from ``scheduler`` when not given, see
-    :func:`decaylab.scheduler_length.run_length`) and ``steps_per_epoch`` sharpen the strength check;
+    :func:`decaylab.diagnostics.scheduler_length.run_length`) and ``steps_per_epoch`` sharpen the strength check;
     ``scheduler`` (the run's LR scheduler: torch's or transformers'; of one of the optimizers) also gives
     each group's peak lr; ``loss`` (one training step's loss tensor, before or after ``backward``) enables
     ``double-decay``. ``no_decay_types``/``no_decay_names``/``decay_names``/``decay_embeddings``/

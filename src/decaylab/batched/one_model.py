@@ -2,18 +2,18 @@
 
 For a loop that changes the weight decay as training goes (the online evidence,
 :mod:`decaylab.evidence.online`). The model is stacked as the single member of a
-:class:`~decaylab.train.stacked._StackedModel` — so a plain MLP takes the hand-differentiated fast
-path of :func:`~decaylab.train.batched.train_batched` and a plain ReLU MLP with the cross-entropy
+:class:`~decaylab.batched.stacked._StackedModel` — so a plain MLP takes the hand-differentiated fast
+path of :func:`~decaylab.batched.trainer.train_batched` and a plain ReLU MLP with the cross-entropy
 builds no autograd graph — and updated by the batched engine's optimizer (torch's fused Adam/SGD
 kernel after the coupled decay ``g ← ∇L + λ_p·w_p``, one λ per parameter tensor).
 
-Each :meth:`OneModelTrainer.epoch` is one epoch as both trainers run it (:mod:`decaylab.train.epochs`):
+Each :meth:`OneModelTrainer.epoch` is one epoch as both trainers run it (:mod:`decaylab.batched.epochs`):
 the rows in the order of ``randperm`` from a generator seeded with ``seed``, cut into batches of
 ``batch_size`` (the last one smaller), the batch loss the mean over the batch (cross-entropy, or
 torch's ``MSELoss``: the mean over rows and outputs). It is the same update as torch's ``Adam``/``SGD``
 with coupled ``weight_decay`` over the same batches, up to float rounding.
 
-Models the batched engine refuses (:func:`~decaylab.train.stacked.check_batchable`: dropout,
+Models the batched engine refuses (:func:`~decaylab.batched.stacked.check_batchable`: dropout,
 recurrent layers) raise an :class:`~decaylab._checks.InputError`; check first with
 :func:`one_model_reason`.
 """
@@ -27,11 +27,11 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputError
+from decaylab.batched.epochs import _epoch_order, _padded_epoch, _shuffle_generator, _steps_per_epoch
+from decaylab.batched.members import Member, TrainConfig
+from decaylab.batched.stacked import _losses_and_grads, _StackedModel, check_batchable
+from decaylab.batched.trainer import _BatchedOptimizer
 from decaylab.optim.spec import OptimizerSpec
-from decaylab.train.batched import _BatchedOptimizer
-from decaylab.train.epochs import _epoch_order, _padded_epoch, _shuffle_generator, _steps_per_epoch
-from decaylab.train.members import Member, TrainConfig
-from decaylab.train.stacked import _losses_and_grads, _StackedModel, check_batchable
 
 __all__ = ["OneModelTrainer", "one_model_reason"]
 

@@ -8,7 +8,7 @@
   LayerNorm (each hidden weight scale-invariant, as behind the paper's BatchNorm: 97 % of the
   decayed elements), mini-batches of 20 at a constant learning rate for 1500 steps, so the
   weight norms can settle where the gradient's growth balances the decay (see
-  :mod:`decaylab.experiments.theory`). Only the network differs between the two regimes.
+  :mod:`decaylab.maps.theory`). Only the network differs between the two regimes.
 
   Tried first, with no interior best λ (decay only hurt or did nothing): the digits images with a
   64-64 LayerNorm MLP (batch 64, 960 steps; best cells far from equilibrium, measured/predicted
@@ -18,7 +18,7 @@
   a larger equilibrium angle (more decay) keeps the network from fitting them.
 
 :func:`equilibrium_check` retrains one cell of a map alone, with decaylab's optimizer and a
-:class:`decaylab.monitor.DecayMonitor`, and compares the measured per-step rotation of the first
+:class:`decaylab.diagnostics.monitor.DecayMonitor`, and compares the measured per-step rotation of the first
 scale-invariant weight over the last quarter of training with the monitor's predicted equilibrium angle;
 λ goes to the parameters the map's :class:`~decaylab.groups.DecayRule` decays, as in the map.
 """
@@ -126,14 +126,14 @@ def _optimizer(params, optimizer: str, decay_scaling: str | None, lr: float, dec
 def equilibrium_check(model_factory, train, *, optimizer: str, decay_scaling: str | None, lr: float, decay: float,
                       epochs: int, batch_size: int, momentum: float, param: str | None = None, seed: int = 0,
                       decay_rule: DecayRule | None = None) -> dict:
-    """Train one (lr, λ) cell alone at a constant lr with a :class:`~decaylab.monitor.DecayMonitor`;
+    """Train one (lr, λ) cell alone at a constant lr with a :class:`~decaylab.diagnostics.monitor.DecayMonitor`;
     return the weight ``param``'s (default: the first decayed parameter) mean rotation per step over the last
     quarter of training, the predicted equilibrium angle (``None`` for coupled Adam), and their ratio.
 
     λ goes to the parameters ``decay_rule`` decays (:class:`decaylab.groups.DecayRule`; default
     ``DecayRule()``, the trainers' default), the others get 0: pass the map's rule
-    (:attr:`decaylab.experiments.lr_map.LrDecayMap.decay_rule`) so the cell is retrained as the map trained it."""
-    from decaylab.monitor import DecayMonitor
+    (:attr:`decaylab.maps.lr_map.LrDecayMap.decay_rule`) so the cell is retrained as the map trained it."""
+    from decaylab.diagnostics.monitor import DecayMonitor
 
     rule = as_decay_rule(decay_rule)
     torch.manual_seed(seed)

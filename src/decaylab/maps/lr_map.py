@@ -1,9 +1,9 @@
 """The learning rate × weight decay map of a model on its data: every cell trained, batched.
 
 :func:`lr_decay_map` trains one member per (seed, lr, λ) with the batched engine
-(:func:`decaylab.train.batched.train_batched`: G stacked copies of the model, each with its
+(:func:`decaylab.batched.trainer.train_batched`: G stacked copies of the model, each with its
 own lr, λ and seed; member g equals the same run trained alone) — all seeds × lrs × λs in one
-stacked model when they fit the memory budget of :mod:`decaylab.train.chunking`, else in as
+stacked model when they fit the memory budget of :mod:`decaylab.batched.chunking`, else in as
 few chunks as do — and records, per cell, the
 final training loss and the test error (1 − accuracy for classification, the test loss for
 regression). Seeds change the initial weights and the batch order; every cell of one seed
@@ -11,11 +11,11 @@ starts from the same weights and sees the same batches, so differences across a 
 column are the optimizer's, not the draw's.
 
 The result's :meth:`LrDecayMap.basin` is the basin statistic of
-:mod:`decaylab.experiments.basin` (slope of log best-λ against log lr, with a bootstrap
+:mod:`decaylab.maps.basin` (slope of log best-λ against log lr, with a bootstrap
 interval over seeds), and :meth:`LrDecayMap.plot` draws test error and train loss side by
 side with the best λ of each lr and the fitted line. ``regime`` says whether the model's
 decayed weights — those the trainer decayed, by the map's ``decay_rule`` — are scale-invariant
-(:func:`decaylab.experiments.theory.detect_regime`) and ``predicted_slope`` is the theory's slope
+(:func:`decaylab.maps.theory.detect_regime`) and ``predicted_slope`` is the theory's slope
 there, drawn dotted over the map.
 
 Example::
@@ -44,8 +44,8 @@ import torch
 
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab._extras import needs
-from decaylab.experiments.basin import BasinFit, fit_basin
 from decaylab.groups import DecayRule
+from decaylab.maps.basin import BasinFit, fit_basin
 
 __all__ = ["LrDecayMap", "draw_error_map", "lr_decay_map", "plot_maps"]
 
@@ -64,13 +64,13 @@ class LrDecayMap:
     metric: str                       # "test error" (classification) or "test loss" (regression)
     seconds: float
     settings: dict = field(default_factory=dict)
-    regime: dict | None = None        # :func:`decaylab.experiments.theory.detect_regime` of the model
+    regime: dict | None = None        # :func:`decaylab.maps.theory.detect_regime` of the model
     decay_rule: DecayRule = field(default_factory=DecayRule)   # what the trainer decayed (and the regime saw)
 
     @property
     def predicted_slope(self) -> float | None:
         """The theory's basin slope for this optimizer in the model's regime (``None`` if none)."""
-        from decaylab.experiments.theory import predicted_slope
+        from decaylab.maps.theory import predicted_slope
 
         if self.regime is None:
             return None
@@ -146,7 +146,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
 
     Args:
         model_factory: builds one model (called after ``torch.manual_seed(seed)``); no
-            BatchNorm or dropout (see :func:`decaylab.train.batched.check_batchable`).
+            BatchNorm or dropout (see :func:`decaylab.batched.trainer.check_batchable`).
         train, test: ``(X, y)`` pairs (or objects with ``.X``/``.y``, e.g. ``decaylab.data`` splits).
         optimizer: ``"sgd"`` / ``"adam"`` (coupled L2: ``g ← ∇L + λw``) or ``"sgdw"`` /
             ``"adamw"`` (decoupled: ``w ← w − s_t·λ·w``).
@@ -158,16 +158,16 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
         no_decay_types, decay_names, decay_embeddings, decay_biases: what decays (param_groups' rule); the
             trainer's :class:`~decaylab.groups.DecayRule` for them is the result's ``decay_rule``, and the
             regime (hence the predicted slope) is that of the parameters it decays.
-        epochs, batch_size, lr_schedule, loss, dtype: as :class:`decaylab.train.members.TrainConfig`.
+        epochs, batch_size, lr_schedule, loss, dtype: as :class:`decaylab.batched.members.TrainConfig`.
         chunk_size: members trained together (``None``: every seed × lr × λ member at once, or as many
-            as fit the memory budget of :mod:`decaylab.train.chunking`; a larger value is split to fit).
+            as fit the memory budget of :mod:`decaylab.batched.chunking`; a larger value is split to fit).
         progress: a progress bar over the chunks on stderr.
     """
     from decaylab._progress import progress_bar
+    from decaylab.batched.chunking import plan_for_model
+    from decaylab.batched.trainer import Member, TrainConfig, train_batched
     from decaylab.optim.spec import OptimizerSpec
     from decaylab.runspec import decay_rule
-    from decaylab.train.batched import Member, TrainConfig, train_batched
-    from decaylab.train.chunking import plan_for_model
 
     check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
     lr_grid, decay_grid = _grid("lrs", lrs), _grid("decays", decays)
@@ -218,7 +218,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
 
 def _regime(model_factory, X, seed: int, decay_rule: DecayRule, dtype: torch.dtype) -> dict:
     """Which regime the parameters ``decay_rule`` decays are in, probed on the first 64 training inputs."""
-    from decaylab.experiments.theory import detect_regime
+    from decaylab.maps.theory import detect_regime
 
     torch.manual_seed(seed)
     return detect_regime(model_factory(), torch.as_tensor(X[:64]).to(dtype), decay_rule=decay_rule)
@@ -233,7 +233,7 @@ def _log_edges(grid: np.ndarray) -> np.ndarray:
 
 def _draw_predicted_line(ax, m: LrDecayMap, fit: BasinFit) -> None:
     """The theory's basin line (slope from the model's regime) through the kept best-λ points."""
-    from decaylab.experiments.theory import predicted_line
+    from decaylab.maps.theory import predicted_line
 
     line = predicted_line(m.predicted_slope, m.lrs, fit.best_decay, fit.kept)
     if line is not None:

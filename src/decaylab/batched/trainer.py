@@ -1,12 +1,12 @@
 """Train G copies of one architecture at once — each with its own λ, lr, seed and training rows.
 
 This is the engine under :func:`decaylab.sweep` (λ × fold grids) and the optimizer reproductions
-(lr × λ grids). :func:`train_batched` and :func:`train_alone` (:mod:`decaylab.train.alone`, the plain
+(lr × λ grids). :func:`train_batched` and :func:`train_alone` (:mod:`decaylab.batched.alone`, the plain
 one-model-at-a-time reference) take the same arguments and give the same results.
 
-The pieces, one idea per module: :mod:`~decaylab.train.members` (Member, TrainConfig, MemberResult, the
-losses), :mod:`~decaylab.train.epochs` (which rows, in which order), :mod:`~decaylab.train.stacked`
-(the stacked model and its kernels), :mod:`~decaylab.train._torch_internals` (the semi-internal torch
+The pieces, one idea per module: :mod:`~decaylab.batched.members` (Member, TrainConfig, MemberResult, the
+losses), :mod:`~decaylab.batched.epochs` (which rows, in which order), :mod:`~decaylab.batched.stacked`
+(the stacked model and its kernels), :mod:`~decaylab.batched._torch_internals` (the semi-internal torch
 ops); this module holds the loop and the batched update.
 
 The update of each member is the optimizer ``config.optimizer`` names, written once in
@@ -14,7 +14,7 @@ The update of each member is the optimizer ``config.optimizer`` names, written o
 ``lr``/``weight_decay``/``s_t`` tensors of shape ``[G, 1, …]``: coupled ``g ← ∇L + λ·w`` (sgd, adam);
 decoupled ``w ← w − s_t·λ·w`` (sgdw, adamw; ``s_t`` by ``decay_scaling`` from
 :func:`decaylab.optim._decay.scale_for`), with ``cautious`` masking and the ``l1_decay`` soft threshold;
-``lr_t = lr·m(t)`` with ``m`` of :func:`~decaylab.train.members.lr_multiplier`.
+``lr_t = lr·m(t)`` with ``m`` of :func:`~decaylab.batched.members.lr_multiplier`.
 
 Fast path: while all members share ``lr`` (and, with a schedule, their total steps), have taken the same
 number of steps, and neither ``cautious`` nor ``l1_decay`` is on, λ_g enters with one op per stacked
@@ -40,18 +40,16 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from decaylab.optim._decay import scale_for
-from decaylab.train._torch_internals import fused_adam_, fused_sgd_
-from decaylab.train.alone import train_alone
-from decaylab.train.divergence import diverging, runaway_limit
-from decaylab.train.epochs import (
+from decaylab.batched._torch_internals import fused_adam_, fused_sgd_
+from decaylab.batched.alone import train_alone
+from decaylab.batched.epochs import (
     _epoch_order,
     _padded_epoch,
     _shuffle_generator,
     _steps_per_epoch,
     _train_rows,
 )
-from decaylab.train.members import (
+from decaylab.batched.members import (
     DECAY_SCALINGS,
     LOSSES,
     LR_SCHEDULES,
@@ -65,9 +63,11 @@ from decaylab.train.members import (
     _per_sample_loss,
     lr_multiplier,
 )
-from decaylab.train.stacked import _losses_and_grads, _StackedModel, check_batchable
+from decaylab.batched.stacked import _losses_and_grads, _StackedModel, check_batchable
+from decaylab.optim._decay import scale_for
+from decaylab.train.divergence import diverging, runaway_limit
 
-CHECK_ROWS = 16      # input rows the folded path is checked on before training (decaylab.train.folded)
+CHECK_ROWS = 16      # input rows the folded path is checked on before training (decaylab.batched.folded)
 
 __all__ = ["Member", "TrainConfig", "MemberResult", "train_batched", "train_alone", "check_batchable",
            "lr_multiplier", "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES"]

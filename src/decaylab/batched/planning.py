@@ -4,12 +4,12 @@
 sequential engine, with the layer named; a plain MLP takes the batched fast path (batched matmuls,
 hand-written backward: always faster). Any other model (the folded or vmap path) is timed both ways
 (:func:`probe_times`): training steps on random batches of ``batch_size`` rows, the batched engine at the
-real chunk size, the sequential engine's own step (:func:`decaylab.train.alone.alone_step`) on one member,
+real chunk size, the sequential engine's own step (:func:`decaylab.batched.alone.alone_step`) on one member,
 each after a warm-up step, ``PROBE_REPEATS`` timings of at least ``PROBE_MIN_SECONDS`` each. The decision
 (:func:`choose_engine`) compares the medians as seconds per member-step (per-sample throughput: both
 engines' steps have ``batch_size`` rows per member) and prefers the sequential engine — any model, one
 thing at a time — unless the batched one is at least ``PROBE_MARGIN`` times faster.
-The batched engine's chunk size comes from :mod:`decaylab.train.chunking` (a stated memory budget).
+The batched engine's chunk size comes from :mod:`decaylab.batched.chunking` (a stated memory budget).
 With ``workers`` processes, each has its share of the budget and of the members, and the probe runs on
 the torch threads one worker will have.
 """
@@ -25,16 +25,16 @@ from dataclasses import dataclass
 
 import torch
 
-from decaylab.train.batched import (
+from decaylab.batched.chunking import plan_for_model
+from decaylab.batched.members import _as_tensors
+from decaylab.batched.trainer import (
     CHECK_ROWS,
     Member,
     TrainConfig,
     _StackedModel,
     check_batchable,
 )
-from decaylab.train.chunking import plan_for_model
 from decaylab.train.devices import resolve_device
-from decaylab.train.members import _as_tensors
 
 PROBE_REPEATS = 3          # timings per engine; the median decides
 PROBE_MIN_SECONDS = 0.05   # each timing runs whole steps until at least this long
@@ -120,7 +120,7 @@ def _threads_of_a_worker(workers: int):
 def probe_times(model_factory, X, y, config: TrainConfig, members: Sequence[Member], device) -> ProbeTimes:
     """Seconds per member-step of the batched engine (all ``members`` stacked: the real chunk) and of the
     sequential engine (member 0 alone), on random batches of ``config.batch_size`` rows; see the module docstring."""
-    from decaylab.train.alone import alone_step, member_optimizer
+    from decaylab.batched.alone import alone_step, member_optimizer
     from decaylab.train.divergence import runaway_limit
 
     X, y = _as_tensors(X, y, config, device)
@@ -144,7 +144,7 @@ def stacked_step(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainC
     """One training step of the batched engine with ``members`` stacked, on a random batch of
     ``config.batch_size`` rows per member (``X``, ``y``: tensors on ``device``), as a closure to time or
     profile."""
-    from decaylab.train.batched import _BatchedOptimizer, _losses_and_grads, _StackedModel
+    from decaylab.batched.trainer import _BatchedOptimizer, _losses_and_grads, _StackedModel
 
     G, B = len(members), config.batch_size
     stacked = _StackedModel(model_factory, members, config, device, sample=X[:CHECK_ROWS])

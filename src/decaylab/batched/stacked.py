@@ -26,17 +26,17 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputError
-from decaylab.train._torch_internals import relu_backward_
-from decaylab.train.members import Member, TrainConfig, _per_sample_loss
-from decaylab.train.stacked_layers import batch_lengths, grouped_losses
-from decaylab.train.stacked_linear import StackedLinear
+from decaylab.batched._torch_internals import relu_backward_
+from decaylab.batched.members import Member, TrainConfig, _per_sample_loss
+from decaylab.batched.stacked_layers import batch_lengths, grouped_losses
+from decaylab.batched.stacked_linear import StackedLinear
 
 __all__ = ["check_batchable"]
 
 
 def check_batchable(model: nn.Module) -> str | None:
     """Why ``model`` cannot be trained by :func:`train_batched` (``None`` if it can)."""
-    from decaylab.train.stacked_layers import (
+    from decaylab.batched.stacked_layers import (
         unbatchable_reason,  # layers with state (BatchNorm, …)
     )
 
@@ -50,8 +50,8 @@ class _StackedModel:
                  sample: torch.Tensor | None = None):
         """``sample``: a few input rows the folded path is checked on (:meth:`FoldedModel.check`); without
         them a model that is not a plain MLP takes the vmap path."""
-        from decaylab.train import stacked_layers
-        from decaylab.train.folded import FoldedModel
+        from decaylab.batched import stacked_layers
+        from decaylab.batched.folded import FoldedModel
 
         models = []
         for member in members:

@@ -12,7 +12,7 @@ measures, with ``w⁻`` the tensor before the step and ``g`` its gradient:
   a one-element tensor such as a scalar gain (it has no direction, and no predicted angle);
 
 and puts beside them what the parameter's optimizer group predicts (see
-:class:`decaylab.conventions.GroupDecay`):
+:class:`decaylab.diagnostics.optimizer_decay.GroupDecay`):
 
 - ``predicted_angle``: the equilibrium rotation of a *scale-invariant* weight (one followed by a
   normalization, e.g. a bias-free Linear before ``LayerNorm``), where the gradient's growth of ‖w‖
@@ -43,7 +43,7 @@ cost one Python comparison. By default (``every=None``) the monitor records ever
 first 50, then every 10th: the early transient in full, then ~1/10 of the steps (measured in
 ``benchmarks/monitor_overhead.py``).
 
-Memory. The history is a :class:`decaylab._thinned.ThinnedHistory`: at most ``max_records + 1``
+Memory. The history is a :class:`decaylab.diagnostics._thinned.ThinnedHistory`: at most ``max_records + 1``
 records per tensor (about 200 bytes each; ≈100 KB per tensor with the default 512), whatever the
 run's length. When it fills, every other record is dropped, so the kept series always start at the
 first recorded step and end at the newest, evenly spaced over the whole run; the means, maxima and
@@ -62,8 +62,8 @@ import numpy as np
 import torch
 
 from decaylab._checks import check_choice, check_int
-from decaylab._thinned import ThinnedHistory
-from decaylab.conventions import group_decay
+from decaylab.diagnostics._thinned import ThinnedHistory
+from decaylab.diagnostics.optimizer_decay import group_decay
 
 __all__ = ["DecayMonitor", "METRICS", "FIELDS"]
 

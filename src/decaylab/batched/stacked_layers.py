@@ -5,7 +5,7 @@ Paths (:func:`batch_path`), fastest first:
 - ``fast``: a plain MLP (``nn.Sequential``/:class:`decaylab.models.MLP` of ``Linear`` and elementwise
   activations) — every ``Linear`` is one ``torch.baddbmm`` over members, backward by hand;
 - ``folded``: a model whose layers with parameters have folded forms (conv, BatchNorm, Linear, LayerNorm/
-  RMSNorm, embedding, attention; :mod:`decaylab.train.folded`) — members folded into the batch dimension,
+  RMSNorm, embedding, attention; :mod:`decaylab.batched.folded`) — members folded into the batch dimension,
   the user's forward run once on it, as grouped convolutions, batched matmuls and one BatchNorm over
   members × channels; taken when it reproduces every member alone on sample rows;
 - ``vmap``: any other model of supported layers — ``vmap(functional_call(base, (params, buffers), x))``
@@ -71,7 +71,7 @@ def has_batch_statistics(model: nn.Module) -> bool:
 
 def batch_path(model: nn.Module, is_plain_mlp: bool, folded=None, not_folded: str | None = None) -> BatchPath:
     """The path ``model`` takes; ``is_plain_mlp``: the trainer found a fast-path plan for it; ``folded``: its
-    :class:`~decaylab.train.folded.FoldedModel` (``None``: not folded, because ``not_folded``)."""
+    :class:`~decaylab.batched.folded.FoldedModel` (``None``: not folded, because ``not_folded``)."""
     reason = unbatchable_reason(model)
     if reason is not None:
         return BatchPath("sequential", reason)

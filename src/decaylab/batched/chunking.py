@@ -93,7 +93,7 @@ def member_bytes(model: torch.nn.Module, x_batch: torch.Tensor, optimizer_states
 
 
 def optimizer_state_count(config) -> int:
-    """State tensors per parameter of ``config``'s optimizer (a :class:`~decaylab.train.batched.TrainConfig`)."""
+    """State tensors per parameter of ``config``'s optimizer (a :class:`~decaylab.batched.trainer.TrainConfig`)."""
     spec = config.optimizer
     if spec.is_adam:
         return 3 if spec.amsgrad else 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from decaylab._checks import InputError
-from decaylab.train.members import Member
+from decaylab.batched.members import Member
 
 __all__ = []
 

@@ -2,7 +2,7 @@
 
 Member g: ``torch.manual_seed(member.seed)``, ``model_factory()``, the decaylab optimizer of
 ``config.optimizer`` over the split of ``config.decay`` (``config.decayed_names``), a ``LambdaLR`` of
-``lr_multiplier``, and the epochs of :mod:`decaylab.train.epochs`. A member whose loss or parameters
+``lr_multiplier``, and the epochs of :mod:`decaylab.batched.epochs`. A member whose loss or parameters
 become non-finite, or whose loss runs away (:mod:`decaylab.train.divergence`), is marked ``diverged``
 and reported with NaN losses.
 """
@@ -16,14 +16,13 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from decaylab.train.divergence import diverging, runaway_limit
-from decaylab.train.epochs import (
+from decaylab.batched.epochs import (
     _epoch_order,
     _shuffle_generator,
     _steps_per_epoch,
     _train_rows,
 )
-from decaylab.train.members import (
+from decaylab.batched.members import (
     Member,
     MemberResult,
     TrainConfig,
@@ -33,6 +32,7 @@ from decaylab.train.members import (
     _per_sample_loss,
     lr_multiplier,
 )
+from decaylab.train.divergence import diverging, runaway_limit
 
 __all__ = ["train_alone", "alone_step", "member_optimizer"]
 
