@@ -23,7 +23,7 @@ WHERE = {
     # semi-internal torch ops (torch._…, F._…, torch.ops.aten…)
     "torch internals": ("decaylab/batched/_torch_internals.py",),
     # torch._foreach_*: torch.optim's own multi-tensor kernels, used as torch.optim uses them
-    "torch foreach": ("decaylab/optim/", "decaylab/diagnostics/monitor.py"),
+    "torch foreach": ("decaylab/optim/", "decaylab/diagnostics/tensor_measures.py"),
     # torch.optim.optimizer's private helpers: the optimizer classes' torch-compatibility layer
     "torch.optim helpers": ("decaylab/optim/",),
     # creating a matplotlib figure (Figure()) and rendering it

@@ -63,52 +63,15 @@ import torch
 
 from decaylab._checks import check_choice, check_int
 from decaylab.diagnostics._thinned import ThinnedHistory
+from decaylab.diagnostics.monitor_fields import FIELDS, METRICS
 from decaylab.diagnostics.optimizer_decay import group_decay
+from decaylab.diagnostics.tensor_measures import kahan_angle, tensor_differences, tensor_max_abs, tensor_norms
 
 __all__ = ["DecayMonitor", "METRICS", "FIELDS"]
 
-#: what is measured per tensor and step
-METRICS = ("weight_norm", "grad_norm", "update_ratio", "angle", "max_abs")
-#: what each record holds: the metrics, then the group's settings and predictions
-FIELDS = (*METRICS, "lr", "weight_decay", "predicted_angle", "max_abs_bound")
 _GROUP_FIELDS = FIELDS[len(METRICS):]
 _DENSE_STEPS, _SPARSE_EVERY = 50, 10    # the default schedule: steps 1…50, then every 10th
 _PENDING = 64                           # records held on the device before one copy to the host
-
-
-def _kahan_angle(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Angle between two vectors of norms ``a`` and ``b`` whose difference has norm ``c`` (elementwise
-    over arrays of norms), by Kahan's stable formula ("Miscalculating area and angles of a
-    needle-like triangle", 2014): accurate to rounding even when the angle is tiny."""
-    big, small = np.maximum(a, b), np.minimum(a, b)
-    mu = np.where(small >= c, c - (big - small), small - (big - c))
-    num = ((big - small) + c) * mu
-    den = (big + (small + c)) * ((big - c) + small)
-    return 2.0 * np.arctan2(np.sqrt(np.clip(num, 0, None)), np.sqrt(np.clip(den, 0, None)))
-
-
-def _max_abs(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """max|t| of each (non-empty) tensor, with as few kernel launches as torch allows."""
-    if hasattr(torch, "_foreach_max"):
-        return list(torch._foreach_max(torch._foreach_abs(tensors)))
-    return [t.abs().max() for t in tensors]
-
-
-_HALF = (torch.float16, torch.bfloat16)
-
-
-def _norms(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """‖t‖₂ of each tensor, stacked: dense ones in one foreach call, in their own precision (half
-    precision ones accumulated and returned in float32), sparse ones one by one."""
-    out: list[torch.Tensor | None] = [None] * len(tensors)
-    plain = [i for i, t in enumerate(tensors) if not t.is_sparse and t.dtype not in _HALF]
-    for i, norm in zip(plain, torch._foreach_norm([tensors[i] for i in plain]) if plain else ()):
-        out[i] = norm
-    for i, t in enumerate(tensors):
-        if out[i] is None:
-            t = t.coalesce().values() if t.is_sparse else t
-            out[i] = torch.linalg.vector_norm(t, dtype=torch.float32 if t.dtype in _HALF else None)
-    return torch.stack(out)
 
 
 class DecayMonitor:
@@ -255,15 +218,15 @@ class DecayMonitor:
                 continue
             after = [self._tracked[i][1].detach() for i in idx]
             before = [self._before[i] for i in idx]
-            delta = torch._foreach_sub(after, before)
-            norms = _norms([*after, *before, *delta, *(self._tracked[i][1].grad for i in idx)])
+            delta = tensor_differences(after, before)
+            norms = tensor_norms([*after, *before, *delta, *(self._tracked[i][1].grad for i in idx)])
             if all(t.numel() for t in after):
-                max_abs = torch.stack(_max_abs(after))
+                max_abs = torch.stack(tensor_max_abs(after))
             else:
                 nonempty = [j for j, t in enumerate(after) if t.numel()]
                 max_abs = torch.zeros(len(after), dtype=norms.dtype, device=device)
                 if nonempty:
-                    max_abs[nonempty] = torch.stack(_max_abs([after[j] for j in nonempty])).to(norms.dtype)
+                    max_abs[nonempty] = torch.stack(tensor_max_abs([after[j] for j in nonempty])).to(norms.dtype)
             parts.append((idx, torch.cat([norms, max_abs])))  # ‖w‖, ‖w⁻‖, ‖Δw‖, ‖g‖, max|w|
         groups = []
         for group in self.optimizer.param_groups:
@@ -283,7 +246,7 @@ class DecayMonitor:
                 w, b, d, g, max_abs = raw.cpu().numpy().astype(np.float64).reshape(5, len(idx))
                 with np.errstate(invalid="ignore", divide="ignore"):
                     ratio = np.where(b > 0, d / b, np.nan)
-                    angle = np.where(self._directional[idx] & (b > 0) & (w > 0), _kahan_angle(w, b, d), np.nan)
+                    angle = np.where(self._directional[idx] & (b > 0) & (w > 0), kahan_angle(w, b, d), np.nan)
                 values[idx, :len(METRICS)] = np.stack([w, g, ratio, angle, max_abs], axis=1)
                 present[idx] = True
             values[:, len(METRICS):] = np.asarray(groups, dtype=float)[self._group_of]
@@ -402,29 +365,9 @@ class DecayMonitor:
     def __str__(self) -> str:
         """A per-parameter table over the last quarter of the run: ‖w‖, ‖Δw‖/‖w‖, the measured and
         predicted rotation angles, max|w| against AdamW's 1/λ bound, and flags a person should look at."""
-        latest = self.latest()
-        if not latest:
-            return f"DecayMonitor: nothing recorded yet ({len(self._tracked)} tensors watched)"
-        head = ("param", "‖w‖", "Δw/w", "angle", "predicted", "max|w|", "bound", "flags")
-        rows = []
-        for s in self.summary():
-            r = latest[s["param"]]
-            flags = []
-            if s["angle_ratio"] is not None and not 0.5 <= s["angle_ratio"] <= 2:
-                flags.append(f"angle ×{s['angle_ratio']:.2g} of equilibrium")
-            if s["max_abs_bound"] is not None and s["max_abs"] > s["max_abs_bound"]:
-                flags.append("above 1/λ bound")
-            if r["weight_norm"] == 0:
-                flags.append("all zero")
-            rows.append((s["param"], f"{r['weight_norm']:.3g}", f"{r['update_ratio']:.2g}", f"{s['angle']:.2g}",
-                         "—" if s["predicted_angle"] is None else f"{s['predicted_angle']:.2g}",
-                         f"{s['max_abs']:.3g}", "—" if s["max_abs_bound"] is None else f"{s['max_abs_bound']:.3g}",
-                         ", ".join(flags)))
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
-        lines = [f"DecayMonitor: {len(rows)} tensors, step {self._steps} (means over the last quarter of the run)",
-                 "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
-        lines += ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip() for row in rows]
-        return "\n".join(lines)
+        from decaylab.diagnostics.monitor_views import table
+
+        return table(self)
 
     # --- scalars for loggers ----------------------------------------------------------------
     def scalars(self, metrics: Sequence[str] = (*METRICS, "predicted_angle")) -> dict[str, float]:
@@ -459,65 +402,11 @@ class DecayMonitor:
     # --- plotting ---------------------------------------------------------------------------
     def plot(self, metrics: Sequence[str] = ("angle", "weight_norm", "update_ratio", "max_abs"),
              params: Sequence[str] | None = None, top: int | None = 8):
-        """A matplotlib ``Figure`` with one panel per metric over steps.
+        """A matplotlib ``Figure`` with one panel per metric over steps (:func:`.monitor_views.plot`: the
+        ``top`` largest tensors one line each with their predictions dashed, the rest one grey band)."""
+        from decaylab.diagnostics.monitor_views import plot
 
-        The ``top`` largest tensors (most elements; ties in optimizer order) among ``params``
-        (default: all recorded) are drawn one line each, with dashed lines of the same colour for
-        ``predicted_angle`` (angle panel) and ``max_abs_bound`` (max_abs panel); the rest are one
-        grey band per panel (their per-step minimum to maximum) with their median as a grey line.
-        So a panel has at most 2·``top`` + 1 lines and ``top`` + 1 legend entries however many
-        tensors the model has. ``top=None`` draws every tensor as a line.
-        """
-        from decaylab._figures import new_figure
-
-        for m in metrics:
-            check_choice("metrics", m, METRICS)
-        if top is not None:
-            top = check_int("top", top, low=1)
-        recorded = self.params
-        params = recorded if params is None else list(params)
-        for name in params:
-            if name not in recorded:
-                raise ValueError(f"params must be among {', '.join(recorded) or '(none recorded)'}, got {name!r}")
-        numel = {name: p.numel() for name, p, _ in self._tracked}
-        order = sorted(range(len(params)), key=lambda k: -numel[params[k]])
-        shown = params if top is None or len(params) <= top else [params[k] for k in sorted(order[:top])]
-        rest = [name for name in params if name not in shown]
-
-        fig, axes = new_figure(4.2 * len(metrics), 3.4, feature="DecayMonitor.plot", dpi=None, nrows=1,
-                               ncols=len(metrics), squeeze=False)
-        axes = axes[0]
-        predictions = {"angle": "predicted_angle", "max_abs": "max_abs_bound"}
-        for ax, metric in zip(axes, metrics):
-            for name in shown:
-                steps, values = self.series(name, metric)
-                (line,) = ax.plot(steps, values, lw=1, label=name)
-                if metric in predictions:
-                    _, pred = self.series(name, predictions[metric])
-                    if any(v is not None for v in pred):
-                        ax.plot(steps, [math.nan if v is None else v for v in pred], ls="--", lw=1,
-                                color=line.get_color())
-            if rest:
-                self._band(ax, metric, rest)
-            ax.set_xlabel("step")
-            ax.set_title(metric.replace("_", " ") + (" (dashed: predicted)" if metric in predictions else ""))
-            if metric in ("weight_norm", "update_ratio", "angle", "grad_norm"):
-                ax.set_yscale("log")
-        axes[0].legend(fontsize="x-small")
-        return fig
-
-    def _band(self, ax, metric: str, names: list[str]) -> None:
-        """Grey min–max band and median line of ``metric`` over the tensors ``names``, per kept step."""
-        store = self._store
-        cols = [self._index(name) for name in names]
-        values = store.samples[:, cols, FIELDS.index(metric)]
-        rows = ~np.isnan(values).all(axis=1)
-        if not rows.any():
-            return
-        steps, values = store.steps[rows], values[rows]
-        ax.fill_between(steps, np.nanmin(values, axis=1), np.nanmax(values, axis=1), color="0.6", alpha=0.3, lw=0,
-                        label=f"other {len(names)} tensors (min–max, median)")
-        ax.plot(steps, np.nanmedian(values, axis=1), color="0.45", lw=1)
+        return plot(self, metrics, params, top)
 
 
 def _or_nan(value: float | None) -> float:
