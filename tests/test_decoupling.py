@@ -155,7 +155,7 @@ def _fit(slope, low, high):
 def test_the_verdict_is_decided_by_which_slopes_the_interval_holds():
     # brute force over intervals: against expected e, "agrees" iff the interval holds e and neither other
     # slope of {−1, 0, +1}, "inconclusive" iff it holds e and another, "disagrees" iff it misses e
-    from decaylab.experiments import decoupling
+    from decaylab.experiments import decoupling_text
 
     ends = np.round(np.arange(-1.6, 1.61, 0.2), 2)
     checked = set()
@@ -165,7 +165,7 @@ def test_the_verdict_is_decided_by_which_slopes_the_interval_holds():
                 inside = [v for v in (-1.0, 0.0, 1.0) if low <= v <= high]
                 want = ("disagrees" if expected not in inside else "agrees" if inside == [expected]
                         else "inconclusive")
-                verdict = decoupling._verdict(_fit((low + high) / 2, low, high), expected)
+                verdict = decoupling_text.verdict_text(_fit((low + high) / 2, low, high), expected)
                 assert verdict.startswith(want), (low, high, expected, verdict)
                 checked.add(want)
     assert checked == {"agrees", "disagrees", "inconclusive"}
@@ -182,7 +182,7 @@ def _named_arms(text):
 
 @pytest.mark.parametrize("regime", ["paper-like", "equilibrium-like"])
 def test_the_explanation_names_each_arm_under_the_picture_its_interval_holds(regime):
-    from decaylab.experiments import decoupling
+    from decaylab.experiments import decoupling, decoupling_text
 
     paper_like = {"sgd": _fit(-0.9, -1.3, -0.6), "adam": _fit(-1.1, -1.4, -0.8), "sgdw": _fit(0.1, -0.2, 0.3),
                   "adamw": _fit(0.05, -0.3, 0.3), "adamw-lr": _fit(-0.95, -1.3, -0.7)}
@@ -190,7 +190,7 @@ def test_the_explanation_names_each_arm_under_the_picture_its_interval_holds(reg
     fits = paper_like if regime == "paper-like" else dict(
         paper_like, sgd=_fit(0.1, -0.2, 0.4), adam=_fit(-0.5, -1.2, 0.2), sgdw=_fit(-0.6, -0.8, -0.4),
         adamw=_fit(0.9, 0.7, 1.2))
-    text = decoupling._explanation(decoupling.ARMS, fits)
+    text = decoupling_text.scaling_explanation(decoupling.ARMS, fits)
     named, groups = _named_arms(text)
     # an arm is explained when its interval holds exactly one of the pictures its family has a sentence for
     # (coupled: 0 or −1; schedule-scaled decoupled: +1 or 0), and each sentence groups arms of one picture
@@ -200,7 +200,7 @@ def test_the_explanation_names_each_arm_under_the_picture_its_interval_holds(reg
     assert set(named) == expected and expected == ({"sgd", "adam", "sgdw", "adamw"} if regime == "paper-like"
                                                    else {"sgd", "adamw"})
     assert all(named[k] == f"{fits[k].slope:+.2f}" for k in named)            # the measured slopes are quoted
-    assert all(len({decoupling._classify(fits[k]) for k in who}) == 1 for who in groups)
+    assert all(len({decoupling_text.picture_of(fits[k]) for k in who}) == 1 for who in groups)
     assert f"difference {fits['adamw'].slope - fits['adamw-lr'].slope:+.2f}" in text   # schedule vs lr: exactly 1
     # the BatchNorm hypothesis is offered exactly when no coupled arm shows the paper's diagonal
     diagonal = [k for k in ("sgd", "adam") if fits[k].ci_low <= -1.0 <= fits[k].ci_high and fits[k].ci_high < 0]
