@@ -43,6 +43,7 @@ import torch
 
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab._extras import needs
+from decaylab._isolation import isolated
 from decaylab.experiments.basin import BasinFit, fit_basin
 
 __all__ = ["LrDecayMap", "draw_error_map", "lr_decay_map", "plot_maps"]
@@ -130,6 +131,7 @@ def _grid(name: str, values) -> np.ndarray:
     return grid
 
 
+@isolated()              # the factory's probes draw from the global generator: the caller's is kept
 def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, optimizer: str = "adamw",
                  lrs: Sequence[float], decays: Sequence[float], seeds: Sequence[int] = (0, 1, 2),
                  decay_scaling: str = "schedule", epochs: int = 100, batch_size: int = 64,
@@ -142,7 +144,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     """Train ``model_factory()`` at every (lr, λ, seed) of the grid and return the map.
 
     Args:
-        model_factory: builds one model (called after ``torch.manual_seed(seed)``); no
+        model_factory: builds one model (on the global generator seeded with the member's seed); no
             BatchNorm or dropout (see :func:`decaylab.train.batched.check_batchable`).
         train, test: ``(X, y)`` pairs (or objects with ``.X``/``.y``, e.g. ``decaylab.data`` splits).
         optimizer: ``"sgd"`` / ``"adam"`` (coupled L2: ``g ← ∇L + λw``) or ``"sgdw"`` /
@@ -221,8 +223,9 @@ def _regime(model_factory, X, seed: int, decay_biases: bool, dtype: torch.dtype)
     """Which regime the model's decayed weights are in, probed on the first 64 training inputs."""
     from decaylab.experiments.theory import detect_regime
 
-    torch.manual_seed(seed)
-    return detect_regime(model_factory(), torch.as_tensor(X[:64]).to(dtype), decay_biases=decay_biases)
+    with isolated(seed):
+        model = model_factory()
+    return detect_regime(model, torch.as_tensor(X[:64]).to(dtype), decay_biases=decay_biases)
 
 
 def _log_edges(grid: np.ndarray) -> np.ndarray:

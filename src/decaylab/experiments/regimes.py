@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from decaylab._isolation import isolated, seeded_generator
+
 __all__ = ["REGIME_SETUPS", "RegimeSetup", "equilibrium_check", "normalized_mlp"]
 
 
@@ -126,27 +128,27 @@ def equilibrium_check(model_factory, train, *, optimizer: str, decay_scaling: st
     quarter of training, the predicted equilibrium angle (``None`` for coupled Adam), and their ratio."""
     from decaylab.monitor import DecayMonitor
 
-    torch.manual_seed(seed)
-    model = model_factory()
-    # only weights are decayed, as in the batched maps
-    weights = [p for p in model.parameters() if p.dim() >= 2]
-    others = [p for p in model.parameters() if p.dim() < 2]
-    opt = _optimizer([{"params": weights}, {"params": others, "weight_decay": 0.0}], optimizer, decay_scaling,
-                     lr, decay, momentum)
-    first = param if param is not None else next(n for n, p in model.named_parameters() if p.dim() >= 2)
-    X, y = train.X, train.y
-    steps = epochs * -(-len(X) // batch_size)
-    # every step, all kept (one tensor): the last quarter's mean is over exactly its steps
-    monitor = DecayMonitor(model, opt, include=first, every=1, max_records=max(2, steps))
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(X), generator=gen)
-        for start in range(0, len(X), batch_size):
-            idx = order[start:start + batch_size]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            opt.step()
-    monitor.detach()
+    with isolated(seed):                   # the model's initial weights, and the caller's generator kept
+        model = model_factory()
+        # only weights are decayed, as in the batched maps
+        weights = [p for p in model.parameters() if p.dim() >= 2]
+        others = [p for p in model.parameters() if p.dim() < 2]
+        opt = _optimizer([{"params": weights}, {"params": others, "weight_decay": 0.0}], optimizer, decay_scaling,
+                         lr, decay, momentum)
+        first = param if param is not None else next(n for n, p in model.named_parameters() if p.dim() >= 2)
+        X, y = train.X, train.y
+        steps = epochs * -(-len(X) // batch_size)
+        # every step, all kept (one tensor): the last quarter's mean is over exactly its steps
+        monitor = DecayMonitor(model, opt, include=first, every=1, max_records=max(2, steps))
+        gen = seeded_generator(seed)
+        for _ in range(epochs):
+            order = torch.randperm(len(X), generator=gen)
+            for start in range(0, len(X), batch_size):
+                idx = order[start:start + batch_size]
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+                opt.step()
+        monitor.detach()
     row = monitor.summary(last=0.25)[0]
     return {"param": first, "lr": lr, "weight_decay": decay, "angle": row["angle"],
             "predicted_angle": row["predicted_angle"], "ratio": row["angle_ratio"]}

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int, error_line
+from decaylab._isolation import isolated
 from decaylab._progress import progress_bar
 from decaylab.groups import DEFAULT_NO_DECAY_NAMES
 from decaylab.sweeps.engines import ENGINES, RUNNERS, TrainingJob
@@ -28,7 +29,7 @@ BUILTIN_MODELS = ("mlp", "linear")
 STORE_FORMAT = 2          # part of every key: bump when the meaning of a stored row changes
 #                           (2: what decays follows param_groups' rule; optimizer options cautious/l1_decay/…)
 MAX_MEMBERS = 100_000     # members (λ × lr × seed × fold) in one sweep
-MAX_SEED = 2**63 - 1      # torch.manual_seed's range
+MAX_SEED = 2**63 - 1      # the range of a torch generator's seed
 MAX_SPLIT_SEED = 2**32 - 1   # numpy's RandomState (scikit-learn's random_state)
 
 
@@ -42,6 +43,7 @@ class SweepInterrupted(KeyboardInterrupt):
         super().__init__(f"interrupted: {stored} of {pending} {unit} finished, {where}")
 
 
+@isolated()              # nothing a sweep runs changes the caller's global generator or thread count
 def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, seed=0, folds: int | None = 5,
           holdout: float | None = None, optimizer: str = "adamw", decay_scaling: str = "lr", momentum: float = 0.0,
           betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, lr_schedule: str = "constant",
@@ -53,12 +55,13 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
           no_decay_types: Sequence[type] | None = None, no_decay_names: Sequence[str] = DEFAULT_NO_DECAY_NAMES,
           decay_names: Sequence[str] = (), decay_embeddings: bool = False,
           progress: bool = False, device=None, method: str = "grid", hessian: str = "kron",
-          per_layer: bool = True, marglik_frequency: int = 1) -> SweepResult:
+          per_layer: bool = True, marglik_frequency: int = 1, standardize: bool = False) -> SweepResult:
     """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ.
 
     Args:
         model: a built-in name (``"mlp"`` with ``hidden`` widths, ``"linear"``) or a zero-argument
-            factory returning a fresh ``nn.Module`` (called after ``torch.manual_seed(seed)``).
+            factory returning a fresh ``nn.Module`` (called on the global generator seeded with the member's
+            seed; the caller's generator and thread count are left as they were).
         data: a built-in dataset name (``decaylab.data``; its train+val rows are cross-validated
             and its test split is evaluated), ``(X, y)`` arrays/tensors, or a torch ``Dataset`` of
             ``(x, y)`` items.
@@ -98,6 +101,10 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
             (per layer) from the Laplace evidence — :mod:`decaylab.sweeps.marglik`, with ``hessian``,
             ``per_layer`` and ``marglik_frequency``; ``lambdas`` is then ``None`` or one starting λ; ``store``
             keeps each finished (lr, seed) run.
+        standardize: standardize every member's features with the mean and standard deviation of its own
+            training rows (float64 statistics; constant features to 0), applied to its validation rows and to
+            ``test_data`` with the same member statistics (:mod:`decaylab.train.standardization`): no
+            validation row takes part. With ``method="marglik"`` a run's training rows are all rows.
     Returns:
         :class:`~decaylab.sweeps.result.SweepResult`.
     Raises:
@@ -120,7 +127,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         return marglik_sweep(model, data, lambdas, lr=lr, seed=seed, optimizer=optimizer, momentum=momentum,
                              epochs=epochs, batch_size=batch_size, loss=loss, dtype=dtype, hidden=hidden,
                              test_data=test_data, model_key=model_key, hessian=hessian, per_layer=per_layer,
-                             marglik_frequency=marglik_frequency, store=store)
+                             marglik_frequency=marglik_frequency, store=store, standardize=standardize)
     start = time.perf_counter()
     lambdas = check_grid("lambdas", lambdas)
     lrs = check_grid("lr", lr, low_open=True)
@@ -139,7 +146,7 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
         loss = "cross_entropy" if not torch.is_floating_point(y) else "mse"
     check_choice("loss", loss, ("cross_entropy", "mse"))
     classification = loss == "cross_entropy"
-    _check_values_fit(X, y, eval_sets, dtype)
+    _check_values_fit(X, y, eval_sets, dtype, features=not standardize)
     if classification and len(torch.unique(y)) < 2:
         raise InputError(f"data has a single class ({int(y[0])}) in y: every member would score 1.0 at every λ; "
                          "cross-validating λ needs at least 2 classes")
@@ -151,7 +158,8 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr=1e-3, 
                          dampening=dampening, nesterov=nesterov, betas=tuple(betas), eps=eps, amsgrad=amsgrad,
                          decay_scaling=decay_scaling, cautious=cautious, l1_decay=l1_decay, lr_schedule=lr_schedule,
                          loss=loss, decay_biases=decay_biases, dtype=dtype, no_decay_types=no_decay_types,
-                         no_decay_names=no_decay_names, decay_names=decay_names, decay_embeddings=decay_embeddings)
+                         no_decay_names=no_decay_names, decay_names=decay_names, decay_embeddings=decay_embeddings,
+                         standardize=standardize)
     model_factory, model_spec = _resolve_model(model, X, y, classification, hidden, model_key,
                                                keyed=store is not None)
     if isinstance(model, str):                      # built-in MLPs take features: integer X becomes float
@@ -260,7 +268,11 @@ def _table_row(point, key: str, result: Mapping, metric: str, from_store: bool) 
 
 
 def _config_dict(config: TrainConfig) -> dict:
+    """The training configuration as it enters the store key (``standardize`` only when on, so the keys of
+    stores written before it existed still match)."""
     out = dataclasses.asdict(config)
+    if not config.standardize:
+        out.pop("standardize")
     out["dtype"] = str(config.dtype)
     if config.no_decay_types is not None:
         out["no_decay_types"] = [f"{t.__module__}.{t.__qualname__}" for t in config.no_decay_types]
@@ -288,11 +300,14 @@ def _check_seeds(seed) -> list[int]:
     return values
 
 
-def _check_values_fit(X: torch.Tensor, y: torch.Tensor, eval_sets: Mapping, dtype: torch.dtype) -> None:
-    """Refuse features or targets whose magnitude overflows the training ``dtype``."""
+def _check_values_fit(X: torch.Tensor, y: torch.Tensor, eval_sets: Mapping, dtype: torch.dtype,
+                      features: bool = True) -> None:
+    """Refuse features or targets whose magnitude overflows the training ``dtype`` (``features=False``: the
+    targets only — standardized features are scaled before they are cast)."""
     largest = torch.finfo(dtype).max
     named = [("data X", X), ("data y", y)] + [(f"{name} {part}", t) for name, pair in eval_sets.items()
                                               for part, t in zip("Xy", pair)]
+    named = [(name, t) for name, t in named if features or not name.endswith("X")]
     for name, values in named:
         if torch.is_floating_point(values) and values.numel():
             peak = float(values.detach().abs().max())

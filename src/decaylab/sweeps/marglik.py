@@ -28,11 +28,13 @@ from typing import Any
 
 import torch
 
-from decaylab._checks import check_choice, check_int
+from decaylab._checks import InputTypeError, check_choice, check_int
+from decaylab._isolation import isolated
 from decaylab.sweeps.grid import check_grid
 from decaylab.sweeps.result import SweepResult
 from decaylab.sweeps.select import summarize
 from decaylab.sweeps.store import ResultStore, config_key, plain_json
+from decaylab.train.standardization import Standardization
 
 COUPLED = {"adamw": "adam", "adam": "adam", "sgdw": "sgd", "sgd": "sgd"}
 
@@ -93,11 +95,13 @@ def _factory_embeds_ids(model) -> bool:
 def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: float, epochs: int,
                   batch_size: int, loss: str | None, dtype: torch.dtype, hidden, test_data, model_key,
                   hessian: str = "kron", per_layer: bool = True, marglik_frequency: int = 1,
-                  store: str | None = None) -> MarglikSweepResult:
+                  store: str | None = None, standardize: bool = False) -> MarglikSweepResult:
     """One evidence-trained model per (lr, seed) (module docstring). ``lambdas``: ``None`` (start at δ = 1,
     i.e. λ = 1/N) or one starting λ. ``store``: a results store (:mod:`decaylab.sweeps.store`) — each
     finished run is written as it finishes and read back instead of retrained; Ctrl-C raises
-    :class:`~decaylab.sweeps.api.SweepInterrupted` after the finished runs are stored."""
+    :class:`~decaylab.sweeps.api.SweepInterrupted` after the finished runs are stored. ``standardize``: the
+    features standardized with the statistics of the runs' training rows — all rows
+    (:class:`~decaylab.train.standardization.Standardization`), applied to ``test_data`` too."""
     from decaylab.evidence.curvature import HESSIANS
     from decaylab.sweeps.api import STORE_FORMAT, SweepInterrupted, _check_seeds, _resolve_data, _resolve_model
 
@@ -118,8 +122,14 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
     if loss is None:
         loss = "cross_entropy" if not torch.is_floating_point(y) else "mse"
     check_choice("loss", loss, ("cross_entropy", "mse"))
+    if not isinstance(standardize, bool):
+        raise InputTypeError(f"standardize must be True or False, got {standardize!r}")
     if not X.is_floating_point() and not _factory_embeds_ids(model):    # token ids stay integers, as in marglik()
         X = X.to(dtype)
+    if standardize:
+        scaler = Standardization.fit(X)
+        X = scaler.apply(X).to(dtype)
+        eval_sets = {name: (scaler.apply(torch.as_tensor(ex)).to(dtype), ey) for name, (ex, ey) in eval_sets.items()}
     factory, model_spec = _resolve_model(model, X, y, loss == "cross_entropy", hidden, model_key,
                                          keyed=store is not None)
     X = X.to(dtype) if X.is_floating_point() else X
@@ -128,7 +138,7 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
               "hessian": hessian, "per_layer": per_layer, "marglik_frequency": marglik_frequency,
               "train": {"optimizer": COUPLED[optimizer], "requested_optimizer": optimizer, "momentum": momentum,
                         "epochs": epochs, "batch_size": batch_size, "loss": loss, "dtype": str(dtype),
-                        "start_lambda": start_lambda}}
+                        "start_lambda": start_lambda, **({"standardize": True} if standardize else {})}}
     runs = [(lr_value, s) for lr_value in lrs for s in seeds]
     keys = [config_key(config, {"lr": lr_value, "seed": s}) for lr_value, s in runs]
     sweep_key = config_key(config)
@@ -163,7 +173,8 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
         curve.extend(record["curve"])
         layers.append(record["layers"])
     summary = summarize(table)
-    best_row = max(table, key=lambda r: r["val_metric"] if math.isfinite(r["val_metric"]) else -math.inf)
+    usable = [r for r in table if math.isfinite(r["val_metric"])]        # none if every run diverged
+    best_row = max(usable, key=lambda r: r["val_metric"]) if usable else {"lambda": None, "lr": None}
     return MarglikSweepResult(table=table, summary=summary, best_lambda=best_row["lambda"], best_lr=best_row["lr"],
                               lambda_1se=None, metric="evidence", config=config, engine="marglik",
                               wall_time=time.perf_counter() - start, trained=trained, evidence_curve=curve,
@@ -172,27 +183,30 @@ def marglik_sweep(model, data, lambdas, *, lr, seed, optimizer: str, momentum: f
 
 def _train_one(factory, X, y, eval_sets, dtype, lr_value: float, seed: int, key: str, *, hessian, per_layer, loss,
                epochs, batch_size, optimizer, momentum, start_lambda, frequency) -> dict:
-    """One evidence-trained run: its table row, its evidence curve and its final λ per layer (JSON-able)."""
+    """One evidence-trained run: its table row, its evidence curve and its final λ per layer (JSON-able). A run
+    that diverged (:attr:`OnlineResult.diverged <decaylab.evidence.online.OnlineResult>`) is a ``diverged``
+    row with NaN λ, losses and evidence, as a diverged grid member."""
     from decaylab.evidence.online import train_marglik
 
-    torch.manual_seed(seed)
-    net = factory().to(dtype)
-    t0 = time.perf_counter()
-    run = train_marglik(net, (X, y), hessian=hessian, per_layer=per_layer, loss=loss, epochs=epochs,
-                        batch_size=batch_size, lr=lr_value, optimizer=optimizer, momentum=momentum,
-                        weight_decay=start_lambda, frequency=frequency, seed=seed, eval_sets=eval_sets)
-    single = run.final if not per_layer else run.final.refit(
+    with isolated(seed):                 # the initial weights and dropout; the caller's generator is kept
+        net = factory().to(dtype)
+        t0 = time.perf_counter()
+        run = train_marglik(net, (X, y), hessian=hessian, per_layer=per_layer, loss=loss, epochs=epochs,
+                            batch_size=batch_size, lr=lr_value, optimizer=optimizer, momentum=momentum,
+                            weight_decay=start_lambda, frequency=frequency, seed=seed, eval_sets=eval_sets)
+    nan = math.nan
+    single = run.final if run.diverged or not per_layer else run.final.refit(
         net, per_layer=False,
         weight_decay=math.exp(sum(map(math.log, run.weight_decay.values())) / len(run.weight_decay)))
     wall = time.perf_counter() - t0
     test = run.evals.get("test", {})
-    norm = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in net.parameters()))
-    row = {"lambda": single.lambda_, "lr": lr_value, "seed": seed, "fold": -1, "train_loss": run.train_loss,
-           "val_loss": math.nan, "val_accuracy": math.nan, "val_metric": run.final.log_evidence,
-           "weight_norm": norm, "epochs_run": epochs, "steps": run.steps,
-           "diverged": not math.isfinite(run.final.log_evidence), "wall_time": wall,
-           "test_loss": test.get("loss", math.nan), "test_accuracy": test.get("accuracy", math.nan),
-           "key": key, "log_evidence": run.final.log_evidence, "log_evidence_global": single.log_evidence}
+    norm = nan if run.diverged else math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in net.parameters()))
+    evidence, global_evidence = (nan, nan) if run.diverged else (run.final.log_evidence, single.log_evidence)
+    row = {"lambda": nan if run.diverged else single.lambda_, "lr": lr_value, "seed": seed, "fold": -1,
+           "train_loss": run.train_loss, "val_loss": nan, "val_accuracy": nan, "val_metric": evidence,
+           "weight_norm": norm, "epochs_run": run.epochs_run, "steps": run.steps, "diverged": run.diverged,
+           "wall_time": wall, "test_loss": test.get("loss", nan), "test_accuracy": test.get("accuracy", nan),
+           "key": key, "log_evidence": evidence, "log_evidence_global": global_evidence}
     return {"row": row, "curve": [{"lr": lr_value, "seed": seed, **h} for h in run.history],
-            "layers": {"lr": lr_value, "seed": seed, "weight_decay": dict(run.weight_decay),
-                       "sigma": run.final.sigma}}
+            "layers": {"lr": lr_value, "seed": seed, "weight_decay": {} if run.diverged else dict(run.weight_decay),
+                       "sigma": None if run.diverged else run.final.sigma}}

@@ -20,11 +20,11 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
+from decaylab._isolation import isolated, seeded_generator
 from decaylab.train.batched import (
     CHECK_ROWS,
     Member,
@@ -40,6 +40,7 @@ from decaylab.train.chunking import (
 )
 from decaylab.train.devices import resolve_device
 from decaylab.train.members import _as_tensors
+from decaylab.train.standardization import MemberFeatures
 
 PROBE_REPEATS = 3          # timings per engine; the median decides
 PROBE_MIN_SECONDS = 0.05   # each timing runs whole steps until at least this long
@@ -83,8 +84,8 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
     """Resolve ``engine`` (``auto`` → batched or sequential) and the batched chunk size (each of ``workers``
     processes with its share of the budget and of the members); see the module docstring."""
     device = resolve_device(device)
-    torch.manual_seed(0)
-    probe = model_factory()
+    with isolated(0):
+        probe = model_factory()
     reason = check_batchable(probe)
     if engine == "sequential":
         return SweepPlan("sequential", None, "sequential: engine='sequential' was asked for")
@@ -92,6 +93,8 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
         if engine == "auto":
             return SweepPlan("sequential", None, f"sequential: {reason}")
         return SweepPlan(engine, chunk_size, f"{engine}: cannot batch this model ({reason})")
+    if config.standardize:               # the features as the members see them (member 0's standardization)
+        X = MemberFeatures(X, members[:1], config).X
     sample, _ = _as_tensors(X[:CHECK_ROWS], y[:CHECK_ROWS], config, "cpu")
     path = _StackedModel(model_factory, members[:2], config, "cpu", sample=sample).path
     plan = _chunk_plan(probe, X, config, len(members), chunk_size, device, budget, workers)
@@ -99,27 +102,15 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
         return SweepPlan(engine, plan.size, f"{engine}, {path} — {plan.describe()}")
     if path.path == "fast":
         return SweepPlan("batched", plan.size, f"auto → batched, {path} — {plan.describe()}")
-    with _threads_of_a_worker(workers):
+    from decaylab.sweeps.engines import worker_threads
+
+    # timed on the torch threads one of the worker processes will have (the caller's setting is restored)
+    with isolated(threads=worker_threads(workers) if workers > 1 else None):
         times = probe_times(model_factory, X, y, config, members[:plan.size], device)
     engine, why = choose_engine(times)
     if engine == "batched":
         return SweepPlan("batched", plan.size, f"auto → batched, {path}; {why} — {plan.describe()}")
     return SweepPlan("sequential", None, f"auto → sequential ({path.path} path): {why}")
-
-
-@contextmanager
-def _threads_of_a_worker(workers: int):
-    """Torch threads as one of ``workers`` processes has them (:func:`decaylab.sweeps.engines.worker_threads`)
-    while the probe runs, so both engines are timed as they will train."""
-    from decaylab.sweeps.engines import worker_threads
-
-    before = torch.get_num_threads()
-    if workers > 1:
-        torch.set_num_threads(worker_threads(workers))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _chunk_plan(model, X, config: TrainConfig, n_members: int, chunk_size, device, budget, workers):
@@ -138,10 +129,10 @@ def probe_times(model_factory, X, y, config: TrainConfig, members: Sequence[Memb
     from decaylab.train.divergence import runaway_limit
 
     X, y = _as_tensors(X, y, config, device)
-    gen = torch.Generator().manual_seed(0)
+    gen = seeded_generator(0)
     batched_step = stacked_step(model_factory, X, y, config, members, device, gen)
-    torch.manual_seed(members[0].seed)
-    model = model_factory().to(config.dtype).to(device)
+    with isolated(members[0].seed):
+        model = model_factory().to(config.dtype).to(device)
     alone_optimizer, _ = member_optimizer(model, members[0], config)
     limit = runaway_limit(config.loss, y)
 

@@ -71,6 +71,8 @@ class TrainConfig:
     ``decay_embeddings``; ``decay_biases=True`` decays every parameter (``decay_names=("*",)``).
 
     ``lr_schedule`` ∈ {constant, cosine}; ``loss`` ∈ {cross_entropy, mse}; ``dtype`` of parameters and data.
+    ``standardize``: each member's features standardized with the statistics of its own training rows, applied
+    to its validation rows and the evaluation sets too (:mod:`decaylab.train.standardization`).
     """
 
     optimizer: str = "adamw"
@@ -93,6 +95,7 @@ class TrainConfig:
     no_decay_names: tuple[str, ...] = DEFAULT_NO_DECAY_NAMES
     decay_names: tuple[str, ...] = ()
     decay_embeddings: bool = False
+    standardize: bool = False
 
     def __post_init__(self):
         spec = self.spec                                   # checks the optimizer and its options
@@ -108,6 +111,8 @@ class TrainConfig:
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         if self.no_decay_types is not None:
             object.__setattr__(self, "no_decay_types", tuple(self.no_decay_types))
+        if not isinstance(self.standardize, bool):
+            raise InputTypeError(f"standardize must be True or False, got {self.standardize!r}")
 
     @property
     def spec(self) -> OptimizerSpec:
