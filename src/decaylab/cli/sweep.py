@@ -8,8 +8,9 @@
 ``DATA`` is a built-in dataset name (moons, poly, digits, breast_cancer, mnist1d: its train and
 validation rows are cross-validated, its test split evaluated) or a file: a CSV with a header
 row (every column numeric; ``--target`` names the target column) or an NPZ with arrays ``X``
-and ``y`` (``--target`` names another target array). Features of a file are standardized
-(mean 0, standard deviation 1 over all rows) for the built-in models; ``--model MODULE:NAME`` (your
+and ``y`` (``--target`` names another target array). Features of a file are standardized for the
+built-in models, per member with its own training rows' mean and standard deviation (``sweep(…,
+standardize=True)``: no validation row takes part); ``--model MODULE:NAME`` (your
 own model, :mod:`decaylab.cli.user_model`) gets X as stored: an NPZ's shape (images, token sequences)
 and integer ids are kept, nothing is standardized. Grids are ``START:STOP:COUNT`` (log-spaced) or
 comma lists. Writes ``DIR/results.json``, ``DIR/results.csv``, ``DIR/validation_curve.png`` and
@@ -192,21 +193,22 @@ def load_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def standardize(X: np.ndarray) -> np.ndarray:
-    """Columns to mean 0, standard deviation 1 (constant columns to 0), as float32.
+    """Columns to mean 0, standard deviation 1 over all rows of ``X`` (constant columns to 0), as float32:
+    :class:`decaylab.train.standardization.Standardization` fitted on ``X`` itself (its columns are first
+    divided by their largest magnitude, so values near ±1e308 standardize like small ones). The sweep no
+    longer uses it (it standardizes per member, on the training rows only)."""
+    import torch
 
-    Each column is first divided by its largest magnitude, so values near ±1e308 (whose squares
-    overflow) standardize to the same numbers as small ones instead of to 0.
-    """
-    peak = np.abs(X).max(axis=0)
-    X = X / np.where(peak > 0, peak, 1.0)
-    scale = X.std(axis=0)
-    return ((X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)).astype(np.float32)
+    from decaylab.train.standardization import Standardization
+
+    X = torch.as_tensor(np.asarray(X, dtype=float))
+    return Standardization.fit(X).apply(X).numpy().astype(np.float32)
 
 
 def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool = False):
-    """``((X, y), task)`` from a CSV/NPZ: standardized float32 features (``as_stored``: X as the file holds it,
-    for the user's own model — shape kept, integers as int64, floats as float32), integer classes or float
-    targets."""
+    """``((X, y), task)`` from a CSV/NPZ: float64 feature rows, flattened, for the built-in models (the sweep
+    standardizes them per member, ``standardize=True``; ``as_stored``: X as the file holds it, for the user's own
+    model — shape kept, integers as int64, floats as float32), integer classes or float targets."""
     if os.path.isdir(path):
         raise UsageError(f"DATA {path!r} is a directory: give a .csv or .npz file, or a built-in dataset "
                          f"({', '.join(BUILTIN_DATASETS)})")
@@ -230,7 +232,7 @@ def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool 
     if as_stored:
         X = X.astype(np.int64) if X.dtype.kind in "biu" else X.astype(np.float32)
     else:
-        X = standardize(X.reshape(len(X), -1).astype(float))
+        X = X.reshape(len(X), -1).astype(float)
     if task == "classification":
         if not np.all(values == np.round(values)):
             raise UsageError(f"--task classification needs integer class labels in the target, got {values[:5]}")
@@ -249,10 +251,11 @@ def run(args: argparse.Namespace) -> int:
         outputs = OUTPUT_FILES
     model, hidden = model_and_hidden(args)
     out_dir = prepare_out_dir(args.out, outputs)
+    standardize = args.data not in BUILTIN_DATASETS and isinstance(model, str)   # a file, for a built-in model
     if args.data in BUILTIN_DATASETS:
         data, loss = args.data, None
     else:
-        data, task = prepare_file_data(args.data, args.target, args.task, as_stored=not isinstance(model, str))
+        data, task = prepare_file_data(args.data, args.target, args.task, as_stored=not standardize)
         loss = "cross_entropy" if task == "classification" else "mse"
     import decaylab
 
@@ -260,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "marglik":
         from decaylab.cli.sweep_marglik import run_marglik
 
-        return run_marglik(args, model, hidden, data, loss, out_dir, store)
+        return run_marglik(args, model, hidden, data, loss, out_dir, store, standardize=standardize)
 
     def train():
         return decaylab.sweep(
@@ -268,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
             folds=args.folds, holdout=args.holdout, optimizer=args.optimizer, decay_scaling=args.decay_scaling,
             momentum=args.momentum, lr_schedule=args.lr_schedule, epochs=args.epochs, batch_size=args.batch_size,
             loss=loss, metric=args.metric, engine=args.engine, store=store, split_seed=args.split_seed,
-            workers=args.workers, chunk_size=args.chunk_size, progress=not args.no_progress, hidden=hidden)
+            workers=args.workers, chunk_size=args.chunk_size, progress=not args.no_progress, hidden=hidden,
+            standardize=standardize)
 
     result = train_and_write(train, lambda r: write_outputs(r, out_dir, args.data), out_dir, store, "member")
     if result is None:
