@@ -87,25 +87,33 @@ def test_standardization_divides_by_the_peak_first():
     assert bool(torch.isfinite(b).all()) and float(b[:30, 1].std(correction=0)) == pytest.approx(1.0)
 
 
-class LayerNormNet(nn.Module):
+def layernorm_net():
     """Not a plain MLP: the batched engine's folded/vmap paths, which must read each member's own rows."""
+    return nn.Sequential(nn.Linear(3, 6), nn.LayerNorm(6), nn.Tanh(), nn.Linear(6, 2))
+
+
+class WithToken(nn.Module):
+    """A parameter expanded to the batch (the folded forward refuses it): the batched engine's vmap path."""
 
     def __init__(self):
         super().__init__()
-        self.inp, self.norm, self.out = nn.Linear(3, 6), nn.LayerNorm(6), nn.Linear(6, 2)
+        self.token = nn.Parameter(torch.zeros(1, 1, 3))
+        self.inner, self.out = nn.Linear(3, 6), nn.Linear(6, 2)
 
     def forward(self, x):
-        return self.out(torch.tanh(self.norm(self.inp(x))))
+        h = torch.cat([self.token.expand(len(x), -1, -1), x.view(len(x), 1, 3)], 1)
+        return self.out(torch.tanh(self.inner(h)).mean(1))
 
 
-@pytest.mark.parametrize("model", ["mlp", LayerNormNet], ids=["fast-path", "layernorm"])
-def test_batched_equals_sequential_with_standardization_in_float64(model):
+@pytest.mark.parametrize("model, path", [("mlp", "fast"), (layernorm_net, "folded"), (WithToken, "vmap")],
+                         ids=["fast", "folded", "vmap"])
+def test_batched_equals_sequential_with_standardization_in_float64(model, path):
     X, y = _data()
     test = _data(20, seed=3)
     kwargs = dict(FAST, standardize=True, dtype=torch.float64, test_data=test, seed=[0, 1])
     batched = decaylab.sweep(model, (X, y), engine="batched", **kwargs)
     alone = decaylab.sweep(model, (X, y), engine="sequential", **kwargs)
-    assert batched.engine == "batched" and alone.engine == "sequential"
+    assert batched.engine == "batched" and alone.engine == "sequential" and batched.path.startswith(f"batched, {path}")
     for b, a in zip(batched.table, alone.table):
         for column in ("train_loss", "val_loss", "val_accuracy", "weight_norm", "test_loss", "test_accuracy"):
             assert b[column] == pytest.approx(a[column], rel=1e-9, abs=1e-12), column
