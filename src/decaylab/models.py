@@ -23,6 +23,7 @@ from torch import nn
 from decaylab._checks import InputTypeError
 
 from ._checks import check_choice, check_int, check_real
+from ._isolation import isolated
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid}
 BASES = ("legendre", "monomial")
@@ -120,8 +121,7 @@ def build(name: str, *, seed: int | None = 0, dtype: torch.dtype | None = None, 
         model = cls(**kwargs)
     else:
         seed = check_int("seed", seed, low=0)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+        with isolated(seed):
             model = cls(**kwargs)
     return model if dtype is None else model.to(dtype)
 

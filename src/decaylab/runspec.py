@@ -7,7 +7,9 @@ A run is the optimizer (:class:`decaylab.optim.spec.OptimizerSpec`), what decays
 - ``loss`` ∈ {cross_entropy, mse} or ``None`` (cross-entropy for integer targets, mse for float ones);
 - ``dtype`` ∈ {torch.float32, torch.float64} of parameters and data;
 - ``device`` (``None``: CUDA when available, else the CPU) and ``seed`` (one seed or several, distinct,
-  in ``[0, 2**63 − 1]``, torch's range).
+  in ``[0, 2**63 − 1]``, torch's range);
+- ``standardize``: each member's features standardized with the mean and standard deviation of its own
+  training rows (:mod:`decaylab.batched.standardization`; never the validation rows).
 
 What decays is given as :data:`DECAY_OPTIONS` — ``decay_biases`` (every parameter decays:
 :meth:`DecayRule.everything`) or :class:`~decaylab.groups.DecayRule`'s overrides — and becomes one rule
@@ -44,6 +46,8 @@ RUN_OPTIONS = declared((
            choices=(torch.float32, torch.float64)),
     Option("device", None, "where it trains (None: CUDA when available, else the CPU)", none=True, parse=str),
     Option("seed", 0, "seed(s): one or several, comma separated", parse=comma_list(int)),
+    Option("standardize", False, "standardize each member's features with its own training rows' statistics",
+           kind="bool"),
 ))
 
 DECAY_OPTIONS = declared((
@@ -81,7 +85,8 @@ def check_seeds(seed) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """One training run's options (:data:`RUN_OPTIONS`), checked at construction; ``seeds`` from ``seed``."""
+    """One training run's options (:data:`RUN_OPTIONS`), checked at construction; ``seeds`` from ``seed``; a run
+    trains inside :meth:`isolated` (the caller's RNG and threads untouched)."""
 
     epochs: int = RUN_OPTIONS["epochs"].default
     batch_size: int = RUN_OPTIONS["batch_size"].default
@@ -90,9 +95,10 @@ class TrainSpec:
     dtype: torch.dtype = RUN_OPTIONS["dtype"].default
     device: str | torch.device | None = RUN_OPTIONS["device"].default
     seeds: tuple[int, ...] = (RUN_OPTIONS["seed"].default,)
+    standardize: bool = RUN_OPTIONS["standardize"].default
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "lr_schedule", "loss", "dtype"):
+        for name in ("epochs", "batch_size", "lr_schedule", "loss", "dtype", "standardize"):
             RUN_OPTIONS[name].check(getattr(self, name))
         resolve_device(self.device)                                  # refuses a bad device now
         object.__setattr__(self, "seeds", check_seeds(self.seeds))
@@ -113,4 +119,13 @@ class TrainSpec:
         """What every member of the run shares (:class:`~decaylab.batched.members.TrainConfig`'s run fields),
         the loss resolved for the targets ``y``."""
         return dict(epochs=self.epochs, batch_size=self.batch_size, lr_schedule=self.lr_schedule,
-                    loss=self.resolved_loss(y), dtype=self.dtype)
+                    loss=self.resolved_loss(y), dtype=self.dtype, standardize=self.standardize)
+
+    @staticmethod
+    def isolated(seed: int | None = None):
+        """The context every run trains in: the caller's RNG forked (seeded with ``seed`` if given) and its
+        thread count restored on exit (:func:`decaylab._isolation.isolated`), so nothing a run does changes
+        the caller's global torch state."""
+        from decaylab._isolation import isolated
+
+        return isolated(seed)

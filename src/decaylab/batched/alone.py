@@ -1,10 +1,12 @@
 """One member alone, one after another: the reference :func:`train_batched` must equal (any ``nn.Module``).
 
-Member g: ``torch.manual_seed(member.seed)``, ``model_factory()``, the decaylab optimizer of
-``config.optimizer`` over the split of ``config.decay`` (``config.decayed_names``), a ``LambdaLR`` of
-``lr_multiplier``, and the epochs of :mod:`decaylab.batched.epochs`. A member whose loss or parameters
-become non-finite, or whose loss runs away (:mod:`decaylab.train.divergence`), is marked ``diverged``
-and reported with NaN losses.
+Member g, on the global generator seeded with ``member.seed`` (:func:`decaylab._isolation.isolated`: the
+caller's generator is left as it was; dropout draws from it too): ``model_factory()``, the decaylab
+optimizer of ``config.optimizer`` over the split of ``config.decay`` (``config.decayed_names``), a
+``LambdaLR`` of ``lr_multiplier``, and the epochs of :mod:`decaylab.batched.epochs`, on its features
+(standardized with its own training rows' statistics with ``config.standardize``,
+:mod:`decaylab.batched.standardization`). A member whose loss or parameters become non-finite, or whose
+loss runs away (:mod:`decaylab.train.divergence`), is marked ``diverged`` and reported with NaN losses.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from decaylab._isolation import isolated
 from decaylab.batched.epochs import (
     _epoch_order,
     _shuffle_generator,
@@ -32,7 +35,8 @@ from decaylab.batched.members import (
     _per_sample_loss,
     lr_multiplier,
 )
-from decaylab.train.divergence import diverging, runaway_limit
+from decaylab.batched.standardization import MemberFeatures
+from decaylab.train.divergence import all_finite, diverging, runaway_limit
 
 __all__ = ["train_alone", "alone_step", "member_optimizer"]
 
@@ -81,44 +85,54 @@ def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[
     from decaylab.train.devices import resolve_device
 
     device = resolve_device(device)
-    X, y = _as_tensors(X, y, config, device)
+    _, y = _as_tensors(X, y, config, device)
     members = _check_members(members)
-    evals = {name: _as_tensors(ex, ey, config, device) for name, (ex, ey) in (eval_sets or {}).items()}
+    features = MemberFeatures(X, members, config, device)
+    evals = features.evaluation_sets(eval_sets)
     results = []
     for index, member in enumerate(members):
         start = time.perf_counter()
-        torch.manual_seed(member.seed)
-        model = model_factory().to(config.dtype).to(device)
-        optimizer, decay = member_optimizer(model, member, config)
-        rows = _train_rows(member, len(X))
-        per_epoch = _steps_per_epoch(len(rows), config.batch_size)
-        total = per_epoch * config.epochs
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda t, total=total: lr_multiplier(config.lr_schedule, t, total))
-        generator = _shuffle_generator(member.seed)
-        diverged, epochs_run, steps = False, 0, 0
-        limit = runaway_limit(config.loss, y)
-        for epoch in range(config.epochs):
-            order = _epoch_order(rows, generator)
-            for start_row in range(0, len(order), config.batch_size):
-                batch = order[start_row:start_row + config.batch_size]
-                if not alone_step(model, optimizer, X[batch], y[batch], config.loss, limit):
-                    diverged = True
-                    break
-                scheduler.step()
-                steps += 1
-            diverged = diverged or not all(torch.isfinite(p).all() for p in model.parameters())
-            epochs_run = epoch + 1
-            if diverged:
-                break
-        result = _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_run, steps, decay)
+        X_member = features.member_block(features.X, index)
+        evals_member = {name: (features.member_block(ex, index), ey) for name, (ex, ey) in evals.items()}
+        with isolated(member.seed, device=device):
+            result = _train_member(model_factory, X_member, y, member, config, evals_member, keep_weights, device)
         result.wall_time = time.perf_counter() - start
-        if keep_weights:
-            result.state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
         results.append(result)
         if on_member_end is not None:
             on_member_end(index, result)
     return results
+
+
+def _train_member(model_factory, X, y, member: Member, config: TrainConfig, evals, keep_weights: bool,
+                  device) -> MemberResult:
+    """One member from its factory to its result (on the generator :func:`train_alone` seeded)."""
+    model = model_factory().to(config.dtype).to(device)
+    optimizer, decay = member_optimizer(model, member, config)
+    rows = _train_rows(member, len(X))
+    per_epoch = _steps_per_epoch(len(rows), config.batch_size)
+    total = per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda t, total=total: lr_multiplier(config.lr_schedule, t, total))
+    generator = _shuffle_generator(member.seed)
+    diverged, epochs_run, steps = False, 0, 0
+    limit = runaway_limit(config.loss, y)
+    for epoch in range(config.epochs):
+        order = _epoch_order(rows, generator)
+        for start_row in range(0, len(order), config.batch_size):
+            batch = order[start_row:start_row + config.batch_size]
+            if not alone_step(model, optimizer, X[batch], y[batch], config.loss, limit):
+                diverged = True
+                break
+            scheduler.step()
+            steps += 1
+        diverged = diverged or not all_finite(model.parameters())
+        epochs_run = epoch + 1
+        if diverged:
+            break
+    result = _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_run, steps, decay)
+    if keep_weights:
+        result.state_dict = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return result
 
 
 def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_run, steps, decay) -> MemberResult:

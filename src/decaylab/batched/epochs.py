@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from decaylab._checks import InputError
+from decaylab._isolation import seeded_generator
 from decaylab.batched.members import Member
 
 __all__ = []
@@ -37,7 +38,7 @@ def _epoch_order(rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor
 
 
 def _shuffle_generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
+    return seeded_generator(seed)
 
 
 def _padded_epoch(orders: list[torch.Tensor], batch_size: int, steps: int):

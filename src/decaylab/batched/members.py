@@ -72,6 +72,9 @@ class TrainConfig:
       ``dtype`` of parameters and data: :data:`decaylab.runspec.RUN_OPTIONS`, with their checks and defaults
       (``loss`` here is resolved: a :class:`~decaylab.runspec.TrainSpec`'s ``None`` is decided by the targets).
 
+    - ``standardize``: each member's features standardized with the statistics of its own training rows,
+      applied to its validation rows and the evaluation sets too (:mod:`decaylab.batched.standardization`).
+
     :meth:`from_options` builds one from today's flat keywords (``optimizer="sgd", momentum=0.9,
     decay_biases=True, epochs=5``).
     """
@@ -83,6 +86,7 @@ class TrainConfig:
     lr_schedule: str = RUN_OPTIONS["lr_schedule"].default
     loss: str = "cross_entropy"
     dtype: torch.dtype = RUN_OPTIONS["dtype"].default
+    standardize: bool = RUN_OPTIONS["standardize"].default
 
     def __post_init__(self):
         if not isinstance(self.optimizer, OptimizerSpec):
@@ -90,7 +94,7 @@ class TrainConfig:
                                  f"options), got {self.optimizer!r}")
         if not isinstance(self.decay, DecayRule):
             raise InputTypeError(f"decay must be a decaylab.groups.DecayRule, got {self.decay!r}")
-        for name in ("epochs", "batch_size", "lr_schedule", "dtype"):
+        for name in ("epochs", "batch_size", "lr_schedule", "dtype", "standardize"):
             RUN_OPTIONS[name].check(getattr(self, name))
         check_choice("loss", self.loss, LOSSES)
 

@@ -21,6 +21,7 @@ recurrent layers) raise an :class:`~decaylab._checks.InputError`; check first wi
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 
 import torch
@@ -32,6 +33,7 @@ from decaylab.batched.members import Member, TrainConfig
 from decaylab.batched.stacked import _losses_and_grads, _StackedModel, check_batchable
 from decaylab.batched.trainer import _BatchedOptimizer
 from decaylab.optim.spec import OptimizerSpec
+from decaylab.train.divergence import all_finite, diverging, runaway_limit
 
 __all__ = ["OneModelTrainer", "one_model_reason"]
 
@@ -61,13 +63,12 @@ class OneModelTrainer:
         self.rows = torch.arange(len(X))
         self.steps_per_epoch = _steps_per_epoch(len(X), batch_size)
         member = Member(weight_decay=0.0, lr=lr, seed=seed)
-        with torch.random.fork_rng(devices=[]):          # the stacked model seeds the global generator
-            self.stacked = _StackedModel(lambda: copy.deepcopy(model), [member], self.config,
-                                         device=X.device)
+        self.stacked = _StackedModel(lambda: copy.deepcopy(model), [member], self.config, device=X.device)
         self.optimizer = _BatchedOptimizer(self.stacked, [member], self.config, torch.tensor([0]))
         self.generator = _shuffle_generator(seed)
         self.active = torch.ones(1, dtype=torch.bool)
         self.steps = 0
+        self.limit, self.diverged = runaway_limit(loss, y), False
         self.set_weight_decay(weight_decay)
 
     def set_weight_decay(self, weight_decay: Mapping[str, float]) -> None:
@@ -75,7 +76,9 @@ class OneModelTrainer:
         self.optimizer.set_tensor_weight_decay([float(weight_decay.get(n, 0.0)) for n in self.stacked.names])
 
     def epoch(self) -> float:
-        """One epoch over all rows (module docstring); the mean over rows of the batch losses."""
+        """One epoch over all rows (module docstring); the mean over rows of the batch losses. A diverging
+        batch (:mod:`decaylab.train.divergence`) takes no step and ends the epoch, as do parameters that are
+        not finite after it: ``diverged`` is then set and NaN returned."""
         order = _epoch_order(self.rows, self.generator)
         index, weight = _padded_epoch([order], self.config.batch_size, self.steps_per_epoch)
         index, weight = index.to(self.X.device), weight.to(self.config.dtype).to(self.X.device)
@@ -83,10 +86,14 @@ class OneModelTrainer:
         for s in range(self.steps_per_epoch):
             losses, grads = _losses_and_grads(self.stacked, self.X, self.y, index[:, s], weight[:, s],
                                               self.config.loss)
+            if bool(diverging(losses[0], self.limit)):
+                self.diverged = True
+                return math.nan
             self.optimizer.step(grads, self.active)
             total += losses[0].double() * min(self.config.batch_size, len(self.X) - s * self.config.batch_size)
             self.steps += 1
-        return float(total) / len(self.X)
+        self.diverged = not all_finite(self.stacked.params)
+        return math.nan if self.diverged else float(total) / len(self.X)
 
     def copy_to(self, model: nn.Module) -> None:
         """Write the trained parameters (and buffers, e.g. BatchNorm statistics) into ``model``."""

@@ -20,13 +20,14 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
+from decaylab._isolation import isolated, seeded_generator
 from decaylab.batched.chunking import plan_for_model
 from decaylab.batched.members import _as_tensors
+from decaylab.batched.standardization import MemberFeatures
 from decaylab.batched.trainer import (
     CHECK_ROWS,
     Member,
@@ -78,8 +79,8 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
     """Resolve ``engine`` (``auto`` → batched or sequential) and the batched chunk size (each of ``workers``
     processes with its share of the budget and of the members); see the module docstring."""
     device = resolve_device(device)
-    torch.manual_seed(0)
-    probe = model_factory()
+    with isolated(0):
+        probe = model_factory()
     reason = check_batchable(probe)
     if engine == "sequential":
         return SweepPlan("sequential", None, "sequential: engine='sequential' was asked for")
@@ -87,6 +88,8 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
         if engine == "auto":
             return SweepPlan("sequential", None, f"sequential: {reason}")
         return SweepPlan(engine, chunk_size, f"{engine}: cannot batch this model ({reason})")
+    if config.standardize:               # the features as the members see them (member 0's standardization)
+        X = MemberFeatures(X, members[:1], config).X
     sample, _ = _as_tensors(X[:CHECK_ROWS], y[:CHECK_ROWS], config, "cpu")
     path = _StackedModel(model_factory, members[:2], config, "cpu", sample=sample).path
     plan = plan_for_model(probe, X, config, len(members), chunk_size, device, budget, workers)
@@ -94,7 +97,10 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
         return SweepPlan(engine, plan.size, f"{engine}, {path} — {plan.describe()}")
     if path.path == "fast":
         return SweepPlan("batched", plan.size, f"auto → batched, {path} — {plan.describe()}")
-    with _threads_of_a_worker(workers):
+    from decaylab._workers import worker_threads
+
+    # timed on the torch threads one of the worker processes will have (the caller's setting is restored)
+    with isolated(threads=worker_threads(workers) if workers > 1 else None):
         times = probe_times(model_factory, X, y, config, members[:plan.size], device)
     engine, why = choose_engine(times)
     if engine == "batched":
@@ -102,19 +108,6 @@ def plan_sweep(model_factory, X: torch.Tensor, y: torch.Tensor, config: TrainCon
     return SweepPlan("sequential", None, f"auto → sequential ({path.path} path): {why}")
 
 
-@contextmanager
-def _threads_of_a_worker(workers: int):
-    """Torch threads as one of ``workers`` processes has them (:func:`decaylab._workers.worker_threads`)
-    while the probe runs, so both engines are timed as they will train."""
-    from decaylab._workers import worker_threads
-
-    before = torch.get_num_threads()
-    if workers > 1:
-        torch.set_num_threads(worker_threads(workers))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def probe_times(model_factory, X, y, config: TrainConfig, members: Sequence[Member], device) -> ProbeTimes:
@@ -124,10 +117,10 @@ def probe_times(model_factory, X, y, config: TrainConfig, members: Sequence[Memb
     from decaylab.train.divergence import runaway_limit
 
     X, y = _as_tensors(X, y, config, device)
-    gen = torch.Generator().manual_seed(0)
+    gen = seeded_generator(0)
     batched_step = stacked_step(model_factory, X, y, config, members, device, gen)
-    torch.manual_seed(members[0].seed)
-    model = model_factory().to(config.dtype).to(device)
+    with isolated(members[0].seed):
+        model = model_factory().to(config.dtype).to(device)
     alone_optimizer, _ = member_optimizer(model, members[0], config)
     limit = runaway_limit(config.loss, y)
 

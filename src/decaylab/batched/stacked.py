@@ -1,7 +1,8 @@
 """The stacked model: G members' parameters as ``[G, *shape]`` tensors and their forward/backward.
 
-How members are stacked. ``model_factory()`` is called once per member right after
-``torch.manual_seed(member.seed)``, so member g starts from exactly the weights it would have alone.
+How members are stacked. ``model_factory()`` is called once per member on the global generator
+seeded with ``member.seed`` (:func:`decaylab._isolation.isolated`: the caller's generator is left as
+it was), so member g starts from exactly the weights it would have alone.
 The G parameter sets are stacked (``torch.func.stack_module_state``) and the forward pass is
 ``vmap(functional_call(base, params, x))`` over members — for ``Linear`` layers this runs as batched
 matmuls, for ``Conv2d`` as grouped convolutions. One backward pass of ``Σ_g loss_g`` gives every member
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputError
+from decaylab._isolation import isolated
 from decaylab.batched._torch_internals import relu_backward_
 from decaylab.batched.members import Member, TrainConfig, _per_sample_loss
 from decaylab.batched.stacked_layers import batch_lengths, grouped_losses
@@ -55,8 +57,8 @@ class _StackedModel:
 
         models = []
         for member in members:
-            torch.manual_seed(member.seed)
-            models.append(model_factory().to(config.dtype))
+            with isolated(member.seed):
+                models.append(model_factory().to(config.dtype))
         reason = check_batchable(models[0])
         if reason is not None:
             raise InputError(f"model cannot be trained batched: {reason}; use engine='sequential'")
@@ -103,14 +105,22 @@ class _StackedModel:
                     full[members] = part
         return out
 
-    def predict(self, x: torch.Tensor, rows_per_pass: int) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, rows_per_pass: int, offsets: torch.Tensor | None = None) -> torch.Tensor:
         """Every member's outputs ``[G, N, …]`` on the shared rows ``x`` (eval mode), ``rows_per_pass`` rows
-        at a time."""
+        at a time. ``offsets`` ``[G]``: member g reads its own ``N`` rows ``x[offsets[g]:offsets[g] + N]`` instead
+        (``x`` holds one block of ``N`` rows per distinct offset: the members' standardized copies)."""
+        n = len(x) if offsets is None else len(x) // len(torch.unique(offsets))
         self._train(False)
         try:
             with torch.no_grad():
-                return torch.cat([self.forward(x[i:i + rows_per_pass], shared_input=True)
-                                  for i in range(0, len(x), rows_per_pass)], dim=1)
+                if offsets is None:
+                    passes = [self.forward(x[i:i + rows_per_pass], shared_input=True)
+                              for i in range(0, n, rows_per_pass)]
+                else:
+                    offsets = offsets.to(x.device).unsqueeze(1)
+                    passes = [self.forward(x[offsets + torch.arange(i, min(i + rows_per_pass, n), device=x.device)])
+                              for i in range(0, n, rows_per_pass)]
+                return torch.cat(passes, dim=1)
         finally:
             self._train(True)
 

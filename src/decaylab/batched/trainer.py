@@ -64,6 +64,7 @@ from decaylab.batched.members import (
     lr_multiplier,
 )
 from decaylab.batched.stacked import _losses_and_grads, _StackedModel, check_batchable
+from decaylab.batched.standardization import MemberFeatures
 from decaylab.optim._decay import scale_for
 from decaylab.train.divergence import diverging, runaway_limit
 
@@ -220,7 +221,7 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
     """Train all ``members`` as one stacked model; member g equals ``train_alone`` of member g.
 
     Args:
-        model_factory: builds one member's ``nn.Module`` (called after ``torch.manual_seed(seed)``).
+        model_factory: builds one member's ``nn.Module`` (on the global generator seeded with its seed).
         X, y: all rows (arrays or tensors); members pick theirs with ``train_index``/``val_index``.
         members: the runs (:class:`Member`: λ, lr, seed, rows).
         config: what they share (:class:`TrainConfig`).
@@ -234,12 +235,14 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
 
     start = time.perf_counter()
     device = resolve_device(device)
-    X, y = _as_tensors(X, y, config, device)
+    _, y = _as_tensors(X, y, config, device)
     members = _check_members(members)
-    evals = {name: _as_tensors(ex, ey, config, device) for name, (ex, ey) in (eval_sets or {}).items()}
+    features = MemberFeatures(X, members, config, device)
+    X, y_rows = features.X, features.targets(y)          # each member's rows: features.rows(its row indices)
+    evals = features.evaluation_sets(eval_sets)
     G = len(members)
     stacked = _StackedModel(model_factory, members, config, device, sample=X[:CHECK_ROWS])
-    rows = [_train_rows(m, len(X)) for m in members]
+    rows = [_train_rows(m, len(y)) for m in members]
     per_epoch = torch.tensor([_steps_per_epoch(len(r), config.batch_size) for r in rows])
     steps_per_epoch = int(per_epoch.max())
     optimizer = _BatchedOptimizer(stacked, members, config, per_epoch * config.epochs)
@@ -250,10 +253,10 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
     for epoch in range(config.epochs):
         orders = [_epoch_order(r, gen) for r, gen in zip(rows, generators)]
         index, weight = _padded_epoch(orders, config.batch_size, steps_per_epoch)
-        index, weight = index.to(device), weight.to(config.dtype).to(device)
+        index, weight = features.rows(index).to(device), weight.to(config.dtype).to(device)
         for s in range(steps_per_epoch):
             idx, w = index[:, s], weight[:, s]
-            losses, grads = _losses_and_grads(stacked, X, y, idx, w, config.loss)
+            losses, grads = _losses_and_grads(stacked, X, y_rows, idx, w, config.loss)
             newly = alive & (s < per_epoch) & diverging(losses, limit).cpu()
             if bool(newly.any()):                 # diverged on this batch: frozen, idle from this step on
                 _drop(newly, alive, epochs_run, epoch, optimizer)
@@ -263,7 +266,7 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
         _drop(alive & ~finite, alive, epochs_run, epoch, optimizer)
         if not bool(alive.any()):
             break
-    results = _summarize_batched(stacked, X, y, rows, members, config, evals, alive, epochs_run,
+    results = _summarize_batched(stacked, features, y, rows, members, config, evals, alive, epochs_run,
                                  optimizer.step_count, keep_weights)
     per_member = (time.perf_counter() - start) / G
     for r in results:
@@ -286,17 +289,17 @@ def _rows_mean(per_row: torch.Tensor, rows: torch.Tensor | None) -> float:
     return float(per_row[rows].double().mean())
 
 
-def _summarize_batched(stacked, X, y, rows, members, config, evals, alive, epochs_run, steps,
+def _summarize_batched(stacked, features, y, rows, members, config, evals, alive, epochs_run, steps,
                        keep_weights) -> list[MemberResult]:
     nan = float("nan")
     with torch.no_grad():
-        out = stacked.predict(X, config.batch_size)                     # [G, N, outputs]
+        out = stacked.predict(features.X, config.batch_size, features.offsets)     # [G, N, outputs]
         target = y.expand(len(members), *y.shape)
         per_loss = _per_sample_loss(config.loss, out, target)           # [G, N]
         per_hit = (out.argmax(-1) == target).double() if config.loss == "cross_entropy" else None
         eval_out = {}
         for name, (ex, ey) in evals.items():
-            o = stacked.predict(ex, config.batch_size)
+            o = stacked.predict(ex, config.batch_size, features.block_offsets(ex))
             t = ey.expand(len(members), *ey.shape)
             eval_out[name] = (_per_sample_loss(config.loss, o, t).double().mean(1), _accuracy(config.loss, o, t))
         sq = sum((p.detach().double() ** 2).view(len(members), -1).sum(1)

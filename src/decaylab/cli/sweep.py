@@ -16,12 +16,13 @@ naming it.
 ``DATA`` is a built-in dataset name (moons, poly, digits, breast_cancer, mnist1d: its train and
 validation rows are cross-validated, its test split evaluated) or a file: a CSV with a header
 row (every column numeric; ``--target`` names the target column) or an NPZ with arrays ``X``
-and ``y`` (``--target`` names another target array). Features of a file are standardized
-(mean 0, standard deviation 1 over all rows) for the built-in models; ``--model MODULE:NAME`` (your
-own model, :mod:`decaylab.cli.user_model`) gets X as stored: an NPZ's shape (images, token sequences)
-and integer ids are kept, nothing is standardized. Grids are ``START:STOP:COUNT`` (log-spaced) or
-comma lists. Writes ``DIR/results.json``, ``DIR/results.csv``, ``DIR/validation_curve.png`` and
-``DIR/index.html`` (+ ``summary.json``); members are stored in ``DIR/sweep.sqlite`` (or
+and ``y`` (``--target`` names another target array). Features of a file are standardized for the
+built-in models, per member with its own training rows' mean and standard deviation (``sweep(…,
+standardize=True)``: no validation row takes part; ``--no-standardize`` keeps them as stored);
+``--model MODULE:NAME`` (your own model, :mod:`decaylab.cli.user_model`) gets X as stored: an NPZ's shape
+(images, token sequences) and integer ids are kept, nothing is standardized. Grids are
+``START:STOP:COUNT`` (log-spaced) or comma lists. Writes ``DIR/results.json``, ``DIR/results.csv``,
+``DIR/validation_curve.png`` and ``DIR/index.html`` (+ ``summary.json``); members are stored in ``DIR/sweep.sqlite`` (or
 ``--store``) as they finish, so running the same command again resumes. ``--method marglik``
 learns λ (per layer) from the Laplace evidence in one run per seed instead (finished runs go to the
 same store) and writes results.json, results.csv, evidence_curve.png and index.html
@@ -186,21 +187,22 @@ def load_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
 
 
 def standardize(X: np.ndarray) -> np.ndarray:
-    """Columns to mean 0, standard deviation 1 (constant columns to 0), as float32.
+    """Columns to mean 0, standard deviation 1 over all rows of ``X`` (constant columns to 0), as float32:
+    :class:`decaylab.batched.standardization.Standardization` fitted on ``X`` itself (its columns are first
+    divided by their largest magnitude, so values near ±1e308 standardize like small ones). The sweep no
+    longer uses it (it standardizes per member, on the training rows only)."""
+    import torch
 
-    Each column is first divided by its largest magnitude, so values near ±1e308 (whose squares
-    overflow) standardize to the same numbers as small ones instead of to 0.
-    """
-    peak = np.abs(X).max(axis=0)
-    X = X / np.where(peak > 0, peak, 1.0)
-    scale = X.std(axis=0)
-    return ((X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)).astype(np.float32)
+    from decaylab.batched.standardization import Standardization
+
+    X = torch.as_tensor(np.asarray(X, dtype=float))
+    return Standardization.fit(X).apply(X).numpy().astype(np.float32)
 
 
 def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool = False):
-    """``((X, y), task)`` from a CSV/NPZ: standardized float32 features (``as_stored``: X as the file holds it,
-    for the user's own model — shape kept, integers as int64, floats as float32), integer classes or float
-    targets."""
+    """``((X, y), task)`` from a CSV/NPZ: float64 feature rows, flattened, for the built-in models (the sweep
+    standardizes them per member, ``standardize=True``; ``as_stored``: X as the file holds it, for the user's own
+    model — shape kept, integers as int64, floats as float32), integer classes or float targets."""
     if os.path.isdir(path):
         raise UsageError(f"DATA {path!r} is a directory: give a .csv or .npz file, or a built-in dataset "
                          f"({', '.join(BUILTIN_DATASETS)})")
@@ -224,7 +226,7 @@ def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool 
     if as_stored:
         X = X.astype(np.int64) if X.dtype.kind in "biu" else X.astype(np.float32)
     else:
-        X = standardize(X.reshape(len(X), -1).astype(float))
+        X = X.reshape(len(X), -1).astype(float)
     if task == "classification":
         if not np.all(values == np.round(values)):
             raise UsageError(f"--task classification needs integer class labels in the target, got {values[:5]}")
@@ -250,12 +252,15 @@ def run(args: argparse.Namespace) -> int:
         outputs = OUTPUT_FILES
     model = model_for(args)
     out_dir = prepare_out_dir(args.out, outputs)
+    standardize = args.data not in BUILTIN_DATASETS and isinstance(model, str)   # a file, for a built-in model
     if args.data in BUILTIN_DATASETS:
         data = args.data
     else:
         task = task_for(args.task, options.get("loss"))
-        data, task = prepare_file_data(args.data, args.target, task, as_stored=not isinstance(model, str))
+        data, task = prepare_file_data(args.data, args.target, task, as_stored=not standardize)
         options["loss"] = "cross_entropy" if task == "classification" else "mse"
+    if standardize:                                  # per member, on its own training rows
+        options.setdefault("standardize", True)
     options["store"] = options.get("store") or str(out_dir / "sweep.sqlite")
     if method == "marglik":
         from decaylab.cli.sweep_marglik import run_marglik

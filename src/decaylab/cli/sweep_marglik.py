@@ -35,6 +35,10 @@ def run_marglik(args, model, data, options: dict, out_dir) -> int:
         return 130
     from decaylab.report import text_table
 
+    if result.best_lambda is None:
+        print(f"decaylab sweep: no usable run: all {len(result.table)} diverged (NaN or runaway loss); try a "
+              "smaller --lr", file=sys.stderr)
+        return 1
     print(text_table(layer_rows(result)))
     print(f"\nevidence λ = {result.best_lambda:.4g} (one global λ; per layer above), {len(result.table)} run(s): "
           f"{result.trained} trained, {len(result.table) - result.trained} from the store, in "
@@ -68,8 +72,9 @@ def write_marglik_outputs(result, out_dir, data_name: str) -> None:
     text = (f"{len(result.table)} model(s) were trained on {os.path.basename(str(data_name))}, each once on all "
             f"rows, with the prior precision refitted from the Laplace evidence ({cfg['hessian']} GGN, "
             f"{'one λ per layer' if cfg['per_layer'] else 'one global λ'}) every {cfg['marglik_frequency']} "
-            f"epoch(s) (Immer et al. 2021), in {result.wall_time:.1f} s. The evidence's single global λ "
-            f"(coupled weight_decay) is {result.best_lambda:.4g}.")
+            f"epoch(s) (Immer et al. 2021), in {result.wall_time:.1f} s. "
+            + ("Every run diverged: the evidence chose no λ." if result.best_lambda is None else
+               f"The evidence's single global λ (coupled weight_decay) is {result.best_lambda:.4g}."))
     section = Section(key="evidence_curve", title="Evidence curve and λ per layer", text=text,
                       figures=[Figure(name="evidence_curve", png=png,
                                       caption="Laplace log evidence and the learned λ per layer during training")],

@@ -2,6 +2,8 @@
 
     for epoch = 1 … T:
         one epoch of minibatch steps on  mean loss + Σ_g (λ_g/2)·‖θ_g‖²   (coupled decay, λ_g from δ_g)
+        stop if the run diverged (a runaway or non-finite batch loss, non-finite parameters:
+            :mod:`decaylab.train.divergence`, as every trainer) — reported ``diverged``, no evidence
         if epoch > burnin and (epoch − burnin) % frequency == 0 (and always after the last epoch):
             fit the Laplace approximation at the current θ (GGN on all training rows, :mod:`.curvature`)
             δ, σ ← argmax log p(D | δ, σ) with that curvature fixed (L-BFGS, :mod:`.optimize`)
@@ -20,6 +22,7 @@ and update, up to float rounding.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,11 +31,13 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputTypeError, check_choice, check_int, check_real
+from decaylab._isolation import seeded_generator
 from decaylab.evidence.api import MarglikResult, _as_tensors, _eval_mode, marglik, precision_to_weight_decay
 from decaylab.evidence.curvature import HESSIANS
 from decaylab.evidence.likelihood import check_targets, resolve_loss
 from decaylab.evidence.prior import prior_structure
 from decaylab.optim.options import OPTIONS
+from decaylab.train.divergence import all_finite, diverging, runaway_limit
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -41,16 +46,24 @@ OPTIMIZERS = ("adam", "sgd")
 class OnlineResult:
     """The trained ``model``, the evidence ``history`` (one dict per update: ``epoch``, ``log_evidence``,
     ``weight_decay`` per group, ``sigma``, ``train_loss``), the ``final`` :class:`MarglikResult`, the
-    learned coupled ``weight_decay`` per group, ``evals`` ``{name: {"loss", "accuracy"}}`` and the wall time."""
+    learned coupled ``weight_decay`` per group, ``evals`` ``{name: {"loss", "accuracy"}}``, the wall time,
+    the optimizer steps and the epochs run.
+
+    ``diverged``: training diverged (:mod:`decaylab.train.divergence`, the rule of every trainer) in epoch
+    ``epochs_run`` and stopped there; ``final`` is then ``None`` (no evidence of a diverged model),
+    ``train_loss`` and ``evals`` are NaN, ``weight_decay`` the λ it was training with and ``history`` the
+    updates before."""
 
     model: nn.Module
     history: list[dict]
-    final: MarglikResult
+    final: MarglikResult | None
     weight_decay: dict[str, float]
     train_loss: float
     evals: dict[str, dict[str, float]] = field(default_factory=dict)
     wall_time: float = 0.0
     steps: int = 0
+    diverged: bool = False
+    epochs_run: int = 0
 
 
 def _batch_loss(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -115,6 +128,8 @@ def train_marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: b
     final = None
     for epoch in range(1, epochs + 1):
         train_loss = trainer.epoch()
+        if trainer.diverged:
+            return _diverged(model, trainer, history, wd, kind, eval_sets, epoch, time.perf_counter() - start_time)
         if (epoch > burnin and (epoch - burnin) % frequency == 0) or epoch == epochs:
             trainer.copy_to(model)
             final = marglik(model, (X, y), hessian=hessian, per_layer=per_layer, loss=kind, weight_decay=wd,
@@ -130,7 +145,16 @@ def train_marglik(model: nn.Module, data, *, hessian: str = "kron", per_layer: b
     evals = {name: evaluate(model, *_as_tensors(xy, dtype, model), kind) for name, xy in (eval_sets or {}).items()}
     return OnlineResult(model=model, history=history, final=final, weight_decay=wd,
                         train_loss=evaluate(model, X, y_batch, kind)["loss"], evals=evals,
-                        wall_time=time.perf_counter() - start_time, steps=trainer.steps)
+                        wall_time=time.perf_counter() - start_time, steps=trainer.steps, epochs_run=epochs)
+
+
+def _diverged(model, trainer, history, wd, kind: str, eval_sets, epoch: int, seconds: float) -> OnlineResult:
+    """The result of a run that diverged in ``epoch`` (:class:`OnlineResult`): NaN losses, no final evidence."""
+    trainer.copy_to(model)
+    nan = {"loss": math.nan, **({"accuracy": math.nan} if kind == "cross_entropy" else {})}
+    return OnlineResult(model=model, history=history, final=None, weight_decay=wd, train_loss=math.nan,
+                        evals={name: dict(nan) for name in (eval_sets or {})}, wall_time=seconds, steps=trainer.steps,
+                        diverged=True, epochs_run=epoch)
 
 
 def _tensor_weight_decay(structure, wd: Mapping[str, float], lam0: float) -> dict[str, float]:
@@ -160,24 +184,31 @@ class TorchEpochs:
                   for name, p in model.named_parameters() if p.requires_grad]
         self.opt = (torch.optim.Adam(groups, lr=lr, fused=True) if optimizer == "adam"
                     else torch.optim.SGD(groups, lr=lr, momentum=momentum, fused=True))
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = seeded_generator(seed)
         self.steps = 0
+        self.limit, self.diverged = runaway_limit(loss, y), False
 
     def set_weight_decay(self, weight_decay: Mapping[str, float]) -> None:
         for group in self.opt.param_groups:
             group["weight_decay"] = float(weight_decay.get(group["name"], 0.0))
 
     def epoch(self) -> float:
+        """One epoch (as :meth:`OneModelTrainer.epoch <decaylab.batched.one_model.OneModelTrainer.epoch>`, the
+        same divergence rule)."""
         self.model.train()
         total = 0.0
         for idx in torch.randperm(len(self.X), generator=self.generator).split(self.batch_size):
             self.opt.zero_grad(set_to_none=True)
             batch_loss = _batch_loss(self.kind, self.model(self.X[idx]).reshape(len(idx), -1), self.y[idx])
+            if bool(diverging(batch_loss.detach(), self.limit)):
+                self.diverged = True
+                return math.nan
             batch_loss.backward()
             self.opt.step()
             total += float(batch_loss.detach()) * len(idx)
             self.steps += 1
-        return total / len(self.X)
+        self.diverged = not all_finite(self.model.parameters())
+        return math.nan if self.diverged else total / len(self.X)
 
     def copy_to(self, model: nn.Module) -> None:
         """Nothing to copy: this trainer updates ``model`` itself."""

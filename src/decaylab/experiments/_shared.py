@@ -3,21 +3,14 @@ from :mod:`decaylab._figures`)."""
 
 from __future__ import annotations
 
-import contextlib
-
-import torch
+from decaylab._isolation import isolated
 
 
-@contextlib.contextmanager
 def intra_op_threads(n: int = 1):
-    """Run the block with ``n`` intra-op torch threads, then restore the caller's setting.
+    """Run the block with ``n`` intra-op torch threads, then restore the caller's setting (and its global
+    generator: :func:`decaylab._isolation.isolated`).
 
     The studies' models are tiny: extra threads only add synchronization, and on a busy machine
     they make each step many times slower.
     """
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return isolated(threads=n)

@@ -44,6 +44,7 @@ import torch
 
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab._extras import needs
+from decaylab._isolation import isolated
 from decaylab.groups import DecayRule
 from decaylab.maps.basin import BasinFit, fit_basin
 
@@ -133,6 +134,7 @@ def _grid(name: str, values) -> np.ndarray:
     return grid
 
 
+@isolated()              # the factory's probes draw from the global generator: the caller's is kept
 def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, optimizer: str = "adamw",
                  lrs: Sequence[float], decays: Sequence[float], seeds: Sequence[int] = (0, 1, 2),
                  decay_scaling: str = "schedule", epochs: int = 100, batch_size: int = 64,
@@ -145,7 +147,7 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     """Train ``model_factory()`` at every (lr, λ, seed) of the grid and return the map.
 
     Args:
-        model_factory: builds one model (called after ``torch.manual_seed(seed)``); no
+        model_factory: builds one model (on the global generator seeded with the member's seed); no
             BatchNorm or dropout (see :func:`decaylab.batched.trainer.check_batchable`).
         train, test: ``(X, y)`` pairs (or objects with ``.X``/``.y``, e.g. ``decaylab.data`` splits).
         optimizer: ``"sgd"`` / ``"adam"`` (coupled L2: ``g ← ∇L + λw``) or ``"sgdw"`` /
@@ -220,8 +222,9 @@ def _regime(model_factory, X, seed: int, decay_rule: DecayRule, dtype: torch.dty
     """Which regime the parameters ``decay_rule`` decays are in, probed on the first 64 training inputs."""
     from decaylab.maps.theory import detect_regime
 
-    torch.manual_seed(seed)
-    return detect_regime(model_factory(), torch.as_tensor(X[:64]).to(dtype), decay_rule=decay_rule)
+    with isolated(seed):
+        model = model_factory()
+    return detect_regime(model, torch.as_tensor(X[:64]).to(dtype), decay_rule=decay_rule)
 
 
 def _log_edges(grid: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputError
+from decaylab._isolation import isolated, seeded_generator
 from decaylab.groups import DecayRule, as_decay_rule
 
 __all__ = ["REGIME_SETUPS", "RegimeSetup", "equilibrium_check", "normalized_mlp"]
@@ -136,27 +137,27 @@ def equilibrium_check(model_factory, train, *, optimizer: str, decay_scaling: st
     from decaylab.diagnostics.monitor import DecayMonitor
 
     rule = as_decay_rule(decay_rule)
-    torch.manual_seed(seed)
-    model = model_factory()
-    decayed = [name for name, decays in rule.decays(model).items() if decays]
-    if not decayed:
-        raise InputError("decay_rule must decay at least one parameter of the model for the equilibrium check, "
-                         f"got none ({rule})")
-    opt = _optimizer(rule.groups(model, decay), optimizer, decay_scaling, lr, decay, momentum)
-    first = param if param is not None else decayed[0]
-    X, y = train.X, train.y
-    steps = epochs * -(-len(X) // batch_size)
-    # every step, all kept (one tensor): the last quarter's mean is over exactly its steps
-    monitor = DecayMonitor(model, opt, include=first, every=1, max_records=max(2, steps))
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        order = torch.randperm(len(X), generator=gen)
-        for start in range(0, len(X), batch_size):
-            idx = order[start:start + batch_size]
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-            opt.step()
-    monitor.detach()
+    with isolated(seed):                   # the model's initial weights, and the caller's generator kept
+        model = model_factory()
+        decayed = [name for name, decays in rule.decays(model).items() if decays]
+        if not decayed:
+            raise InputError("decay_rule must decay at least one parameter of the model for the equilibrium "
+                             f"check, got none ({rule})")
+        opt = _optimizer(rule.groups(model, decay), optimizer, decay_scaling, lr, decay, momentum)
+        first = param if param is not None else decayed[0]
+        X, y = train.X, train.y
+        steps = epochs * -(-len(X) // batch_size)
+        # every step, all kept (one tensor): the last quarter's mean is over exactly its steps
+        monitor = DecayMonitor(model, opt, include=first, every=1, max_records=max(2, steps))
+        gen = seeded_generator(seed)
+        for _ in range(epochs):
+            order = torch.randperm(len(X), generator=gen)
+            for start in range(0, len(X), batch_size):
+                idx = order[start:start + batch_size]
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+                opt.step()
+        monitor.detach()
     row = monitor.summary(last=0.25)[0]
     return {"param": first, "lr": lr, "weight_decay": decay, "angle": row["angle"],
             "predicted_angle": row["predicted_angle"], "ratio": row["angle_ratio"]}

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputError
+from decaylab._isolation import isolated
 from decaylab._options import given_values
 from decaylab._progress import progress_bar
 from decaylab.batched.planning import plan_sweep
@@ -42,6 +43,7 @@ __all__ = ["sweep", "SweepInterrupted", "STORE_FORMAT", "MAX_MEMBERS"]
 MAX_MEMBERS = 100_000     # members (λ × lr × seed × fold) in one sweep
 
 
+@isolated()              # nothing a sweep runs changes the caller's global generator or thread count
 def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr: float | Sequence[float] | str = D.lr,
           seed: int | Sequence[int] = D.seed, folds: int | None = D.folds, holdout: float | None = D.holdout,
           optimizer: str = D.optimizer, decay_scaling: str = D.decay_scaling, momentum: float = D.momentum,
@@ -55,13 +57,15 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr: float
           no_decay_types: Sequence[type] | None = D.no_decay_types, no_decay_names: Sequence[str] = D.no_decay_names,
           decay_names: Sequence[str] = D.decay_names, decay_embeddings: bool = D.decay_embeddings,
           progress: bool = D.progress, device=D.device, method: str = D.method, hessian: str = D.hessian,
-          per_layer: bool = D.per_layer, marglik_frequency: int = D.marglik_frequency) -> SweepResult:
+          per_layer: bool = D.per_layer, marglik_frequency: int = D.marglik_frequency,
+          standardize: bool = D.standardize) -> SweepResult:
     """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ (``method="grid"``); or
     learn λ from the Laplace evidence in one run per (lr, seed) (``method="marglik"``).
 
     Args:
         model: a built-in name (``"mlp"`` with ``hidden`` widths, ``"linear"``) or a zero-argument
-            factory returning a fresh ``nn.Module`` (called after ``torch.manual_seed(seed)``).
+            factory returning a fresh ``nn.Module`` (called on the global generator seeded with the member's
+            seed; the caller's generator and thread count are left as they were).
         data: a built-in dataset name (``decaylab.data``; its train+val rows are cross-validated
             and its test split is evaluated), ``(X, y)`` arrays/tensors, or a torch ``Dataset`` of
             ``(x, y)`` items.
@@ -103,6 +107,10 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr: float
             ``per_layer`` and ``marglik_frequency``; ``lambdas`` is then ``None`` or one starting λ, the
             optimizer defaults to ``"adam"`` (the evidence's λ is a coupled prior precision: ``"sgd"`` is the
             other choice, a decoupled one is refused), and ``store`` keeps each finished (lr, seed) run.
+        standardize: standardize every member's features with the mean and standard deviation of its own
+            training rows (float64 statistics; constant features to 0), applied to its validation rows and to
+            ``test_data`` with the same member statistics (:mod:`decaylab.batched.standardization`): no
+            validation row takes part. With ``method="marglik"`` a run's training rows are all rows.
     Returns:
         :class:`~decaylab.sweeps.result.SweepResult`.
     Raises:
@@ -150,7 +158,7 @@ def _grid_sweep(model, data, lambdas, values: Mapping) -> SweepResult:
     X, y, eval_sets, data_spec = resolve_data(data, values["test_data"])
     config = TrainConfig(optimizer=optimizer, decay=decay, **run.shared(y))
     classification = config.loss == "cross_entropy"
-    check_values_fit(X, y, eval_sets, config.dtype)
+    check_values_fit(X, y, eval_sets, config.dtype, features=not config.standardize)
     if classification and len(torch.unique(y)) < 2:
         raise InputError(f"data has a single class ({int(y[0])}) in y: every member would score 1.0 at every λ; "
                          "cross-validating λ needs at least 2 classes")

@@ -37,11 +37,14 @@ def fingerprint(*arrays: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
-def check_values_fit(X: torch.Tensor, y: torch.Tensor, eval_sets: Mapping, dtype: torch.dtype) -> None:
-    """Refuse features or targets whose magnitude overflows the training ``dtype``."""
+def check_values_fit(X: torch.Tensor, y: torch.Tensor, eval_sets: Mapping, dtype: torch.dtype,
+                     features: bool = True) -> None:
+    """Refuse features or targets whose magnitude overflows the training ``dtype`` (``features=False``: the
+    targets only — standardized features are scaled before they are cast)."""
     largest = torch.finfo(dtype).max
     named = [("data X", X), ("data y", y)] + [(f"{name} {part}", t) for name, pair in eval_sets.items()
                                               for part, t in zip("Xy", pair)]
+    named = [(name, t) for name, t in named if features or not name.endswith("X")]
     for name, values in named:
         if torch.is_floating_point(values) and values.numel():
             peak = float(values.detach().abs().max())

@@ -23,7 +23,7 @@ STORE_FORMAT = 2          # part of every key: bump when the meaning of a stored
 
 #: Options of ``decaylab.sweep`` a grid member's ``"train"`` key takes only where they are not at their default
 #: (:func:`changed`): those added after format 2, so that no store written before them retrains.
-ADDED_AFTER_FORMAT_2: tuple[str, ...] = ()
+ADDED_AFTER_FORMAT_2: tuple[str, ...] = ("standardize",)
 
 
 def decay_key(values: Mapping) -> dict:

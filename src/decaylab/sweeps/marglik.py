@@ -33,7 +33,9 @@ from typing import Any
 import torch
 
 from decaylab._checks import InputError
+from decaylab._isolation import isolated
 from decaylab._progress import progress_bar
+from decaylab.batched.standardization import Standardization
 from decaylab.optim.options import OPTIONS
 from decaylab.runspec import DECAY_OPTIONS, TrainSpec, decay_rule
 from decaylab.sweeps.grid import check_grid
@@ -105,7 +107,9 @@ def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> M
     :func:`decaylab.sweep` by name (``given``: the names the caller gave). ``lambdas``: ``None`` (start at
     δ = 1, i.e. λ = 1/N) or one starting λ. ``store``: a results store (:mod:`decaylab.sweeps.store`) — each
     finished run is written as it finishes and read back instead of retrained; Ctrl-C raises
-    :class:`~decaylab.sweeps.interrupt.SweepInterrupted` after the finished runs are stored."""
+    :class:`~decaylab.sweeps.interrupt.SweepInterrupted` after the finished runs are stored. ``standardize``: the
+    features standardized with the statistics of the runs' training rows — all rows
+    (:class:`~decaylab.batched.standardization.Standardization`), applied to ``test_data`` too."""
     start = time.perf_counter()
     optimizer = _coupled_optimizer(values["optimizer"] if "optimizer" in given else "adam")
     if "device" in given and resolve_device(values["device"]).type != "cpu":
@@ -129,6 +133,10 @@ def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> M
     loss, dtype = run.resolved_loss(y), run.dtype
     if not X.is_floating_point() and not _factory_embeds_ids(model):    # token ids stay integers, as in marglik()
         X = X.to(dtype)
+    if values["standardize"]:
+        scaler = Standardization.fit(X)
+        X = scaler.apply(X).to(dtype)
+        eval_sets = {name: (scaler.apply(torch.as_tensor(ex)).to(dtype), ey) for name, (ex, ey) in eval_sets.items()}
     factory, model_spec = resolve_model(model, X, y, loss == "cross_entropy", values["hidden"], values["model_key"],
                                         keyed=store is not None)
     X = X.to(dtype) if X.is_floating_point() else X
@@ -140,7 +148,7 @@ def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> M
               "hessian": hessian, "per_layer": per_layer, "marglik_frequency": frequency,
               "train": {"optimizer": optimizer, "requested_optimizer": values["optimizer"], "momentum": momentum,
                         "epochs": run.epochs, "batch_size": run.batch_size, "loss": loss, "dtype": str(dtype),
-                        "start_lambda": start_lambda,
+                        "start_lambda": start_lambda, **({"standardize": True} if values["standardize"] else {}),
                         **{name: shown[name] for name in changed(DECAY_OPTIONS.values(), decay_values)}}}
     runs = [(lr_value, s) for lr_value in lrs for s in run.seeds]
     keys = [config_key(config, {"lr": lr_value, "seed": s}) for lr_value, s in runs]
@@ -179,7 +187,8 @@ def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> M
         curve.extend(record["curve"])
         layers.append(record["layers"])
     summary = summarize(table)
-    best_row = max(table, key=lambda r: r["val_metric"] if math.isfinite(r["val_metric"]) else -math.inf)
+    usable = [r for r in table if math.isfinite(r["val_metric"])]        # none if every run diverged
+    best_row = max(usable, key=lambda r: r["val_metric"]) if usable else {"lambda": None, "lr": None}
     return MarglikSweepResult(table=table, summary=summary, best_lambda=best_row["lambda"], best_lr=best_row["lr"],
                               lambda_1se=None, metric="evidence", config=config, engine="marglik",
                               wall_time=time.perf_counter() - start, trained=trained, evidence_curve=curve,
@@ -198,28 +207,31 @@ def _coupled_optimizer(optimizer) -> str:
 
 def _train_one(factory, X, y, eval_sets, dtype, lr_value: float, seed: int, key: str, *, hessian, per_layer, loss,
                epochs, batch_size, optimizer, momentum, start_lambda, frequency, group_options) -> dict:
-    """One evidence-trained run: its table row, its evidence curve and its final λ per layer (JSON-able)."""
+    """One evidence-trained run: its table row, its evidence curve and its final λ per layer (JSON-able). A run
+    that diverged (:attr:`OnlineResult.diverged <decaylab.evidence.online.OnlineResult>`) is a ``diverged``
+    row with NaN λ, losses and evidence, as a diverged grid member."""
     from decaylab.evidence.online import train_marglik
 
-    torch.manual_seed(seed)
-    net = factory().to(dtype)
-    t0 = time.perf_counter()
-    run = train_marglik(net, (X, y), hessian=hessian, per_layer=per_layer, loss=loss, epochs=epochs,
-                        batch_size=batch_size, lr=lr_value, optimizer=optimizer, momentum=momentum,
-                        weight_decay=start_lambda, frequency=frequency, seed=seed, eval_sets=eval_sets,
-                        **group_options)
-    single = run.final if not per_layer else run.final.refit(
+    with isolated(seed):                 # the initial weights and dropout; the caller's generator is kept
+        net = factory().to(dtype)
+        t0 = time.perf_counter()
+        run = train_marglik(net, (X, y), hessian=hessian, per_layer=per_layer, loss=loss, epochs=epochs,
+                            batch_size=batch_size, lr=lr_value, optimizer=optimizer, momentum=momentum,
+                            weight_decay=start_lambda, frequency=frequency, seed=seed, eval_sets=eval_sets,
+                            **group_options)
+    nan = math.nan
+    single = run.final if run.diverged or not per_layer else run.final.refit(
         net, per_layer=False, **group_options,
         weight_decay=math.exp(sum(map(math.log, run.weight_decay.values())) / len(run.weight_decay)))
     wall = time.perf_counter() - t0
     test = run.evals.get("test", {})
-    norm = math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in net.parameters()))
-    row = {"lambda": single.lambda_, "lr": lr_value, "seed": seed, "fold": -1, "train_loss": run.train_loss,
-           "val_loss": math.nan, "val_accuracy": math.nan, "val_metric": run.final.log_evidence,
-           "weight_norm": norm, "epochs_run": epochs, "steps": run.steps,
-           "diverged": not math.isfinite(run.final.log_evidence), "wall_time": wall,
-           "test_loss": test.get("loss", math.nan), "test_accuracy": test.get("accuracy", math.nan),
-           "key": key, "log_evidence": run.final.log_evidence, "log_evidence_global": single.log_evidence}
+    norm = nan if run.diverged else math.sqrt(sum(float(p.detach().double().pow(2).sum()) for p in net.parameters()))
+    evidence, global_evidence = (nan, nan) if run.diverged else (run.final.log_evidence, single.log_evidence)
+    row = {"lambda": nan if run.diverged else single.lambda_, "lr": lr_value, "seed": seed, "fold": -1,
+           "train_loss": run.train_loss, "val_loss": nan, "val_accuracy": nan, "val_metric": evidence,
+           "weight_norm": norm, "epochs_run": run.epochs_run, "steps": run.steps, "diverged": run.diverged,
+           "wall_time": wall, "test_loss": test.get("loss", nan), "test_accuracy": test.get("accuracy", nan),
+           "key": key, "log_evidence": evidence, "log_evidence_global": global_evidence}
     return {"row": row, "curve": [{"lr": lr_value, "seed": seed, **h} for h in run.history],
-            "layers": {"lr": lr_value, "seed": seed, "weight_decay": dict(run.weight_decay),
-                       "sigma": run.final.sigma}}
+            "layers": {"lr": lr_value, "seed": seed, "weight_decay": {} if run.diverged else dict(run.weight_decay),
+                       "sigma": None if run.diverged else run.final.sigma}}

@@ -68,8 +68,8 @@ _EVIDENCE_ONLY = frozenset({"hessian", "per_layer", "marglik_frequency"})
 USES = {
     "grid": frozenset(SWEEP_OPTIONS) - _EVIDENCE_ONLY,
     "marglik": frozenset({"method", "lr", "seed", "optimizer", "momentum", "epochs", "batch_size", "loss", "dtype",
-                          "device", "hidden", "test_data", "model_key", "store", "progress", *DECAY_OPTIONS,
-                          *_EVIDENCE_ONLY}),
+                          "device", "hidden", "test_data", "model_key", "store", "progress", "standardize",
+                          *DECAY_OPTIONS, *_EVIDENCE_ONLY}),
 }
 WHY = {
     "grid": "the Laplace-evidence options belong to the marglik method",

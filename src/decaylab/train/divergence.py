@@ -1,10 +1,11 @@
-"""When a training run counts as diverged: a non-finite loss, or a runaway one.
+"""When a training run counts as diverged: a non-finite loss, or a runaway one — for every trainer.
 
-A member diverges on the first batch whose mean loss is NaN/±inf or exceeds
-``RUNAWAY_FACTOR × max(1, reference)``, where ``reference`` is the loss of a model that knows
-nothing: ``ln K`` for a K-class cross-entropy, ``mean(y²)`` (predicting 0) for the MSE. A loss
-a million times that is not training any more (lr = 1000 reaches 1e35 within a few steps); it
-is stopped before it overflows, and reported as diverged.
+A run (a grid member, batched or alone; an online evidence run) diverges on the first batch whose mean
+loss is NaN/±inf or exceeds ``RUNAWAY_FACTOR × max(1, reference)``, where ``reference`` is the loss of
+a model that knows nothing: ``ln K`` for a K-class cross-entropy, ``mean(y²)`` (predicting 0) for the
+MSE, or at the end of an epoch whose parameters are not all finite. A loss a million times that is not
+training any more (lr = 1000 reaches 1e35 within a few steps); it is stopped before it overflows (that
+batch takes no step), and reported as diverged.
 """
 
 from __future__ import annotations
@@ -28,3 +29,8 @@ def runaway_limit(kind: str, y: torch.Tensor) -> float:
 def diverging(loss: torch.Tensor, limit: float) -> torch.Tensor:
     """Elementwise: is this loss non-finite or above ``limit``? (A bool tensor of ``loss``'s shape.)"""
     return ~torch.isfinite(loss) | (loss > limit)
+
+
+def all_finite(parameters) -> bool:
+    """Are all of one model's ``parameters`` finite? (A run whose parameters are not has diverged.)"""
+    return all(bool(torch.isfinite(p.detach()).all()) for p in parameters)

@@ -14,9 +14,9 @@ shape ``[n]``), or any callable ``loss(output, y) -> scalar tensor``. Decay appl
 optimizer (its ``weight_decay``) is not part of the recorded loss.
 
 Determinism: batch order comes from a ``torch.Generator`` seeded with ``seed`` and the global
-generator (dropout) is seeded with ``seed`` inside :func:`torch.random.fork_rng`, so the same
-model, optimizer, data and seed give the same history, and the caller's random state is left
-untouched.
+generator (dropout) is seeded with ``seed`` inside :func:`decaylab._isolation.isolated`, so the same
+model, optimizer, data and seed give the same history, and the caller's random state (and thread
+count) is left untouched.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import check_choice, check_int
+from .._isolation import isolated, seeded_generator
 from .callbacks import EarlyStopping, ProgressBar, TrainState
 
 LOSSES = ("cross_entropy", "mse")
@@ -115,9 +116,8 @@ def fit(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data, *, epoch
 
     history = History()
     state = TrainState(model=model, optimizer=optimizer, history=history)
-    order_generator = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    order_generator = seeded_generator(seed)
+    with isolated(seed, device=device):
         _call(callbacks, "on_train_begin", state)
         for epoch in range(1, epochs + 1):
             state.epoch = epoch
