@@ -296,6 +296,10 @@ def test_transformers_trainer_trains_muon_adamw_and_resumes_it_bit_for_bit(tmp_p
 
     def run(resume=None):
         model = _tiny_gpt2(n_layer=2, n_embd=32, n_positions=32, tie_word_embeddings=False)
+        if resume:  # other weights: the checkpoint's are loaded into the tensors the optimizer holds
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(1.0)
         optimizer, callback = _muon_adamw(model), DecayMonitorCallback(every=1)
         args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, save_steps=3, logging_steps=4, seed=1,
                                  warmup_steps=2, report_to=[], use_cpu=True, per_device_train_batch_size=8,

@@ -11,7 +11,10 @@ starts, run :func:`decaylab.doctor` there (findings of severity error and warnin
 per-tensor scalars (:meth:`~decaylab.diagnostics.monitor.DecayMonitor.scalars`) through the framework's own
 loggers. A param group added during training (``optimizer.add_param_group``, e.g. unfreezing a
 backbone) is monitored from the next step on, and the doctor runs again over the optimizer with it
-(its new findings are reported).
+(its new findings are reported). The LR scheduler is the user's to extend: torch's ``LambdaLR``
+(what transformers' Trainer builds) refuses a group added after it (torch 2.13: ``scheduler.step()``
+raises ``ValueError``) unless the group's base lr is appended to ``scheduler.base_lrs`` and its
+factor to ``scheduler.lr_lambdas``.
 
 Muon with its AdamW companion: both frameworks take one optimizer, so give them
 :class:`decaylab.optim.MuonAdamW` (Muon for the hidden matrices, AdamW for the rest; one
