@@ -32,29 +32,39 @@ def _lightning_module():
     return NetModule
 
 
-def _codes_for(model, optimizer, total_steps):
-    return decaylab.doctor(model, optimizer, total_steps=total_steps).codes
-
-
-def test_lightning_callback_logs_per_tensor_scalars_and_runs_the_doctor(tmp_path):
+def _fit_five_steps_warning_decay_on_no_decay(module, tmp_path, log_every_n_steps):
+    """Five Lightning steps of ``module`` on random rows with ``DecayMonitorCallback(every=1)`` and a CSV logger
+    (``tmp_path/run/version_0``), asserting the doctor warns decay-on-no-decay; (callback, trainer, warnings)."""
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import CSVLogger
 
     from decaylab.integrations.lightning import DecayMonitorCallback
 
+    torch.manual_seed(0)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(64, 8), torch.randn(64, 1)),
+                                       batch_size=8)
+    callback = DecayMonitorCallback(every=1)
+    trainer = pl.Trainer(max_steps=5, logger=CSVLogger(tmp_path, name="run"), log_every_n_steps=log_every_n_steps,
+                         accelerator="cpu", enable_progress_bar=False, enable_checkpointing=False,
+                         enable_model_summary=False, callbacks=[callback])
+    with pytest.warns(DecayDoctorWarning, match="decay-on-no-decay") as caught:
+        trainer.fit(module, data)
+    return callback, trainer, caught
+
+
+def _codes_for(model, optimizer, total_steps):
+    return decaylab.doctor(model, optimizer, total_steps=total_steps).codes
+
+
+def test_lightning_callback_logs_per_tensor_scalars_and_runs_the_doctor(tmp_path):
+
+
     class Module(_lightning_module()):
         def configure_optimizers(self):
             return torch.optim.AdamW(self.parameters(), lr=1e-2, weight_decay=0.1)
 
-    torch.manual_seed(0)
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(64, 8), torch.randn(64, 1)),
-                                       batch_size=8)
-    module, callback = Module(), DecayMonitorCallback(every=1)
-    trainer = pl.Trainer(max_steps=5, logger=CSVLogger(tmp_path, name="run"), log_every_n_steps=2, accelerator="cpu",
-                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
-                         callbacks=[callback])
-    with pytest.warns(DecayDoctorWarning, match="decay-on-no-decay"):
-        trainer.fit(module, data)
+    module = Module()
+    callback, trainer, _ = _fit_five_steps_warning_decay_on_no_decay(module, tmp_path, log_every_n_steps=2)
 
     optimizer = trainer.optimizers[0]
     assert callback.monitor.optimizer is optimizer
@@ -129,12 +139,12 @@ def test_lightning_callback_watches_every_optimizer_of_a_gan(tmp_path):
     assert "decay_weight_norm/generator.0.weight" in header and "decay_weight_norm/discriminator.0.weight" in header
 
 
-def _tiny_gpt2():
+def _tiny_gpt2(**config):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=16, bos_token_id=0,
-                        eos_token_id=0)
+    config = GPT2Config(**{"n_layer": 1, "n_embd": 16, "n_head": 2, "vocab_size": 64, "n_positions": 16,
+                           "bos_token_id": 0, "eos_token_id": 0, **config})
     return GPT2LMHeadModel(config)
 
 
@@ -229,3 +239,204 @@ def test_unwrap_scheduler_finds_the_torch_scheduler_of_the_optimizer():
     assert unwrap_scheduler(wrapper, opt) is inner and unwrap_scheduler(inner, opt) is inner
     other = torch.optim.AdamW([nn.Parameter(torch.zeros(2))], lr=1e-3)
     assert unwrap_scheduler(inner, other) is None and unwrap_scheduler(None, opt) is None
+
+
+# --- MuonAdamW as the one optimizer of a Trainer, and groups added during training ------------------------------
+
+MUON, ADAMW = dict(lr=0.02, weight_decay=0.1), dict(lr=3e-3, weight_decay=0.1)
+
+
+def _muon_adamw(model):
+    from decaylab.optim import MuonAdamW, muon_param_groups
+
+    return MuonAdamW(muon_param_groups(model), muon=MUON, adamw=ADAMW)
+
+
+def _halves(optimizer, model):
+    """{param name: the MuonAdamW group (its index) that holds it}, and the names of each half."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    group_of = {names[id(p)]: gi for gi, g in enumerate(optimizer.param_groups) for p in g["params"]}
+    muon = {n for n, gi in group_of.items() if optimizer.param_groups[gi]["use_muon"]}
+    return group_of, muon, set(group_of) - muon
+
+
+def _assert_reads_both_halves(callback, optimizer, model, step):
+    """Every trainable tensor of both halves is monitored, and its record at ``step`` carries its own group's lr
+    and λ; the doctor reads both halves as decoupled decay, each with its own lr (τ_iter = 1/(lr·λ) at the peak
+    lr), and gives no "use AdamW" advice."""
+    group_of, muon, adamw = _halves(optimizer, model)
+    assert muon and adamw and set(callback.monitor.params) == set(group_of)
+    records = {r["param"]: r for r in callback.monitor.history if r["step"] == step}
+    assert all(records[n]["weight_decay"] == optimizer.param_groups[gi]["weight_decay"] for n, gi in group_of.items())
+    # one schedule scales both halves, each from its own base lr (Muon 0.02, AdamW 3e-3)
+    factors = [records[n]["lr"] / optimizer.param_groups[gi]["initial_lr"] for n, gi in group_of.items()]
+    assert min(factors) > 0 and max(factors) == pytest.approx(min(factors), rel=1e-12)
+    assert {optimizer.param_groups[gi]["initial_lr"] for gi in group_of.values()} == {MUON["lr"], ADAMW["lr"]}
+    findings = callback.findings
+    assert not [f for f in findings if f.code.startswith("coupled")]
+    assert not [f for f in findings if "AdamW was probably meant" in f.why or "use torch.optim.AdamW" in f.fix]
+    by_half = {half: [f for f in findings if set(f.params) & names] for half, names in (("muon", muon),
+                                                                                         ("adamw", adamw))}
+    assert any("τ_iter = 500 steps" in f.why for f in by_half["muon"])        # 1/(0.02·0.1)
+    assert any("τ_iter = 3.33e+03 steps" in f.why for f in by_half["adamw"])  # 1/(3e-3·0.1), the decayed head
+
+
+@pytest.mark.slow  # two Trainer runs
+def test_transformers_trainer_trains_muon_adamw_and_resumes_it_bit_for_bit(tmp_path):
+    """MuonAdamW as the Trainer's one optimizer (``optimizers=(opt, None)``: the Trainer's warm-up + linear schedule
+    drives both halves). A run of 8 steps (5 per epoch, dropout on) saving at step 3, and a run resumed from that
+    checkpoint, end with the same weights and optimizer state bit for bit: the Trainer fast-forwards the seeded
+    sampler past the 3 trained batches and restores the RNG states it saved."""
+    from transformers import Trainer, TrainingArguments
+
+    from decaylab.integrations.transformers import DecayMonitorCallback
+
+    g = torch.Generator().manual_seed(0)
+    data = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 64, (40, 16), generator=g)]
+
+    def run(resume=None):
+        model = _tiny_gpt2(n_layer=2, n_embd=32, n_positions=32, tie_word_embeddings=False)
+        if resume:  # other weights: the checkpoint's are loaded into the tensors the optimizer holds
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(1.0)
+        optimizer, callback = _muon_adamw(model), DecayMonitorCallback(every=1)
+        args = TrainingArguments(output_dir=str(tmp_path), max_steps=8, save_steps=3, logging_steps=4, seed=1,
+                                 warmup_steps=2, report_to=[], use_cpu=True, per_device_train_batch_size=8,
+                                 disable_tqdm=True)
+        trainer = Trainer(model=model, args=args, train_dataset=data, optimizers=(optimizer, None),
+                          callbacks=[callback])
+        trainer.train(resume_from_checkpoint=resume)
+        return model, optimizer, callback, trainer
+
+    model, optimizer, callback, trainer = run()
+    assert model.transformer.h[0].attn.resid_dropout.p > 0 and trainer.state.epoch > 1
+    _assert_reads_both_halves(callback, optimizer, model, step=4)
+    logged = next(entry for entry in trainer.state.log_history if entry.get("step") == 4 and "loss" in entry)
+    assert "decay_angle/transformer.h.0.mlp.c_fc.weight" in logged and "decay_angle/lm_head.weight" in logged
+
+    resumed, resumed_optimizer, resumed_callback, _ = run(resume=str(tmp_path / "checkpoint-3"))
+    assert resumed_callback.monitor.steps_seen == 5      # steps 4…8, monitored again after resuming
+    state, resumed_state = model.state_dict(), resumed.state_dict()
+    assert all(torch.equal(state[k], resumed_state[k]) for k in state)
+    saved, loaded = optimizer.state_dict()["state"], resumed_optimizer.state_dict()["state"]
+    assert saved.keys() == loaded.keys() and {"momentum_buffer", "exp_avg"} <= {k for s in saved.values() for k in s}
+    assert all(torch.equal(saved[i][k], loaded[i][k]) for i in saved for k in saved[i])
+    initial = _tiny_gpt2(n_layer=2, n_embd=32, n_positions=32, tie_word_embeddings=False).state_dict()
+    assert not torch.equal(initial["transformer.h.0.mlp.c_fc.weight"], state["transformer.h.0.mlp.c_fc.weight"])
+
+
+def test_lightning_trains_muon_adamw_with_a_scheduler_and_resumes_it(tmp_path):
+    """configure_optimizers returns MuonAdamW with a per-step cosine schedule; the callback reads both halves; a
+    run resumed from the end of epoch 1 ends with the weights and optimizer state of the uninterrupted run."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from decaylab.integrations.lightning import DecayMonitorCallback
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)  # Muon for the two hidden matrices, AdamW for the head, biases and the norm
+            self.net = nn.Sequential(nn.Linear(8, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(),
+                                     nn.Linear(16, 1))
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return nn.functional.mse_loss(self.net(x), y)
+
+        def configure_optimizers(self):
+            opt = _muon_adamw(self)
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=8)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+    g = torch.Generator().manual_seed(0)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(32, 8, generator=g),
+                                                                      torch.randn(32, 1, generator=g)), batch_size=8)
+
+    def run(ckpt_path=None):
+        module, callback = Module(), DecayMonitorCallback(every=1)
+        saver = ModelCheckpoint(dirpath=tmp_path, filename="{epoch}", every_n_epochs=1, save_top_k=-1)
+        trainer = pl.Trainer(max_epochs=2, logger=False, accelerator="cpu", enable_progress_bar=False,
+                             enable_model_summary=False, default_root_dir=tmp_path, callbacks=[callback, saver])
+        trainer.fit(module, data, ckpt_path=ckpt_path)
+        return module, callback, trainer
+
+    module, callback, trainer = run()
+    optimizer = trainer.optimizers[0]
+    assert callback.monitor.optimizer is optimizer and callback.monitor.steps_seen == 8
+    _assert_reads_both_halves(callback, optimizer, module, step=3)
+
+    resumed, resumed_callback, resumed_trainer = run(ckpt_path=tmp_path / "epoch=0.ckpt")
+    assert resumed_callback.monitor.steps_seen == 4
+    assert all(torch.equal(p, q) for p, q in zip(module.parameters(), resumed.parameters()))
+    saved, loaded = optimizer.state_dict()["state"], resumed_trainer.optimizers[0].state_dict()["state"]
+    assert {"momentum_buffer", "exp_avg"} <= {k for s in saved.values() for k in s}
+    assert all(torch.equal(saved[i][k], loaded[i][k]) for i in saved for k in saved[i])
+    assert [g["lr"] for g in resumed_trainer.optimizers[0].param_groups] == [g["lr"] for g in optimizer.param_groups]
+
+
+def test_lightning_callback_monitors_a_group_added_during_training(tmp_path):
+    """The head is unfrozen after step 2 and added with add_param_group (AdamW's default λ, biases included): it is
+    monitored from step 3 with its own group's settings, logged, and the doctor, run again, warns about the bias."""
+
+
+    class Module(_lightning_module()):
+        def __init__(self):
+            super().__init__()
+            self.net[3].requires_grad_(False)
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(decaylab.param_groups(self, 0.1), lr=1e-2)
+
+        def on_train_batch_start(self, batch, batch_idx):
+            if self.global_step == 2:
+                self.net[3].requires_grad_(True)
+                self.optimizers().optimizer.add_param_group({"params": list(self.net[3].parameters()), "lr": 1e-3})
+
+    callback, _, caught = _fit_five_steps_warning_decay_on_no_decay(Module(), tmp_path, log_every_n_steps=1)
+    assert callback.monitor.series("net.3.weight", "lr") == ([3, 4, 5], [1e-3] * 3)
+    assert callback.monitor.series("net.3.bias", "weight_decay") == ([3, 4, 5], [0.01] * 3)  # AdamW's default λ
+    assert callback.monitor.series("net.0.weight", "lr")[0] == [1, 2, 3, 4, 5]
+    assert [f.params for f in callback.findings if f.code == "decay-on-no-decay"] == [("net.3.bias",)]
+    assert sum("decay-on-no-decay" in str(w.message) for w in caught) == 1
+    with open(tmp_path / "run" / "version_0" / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("decay_weight_norm/net.0.weight")]
+    assert [bool(r.get("decay_weight_norm/net.3.weight")) for r in rows] == [False, False, True, True, True]
+
+
+def test_transformers_callback_monitors_a_group_added_during_training(tmp_path):
+    """A callback unfreezes the final LayerNorm after step 2 and adds it to MuonAdamW as an AdamW group (whose
+    default λ decays it): it is monitored from step 3, in the logs, and the doctor run again warns about it."""
+    from transformers import Trainer, TrainerCallback, TrainingArguments
+
+    from decaylab.integrations.transformers import DecayMonitorCallback
+
+    class Unfreeze(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, optimizer=None, lr_scheduler=None, **kwargs):
+            if state.global_step == 2:
+                model.transformer.ln_f.requires_grad_(True)
+                optimizer.add_param_group({"params": list(model.transformer.ln_f.parameters()), "use_muon": False})
+                # torch's LR schedulers refuse a group they were not built with (scheduler.step() raises
+                # ValueError): the Trainer's LambdaLR needs the new group's base lr and factor
+                lr_scheduler.base_lrs.append(ADAMW["lr"])
+                lr_scheduler.lr_lambdas.append(lr_scheduler.lr_lambdas[0])
+
+    model = _tiny_gpt2()
+    model.transformer.ln_f.requires_grad_(False)
+    g = torch.Generator().manual_seed(0)
+    data = [{"input_ids": ids, "labels": ids} for ids in torch.randint(0, 64, (40, 16), generator=g)]
+    callback = DecayMonitorCallback(every=1)
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=5, logging_steps=2, report_to=[], use_cpu=True,
+                             per_device_train_batch_size=4, save_strategy="no", disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=data, optimizers=(_muon_adamw(model), None),
+                      callbacks=[Unfreeze(), callback])
+    with pytest.warns(DecayDoctorWarning, match="decay-on-no-decay"):
+        trainer.train()
+    assert callback.monitor.series("transformer.ln_f.weight", "weight_decay") == ([3, 4, 5], [0.1] * 3)
+    assert [f.params for f in callback.findings if f.code == "decay-on-no-decay"] == [
+        ("transformer.ln_f.weight", "transformer.ln_f.bias")]
+    logged = {entry["step"]: entry for entry in trainer.state.log_history if "loss" in entry}
+    assert "decay_weight_norm/transformer.ln_f.weight" not in logged[2]
+    assert logged[4]["decay_weight_norm/transformer.ln_f.weight"] == pytest.approx(
+        callback.monitor.series("transformer.ln_f.weight", "weight_norm")[1][1], rel=1e-6)

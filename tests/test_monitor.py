@@ -396,3 +396,44 @@ def test_log_writes_per_tensor_scalars_that_tensorboard_reads_back(tmp_path):
     assert {step for _, _, step in sink.rows} == {5}
     with pytest.raises(TypeError, match="writer must have an add_scalar"):
         mon.log(object())
+
+
+def test_a_group_added_during_training_is_monitored_from_the_next_step():
+    """The head, frozen at first, joins the optimizer with add_param_group after step 3: the attached monitors watch
+    it from step 4 with its own group's settings (a monitor built after the addition records the same numbers), the
+    manual one from step 5; the first layer's records continue; include filters the newcomers; a thinned history
+    keeps exact counts for them; a group taken out again is no longer measured."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    model[2].requires_grad_(False)
+    opt = torch.optim.AdamW(model[0].parameters(), lr=0.05, weight_decay=0.1)
+    hooked, manual = DecayMonitor(model, opt, every=1), DecayMonitor(model, opt, every=1, attach=False)
+    weights_only = DecayMonitor(model, opt, every=1, include="*.weight")
+    thinned = DecayMonitor(model, opt, max_records=4)
+    X, y = torch.randn(32, 4), torch.randn(32, 1)
+    built_after = None
+    for step in range(1, 21):
+        if step == 4:
+            model[2].requires_grad_(True)
+            opt.add_param_group({"params": list(model[2].parameters()), "lr": 0.01, "weight_decay": 0.5})
+            built_after = DecayMonitor(model, opt, every=1)
+        if step == 16:
+            sizes_before_pop = hooked.group_sizes
+            opt.param_groups.pop()
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(X), y).backward()
+        opt.step()
+        manual.step()
+    assert sizes_before_pop == (2, 2) and hooked.group_sizes == built_after.group_sizes == (2,)
+    assert hooked.series("2.weight", "lr") == (list(range(4, 16)), [0.01] * 12)
+    assert hooked.series("2.bias", "weight_decay") == (list(range(4, 16)), [0.5] * 12)
+    assert hooked.series("0.weight", "weight_decay") == (list(range(1, 21)), [0.1] * 20)
+    # built_after counts its steps from its own start (our step 4 is its step 1)
+    assert [{**r, "step": r["step"] - 3} for r in hooked.history if 4 <= r["step"] < 16] == [
+        r for r in built_after.history if r["step"] < 13]
+    assert manual.series("2.weight", "weight_norm")[0] == list(range(5, 16))
+    assert manual.series("2.weight", "weight_norm")[1] == hooked.series("2.weight", "weight_norm")[1][1:]
+    assert weights_only.params == ["0.weight", "2.weight"]
+    assert {s["param"]: s["steps"] for s in thinned.summary(last=1.0)} == {"0.weight": 20, "0.bias": 20,
+                                                                             "2.weight": 12, "2.bias": 12}
+    assert "2.weight" in str(hooked) and hooked.latest()["2.weight"]["step"] == 15

@@ -18,7 +18,10 @@ first record and end at the newest, spaced evenly over the whole run at a resolu
 each time the capacity fills, while the block sums, counts, maxima and minima stay exact over every
 record ever added (a mean over the last part of the run is exact up to one block's granularity).
 
-Memory: ``(capacity + 2)·n·(F·(8 + 8 + 4) + 8·(#maxima + #minima) + 1)`` bytes, fixed at construction.
+Tensors can join later (:meth:`ThinnedHistory.add_tensors`): they get columns with no records
+before the step they join at, so every row keeps its step and every other tensor its records.
+
+Memory: ``(capacity + 2)·n·(F·(8 + 8 + 4) + 8·(#maxima + #minima) + 1)`` bytes, fixed until tensors join.
 """
 
 from __future__ import annotations
@@ -68,6 +71,15 @@ class ThinnedHistory:
         self._min[i] = np.fmin(self._min[i], values[:, self._min_cols])
         if self.rows > self.capacity + 1:
             self._thin()
+
+    def add_tensors(self, k: int) -> None:
+        """Make room for ``k`` more tensors, after the ``n`` there are: columns with no record in any
+        row so far (absent, NaN samples, empty blocks); they take part from the next :meth:`add`."""
+        for name, fill in (("_sample", np.nan), ("_present", False), ("_sum", 0.0), ("_count", 0),
+                           ("_max", np.nan), ("_min", np.nan)):
+            arr = getattr(self, name)
+            extra = np.full((arr.shape[0], k, *arr.shape[2:]), fill, dtype=arr.dtype)
+            setattr(self, name, np.concatenate([arr, extra], axis=1))
 
     def _thin(self) -> None:
         """Double the resolution: drop rows off the new grid (not the first or the last), merging

@@ -35,13 +35,20 @@ or as a callback: ``decaylab.train.fit(model, opt, data, epochs=5, callbacks=[De
 (Lightning and transformers: :mod:`decaylab.integrations`). With ``attach=False`` call
 ``mon.step()`` after each ``optimizer.step()`` instead.
 
+Groups added during training (``optimizer.add_param_group``, e.g. unfreezing a backbone) are
+watched too: before each step the monitor compares the groups' sizes with those it last read and,
+when they differ, appends the new parameters to its watch list (those already watched keep their
+history). Attached, it records them from the first step after the group was added; with
+``attach=False`` from the step after that (the weights before a step are snapshot at the previous
+``mon.step()``).
+
 Cost. A recorded step snapshots the watched weights before the step (one copy of them, freed
 after the step) and measures every tensor at once with ``torch._foreach_*`` kernels (5 norms, one
 subtraction), keeping the results on the weights' device; they are copied to the host in batches
 of up to 64 records (one synchronization each), never per tensor. Steps that are not recorded
-cost one Python comparison. By default (``every=None``) the monitor records every step of the
-first 50, then every 10th: the early transient in full, then ~1/10 of the steps (measured in
-``benchmarks/monitor_overhead.py``).
+cost one Python comparison and one of the groups' sizes. By default (``every=None``) the monitor
+records every step of the first 50, then every 10th: the early transient in full, then ~1/10 of
+the steps (measured in ``benchmarks/monitor_overhead.py``).
 
 Memory. The history is a :class:`decaylab.diagnostics._thinned.ThinnedHistory`: at most ``max_records + 1``
 records per tensor (about 200 bytes each; ≈100 KB per tensor with the default 512), whatever the
@@ -84,7 +91,8 @@ class DecayMonitor:
         every: record every ``every``-th optimizer step (≥ 1); ``None`` (default): steps 1…50, then
             every 10th step.
         include: glob patterns (:func:`fnmatch.fnmatchcase`) of parameter names to watch; default
-            all parameters the optimizer updates.
+            all parameters the optimizer updates, including those of groups added during training
+            (``optimizer.add_param_group``), from the first step the monitor sees them in.
         attach: register optimizer step pre/post hooks (default); ``False``: call :meth:`step`
             after each ``optimizer.step()``.
         max_records: records kept per tensor (≥ 2; the history thins itself by 2 when full, see
@@ -115,6 +123,7 @@ class DecayMonitor:
         self.model = self.optimizer = None
         self._handles: list = []
         self._tracked: list[tuple[str, torch.Tensor, int]] = []
+        self._group_sizes: tuple[int, ...] = ()
         self._steps = 0
         self._before: list[torch.Tensor] | None = None
         self._pending: list = []
@@ -129,33 +138,65 @@ class DecayMonitor:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        names = {id(p): n for n, p in model.named_parameters()}
         self.model, self.optimizer = model, optimizer
         self._tracked = []  # (name, parameter, group index)
-        for gi, group in enumerate(optimizer.param_groups):
-            for pi, p in enumerate(group["params"]):
-                name = names.get(id(p), f"group{gi}.param{pi}")
-                if self.include is None or any(fnmatch.fnmatchcase(name, pat) for pat in self.include):
-                    self._tracked.append((name, p, gi))
+        self._store = ThinnedHistory(0, FIELDS, capacity=self.max_records, stride=self.every or 1,
+                                     maxima=("max_abs",), minima=("max_abs_bound",))
+        self._watch()
         if not self._tracked:
             raise ValueError(f"include must match at least one parameter of the optimizer, got {self.include!r}")
-        meta = [name for name, p, _ in self._tracked if p.is_meta]
-        if meta:
-            raise ValueError(f"model has parameters on the 'meta' device, which hold no values to watch (e.g. "
-                             f"{meta[0]!r}): materialize it first (model.to_empty(device=...) and initialize it)")
-        self._group_of = np.array([gi for _, _, gi in self._tracked])
-        self._directional = np.array([p.numel() > 1 for _, p, _ in self._tracked])
-        by_device: dict[torch.device, list[int]] = {}
-        for i, (_, p, _) in enumerate(self._tracked):
-            by_device.setdefault(p.device, []).append(i)
-        self._by_device = list(by_device.items())
-        self._store = ThinnedHistory(len(self._tracked), FIELDS, capacity=self.max_records,
-                                     stride=self.every or 1, maxima=("max_abs",), minima=("max_abs_bound",))
         if self.attach:
             self._handles = [optimizer.register_step_pre_hook(lambda *_: self._before_step()),
                              optimizer.register_step_post_hook(lambda *_: self._after_step())]
         else:
             self._before_step()
+
+    @property
+    def group_sizes(self) -> tuple[int, ...]:
+        """How many parameters each of the optimizer's groups held when the monitor last read them
+        (at binding, and again whenever the sizes change: see :meth:`_watch`)."""
+        return self._group_sizes
+
+    def _watch(self) -> None:
+        """Read the optimizer's groups into the watch list. Tensors already watched keep their
+        place and history (their group index is re-read; one no longer in any group is not measured
+        again); tensors new to the optimizer — a group added with ``add_param_group`` during
+        training, a parameter appended to a group — that ``include`` matches are appended, with no
+        records before the first step they are watched from. Run at binding, and before and after
+        any step at which the groups' sizes differ from :attr:`group_sizes`: a newcomer is recorded
+        from the first step whose starting weights the monitor snapshot (attached: the first step
+        after it joined; ``attach=False``: the one after that), and a tensor that left is not
+        measured at the step it left at."""
+        self._flush()  # pending records were measured over the old watch list
+        groups = self.optimizer.param_groups
+        self._group_sizes = tuple(len(group["params"]) for group in groups)
+        place = {}
+        for gi, group in enumerate(groups):
+            for p in group["params"]:
+                place.setdefault(id(p), gi)
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        tracked = [(name, p, place.get(id(p), -1)) for name, p, _ in self._tracked]
+        watched = {id(p) for _, p, _ in tracked}
+        for gi, group in enumerate(groups):
+            for pi, p in enumerate(group["params"]):
+                name = names.get(id(p), f"group{gi}.param{pi}")
+                if id(p) not in watched and (self.include is None
+                                             or any(fnmatch.fnmatchcase(name, pat) for pat in self.include)):
+                    tracked.append((name, p, gi))
+                    watched.add(id(p))
+        meta = [name for name, p, _ in tracked[len(self._tracked):] if p.is_meta]
+        if meta:
+            raise ValueError(f"model has parameters on the 'meta' device, which hold no values to watch (e.g. "
+                             f"{meta[0]!r}): materialize it first (model.to_empty(device=...) and initialize it)")
+        self._store.add_tensors(len(tracked) - len(self._tracked))
+        self._tracked = tracked
+        self._group_of = np.array([gi for _, _, gi in tracked], dtype=np.int64)
+        self._directional = np.array([p.numel() > 1 for _, p, _ in tracked], dtype=bool)
+        by_device: dict[torch.device, list[int]] = {}
+        for i, (_, p, gi) in enumerate(tracked):
+            if gi >= 0:
+                by_device.setdefault(p.device, []).append(i)
+        self._by_device = list(by_device.items())
 
     def detach(self) -> None:
         """Remove the optimizer hooks (recording stops); :attr:`history` stays."""
@@ -171,15 +212,22 @@ class DecayMonitor:
 
     @torch.no_grad()
     def _before_step(self) -> None:
-        """Snapshot the weights if the coming step is recorded."""
+        """Re-read the optimizer's groups if their sizes changed, then snapshot the weights if the
+        coming step is recorded."""
+        self._rewatch_if_groups_changed()
         if self.records_step(self._steps + 1):
             self._before = [p.detach().clone() for _, p, _ in self._tracked]
         else:
             self._before = None
 
+    def _rewatch_if_groups_changed(self) -> None:
+        if tuple(len(group["params"]) for group in self.optimizer.param_groups) != self._group_sizes:
+            self._watch()
+
     def _after_step(self) -> None:
         self._steps += 1
         if self._before is not None:
+            self._rewatch_if_groups_changed()  # a group changed during the step: newcomers have no snapshot
             self._measure()
             self._before = None
 
@@ -213,7 +261,8 @@ class DecayMonitor:
         until :meth:`_flush` copies them to the host and derives the ratio and the angle."""
         parts = []
         for device, indices in self._by_device:
-            idx = [i for i in indices if self._tracked[i][1].grad is not None]  # others: not updated
+            # others: not updated, or joined after the snapshot
+            idx = [i for i in indices if i < len(self._before) and self._tracked[i][1].grad is not None]
             if not idx:
                 continue
             after = [self._tracked[i][1].detach() for i in idx]
@@ -249,7 +298,10 @@ class DecayMonitor:
                     angle = np.where(self._directional[idx] & (b > 0) & (w > 0), kahan_angle(w, b, d), np.nan)
                 values[idx, :len(METRICS)] = np.stack([w, g, ratio, angle, max_abs], axis=1)
                 present[idx] = True
-            values[:, len(METRICS):] = np.asarray(groups, dtype=float)[self._group_of]
+            # a tensor that left the optimizer (group -1) is never present: it reads the NaN row
+            settings = np.vstack([np.asarray(groups, dtype=float).reshape(-1, len(_GROUP_FIELDS)),
+                                  np.full(len(_GROUP_FIELDS), np.nan)])
+            values[:, len(METRICS):] = settings[self._group_of]
             values[~self._directional, FIELDS.index("predicted_angle")] = np.nan
             self._store.add(step, values, present)
         self._pending = []

@@ -61,7 +61,9 @@ class MonitorCallbackCore:
 
     After training starts: ``monitor`` (the :class:`~decaylab.diagnostics.monitor.DecayMonitor` of the first optimizer),
     ``monitors`` (one per optimizer) and ``findings`` (the doctor's :class:`~decaylab.diagnostics.doctor.Findings` over
-    all optimizers together, empty with ``doctor=False``).
+    all optimizers together, empty with ``doctor=False``). A param group added during training is
+    monitored from the next step on, and the doctor runs again over the optimizers with it
+    (:meth:`check_groups`): ``findings`` is then that run's.
     """
 
     def __init__(self, *, every: int | None = None, include: Iterable[str] | None = None, max_records: int = 512,
@@ -80,6 +82,8 @@ class MonitorCallbackCore:
         self.monitors: list[DecayMonitor] = []
         self.findings: list = []
         self._logged_steps: list[int] = []
+        self._doctored_sizes: list[tuple[int, ...]] = []
+        self._setup: tuple | None = None   # (model, optimizers, total steps, scheduler, warn) of start()
 
     @property
     def monitor(self) -> DecayMonitor | None:
@@ -98,17 +102,35 @@ class MonitorCallbackCore:
         self.monitors = [DecayMonitor(model, o, every=self.every, include=self.include,
                                       max_records=self.max_records) for o in optimizers]
         self._logged_steps = [0] * len(self.monitors)
+        self.findings = []
+        steps = int(total_steps) if total_steps is not None and math.isfinite(total_steps) and total_steps > 0 else None
+        schedules = [unwrap_scheduler(scheduler, o) for o in optimizers]
+        self._setup = (model, optimizers, steps, next((s for s in schedules if s is not None), None), warn)
+        self._run_doctor()
+
+    def _run_doctor(self) -> None:
+        """Run the doctor over the optimizers as they are now (if ``doctor``) and report, through ``warn``,
+        its findings of severity error or warning that the previous run did not report."""
+        self._doctored_sizes = [monitor.group_sizes for monitor in self.monitors]
         if not self.doctor:
             return
         from decaylab.diagnostics.doctor import doctor
 
-        steps = int(total_steps) if total_steps is not None and math.isfinite(total_steps) and total_steps > 0 else None
-        schedules = [unwrap_scheduler(scheduler, o) for o in optimizers]
+        model, optimizers, steps, scheduler, warn = self._setup
+        reported = {(f.code, f.params) for f in self.findings}
         self.findings = doctor(model, optimizers if len(optimizers) > 1 else optimizers[0], total_steps=steps,
-                               scheduler=next((s for s in schedules if s is not None), None))
+                               scheduler=scheduler)
         for finding in self.findings:
-            if finding.severity != "info":
+            if finding.severity != "info" and (finding.code, finding.params) not in reported:
                 warn(f"decaylab.doctor: {finding}")
+
+    def check_groups(self) -> None:
+        """Call after each optimizer step: when a monitor has taken in parameter groups added during
+        training (``add_param_group``; it watches them from the step after they were added), run the
+        doctor again over the optimizers as they are then, so its findings cover the new groups too
+        (only findings it had not reported are reported)."""
+        if [monitor.group_sizes for monitor in self.monitors] != self._doctored_sizes:
+            self._run_doctor()
 
     def new_scalars(self) -> dict[str, float]:
         """Each monitor's :meth:`~decaylab.diagnostics.monitor.DecayMonitor.scalars` if it recorded a step since

@@ -17,6 +17,17 @@ training batch at Lightning's logging cadence (``global_step`` a multiple of the
 ``log_every_n_steps``) with a new monitor record, the per-tensor scalars
 (``decay_<field>/<param>``, see :meth:`~decaylab.diagnostics.monitor.DecayMonitor.scalars`) go to every logger
 of the Trainer (``logger.log_metrics(..., step=global_step)``: TensorBoard, CSV, W&B, ...).
+A param group added during training (``optimizer.add_param_group`` in a hook or a training step) is
+monitored from the next optimizer step on, and after that step's batch the doctor runs again with it
+and warns about what it had not reported.
+
+:class:`decaylab.optim.MuonAdamW` is one optimizer: ``configure_optimizers`` returns it like any
+other (with a scheduler as ``{"optimizer": opt, "lr_scheduler": {...}}``), Lightning's checkpoints hold
+its one ``state_dict`` and ``trainer.fit(module, ckpt_path=...)`` continues the run exactly from an
+end-of-epoch checkpoint (tested, without shuffling or dropout). Lightning's checkpoints hold no RNG
+state, so a shuffled order or dropout after resuming are new draws, and from a mid-epoch checkpoint
+a dataloader without ``state_dict``/``load_state_dict`` does not continue where it stopped
+(Lightning warns): the continuation is then a valid run, not the same numbers.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ class DecayMonitorCallback(MonitorCallbackCore, Callback):
                    scheduler=configs[0].scheduler if configs else None)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.check_groups()
         if trainer.global_step % max(1, trainer.log_every_n_steps) != 0 or not trainer.loggers:
             return
         scalars = self.new_scalars()
