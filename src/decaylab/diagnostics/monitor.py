@@ -56,6 +56,11 @@ run's length. When it fills, every other record is dropped, so the kept series a
 first recorded step and end at the newest, evenly spaced over the whole run; the means, maxima and
 minima of :meth:`summary` stay exact over every recorded step (up to the granularity of one
 kept record when ``last < 1``).
+
+Length: over 400 lines because it is one class whose methods all share its recording state (the
+watch list, the snapshot before a step, the records pending on the device, the history); what can
+stand apart does: the table and figure (:mod:`.monitor_views`), the batched measurements
+(:mod:`.tensor_measures`), the record fields (:mod:`.monitor_fields`).
 """
 
 from __future__ import annotations
