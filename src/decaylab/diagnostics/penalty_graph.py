@@ -23,6 +23,8 @@ from collections import deque
 
 import torch
 
+from decaylab._checks import InputError, InputTypeError
+
 __all__ = ["l2_penalized_parameters"]
 
 _SHAPE_ONLY = ("ViewBackward", "ReshapeAlias", "UnsafeViewBackward", "TBackward", "TransposeBackward",
@@ -81,10 +83,10 @@ def l2_penalized_parameters(loss: torch.Tensor, params) -> list[torch.Tensor]:
     """The tensors of ``params`` on which ``loss`` has an explicit L2 term (see the module docstring),
     in ``params``' order. ``loss`` must be a tensor with a ``grad_fn``."""
     if not isinstance(loss, torch.Tensor):
-        raise TypeError(f"loss must be a torch.Tensor (the loss of one training step, before backward), "
+        raise InputTypeError(f"loss must be a torch.Tensor (the loss of one training step, before backward), "
                         f"got {type(loss).__name__}")
     if loss.grad_fn is None:
-        raise ValueError("loss must come from a forward pass with autograd on (it has no grad_fn: computed "
+        raise InputError("loss must come from a forward pass with autograd on (it has no grad_fn: computed "
                          "under torch.no_grad(), detached, or not from the model's parameters)")
     penalized: set[int] = set()
     todo, seen = deque([loss.grad_fn]), set()

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from decaylab._checks import check_int
+from decaylab._checks import InputError, check_int
 from decaylab.experiments.decoupling_text import report_sections, side_by_side_section, study_summary, table_rows
 from decaylab.maps.basin import BasinFit
 from decaylab.maps.lr_map import LrDecayMap, lr_decay_map, plot_maps
@@ -192,7 +192,7 @@ def run_decoupling(*, quick: bool = False, seeds: int | None = None, epochs: int
     setups = {r.key: r for r in REGIME_SETUPS}
     for regime in regimes:
         if regime not in setups:
-            raise ValueError(f"regimes must hold only {', '.join(map(repr, setups))}, got {regime!r}")
+            raise InputError(f"regimes must hold only {', '.join(map(repr, setups))}, got {regime!r}")
     start = time.perf_counter()
     details, options = {}, {}
     for regime in regimes:

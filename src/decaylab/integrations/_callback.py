@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from decaylab._checks import check_choice, check_int
+from decaylab._checks import InputTypeError, check_choice, check_int
 from decaylab.diagnostics.monitor import FIELDS, METRICS, DecayMonitor
 
 __all__ = ["DecayDoctorWarning", "MonitorCallbackCore", "unwrap_optimizer"]
@@ -25,7 +25,7 @@ def unwrap_optimizer(optimizer: object) -> torch.optim.Optimizer:
     while not _is_plain_optimizer(inner) and isinstance(getattr(inner, "optimizer", None), torch.optim.Optimizer):
         inner = inner.optimizer
     if not isinstance(inner, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer or a wrapper of one, "
+        raise InputTypeError(f"optimizer must be a torch.optim.Optimizer or a wrapper of one, "
                         f"got {type(optimizer).__name__}")
     return inner
 
@@ -76,7 +76,7 @@ class MonitorCallbackCore:
         for m in metrics:
             check_choice("metrics", m, FIELDS)
         if not isinstance(doctor, bool):
-            raise TypeError(f"doctor must be a bool, got {doctor!r}")
+            raise InputTypeError(f"doctor must be a bool, got {doctor!r}")
         self.every, self.include, self.max_records = every, include, max_records
         self.metrics, self.doctor = tuple(metrics), doctor
         self.monitors: list[DecayMonitor] = []

@@ -32,6 +32,7 @@ a dataloader without ``state_dict``/``load_state_dict`` does not continue where 
 
 from __future__ import annotations
 
+from decaylab._checks import InputError
 from decaylab._extras import needs
 
 with needs("lightning", "decaylab.integrations.lightning"):
@@ -50,7 +51,7 @@ class DecayMonitorCallback(MonitorCallbackCore, Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         if not trainer.optimizers:
-            raise ValueError("DecayMonitorCallback needs an optimizer: configure_optimizers returned none")
+            raise InputError("DecayMonitorCallback needs an optimizer: configure_optimizers returned none")
         configs = trainer.lr_scheduler_configs
         self.start(pl_module, list(trainer.optimizers), trainer.estimated_stepping_batches,
                    lambda message: rank_zero_warn(message, category=DecayDoctorWarning),

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import warnings
 
+from decaylab._checks import InputError
 from decaylab._extras import needs
 
 with needs("transformers", "decaylab.integrations.transformers"):
@@ -63,7 +64,7 @@ class DecayMonitorCallback(MonitorCallbackCore, TrainerCallback):
 
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
         if model is None or optimizer is None:
-            raise ValueError("DecayMonitorCallback needs the Trainer's model and optimizer in on_train_begin")
+            raise InputError("DecayMonitorCallback needs the Trainer's model and optimizer in on_train_begin")
         self.start(model, optimizer, state.max_steps,
                    lambda message: warnings.warn(message, DecayDoctorWarning, stacklevel=2),
                    scheduler=kwargs.get("lr_scheduler"))

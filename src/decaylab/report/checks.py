@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from decaylab._checks import check_real
+from decaylab._checks import InputError, InputTypeError, check_real
 from decaylab.report.model import Figure, Section, Slider, Table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -20,29 +20,29 @@ IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 def check_identifier(where: str, value: Any) -> str:
     """A section key or figure name: letters, digits, ``_ . -``, starting with a letter or digit."""
     if not isinstance(value, str):
-        raise TypeError(f"{where} must be a str, got {value!r} ({type(value).__name__})")
+        raise InputTypeError(f"{where} must be a str, got {value!r} ({type(value).__name__})")
     if not IDENTIFIER.match(value):
-        raise ValueError(f"{where} must be letters, digits, '_', '.' or '-' (starting with a letter "
+        raise InputError(f"{where} must be letters, digits, '_', '.' or '-' (starting with a letter "
                          f"or digit), got {value!r}")
     return value
 
 
 def check_text(where: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"{where} must be a str, got {value!r} ({type(value).__name__})")
+        raise InputTypeError(f"{where} must be a str, got {value!r} ({type(value).__name__})")
     return value
 
 
 def _check_instance(where: str, value: Any, cls: type) -> None:
     if not isinstance(value, cls):
-        raise TypeError(f"{where} must be a decaylab.report.model.{cls.__name__}, got {type(value).__name__}")
+        raise InputTypeError(f"{where} must be a decaylab.report.model.{cls.__name__}, got {type(value).__name__}")
 
 
 def _check_unique_identifier(where: str, value: Any, seen: set[str]) -> None:
     """An identifier not seen before in the report (section keys and figure names become HTML ids)."""
     check_identifier(where, value)
     if value in seen:
-        raise ValueError(f"{where} must be unique within the report, got {value!r} twice")
+        raise InputError(f"{where} must be unique within the report, got {value!r} twice")
     seen.add(value)
 
 
@@ -52,7 +52,7 @@ def _check_figure(where: str, figure: Any, names: set[str]) -> None:
     if not isinstance(figure.png, (bytes, bytearray)) or not bytes(figure.png[:8]) == PNG_SIGNATURE:
         got = type(figure.png).__name__ if not isinstance(figure.png, (bytes, bytearray)) else \
             f"bytes starting {bytes(figure.png[:8])!r}"
-        raise ValueError(f"{where}.png must be PNG image bytes (e.g. from matplotlib savefig(format='png')), "
+        raise InputError(f"{where}.png must be PNG image bytes (e.g. from matplotlib savefig(format='png')), "
                          f"got {got}")
     check_text(f"{where}.caption", figure.caption)
 
@@ -64,23 +64,23 @@ def _check_table(where: str, table: Any) -> None:
         check_text(f"{where}.columns[{j}]", column)
     for i, row in enumerate(table.rows):
         if isinstance(row, (str, bytes)) or not isinstance(row, Sequence):
-            raise TypeError(f"{where}.rows[{i}] must be a sequence of cells, got {type(row).__name__}")
+            raise InputTypeError(f"{where}.rows[{i}] must be a sequence of cells, got {type(row).__name__}")
         if len(row) != len(columns):
-            raise ValueError(f"{where}.rows[{i}] must have {len(columns)} cells (one per column), got {len(row)}")
+            raise InputError(f"{where}.rows[{i}] must have {len(columns)} cells (one per column), got {len(row)}")
     check_text(f"{where}.caption", table.caption)
 
 
 def _check_slider(where: str, slider: Any, names: set[str]) -> None:
     if not isinstance(slider, Slider):
-        raise TypeError(f"{where} must be a decaylab.report.model.Slider or None, got {type(slider).__name__}")
+        raise InputTypeError(f"{where} must be a decaylab.report.model.Slider or None, got {type(slider).__name__}")
     check_text(f"{where}.label", slider.label)
     values, frames, captions = list(slider.values), list(slider.frames), list(slider.captions)
     if not frames:
-        raise ValueError(f"{where}.frames must hold at least one Figure, got 0")
+        raise InputError(f"{where}.frames must hold at least one Figure, got 0")
     if len(values) != len(frames):
-        raise ValueError(f"{where}.values must have one value per frame ({len(frames)}), got {len(values)}")
+        raise InputError(f"{where}.values must have one value per frame ({len(frames)}), got {len(values)}")
     if captions and len(captions) != len(frames):
-        raise ValueError(f"{where}.captions must be empty or one per frame ({len(frames)}), got {len(captions)}")
+        raise InputError(f"{where}.captions must be empty or one per frame ({len(frames)}), got {len(captions)}")
     for i, value in enumerate(values):
         check_real(f"{where}.values[{i}]", value)
     for i, frame in enumerate(frames):
@@ -92,7 +92,7 @@ def _check_slider(where: str, slider: Any, names: set[str]) -> None:
 def check_sections(sections: Any) -> list[Section]:
     """Return ``sections`` as a list after checking every section, figure, table and slider in it."""
     if isinstance(sections, (str, bytes, Section)) or not isinstance(sections, Sequence):
-        raise TypeError(f"sections must be a list of decaylab.report.model.Section, got {type(sections).__name__}")
+        raise InputTypeError(f"sections must be a list of decaylab.report.model.Section, got {type(sections).__name__}")
     keys: set[str] = set()
     names: set[str] = set()
     for s, section in enumerate(sections):

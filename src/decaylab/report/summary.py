@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from decaylab import __version__
+from decaylab._checks import InputError, InputTypeError
 from decaylab.report.model import Section
 
 
@@ -39,12 +40,12 @@ def to_jsonable(value: Any, where: str = "summary") -> Any:
         out = {}
         for key, item in value.items():
             if isinstance(key, bool) or not isinstance(key, (str, numbers.Real)):
-                raise TypeError(f"{where} keys must be strings or numbers, got {key!r} ({type(key).__name__})")
+                raise InputTypeError(f"{where} keys must be strings or numbers, got {key!r} ({type(key).__name__})")
             out[str(key)] = to_jsonable(item, f"{where}[{key!r}]")
         return out
     if isinstance(value, (list, tuple)):
         return [to_jsonable(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    raise TypeError(f"{where} must hold only numbers, strings, bools, None, lists and dicts, "
+    raise InputTypeError(f"{where} must hold only numbers, strings, bools, None, lists and dicts, "
                     f"got {type(value).__name__}: {value!r:.80}")
 
 
@@ -72,9 +73,9 @@ def report_outline(title: str, sections: Sequence[Section], intro: str = "") -> 
 def build_summary(title: str, sections: Sequence[Section], summary: Mapping, intro: str = "") -> dict:
     """The dict written to ``summary.json``: ``summary`` plus the ``"report"`` outline."""
     if not isinstance(summary, Mapping):
-        raise TypeError(f"summary must be a dict, got {type(summary).__name__}")
+        raise InputTypeError(f"summary must be a dict, got {type(summary).__name__}")
     if "report" in summary:
-        raise ValueError("summary must not have a 'report' key (write_report adds it: the page outline), "
+        raise InputError("summary must not have a 'report' key (write_report adds it: the page outline), "
                          f"got keys {sorted(map(str, summary))}")
     out = to_jsonable(summary)
     out["report"] = to_jsonable(report_outline(title, sections, intro), "report")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from decaylab._checks import InputTypeError
 from decaylab.report.html import format_cell
 
 
@@ -15,10 +16,10 @@ def text_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None 
     without a column (or with ``None``) shows ``-``. Numbers use 4 significant digits.
     """
     if isinstance(rows, Mapping) or not isinstance(rows, Sequence):
-        raise TypeError(f"rows must be a list of dicts, got {type(rows).__name__}")
+        raise InputTypeError(f"rows must be a list of dicts, got {type(rows).__name__}")
     for i, row in enumerate(rows):
         if not isinstance(row, Mapping):
-            raise TypeError(f"rows[{i}] must be a dict, got {type(row).__name__}")
+            raise InputTypeError(f"rows[{i}] must be a dict, got {type(row).__name__}")
     if columns is None:
         columns = list(dict.fromkeys(key for row in rows for key in row))
     cells = [[format_cell(row.get(column), missing="-") for column in columns] for row in rows]

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from decaylab._checks import InputError
+
 
 @dataclass
 class TrainState:
@@ -80,7 +82,7 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, state: TrainState) -> None:
         value = getattr(state.history, self.monitor)[-1]
         if value is None:
-            raise ValueError(f"EarlyStopping monitor={self.monitor!r} needs that metric, but fit did not record it "
+            raise InputError(f"EarlyStopping monitor={self.monitor!r} needs that metric, but fit did not record it "
                              "(no validation data, or accuracy on a regression task)")
         sign = 1.0 if self.MODES[self.monitor] == "min" else -1.0
         if self.best is None or sign * (self.best - value) > self.min_delta:

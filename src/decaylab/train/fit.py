@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .._checks import check_choice, check_int
+from .._checks import InputError, InputTypeError, check_choice, check_int
 from .._isolation import isolated, seeded_generator
 from .callbacks import EarlyStopping, ProgressBar, TrainState
 
@@ -226,11 +226,11 @@ def _training_data(data):
         train = tuple(data[:2])
         val = tuple(data[2:]) if len(data) == 4 else None
     else:
-        raise TypeError("data must be a decaylab.data.Dataset or a tuple (X, y) or (X, y, X_val, y_val) of "
+        raise InputTypeError("data must be a decaylab.data.Dataset or a tuple (X, y) or (X, y, X_val, y_val) of "
                         f"tensors, got {type(data).__name__}")
     for name, (X, y) in (("train", train), ("val", val)) if val is not None else (("train", train),):
         if X.shape[0] != y.shape[0] or X.shape[0] == 0:
-            raise ValueError(f"data ({name}) must have as many rows in X as in y (and at least one), "
+            raise InputError(f"data ({name}) must have as many rows in X as in y (and at least one), "
                              f"got X {tuple(X.shape)} and y {tuple(y.shape)}")
     return train, val, _task_of(train[1])
 
