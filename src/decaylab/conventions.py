@@ -76,9 +76,9 @@ AdamW → Lion: 5·λ with lr/5 (the Lion paper's 3–10×, at the RMS match). C
 for ``muon-original`` (B) and ``muon-unscaled`` (max(A, B)), ``update_rms`` r, ``adam_lr_ratio`` q.
 Exact when both sides normalize alike: two Muon conventions (the same O), or ``keras-muon-adam`` and
 ``torch-adamw`` (the same Adam update); across kinds only as far as AdamW's update RMS is 0.2·lr and
-Newton–Schulz's O is orthogonal (its singular values are ≈ 0.5–1.5, Keller Jordan). With any other
-convention, a Muon, Lion or Keras value converts through its per-step decay lr·λ like ``torch-adamw``,
-``lr`` being that optimizer's own (for Muon the unadjusted lr).
+Newton–Schulz's O is orthogonal (it is nearly so: its RMS is ≈ 0.85–0.9 × 1/√max(A, B) for a
+Gaussian gradient). With any other convention, a Muon, Lion or Keras value converts through its
+per-step decay lr·λ like ``torch-adamw``, ``lr`` being that optimizer's own (for Muon the unadjusted lr).
 
 Exact or not. Conventions come in two families. In the *penalty* family (``penalty``,
 ``half-penalty``, ``coupled``, ``ridge-alpha``, ``mlp-alpha``, ``prior-precision``) the decay is a term of the loss's

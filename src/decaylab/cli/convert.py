@@ -79,7 +79,7 @@ def _exactness(src, dst) -> str:
 
 #: why an update-matched pair across normalizations is approximate, per basis
 _APPROXIMATE = {"adam": "AdamW's update RMS is 0.2·lr (a typical measured value)",
-                "orthogonal": "Newton–Schulz's O is orthogonal (its singular values are ≈ 0.5–1.5)"}
+                "orthogonal": "Newton–Schulz's O is orthogonal (it is nearly so, RMS ≈ 0.85–0.9 of it)"}
 
 
 def _lr_line(src, dst, context: dict) -> str:

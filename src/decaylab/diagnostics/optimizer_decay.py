@@ -144,7 +144,9 @@ _COUPLED_SOURCE = "grad = grad.add(param, alpha=weight_decay)"
 #: The table: every optimizer class whose decay decaylab reads (see the module docstring).
 OPTIMIZER_DECAY: tuple[OptimizerDecay, ...] = (
     OptimizerDecay(torch.optim.SGD, "coupled", "sgd", f"sgd.py: {_COUPLED_SOURCE}, then momentum"),
-    _adam_flag(torch.optim.AdamW, f"adamw.py: Adam with decoupled_weight_decay=True: {_FLAG_SOURCE}"),
+    OptimizerDecay(torch.optim.AdamW, "decoupled", "adam",
+                   f"adamw.py: Adam with decoupled_weight_decay=True (forced): {_FLAG_SOURCE}",
+                   flag="decoupled_weight_decay"),
     _adam_flag(torch.optim.Adam, f"adam.py: {_FLAG_SOURCE}",
                fix=f"pass decoupled_weight_decay=True (torch's Adam then is AdamW), or use torch.optim.AdamW or "
                    f"decaylab.AdamW ({_VALUES})"),
