@@ -470,7 +470,7 @@ def _companion_text(companions: Sequence[tuple[str, GroupDecay]]) -> str:
     decaying = [(label, c) for label, c in companions if c.weight_decay > 0]
     if not decaying:
         return "no AdamW group decays beside it"
-    return "; ".join(f"its AdamW companion {label} has weight_decay {c.weight_decay:g} at lr {c.lr:g}: "
+    return "; ".join(f"its AdamW companion ({label}) has weight_decay {c.weight_decay:g} at lr {c.lr:g}: "
                      f"{c.step_decay:.3g} per step" for label, c in decaying[:2])
 
 
@@ -484,7 +484,7 @@ def _muon_findings(s: _Setup, gi: int, d: GroupDecay) -> list[Finding]:
             return []
         label, c = decaying[0]
         return [Finding("info", "muon-no-decay", names,
-                        f"{d.optimizer} group {gi} (Muon) does not decay while its AdamW companion {label} does "
+                        f"{d.optimizer} group {gi} (Muon) does not decay while its AdamW companion ({label}) does "
                         f"(weight_decay {c.weight_decay:g}): Moonlight (Liu et al. 2025) found decay essential for "
                         "Muon at scale, where without it the weights' and layer outputs' RMS keep growing",
                         "give the Muon groups a weight_decay for long runs: with adjust_lr_fn='match_rms_adamw' "
@@ -503,7 +503,8 @@ def _muon_findings(s: _Setup, gi: int, d: GroupDecay) -> list[Finding]:
                    f"({_shapes_text(matrices)}), so relative to its update the decay is that of an AdamW λ of "
                    f"{_span(equivalent)} (AdamW's update RMS ≈ 0.2·lr, Moonlight); {_companion_text(s.companions)}",
                    f"nothing to change if intended; `decaylab convert {d.weight_decay:g} --from {convention} "
-                   f"--to torch-adamw{shape_flag}` gives the AdamW λ for the largest matrix, and back")]
+                   f"--to torch-adamw{shape_flag}` gives that AdamW λ{' for the largest matrix' if shape_flag else ''}"
+                   ", and back")]
     original = convention == "muon-original"
     for label, c in s.companions:
         same = (math.isclose(c.lr, d.lr, rel_tol=1e-9) and math.isclose(c.weight_decay, d.weight_decay, rel_tol=1e-9)
@@ -513,7 +514,7 @@ def _muon_findings(s: _Setup, gi: int, d: GroupDecay) -> list[Finding]:
             f = ADAMW_UPDATE_RMS / d.update_rms_per_lr(largest[:2])
             out.append(Finding(
                 "warning", "muon-adamw-lambda", names,
-                f"{head}: lr and weight_decay are those of its AdamW companion {label}: the per-step decay "
+                f"{head}: lr and weight_decay are those of its AdamW companion ({label}): the per-step decay "
                 f"lr·λ = {step:.3g} is the same, but under adjust_lr_fn='original' a Muon update has RMS lr/√B, "
                 f"0.2·√B = {_span(factors)}× smaller than AdamW's ≈ 0.2·lr, so relative to its update the decay is "
                 f"{_span(factors)}× stronger (an AdamW λ of {_span(equivalent)})",
@@ -529,7 +530,7 @@ def _muon_findings(s: _Setup, gi: int, d: GroupDecay) -> list[Finding]:
             out.append(Finding(
                 "warning", "muon-recipe-mix", names,
                 f"{head}: {scaling} gives the update AdamW's RMS (≈ 0.2·lr) so that AdamW's lr and λ carry over "
-                f"(Moonlight), but its lr is {ratio:.3g}× that of its AdamW companion {label} ({c.lr:g}; Keller "
+                f"(Moonlight), but its lr is {ratio:.3g}× that of its AdamW companion ({label}, lr {c.lr:g}; Keller "
                 "Jordan's lr 0.02 is for 'original' scaling, whose update is 0.2·√B× smaller): its matrices move "
                 f"~{ratio:.3g}× farther per step than the rest{faster}",
                 "with this scaling use the AdamW half's lr and λ in the Muon groups (Moonlight), or "
