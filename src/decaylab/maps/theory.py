@@ -72,10 +72,12 @@ __all__ = ["REGIMES", "detect_regime", "predicted_line", "predicted_slope", "sca
 
 REGIMES = ("fixed-point", "equilibrium")
 
-# (how the optimizer decays) → slope: coupled SGD, coupled adaptive, or decoupled with its decay_scaling.
+# (kind, update or decay_scaling) → slope: coupled SGD or adaptive, decoupled by its decay_scaling.
 _SLOPES = {
-    "fixed-point": {"coupled-sgd": 0.0, "coupled-adaptive": 0.0, "schedule": 1.0, "lr": 0.0},
-    "equilibrium": {"coupled-sgd": -1.0, "coupled-adaptive": None, "schedule": 0.0, "lr": -1.0},
+    "fixed-point": {("coupled", "sgd"): 0.0, ("coupled", "adaptive"): 0.0, ("decoupled", "schedule"): 1.0,
+                    ("decoupled", "lr"): 0.0},
+    "equilibrium": {("coupled", "sgd"): -1.0, ("coupled", "adaptive"): None, ("decoupled", "schedule"): 0.0,
+                    ("decoupled", "lr"): -1.0},
 }
 
 
@@ -91,9 +93,9 @@ def predicted_slope(optimizer: str, decay_scaling: str | None, regime: str) -> f
     kind, family = class_decay(OptimizerSpec(name=optimizer).optimizer_class())
     check_choice("regime", regime, REGIMES)
     if kind == "coupled":
-        case = "coupled-sgd" if family == "sgd" else "coupled-adaptive"
+        case = (kind, "sgd" if family == "sgd" else "adaptive")
     else:
-        case = check_choice("decay_scaling", decay_scaling, ("lr", "schedule"))
+        case = (kind, check_choice("decay_scaling", decay_scaling, ("lr", "schedule")))
     return _SLOPES[regime][case]
 
 
