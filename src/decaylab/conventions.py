@@ -10,7 +10,9 @@ to B solves ``d_A = d_B`` for B's value; the context a conversion needs is what 
 (``penalty`` → ``coupled`` needs nothing, ``torch-adamw`` → ``schedule`` needs ``lr``), and a
 conversion refuses with a ``ValueError`` naming what is missing. Context: ``lr`` is the peak
 (initial) learning rate lr_0; ``batch_size`` b; ``dataset_size`` N (training examples);
-``epochs`` T. "Mean loss" below means the per-example mean (``reduction="mean"``).
+``epochs`` T. "Mean loss" below means the per-example mean (``reduction="mean"``). Between two
+update-normalized optimizers (Muon, Lion, AdamW, Keras' Muon) the lr may differ on the two sides, and
+a conversion keeps the decay relative to the update instead (see "Update-matched conversions" below).
 
 ========================  =================================================================  =====================
 name                      the number is                                                       d =

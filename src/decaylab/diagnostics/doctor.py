@@ -474,6 +474,15 @@ def _companion_text(companions: Sequence[tuple[str, GroupDecay]]) -> str:
                      f"{c.step_decay:.3g} per step" for label, c in decaying[:2])
 
 
+def _muon_decay_fix(d: GroupDecay, convention: str, shape_flag: str) -> str:
+    """The muon-decay finding's fix: nothing, and (for torch's lr-scaled λ) the conversion command."""
+    if d.decay_scaling != "lr":
+        return "nothing to change if intended"
+    largest = " for the largest matrix" if shape_flag else ""
+    return (f"nothing to change if intended; `decaylab convert {d.weight_decay:g} --from {convention} --to "
+            f"torch-adamw{shape_flag}` gives that AdamW λ{largest}, and back")
+
+
 def _muon_findings(s: _Setup, gi: int, d: GroupDecay) -> list[Finding]:
     """What λ Muon group ``gi`` gets beside its AdamW companion, and the recipe mismatches."""
     matrices, names = _muon_matrices(s, gi), s.group_names(gi)
@@ -502,9 +511,7 @@ def _muon_findings(s: _Setup, gi: int, d: GroupDecay) -> list[Finding]:
                    f"update has RMS {_span([k * d.lr for k in ks])} for its {len(matrices)} matrices "
                    f"({_shapes_text(matrices)}), so relative to its update the decay is that of an AdamW λ of "
                    f"{_span(equivalent)} (AdamW's update RMS ≈ 0.2·lr, Moonlight); {_companion_text(s.companions)}",
-                   f"nothing to change if intended; `decaylab convert {d.weight_decay:g} --from {convention} "
-                   f"--to torch-adamw{shape_flag}` gives that AdamW λ{' for the largest matrix' if shape_flag else ''}"
-                   ", and back")]
+                   _muon_decay_fix(d, convention, shape_flag))]
     original = convention == "muon-original"
     for label, c in s.companions:
         same = (math.isclose(c.lr, d.lr, rel_tol=1e-9) and math.isclose(c.weight_decay, d.weight_decay, rel_tol=1e-9)
