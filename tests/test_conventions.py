@@ -19,7 +19,8 @@ from decaylab.conventions import (
 )
 from decaylab.diagnostics.optimizer_decay import group_decay
 
-CTX = dict(lr=3e-3, batch_size=64, dataset_size=50_000, epochs=90)
+CTX = dict(lr=3e-3, batch_size=64, dataset_size=50_000, epochs=90, shape=(3072, 768), update_rms=0.3,
+           adam_lr_ratio=0.5)
 PAIRS = list(itertools.permutations(CONVENTIONS, 2))
 
 
@@ -45,7 +46,8 @@ def test_printed_formula_computes_the_converted_value(src, dst):
     assert lhs == CONVENTIONS[dst].symbol
     expr = rhs.replace(CONVENTIONS[src].symbol, "V").replace("·", "*").replace("^", "**")
     expr = re.sub(r"√(\w+)", r"sqrt(\1)", expr).replace("√(", "sqrt(")
-    names = dict(V=0.0123, lr=CTX["lr"], b=CTX["batch_size"], N=CTX["dataset_size"], T=CTX["epochs"], sqrt=math.sqrt)
+    names = dict(V=0.0123, lr=CTX["lr"], b=CTX["batch_size"], N=CTX["dataset_size"], T=CTX["epochs"], sqrt=math.sqrt,
+                 A=CTX["shape"][0], B=CTX["shape"][1], r=CTX["update_rms"], q=CTX["adam_lr_ratio"], max=max)
     assert eval(expr, {"__builtins__": {}}, names) == pytest.approx(convert(0.0123, src, dst, **CTX), rel=1e-12)
 
 

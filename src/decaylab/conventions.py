@@ -10,7 +10,9 @@ to B solves ``d_A = d_B`` for B's value; the context a conversion needs is what 
 (``penalty`` → ``coupled`` needs nothing, ``torch-adamw`` → ``schedule`` needs ``lr``), and a
 conversion refuses with a ``ValueError`` naming what is missing. Context: ``lr`` is the peak
 (initial) learning rate lr_0; ``batch_size`` b; ``dataset_size`` N (training examples);
-``epochs`` T. "Mean loss" below means the per-example mean (``reduction="mean"``).
+``epochs`` T. "Mean loss" below means the per-example mean (``reduction="mean"``). Between two
+update-normalized optimizers (Muon, Lion, AdamW, Keras' Muon) the lr may differ on the two sides, and
+a conversion keeps the decay relative to the update instead (see "Update-matched conversions" below).
 
 ========================  =================================================================  =====================
 name                      the number is                                                       d =
@@ -34,7 +36,51 @@ name                      the number is                                         
 ``tau-iter``              EMA timescale in steps, τ_iter = 1/(lr·λ_adamw)                    1/τ_iter
                           (Wang & Aitchison 2024)
 ``tau-epoch``             EMA timescale in epochs, τ_epoch = τ_iter·b/N                        b/(N·τ_epoch)
+``muon-original``         ``torch.optim.Muon`` weight_decay with ``adjust_lr_fn`` None or      lr·λ
+                          ``"original"`` (Keller Jordan's Muon): w ← w − lr·λ·w at the
+                          *unadjusted* lr, update lr·√max(1, A/B)·O
+``muon-match-rms``        ``torch.optim.Muon`` with ``adjust_lr_fn="match_rms_adamw"``, which   lr·λ
+                          is Moonlight's rule W ← W − η(0.2·√max(A,B)·O + λW): update
+                          0.2·lr·√max(A, B)·O, decay at the unadjusted lr
+``muon-update-rms``       decaylab ``Muon(update_rms=r)`` and Keras' ``Muon`` weight_decay     lr·λ
+                          (``rms_rate`` = r): update r·lr·√max(A, B)·O, decay at lr
+``muon-unscaled``         Muon without an lr adjustment (Keras ``rms_rate=None``): update      lr·λ
+                          lr·O, decay at lr
+``keras-muon-adam``       Keras ``Muon``'s ``adam_weight_decay``: its AdamW variables decay    lr·λ
+                          w ← w − lr·λ·w at the main lr but step at lr·``adam_lr_ratio``
+``lion``                  Lion's weight_decay (Chen et al. 2023; decaylab Lion):               lr·λ
+                          w ← w − lr·λ·w, update lr·sign(·)
 ========================  =================================================================  =====================
+
+Sources: torch 2.13 ``torch/optim/_muon.py`` (``param.mul_(1 - lr * weight_decay)`` then
+``param.add_(update, alpha=-adjusted_lr)``, ``_adjust_lr``: √max(1, A/B) or 0.2·√max(A, B));
+Keller Jordan's ``muon.py`` (``update *= max(1, A/B)**0.5``, ``p.mul_(1 - lr*wd)``); Liu et al.
+2025, "Muon is Scalable for LLM Training" (Moonlight); Keras 3 ``keras/src/optimizers/muon.py``
+(``lr_adjust``: ×√max(A, B)·``rms_rate``; ``_apply_weight_decay``: ``variable − variable·wd·lr`` with
+the main learning rate, ``adam_weight_decay`` for the AdamW variables); Chen et al. 2023, "Symbolic
+discovery of optimization algorithms" (Lion; its tuning advice: lr 3–10× smaller and λ 3–10× larger than AdamW's,
+keeping lr·λ).
+
+Update-matched conversions. Muon, Lion and AdamW normalize their updates, so a λ means something only
+beside the update's size: the update of one step has RMS k·lr, with
+
+- ``torch-adamw`` k = 0.2 (the RMS of AdamW's update that Moonlight measures and matches; empirical);
+- ``muon-original`` k = √max(1, A/B)/√max(A, B) = 1/√B (O orthogonal: RMS 1/√max(A, B));
+- ``muon-match-rms`` k = 0.2; ``muon-update-rms`` k = r; ``muon-unscaled`` k = 1/√max(A, B);
+- ``keras-muon-adam`` k = 0.2·q (q = ``adam_lr_ratio``); ``lion`` k = 1 (every coordinate moves ±lr).
+
+Between two of these a conversion keeps the decay *relative to the update*, (lr·λ)/(k·lr) = λ/k:
+``λ_dst = λ_src·k_dst/k_src``, whatever lr each side uses; with ``lr_dst = lr_src·k_src/k_dst``
+(:func:`update_matched_lr`) the updates also have the same RMS and the per-step decay lr·λ is the
+same, the whole decay–update balance. Examples: AdamW → Muon ``"match_rms_adamw"``: the same λ and lr
+(Moonlight's point); AdamW → Muon ``"original"`` on an A×B matrix: λ/(0.2·√B) with lr·0.2·√B;
+AdamW → Lion: 5·λ with lr/5 (the Lion paper's 3–10×, at the RMS match). Context: ``shape`` (A, B)
+for ``muon-original`` (B) and ``muon-unscaled`` (max(A, B)), ``update_rms`` r, ``adam_lr_ratio`` q.
+Exact when both sides normalize alike: two Muon conventions (the same O), or ``keras-muon-adam`` and
+``torch-adamw`` (the same Adam update); across kinds only as far as AdamW's update RMS is 0.2·lr and
+Newton–Schulz's O is orthogonal (it is nearly so: its RMS is ≈ 0.85–0.9 × 1/√max(A, B) for a
+Gaussian gradient). With any other convention, a Muon, Lion or Keras value converts through its
+per-step decay lr·λ like ``torch-adamw``, ``lr`` being that optimizer's own (for Muon the unadjusted lr).
 
 Exact or not. Conventions come in two families. In the *penalty* family (``penalty``,
 ``half-penalty``, ``coupled``, ``ridge-alpha``, ``mlp-alpha``, ``prior-precision``) the decay is a term of the loss's
@@ -63,10 +109,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from decaylab._checks import InputError, check_real
+from decaylab._checks import InputError, InputTypeError, check_int, check_real
 
 __all__ = ["Convention", "CONVENTIONS", "CONTEXT", "get_convention", "convert", "required_context",
-           "formula", "is_exact", "normalized_weight_decay", "timescale_iters", "timescale_epochs"]
+           "formula", "is_exact", "update_matched", "update_matched_lr", "normalized_weight_decay",
+           "timescale_iters", "timescale_epochs"]
 
 #: The context a conversion may need: argument name -> (symbol in formulas, meaning).
 CONTEXT: dict[str, tuple[str, str]] = {
@@ -74,7 +121,16 @@ CONTEXT: dict[str, tuple[str, str]] = {
     "batch_size": ("b", "batch size"),
     "dataset_size": ("N", "number of training examples"),
     "epochs": ("T", "number of training epochs (of the current restart)"),
+    "cols": ("B", "columns B of the A×B Muon matrix (its fan-in), from shape"),
+    "max_dim": ("max(A,B)", "the larger side of the A×B Muon matrix, from shape"),
+    "update_rms": ("r", "a Muon update's RMS per unit lr: decaylab Muon's update_rms, Keras Muon's rms_rate "
+                        "(default 0.2)"),
+    "adam_lr_ratio": ("q", "Keras Muon's adam_lr_ratio: its AdamW variables step at lr·adam_lr_ratio "
+                           "(default 1)"),
 }
+#: the argument of :func:`convert` that gives each context symbol (``shape`` gives two)
+ARGUMENT = {"cols": "shape", "max_dim": "shape"}
+_MEANINGS = {"shape": "rows A and columns B of the Muon matrix"}
 
 
 @dataclass(frozen=True)
@@ -89,11 +145,21 @@ class Convention:
     power: int = 1  # +1 for strengths, -1 for timescales
     exponents: dict[str, float] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
+    #: an update-normalized optimizer's update RMS per unit lr, k = update_coef·Π context^update_exponents
+    #: (``None``: not one; see "Update-matched conversions" in the module docstring)
+    update_coef: float | None = None
+    update_exponents: dict[str, float] = field(default_factory=dict)
+    basis: str | None = None  # how its update is normalized: "adam", "orthogonal" or "sign"
 
     @property
     def needs(self) -> tuple[str, ...]:
         """Context arguments needed to reach the canonical step decay."""
-        return tuple(k for k in CONTEXT if self.exponents.get(k, 0))
+        return _arguments(k for k in CONTEXT if self.exponents.get(k, 0))
+
+    @property
+    def update_needs(self) -> tuple[str, ...]:
+        """Context arguments its update RMS factor k needs (for update-matched conversions)."""
+        return _arguments(k for k in CONTEXT if self.update_exponents.get(k, 0))
 
     def log_step_decay(self, value: float, ctx: dict[str, float]) -> float:
         """log d for ``value`` in this convention (context only for exponents given)."""
@@ -101,7 +167,13 @@ class Convention:
             e * math.log(ctx[k]) for k, e in self.exponents.items())
 
 
+def _arguments(symbols) -> tuple[str, ...]:
+    """The :func:`convert` arguments that give these context symbols, in order, each once."""
+    return tuple(dict.fromkeys(ARGUMENT.get(k, k) for k in symbols))
+
+
 _LR = {"lr": 1}
+_MUON = dict(basis="orthogonal")
 CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention("penalty", "λ_pen", "penalty", "λ in L + λ·Σw² (tutorial form; gradient adds 2λw)",
                2.0, 1, _LR, ("l2-penalty", "tutorial", "keras-l2", "keras-regularizer")),
@@ -112,7 +184,7 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
     Convention("torch-adamw", "wd_adamw", "decoupled",
                "decoupled weight_decay, decay_scaling='lr' (torch AdamW, optax, Keras optimizers' weight_decay): "
                "w ← w − lr_t·λ·w", 1.0, 1, _LR, ("lr", "decoupled-lr", "adamw", "optax", "keras-optimizer",
-                                                "keras-weight-decay")),
+                                                "keras-weight-decay"), update_coef=0.2, basis="adam"),
     Convention("schedule", "wd_sched", "decoupled",
                "decoupled weight_decay, decay_scaling='schedule' (AdamW paper, Composer): "
                "w ← w − (lr_t/lr_0)·λ·w", 1.0, 1, {}, ("paper", "composer", "decoupled-schedule", "independent")),
@@ -133,6 +205,30 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
                1.0, -1, {}, ("tau", "timescale")),
     Convention("tau-epoch", "τ_epoch", "decoupled", "EMA timescale in epochs: τ_epoch = τ_iter·b/N",
                1.0, -1, {"batch_size": 1, "dataset_size": -1}, ("tau-epochs",)),
+    Convention("muon-original", "wd_muon", "decoupled",
+               "torch.optim.Muon weight_decay, adjust_lr_fn None/'original' (Keller Jordan's Muon): w ← w − lr·λ·w "
+               "at the unadjusted lr, update lr·√max(1, A/B)·O (RMS lr/√B)", 1.0, 1, _LR,
+               ("muon", "torch-muon", "kellerjordan", "keller-jordan", "original"),
+               update_coef=1.0, update_exponents={"cols": -0.5}, **_MUON),
+    Convention("muon-match-rms", "wd_muon_rms", "decoupled",
+               "torch.optim.Muon, adjust_lr_fn='match_rms_adamw' = Moonlight's W ← W − η(0.2·√max(A,B)·O + λW): "
+               "update RMS 0.2·lr, decay at the unadjusted lr", 1.0, 1, _LR,
+               ("match-rms-adamw", "match_rms_adamw", "moonlight"), update_coef=0.2, **_MUON),
+    Convention("muon-update-rms", "wd_muon_r", "decoupled",
+               "decaylab Muon(update_rms=r), Keras Muon weight_decay (rms_rate=r): update r·lr·√max(A,B)·O "
+               "(RMS r·lr), decay lr·λ", 1.0, 1, _LR, ("keras-muon", "update-rms"),
+               update_coef=1.0, update_exponents={"update_rms": 1}, **_MUON),
+    Convention("muon-unscaled", "wd_muon_1", "decoupled",
+               "Muon without an lr adjustment (Keras Muon rms_rate=None): update lr·O (RMS lr/√max(A,B)), decay "
+               "lr·λ", 1.0, 1, _LR, ("keras-muon-unscaled",),
+               update_coef=1.0, update_exponents={"max_dim": -0.5}, **_MUON),
+    Convention("keras-muon-adam", "wd_keras_adam", "decoupled",
+               "Keras Muon adam_weight_decay: its AdamW variables decay w ← w − lr·λ·w at the main lr and step at "
+               "lr·adam_lr_ratio", 1.0, 1, _LR, ("adam-weight-decay", "keras-adam-weight-decay"),
+               update_coef=0.2, update_exponents={"adam_lr_ratio": 1}, basis="adam"),
+    Convention("lion", "wd_lion", "decoupled",
+               "Lion weight_decay (Chen et al. 2023; decaylab Lion): w ← w − lr·λ·w, update lr·sign(·) (RMS lr)",
+               1.0, 1, _LR, ("lion-paper",), update_coef=1.0, basis="sign"),
 )}
 _BY_ALIAS = {alias: c for c in CONVENTIONS.values() for alias in (c.name, *c.aliases)}
 
@@ -154,49 +250,108 @@ def get_convention(name: Any, arg: str = "convention") -> Convention:
     return _BY_ALIAS[name.lower()]
 
 
+def update_matched(src: Convention, dst: Convention) -> bool:
+    """Whether ``src`` → ``dst`` is an update-matched conversion (both are update-normalized optimizers'
+    λ: Muon, Lion, AdamW, Keras' Muon), which keeps λ/k; see the module docstring."""
+    return src.update_coef is not None and dst.update_coef is not None
+
+
+def _difference(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    return {k: a.get(k, 0) - b.get(k, 0) for k in CONTEXT if a.get(k, 0) != b.get(k, 0)}
+
+
+def _route(src: Convention, dst: Convention) -> tuple[float, dict[str, float]]:
+    """(coefficient, context exponents) with value_dst^power_dst = coefficient·value_src^power_src·Π ctx^e:
+    through the step decay d (d_src = d_dst), or, between two update-normalized conventions, through λ/k."""
+    if update_matched(src, dst):
+        return dst.update_coef / src.update_coef, _difference(dst.update_exponents, src.update_exponents)
+    return src.coef / dst.coef, _difference(src.exponents, dst.exponents)
+
+
 def _net_exponents(src: Convention, dst: Convention) -> dict[str, float]:
-    """Exponents of the context in d_src / d_dst: what a src → dst conversion depends on."""
-    return {k: src.exponents.get(k, 0) - dst.exponents.get(k, 0) for k in CONTEXT
-            if src.exponents.get(k, 0) != dst.exponents.get(k, 0)}
+    """Exponents of the context in the src → dst conversion: what it depends on."""
+    return _route(src, dst)[1]
 
 
 def required_context(from_: Any, to: Any) -> tuple[str, ...]:
     """The context arguments converting ``from_`` → ``to`` needs (those that do not cancel)."""
-    return tuple(_net_exponents(get_convention(from_, "from_"), get_convention(to, "to")))
+    return _arguments(_net_exponents(get_convention(from_, "from_"), get_convention(to, "to")))
 
 
 def is_exact(from_: Any, to: Any) -> bool:
-    """True when both conventions are in the same family, so equal numbers give the same update for
-    every optimizer; False when one is a gradient term and the other a decoupled decay (then they
-    agree for plain SGD without momentum only)."""
-    return get_convention(from_, "from_").family == get_convention(to, "to").family
+    """True when equal numbers give the same update: both conventions in the same family (penalty or
+    decoupled), and, for an update-matched pair, normalized alike (``basis``: two Muon conventions, or
+    AdamW and Keras' AdamW variables); False when one is a gradient term and the other a decoupled decay
+    (then they agree for plain SGD without momentum only), or when the pair matches different update
+    normalizations (AdamW's update RMS 0.2·lr is a measured typical value, Newton–Schulz's O is only
+    nearly orthogonal)."""
+    src, dst = get_convention(from_, "from_"), get_convention(to, "to")
+    if update_matched(src, dst):
+        return src.basis == dst.basis
+    return src.family == dst.family
+
+
+def update_matched_lr(lr: float, from_: Any, to: Any, **context: Any) -> float:
+    """The lr that goes with :func:`convert`'s value on the ``to`` side, for an update-matched pair:
+    lr·k_src/k_dst (the same update RMS, so the per-step decay lr·λ is the same too; e.g. AdamW → Lion
+    lr/5). ``context`` as for :func:`convert` (``shape``, ``update_rms``, ``adam_lr_ratio``). Raises
+    ``ValueError`` for a pair that is not update-matched (there the lr is the same on both sides)."""
+    src, dst = get_convention(from_, "from_"), get_convention(to, "to")
+    if not update_matched(src, dst):
+        raise InputError(f"update_matched_lr: {src.name!r} → {dst.name!r} is not an update-matched pair (both must "
+                         f"be one of {', '.join(c.name for c in CONVENTIONS.values() if c.update_coef is not None)});"
+                         " other conversions keep the lr")
+    check_real("lr", lr, low=0.0, low_open=True)
+    return convert(lr, dst, src, **context)      # lr·k_src/k_dst: the λ conversion the other way round
+
+
+def _check_shape(shape: Any) -> tuple[int, int]:
+    """A Muon matrix's (A, B): two integers ≥ 1."""
+    if isinstance(shape, str) or not hasattr(shape, "__len__") or len(shape) != 2:
+        raise InputTypeError(f"shape must be a pair (A, B) of a Muon matrix's rows and columns, got {shape!r}")
+    return check_int("shape[0]", shape[0], low=1), check_int("shape[1]", shape[1], low=1)
+
+
+def _context(lr, batch_size, dataset_size, epochs, shape, update_rms, adam_lr_ratio) -> dict[str, float]:
+    """The given context by symbol key, checked (each > 0; ``shape`` gives ``cols`` and ``max_dim``)."""
+    given = {"lr": lr, "batch_size": batch_size, "dataset_size": dataset_size, "epochs": epochs,
+             "update_rms": update_rms, "adam_lr_ratio": adam_lr_ratio}
+    ctx = {k: check_real(k, v, low=0.0, low_open=True) for k, v in given.items() if v is not None}
+    if shape is not None:
+        rows, cols = _check_shape(shape)
+        ctx.update(cols=float(cols), max_dim=float(max(rows, cols)))
+    return ctx
 
 
 def convert(value: float, from_: Any, to: Any, *, lr: float | None = None, batch_size: float | None = None,
-            dataset_size: float | None = None, epochs: float | None = None) -> float:
+            dataset_size: float | None = None, epochs: float | None = None,
+            shape: tuple[int, int] | None = None, update_rms: float | None = None,
+            adam_lr_ratio: float | None = None) -> float:
     """Convert the decay strength ``value`` from convention ``from_`` to ``to`` (names in
     :data:`CONVENTIONS`; see the module docstring for each formula and for which pairs are exact).
 
     ``value`` must be finite and ``≥ 0`` (``> 0`` for the timescales); 0 converted to a timescale
-    is ``inf`` (no decay). Context arguments must be ``> 0``; only those :func:`required_context`
-    names are needed, a missing one raises ``ValueError``. Example: a torch ``AdamW(lr=1e-3,
-    weight_decay=0.05)`` is ``convert(0.05, "torch-adamw", "schedule", lr=1e-3) == 5e-5``.
+    is ``inf`` (no decay). Context arguments must be ``> 0`` (``shape``: a Muon matrix's (A, B),
+    integers ≥ 1); only those :func:`required_context` names are needed, a missing one raises
+    ``ValueError``. Example: a torch ``AdamW(lr=1e-3, weight_decay=0.05)`` is
+    ``convert(0.05, "torch-adamw", "schedule", lr=1e-3) == 5e-5``; AdamW's λ = 0.1 for torch's Muon
+    with ``"original"`` scaling on 1024×1024 matrices is ``convert(0.1, "torch-adamw", "muon-original",
+    shape=(1024, 1024)) == 0.015625`` (with :func:`update_matched_lr`'s lr, 6.4× AdamW's).
     """
     src, dst = get_convention(from_, "from_"), get_convention(to, "to")
     value = check_real("value", value, low=0.0, low_open=src.power < 0)
-    given = {"lr": lr, "batch_size": batch_size, "dataset_size": dataset_size, "epochs": epochs}
-    ctx = {k: check_real(k, v, low=0.0, low_open=True) for k, v in given.items() if v is not None}
-    missing = [k for k in _net_exponents(src, dst) if k not in ctx]
+    ctx = _context(lr, batch_size, dataset_size, epochs, shape, update_rms, adam_lr_ratio)
+    coef, net = _route(src, dst)
+    missing = _arguments(k for k in net if k not in ctx)
     if missing:
+        meanings = "; ".join(_MEANINGS.get(k) or CONTEXT[k][1] for k in missing)
         raise InputError(f"converting {src.name!r} to {dst.name!r} needs {', '.join(missing)} "
-                         f"({'; '.join(CONTEXT[k][1] for k in missing)}), got none for "
-                         f"{'it' if len(missing) == 1 else 'them'}")
+                         f"({meanings}), got none for {'it' if len(missing) == 1 else 'them'}")
     if value == 0.0:
         return math.inf if dst.power < 0 else 0.0
-    net = _net_exponents(src, dst)
     with decimal.localcontext() as exact:       # decimal: 1e-300 stays 1e-300, 1/(0.1·1e-3) is 10000
         exact.prec = 40
-        d = _decimal(src.coef) / _decimal(dst.coef) * _decimal_power(_decimal(value), src.power)
+        d = _decimal(coef) * _decimal_power(_decimal(value), src.power)
         for k, e in net.items():
             d *= _decimal_power(_decimal(ctx[k]), e)
         result = _decimal_power(d, 1 / dst.power)
@@ -231,17 +386,17 @@ def _product(factors: list[tuple[str, float]]) -> str:
     whole = [s if e == 1 else f"{s}^{e:g}" for s, e in factors if e != 0.5]
     halves = [s for s, e in factors if e == 0.5]
     if halves:
-        whole.append(f"√{halves[0]}" if len(halves) == 1 else f"√({'·'.join(halves)})")
+        whole.append(f"√{halves[0]}" if len(halves) == 1 and "(" not in halves[0] else f"√({'·'.join(halves)})")
     return "·".join(whole)
 
 
 def formula(from_: Any, to: Any) -> str:
     """The one-line formula of a conversion, e.g. ``'wd_sched = wd_adamw·lr'``."""
     src, dst = get_convention(from_, "from_"), get_convention(to, "to")
-    coef = src.coef / dst.coef
+    coef, net = _route(src, dst)
     num, den = [], []
     (num if src.power > 0 else den).append((src.symbol, 1))
-    for k, e in _net_exponents(src, dst).items():
+    for k, e in net.items():
         (num if e > 0 else den).append((CONTEXT[k][0], abs(e)))
     if dst.power < 0:
         num, den = den, num

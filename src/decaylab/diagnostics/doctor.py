@@ -30,6 +30,18 @@ code                        severity  what
                                       :mod:`decaylab.diagnostics.penalty_graph`) on parameters the optimizer decays
 ``frozen-decayed``          warning   frozen parameters in a group with weight_decay > 0
 ``params-not-in-model``     info      optimizer parameters that are not the model's
+``unknown-convention``      info      an optimizer decaylab's table does not know: how its weight_decay
+                                      acts is unknown, so no decay check runs on it and no advice is given
+``muon-decay``              info      what λ a Muon group gets: per-step decay, the update's RMS, the
+                                      AdamW λ it equals relative to its update, and its AdamW companion's
+``muon-adamw-lambda``       warning   AdamW's lr and λ copied into Muon under ``"original"`` scaling:
+                                      the same per-step decay, 0.2·√B× stronger relative to the update
+``muon-recipe-mix``         warning   ``"match_rms_adamw"`` (Moonlight) with an lr ≥ 10× the AdamW half's
+                                      (Keller Jordan's lr 0.02 is for ``"original"`` scaling)
+``muon-no-decay``           info      Muon groups without decay beside a decaying AdamW half (Moonlight
+                                      found decay essential for Muon at scale)
+``lion-adamw-values``       warning   Lion with lr ≥ 1e-3 and λ ≤ 0.1, AdamW's usual values (the Lion
+                                      paper: lr 3–10× smaller, λ 3–10× larger, the same lr·λ)
 ==========================  ========  ==================================================================
 
 The strength findings (``decay-dominates``, ``lambda-convention``, ``decay-inert``, ``decay-weak``) are one
@@ -39,8 +51,19 @@ the group's ``lr``, ``initial_lr``/``max_lr`` set by torch's schedulers, and the
 ``base_lrs``), schedule-scaled decay at ``decay_reference_lr``. τ_iter = 1/(s_0·λ) for decoupled decay
 (Wang & Aitchison 2024), (1−μ)/(lr·λ·(1−dampening)) for SGD with coupled decay; coupled Adam has no
 fixed rate and is reported by ``coupled-adaptive`` instead. The run's length is ``total_steps``, else
-read from the ``scheduler`` (:func:`decaylab.diagnostics.scheduler_length.run_length`). Works with torch's
-optimizers and decaylab's (``SGD``, ``SGDW``, ``Adam``, ``AdamW`` and their ``decay_scaling`` group key).
+read from the ``scheduler`` (:func:`decaylab.diagnostics.scheduler_length.run_length`).
+
+How each group decays is read from one table, :mod:`decaylab.diagnostics.optimizer_decay`: torch 2.13's
+optimizers (each coupled optimizer with its own fix: Adam/NAdam/RAdam take ``decoupled_weight_decay=True``,
+Adamax/Adagrad/RMSprop/Adadelta have no decoupled option), decaylab's (``SGD``, ``SGDW``, ``Adam``,
+``AdamW``, ``Muon``, ``Lion``, ``MuonAdamW`` per group, with their ``decay_scaling``) and the schedule-free
+ones. An optimizer outside it gets ``unknown-convention`` and nothing else about its decay.
+
+Muon groups and their AdamW companion (the AdamW groups of the same optimizer, or of the other optimizers
+given to the doctor) are compared through the size of their updates: one step moves a Muon matrix A×B by
+RMS k·lr, k = ρ/√max(A, B) (1/√B under ``"original"``, 0.2 under ``"match_rms_adamw"``), and an AdamW
+tensor by ≈ 0.2·lr (Moonlight's measurement), so a Muon λ acts, relative to its update, like the AdamW λ
+0.2·(s_0·λ)/(k·lr) (:mod:`decaylab.conventions`, "Update-matched conversions").
 """
 
 from __future__ import annotations
@@ -54,7 +77,7 @@ import torch
 
 from decaylab._checks import check_int
 from decaylab.conventions import convert
-from decaylab.diagnostics.optimizer_decay import GroupDecay, group_decay
+from decaylab.diagnostics.optimizer_decay import GroupDecay, group_decay, matrix_shape
 from decaylab.diagnostics.penalty_graph import l2_penalized_parameters
 from decaylab.diagnostics.scheduler_length import run_length
 from decaylab.groups import DEFAULT_NO_DECAY_NAMES, DecayRule
@@ -121,6 +144,7 @@ class _Setup:
     loss: torch.Tensor | None = None
     held: frozenset = frozenset()      # ids of the parameters every optimizer given to doctor holds
     report_missing: bool = True        # with several optimizers, the first one's pass reports missing-params
+    companions: tuple = ()             # (label, GroupDecay) of every AdamW-like group of every optimizer given
     _rms_cache: dict = dataclasses.field(default_factory=dict)
 
     def schedule_peak(self, gi: int) -> float:
@@ -145,9 +169,9 @@ class _Setup:
         return self.names.get(id(p), f"group{gi}.param{pi} (not in model)")
 
     def decayed_groups(self):
-        """(index, group, decay) of groups with weight_decay > 0."""
+        """(index, group, decay) of the groups with weight_decay > 0 whose decay the table knows."""
         return [(gi, g, d) for gi, (g, d) in enumerate(zip(self.optimizer.param_groups, self.decays))
-                if d.weight_decay > 0]
+                if d.known and d.weight_decay > 0]
 
     def group_names(self, gi: int) -> tuple[str, ...]:
         return tuple(self.name(p, gi, pi) for pi, p in enumerate(self.optimizer.param_groups[gi]["params"]))
@@ -182,6 +206,19 @@ def _check_missing(s: _Setup) -> list[Finding]:
                    "freeze on purpose with requires_grad_(False)")
 
 
+def _check_unknown(s: _Setup) -> list[Finding]:
+    """An optimizer the table does not know: say so, and give no advice on its decay."""
+    unknown = [gi for gi, d in enumerate(s.decays) if not d.known]
+    if not unknown:
+        return []
+    name = type(s.optimizer).__name__
+    return [Finding("info", "unknown-convention", tuple(n for gi in unknown for n in s.group_names(gi)),
+                    f"unknown convention: decaylab does not know how {name} applies weight_decay (it is not in "
+                    "decaylab.diagnostics.optimizer_decay.OPTIMIZER_DECAY, or it defines its own step), so the "
+                    "doctor checks nothing about its decay",
+                    "no advice: decaylab cannot tell what this optimizer's weight_decay does")]
+
+
 def _check_coupled(s: _Setup) -> list[Finding]:
     out = []
     for gi, _, d in s.decayed_groups():
@@ -196,14 +233,12 @@ def _check_coupled(s: _Setup) -> list[Finding]:
                                    "best λ moves whenever lr does (Loshchilov & Hutter 2019); fine if intended",
                                    "decaylab.SGDW decouples the decay, so λ can be tuned apart from lr"))
             continue
+        row = d.entry
         out.append(Finding("warning", "coupled-adaptive", s.group_names(gi),
                            f"{d.optimizer} with coupled weight_decay {d.weight_decay:g}: the λ·w term is added to "
-                           "the gradient and then divided by √v̂ like the gradient, so weights with large gradients "
-                           "are barely decayed and λ's effect changes with lr; decoupled decay (AdamW) was "
-                           "probably meant",
-                           "use torch.optim.AdamW or decaylab.AdamW (the value does not carry over exactly; "
-                           "torch-AdamW values are typically 0.01–0.1, or set it from a timescale with "
-                           "`decaylab convert TAU --from tau-epoch --to torch-adamw ...`)"))
+                           f"the gradient and then divided by {row.normalizer} like the gradient, so weights with "
+                           "large gradients are barely decayed and λ's effect changes with lr; decoupled decay "
+                           "was probably meant", row.fix))
     return out
 
 
@@ -306,7 +341,7 @@ def _strength_finding(s: _Setup, gi: int, d: GroupDecay) -> Finding | None:
         if d.kind == "decoupled" and d.family == "adam" and d.decay_scaling == "lr" and lam <= 1e-3:
             meant = convert(lam, "schedule", "torch-adamw", lr=d.peak_lr)
             if _acceptable(s, gi, d, meant):
-                fix += (f"; if {lam:g} was a schedule-scaled (paper) value, torch's AdamW multiplies it by lr: "
+                fix += (f"; if {lam:g} was a schedule-scaled (paper) value, {d.optimizer} multiplies it by lr: "
                         f"the same per-step decay is weight_decay={meant:.3g} (λ/lr), or use "
                         "decaylab.AdamW(..., decay_scaling='schedule')")
         return Finding("warning", "decay-inert", names,
@@ -347,8 +382,15 @@ def _check_reference_lr(s: _Setup) -> list[Finding]:
 
 
 def _check_decay_off(s: _Setup) -> list[Finding]:
-    if not s.optimizer.param_groups or s.decayed_groups():
+    if (not s.optimizer.param_groups or s.decayed_groups() or not all(d.known for d in s.decays)
+            or any(d.implicit_decay > 0 for d in s.decays)):
         return []
+    name = type(s.optimizer).__name__
+    if all(d.kind == "none" for d in s.decays):
+        return [Finding("info", "decay-off", (),
+                        f"{name} has no weight_decay option: the run has no weight decay at all",
+                        f"nothing to change if intended; with {name}, decay can only be a penalty in the loss "
+                        "(decaylab.penalty.l2_penalty)")]
     return [Finding("info", "decay-off", (),
                     f"no parameter group of {type(s.optimizer).__name__} decays (weight_decay=0 everywhere; "
                     "transformers' TrainingArguments default): the run has no weight decay at all",
@@ -390,9 +432,145 @@ def _check_foreign(s: _Setup) -> list[Finding]:
                    "build the optimizer from this model's parameters")
 
 
+# Thresholds of the Muon and Lion recipe checks.
+ADAMW_UPDATE_RMS = 0.2       # AdamW's update RMS per unit lr, as Moonlight measures and matches it
+RECIPE_LR_RATIO = 10         # a Muon lr this many times the AdamW half's, with AdamW-matched scaling
+LION_ADAMW_LR = 1e-3         # Lion lr at or above this, with λ at or below LION_ADAMW_LAMBDA: AdamW's values
+LION_ADAMW_LAMBDA = 0.1
+
+
+def _span(values: list[float], fmt: str = ".3g") -> str:
+    """``'0.05'`` or ``'0.05–0.1'``: the range of ``values``."""
+    lo, hi = min(values), max(values)
+    return f"{lo:{fmt}}" if math.isclose(lo, hi, rel_tol=1e-6) else f"{lo:{fmt}}–{hi:{fmt}}"
+
+
+def _muon_scaling(d: GroupDecay) -> tuple[str, str]:
+    """(how the group scales its update, the convention of its λ with the flags it needs)."""
+    if d.update_rms is not None:
+        return f"update_rms={d.update_rms:g}", f"muon-update-rms --update-rms {d.update_rms:g}"
+    if d.adjust_lr_fn == "match_rms_adamw":
+        return "adjust_lr_fn='match_rms_adamw'", "muon-match-rms"
+    return "adjust_lr_fn='original'", "muon-original"
+
+
+def _muon_matrices(s: _Setup, gi: int) -> list[tuple[int, int, int]]:
+    """(A, B, numel) of each matrix in Muon group ``gi``, as its update is orthogonalized."""
+    g = s.optimizer.param_groups[gi]
+    shapes = [(matrix_shape(p, bool(g.get("flatten", False))), p.numel()) for p in g["params"]]
+    return [(a, b, n) for shape, n in shapes if shape is not None for a, b in (shape,)]
+
+
+def _shapes_text(matrices: list[tuple[int, int, int]]) -> str:
+    shown = list(dict.fromkeys(f"{a}×{b}" for a, b, _ in matrices))
+    return ", ".join(shown[:3]) + (", …" if len(shown) > 3 else "")
+
+
+def _companion_text(companions: Sequence[tuple[str, GroupDecay]]) -> str:
+    decaying = [(label, c) for label, c in companions if c.weight_decay > 0]
+    if not decaying:
+        return "no AdamW group decays beside it"
+    return "; ".join(f"its AdamW companion ({label}) has weight_decay {c.weight_decay:g} at lr {c.lr:g}: "
+                     f"{c.step_decay:.3g} per step" for label, c in decaying[:2])
+
+
+def _muon_decay_fix(d: GroupDecay, convention: str, shape_flag: str) -> str:
+    """The muon-decay finding's fix: nothing, and (for torch's lr-scaled λ) the conversion command."""
+    if d.decay_scaling != "lr":
+        return "nothing to change if intended"
+    largest = " for the largest matrix" if shape_flag else ""
+    return (f"nothing to change if intended; `decaylab convert {d.weight_decay:g} --from {convention} --to "
+            f"torch-adamw{shape_flag}` gives that AdamW λ{largest}, and back")
+
+
+def _muon_findings(s: _Setup, gi: int, d: GroupDecay) -> list[Finding]:
+    """What λ Muon group ``gi`` gets beside its AdamW companion, and the recipe mismatches."""
+    matrices, names = _muon_matrices(s, gi), s.group_names(gi)
+    decaying = [(label, c) for label, c in s.companions if c.weight_decay > 0]
+    scaling, convention = _muon_scaling(d)
+    if d.weight_decay == 0:
+        if not decaying:
+            return []
+        label, c = decaying[0]
+        return [Finding("info", "muon-no-decay", names,
+                        f"{d.optimizer} group {gi} (Muon) does not decay while its AdamW companion ({label}) does "
+                        f"(weight_decay {c.weight_decay:g}): Moonlight (Liu et al. 2025) found decay essential for "
+                        "Muon at scale, where without it the weights' and layer outputs' RMS keep growing",
+                        "give the Muon groups a weight_decay for long runs: with adjust_lr_fn='match_rms_adamw' "
+                        "AdamW's λ carries over (Moonlight used 0.1); fine as is for short runs")]
+    if not matrices or d.lr <= 0:
+        return []
+    step = d.step_decay
+    ks = [d.update_rms_per_lr((a, b)) for a, b, _ in matrices]
+    equivalent = [ADAMW_UPDATE_RMS * step / (k * d.lr) for k in ks]
+    head = f"{d.optimizer} group {gi} (Muon, {scaling}, lr {d.lr:g}, weight_decay {d.weight_decay:g})"
+    largest = max(matrices, key=lambda m: m[2])
+    shape_flag = f" --shape {largest[0]},{largest[1]}" if convention == "muon-original" else ""
+    out = [Finding("info", "muon-decay", names,
+                   f"{head}: decay removes {step:.3g} of each matrix per step (s_t·λ at the unadjusted lr); one "
+                   f"update has RMS {_span([k * d.lr for k in ks])} for its {len(matrices)} matrices "
+                   f"({_shapes_text(matrices)}), so relative to its update the decay is that of an AdamW λ of "
+                   f"{_span(equivalent)} (AdamW's update RMS ≈ 0.2·lr, Moonlight); {_companion_text(s.companions)}",
+                   _muon_decay_fix(d, convention, shape_flag))]
+    original = convention == "muon-original"
+    for label, c in s.companions:
+        same = (math.isclose(c.lr, d.lr, rel_tol=1e-9) and math.isclose(c.weight_decay, d.weight_decay, rel_tol=1e-9)
+                and c.decay_scaling == d.decay_scaling)
+        if original and same:
+            factors = [ADAMW_UPDATE_RMS / k for k in ks]        # 0.2·√B
+            f = ADAMW_UPDATE_RMS / d.update_rms_per_lr(largest[:2])
+            out.append(Finding(
+                "warning", "muon-adamw-lambda", names,
+                f"{head}: lr and weight_decay are those of its AdamW companion ({label}): the per-step decay "
+                f"lr·λ = {step:.3g} is the same, but under adjust_lr_fn='original' a Muon update has RMS lr/√B, "
+                f"0.2·√B = {_span(factors)}× smaller than AdamW's ≈ 0.2·lr, so relative to its update the decay is "
+                f"{_span(factors)}× stronger (an AdamW λ of {_span(equivalent)})",
+                f"adjust_lr_fn='match_rms_adamw' (Moonlight: the update's RMS becomes 0.2·lr, so AdamW's lr and λ "
+                f"carry over), or keep 'original' with lr {d.lr * f:.3g} and weight_decay {d.weight_decay / f:.3g} "
+                f"for the {largest[0]}×{largest[1]} matrices (AdamW's update RMS and per-step decay: `decaylab "
+                f"convert {d.weight_decay:g} --from torch-adamw --to muon-original --shape {largest[0]},{largest[1]} "
+                f"--lr {d.lr:g}`), or Keller Jordan's recipe for 'original': lr 0.02, weight_decay 0.01"))
+            break
+        if not original and c.lr > 0 and d.lr >= RECIPE_LR_RATIO * c.lr:
+            ratio = d.lr / c.lr
+            faster = (f", and decay {step / c.step_decay:.3g}× faster per step" if c.step_decay else "")
+            out.append(Finding(
+                "warning", "muon-recipe-mix", names,
+                f"{head}: {scaling} gives the update AdamW's RMS (≈ 0.2·lr) so that AdamW's lr and λ carry over "
+                f"(Moonlight), but its lr is {ratio:.3g}× that of its AdamW companion ({label}, lr {c.lr:g}; Keller "
+                "Jordan's lr 0.02 is for 'original' scaling, whose update is 0.2·√B× smaller): its matrices move "
+                f"~{ratio:.3g}× farther per step than the rest{faster}",
+                "with this scaling use the AdamW half's lr and λ in the Muon groups (Moonlight), or "
+                "adjust_lr_fn='original' for Keller Jordan's lr 0.02 and weight_decay 0.01"))
+            break
+    return out
+
+
+def _check_muon(s: _Setup) -> list[Finding]:
+    return [f for gi, d in enumerate(s.decays) if d.family == "muon" and d.kind == "decoupled"
+            for f in _muon_findings(s, gi, d)]
+
+
+def _check_lion(s: _Setup) -> list[Finding]:
+    out = []
+    for gi, _, d in s.decayed_groups():
+        if d.family != "lion" or d.decay_scaling != "lr" or d.lr < LION_ADAMW_LR or d.weight_decay > LION_ADAMW_LAMBDA:
+            continue
+        lam, lr = d.weight_decay, d.lr
+        out.append(Finding(
+            "warning", "lion-adamw-values", s.group_names(gi),
+            f"{d.optimizer} group {gi} (lr {lr:g}, weight_decay {lam:g}): Lion's update moves every coordinate by "
+            "±lr, about 5× AdamW's update RMS (≈ 0.2·lr), and these are AdamW's usual values: the Lion paper (Chen "
+            "et al. 2023) uses an lr 3–10× smaller and a λ 3–10× larger than AdamW's, keeping lr·λ",
+            f"if these are AdamW's values: lr {lr / 5:.3g} and weight_decay {lam * 5:.3g} (the update-RMS match, "
+            f"`decaylab convert {lam:g} --from torch-adamw --to lion --lr {lr:g}`), or anywhere in the paper's "
+            "3–10×"))
+    return out
+
+
 CHECKS: tuple[Callable[[_Setup], list[Finding]], ...] = (
-    _check_missing, _check_coupled, _check_no_decay_params, _check_strength, _check_reference_lr,
-    _check_decay_off, _check_double_decay, _check_frozen, _check_foreign)
+    _check_missing, _check_unknown, _check_coupled, _check_no_decay_params, _check_strength, _check_reference_lr,
+    _check_decay_off, _check_double_decay, _check_frozen, _check_foreign, _check_muon, _check_lion)
 
 
 def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
@@ -436,7 +614,7 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
     decisions = DecayRule(no_decay_types=no_decay_types, no_decay_names=no_decay_names, pattern_syntax=pattern_syntax,
                           decay_names=decay_names, decay_embeddings=decay_embeddings).classify(model)
     held = frozenset(id(p) for o in optimizers for g in o.param_groups for p in g["params"])
-    findings = []
+    setups = []
     for k, opt in enumerate(optimizers):
         setup = _Setup(model=model, optimizer=opt, names={id(p): n for n, p in model.named_parameters()}, decays=[],
                        should_decay={id(d.param): (d.decay, d.rule) for d in decisions},
@@ -447,6 +625,12 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
             if d.decay_scaling == "lr":   # lr-scaled decay peaks with the schedule (schedule-scaled: at lr_0)
                 d = dataclasses.replace(d, peak_lr=setup.schedule_peak(gi))
             setup.decays.append(d.at_peak())
+        setups.append(setup)
+    companions = tuple((f"{type(s.optimizer).__name__} group {gi}", d) for s in setups
+                       for gi, d in enumerate(s.decays) if d.family == "adam" and d.kind == "decoupled")
+    findings = []
+    for setup in setups:
+        setup.companions = companions
         findings += [f for check in CHECKS for f in check(setup)]
     off = [f for f in findings if f.code == "decay-off"]
     if len(optimizers) > 1 and off:     # the run has no decay only if no optimizer decays: then say it once

@@ -15,6 +15,10 @@ best, and the slope is how λ enters that point:
 - AdamW, ``"schedule"``: stationary where η_0·u = −λ·w with u = m̂/(√v̂+ε), each |u_i| ≤ 1: the
   runs settle in ‖w‖_∞ ≤ η_0/λ (Xie & Li 2024), a constraint set by λ/η_0 → slope **+1**.
 - AdamW, ``"lr"`` (torch): the same with λ_lr = λ_schedule/η_0, ‖w‖_∞ ≤ 1/λ → slope **0**.
+- Lion and Muon (decoupled, their updates bounded whatever the gradient: sign(·) with |u_i| = 1, an
+  orthogonalized O with singular values ≈ 1): the same constraint argument, ‖w‖_∞ ≤ η_0/λ for Lion
+  (Lion-𝒦, Chen et al. 2024) and a spectral norm ≤ ρ·η_0/λ for Muon (Chen, Li & Liu 2025) in the
+  ``"schedule"`` scaling → slope **+1**; **0** with ``"lr"``.
 
 **Equilibrium** (scale-invariant weights: f(c·w) = f(w) for c > 0, e.g. a bias-free Linear
 followed by BatchNorm or an affine-free LayerNorm). Then ∇L ⊥ w and ‖∇L‖ = G/‖w‖ (G the
@@ -31,6 +35,9 @@ then a function of (η, λ) alone; the best λ keeps that angle fixed:
 - AdamW ``"lr"``: Adam's u has a size √C set by the element count C, not by G: ‖w‖² = ηC/(2λ),
   angle = √(2ηλ) (×√((1−β₁)/(1+β₁))) → slope **−1**.
 - AdamW ``"schedule"``: d = λ: ‖w‖² = η²C/(2λ), angle = √(2λ) → slope **0**.
+- Lion and Muon: their update's RMS is fixed, η for Lion and η·k for a Muon A×B matrix (k = ρ/√max(A, B),
+  set by the orthogonalization), so as for AdamW ‖w‖² = η·k²·C/(2λ) with ``"lr"`` (angle √(2ηλ), slope
+  **−1**) and η²k²C/(2λ) with ``"schedule"`` (angle √(2λ), slope **0**).
 - Adam coupled: **no clean number.** The decay enters v̂ beside the gradient, so the decay's
   share of the normalized step is λ‖w‖/(G/‖w‖ + λ‖w‖)-like and depends on G, which is a
   property of the loss that changes during training. In the gradient-dominated limit
@@ -38,6 +45,10 @@ then a function of (η, λ) alone; the best λ keeps that angle fixed:
   (η²λ/G)^{1/3} (slope −2 if G were fixed); in the decay-dominated limit the update is
   sign-like along w and the gradient is suppressed. Which limit holds moves with (η, λ) and G,
   so the measured slope is reported alone.
+
+Which case an optimizer is in — coupled or decoupled, SGD or an adaptive update — is read from decaylab's
+one table of optimizers (:func:`decaylab.diagnostics.optimizer_decay.class_decay` on the class the sweep's
+optimizer name builds), so a name the sweeps take is classified as the doctor and the monitor classify it.
 
 :func:`scale_invariant_params` tests each parameter numerically (rescale it, compare outputs);
 :func:`detect_regime` turns that into a regime for the decayed weights (those the trainers' rule,
@@ -61,26 +72,31 @@ __all__ = ["REGIMES", "detect_regime", "predicted_line", "predicted_slope", "sca
 
 REGIMES = ("fixed-point", "equilibrium")
 
-# (optimizer, decay_scaling) → slope; decay_scaling is None for the coupled optimizers.
+# (kind, update or decay_scaling) → slope: coupled SGD or adaptive, decoupled by its decay_scaling.
 _SLOPES = {
-    "fixed-point": {("sgd", None): 0.0, ("adam", None): 0.0, ("sgdw", "schedule"): 1.0, ("sgdw", "lr"): 0.0,
-                    ("adamw", "schedule"): 1.0, ("adamw", "lr"): 0.0},
-    "equilibrium": {("sgd", None): -1.0, ("adam", None): None, ("sgdw", "schedule"): 0.0, ("sgdw", "lr"): -1.0,
-                    ("adamw", "schedule"): 0.0, ("adamw", "lr"): -1.0},
+    "fixed-point": {("coupled", "sgd"): 0.0, ("coupled", "adaptive"): 0.0, ("decoupled", "schedule"): 1.0,
+                    ("decoupled", "lr"): 0.0},
+    "equilibrium": {("coupled", "sgd"): -1.0, ("coupled", "adaptive"): None, ("decoupled", "schedule"): 0.0,
+                    ("decoupled", "lr"): -1.0},
 }
 
 
 def predicted_slope(optimizer: str, decay_scaling: str | None, regime: str) -> float | None:
-    """The predicted basin slope d log λ*/d log lr (see the module docstring), ``None`` where the
-    theory gives no clean number (Adam with coupled L2 in the equilibrium regime).
-    ``decay_scaling`` is ignored for the coupled optimizers ``"sgd"`` and ``"adam"``."""
-    check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
+    """The predicted basin slope d log λ*/d log lr (see the module docstring) for the decaylab optimizer
+    a sweep names ``optimizer``, ``None`` where the theory gives no clean number (Adam with coupled L2
+    in the equilibrium regime). ``decay_scaling`` is ignored for the coupled optimizers (``"sgd"``,
+    ``"adam"``): how the optimizer decays is read from the table of
+    :mod:`decaylab.diagnostics.optimizer_decay`."""
+    from decaylab.diagnostics.optimizer_decay import class_decay
+    from decaylab.optim.spec import OptimizerSpec
+
+    kind, family = class_decay(OptimizerSpec(name=optimizer).optimizer_class())
     check_choice("regime", regime, REGIMES)
-    if optimizer in ("sgd", "adam"):
-        decay_scaling = None
+    if kind == "coupled":
+        case = (kind, "sgd" if family == "sgd" else "adaptive")
     else:
-        check_choice("decay_scaling", decay_scaling, ("lr", "schedule"))
-    return _SLOPES[regime][(optimizer, decay_scaling)]
+        case = (kind, check_choice("decay_scaling", decay_scaling, ("lr", "schedule")))
+    return _SLOPES[regime][case]
 
 
 def scale_invariant_params(model: torch.nn.Module, example: torch.Tensor, *, scale: float = 3.0,
