@@ -5,6 +5,9 @@ those inside functions included (a circle there, such as ``sweeps/api.py`` ↔ `
 function-level import of the other's private helpers, is two modules that should be one or share a third).
 An import of a package's submodule counts as an edge to that submodule only, not to the package's
 ``__init__`` (the usual package layout is not a circle).
+
+And no module is longer than ~400 lines without saying why: a longer one has a ``Length:`` paragraph in
+its docstring.
 """
 
 import ast
@@ -98,3 +101,18 @@ def test_the_finder_sees_a_circle():
 def test_no_import_circles(everywhere):
     graph = {name: imports(name, everywhere) for name in MODULES}
     assert circles(graph) == []
+
+
+LONGEST = 400
+
+
+def test_a_module_over_400_lines_says_why_in_its_docstring():
+    unexplained = []
+    for name, path in sorted(MODULES.items()):
+        source = path.read_text(encoding="utf-8")
+        doc = ast.get_docstring(ast.parse(source)) or ""
+        lines = source.count("\n")
+        if lines > LONGEST and "\nLength: " not in "\n" + doc:
+            unexplained.append(f"{name} ({lines} lines)")
+    assert unexplained == [], (f"modules over {LONGEST} lines need a 'Length:' paragraph in their docstring "
+                               f"saying why (or a split): {unexplained}")

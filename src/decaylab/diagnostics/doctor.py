@@ -64,6 +64,10 @@ given to the doctor) are compared through the size of their updates: one step mo
 RMS k·lr, k = ρ/√max(A, B) (1/√B under ``"original"``, 0.2 under ``"match_rms_adamw"``), and an AdamW
 tensor by ≈ 0.2·lr (Moonlight's measurement), so a Muon λ acts, relative to its update, like the AdamW λ
 0.2·(s_0·λ)/(k·lr) (:mod:`decaylab.conventions`, "Update-matched conversions").
+
+Length: just over 400 lines, a fifth of them this docstring's table of every finding; the findings, the
+setup every check reads and the Muon/Lion checks are modules of their own (:mod:`.findings`,
+:mod:`.doctor_setup`, :mod:`.doctor_muon`).
 """
 
 from __future__ import annotations
@@ -71,111 +75,20 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 import torch
 
 from decaylab._checks import check_int
 from decaylab.conventions import convert
-from decaylab.diagnostics.optimizer_decay import GroupDecay, group_decay, matrix_shape
+from decaylab.diagnostics.doctor_muon import check_lion, check_muon
+from decaylab.diagnostics.doctor_setup import Setup
+from decaylab.diagnostics.findings import SEVERITIES, Finding, Findings, if_any
+from decaylab.diagnostics.optimizer_decay import GroupDecay, group_decay
 from decaylab.diagnostics.penalty_graph import l2_penalized_parameters
 from decaylab.diagnostics.scheduler_length import run_length
 from decaylab.groups import DEFAULT_NO_DECAY_NAMES, DecayRule
 
 __all__ = ["doctor", "Finding", "Findings", "SEVERITIES"]
-
-SEVERITIES = ("error", "warning", "info")
-_SHOWN_PARAMS = 6
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem: how bad (``severity``), which (``code``), where (``params``), why it matters
-    (``why``) and what to do (``fix``)."""
-
-    severity: str
-    code: str
-    params: tuple[str, ...]
-    why: str
-    fix: str
-
-    def __str__(self) -> str:
-        shown = ", ".join(self.params[:_SHOWN_PARAMS])
-        if len(self.params) > _SHOWN_PARAMS:
-            shown += f", … (+{len(self.params) - _SHOWN_PARAMS} more)"
-        lines = [f"[{self.severity}] {self.code}: {self.why}"]
-        if shown:
-            lines.append(f"    params: {shown}")
-        lines.append(f"    fix: {self.fix}")
-        return "\n".join(lines)
-
-
-class Findings(list):
-    """The doctor's findings, most severe first; ``str()`` is the readable report."""
-
-    @property
-    def codes(self) -> list[str]:
-        return [f.code for f in self]
-
-    def to_dicts(self) -> list[dict]:
-        """Plain dicts (``severity``, ``code``, ``params`` as a list, ``why``, ``fix``), ready for JSON."""
-        return [{**dataclasses.asdict(f), "params": list(f.params)} for f in self]
-
-    def __str__(self) -> str:
-        if not self:
-            return "decaylab doctor: no weight-decay problems found."
-        counts = ", ".join(f"{n} {s}{'s' if n > 1 else ''}" for s in SEVERITIES
-                           if (n := sum(f.severity == s for f in self)))
-        return "\n".join([f"decaylab doctor: {counts}"] + [str(f) for f in self])
-
-
-@dataclass
-class _Setup:
-    """What every check reads: names, groups, their decay, the run's length."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    names: dict[int, str]
-    decays: list[GroupDecay]
-    should_decay: dict[int, tuple[bool, str]]  # id -> (decay?, rule) for trainable params
-    total_steps: int | None
-    steps_per_epoch: int | None
-    scheduler: object | None = None
-    loss: torch.Tensor | None = None
-    held: frozenset = frozenset()      # ids of the parameters every optimizer given to doctor holds
-    report_missing: bool = True        # with several optimizers, the first one's pass reports missing-params
-    companions: tuple = ()             # (label, GroupDecay) of every AdamW-like group of every optimizer given
-    _rms_cache: dict = dataclasses.field(default_factory=dict)
-
-    def schedule_peak(self, gi: int) -> float:
-        """The peak lr of group ``gi``'s schedule: the largest of its current lr, ``initial_lr`` and
-        ``max_lr`` (set by torch's schedulers; OneCycleLR's peak) and the scheduler's ``base_lrs``."""
-        g = self.optimizer.param_groups[gi]
-        lrs = [g.get(k) for k in ("lr", "initial_lr", "max_lr")]
-        base = getattr(self.scheduler, "base_lrs", None)
-        if base is not None and gi < len(base):
-            lrs.append(base[gi])
-        return max(float(v) for v in lrs if v is not None)
-
-    def largest_rms(self, gi: int) -> tuple[float, str] | None:
-        """(RMS, name) of group ``gi``'s tensor with the largest RMS (of those with more than one element)."""
-        if gi not in self._rms_cache:
-            sized = [(_rms(p), self.name(p, gi, pi)) for pi, p in enumerate(self.optimizer.param_groups[gi]["params"])
-                     if p.numel() > 1]
-            self._rms_cache[gi] = max(sized) if sized else None
-        return self._rms_cache[gi]
-
-    def name(self, p: torch.Tensor, gi: int, pi: int) -> str:
-        return self.names.get(id(p), f"group{gi}.param{pi} (not in model)")
-
-    def decayed_groups(self):
-        """(index, group, decay) of the groups with weight_decay > 0 whose decay the table knows."""
-        return [(gi, g, d) for gi, (g, d) in enumerate(zip(self.optimizer.param_groups, self.decays))
-                if d.known and d.weight_decay > 0]
-
-    def group_names(self, gi: int) -> tuple[str, ...]:
-        return tuple(self.name(p, gi, pi) for pi, p in enumerate(self.optimizer.param_groups[gi]["params"]))
-
 
 _RULE_WORDS = {"normalization": "normalization layers", "embedding": "embeddings",
                "no_decay_names": "biases (names matching no_decay_names)",
@@ -189,24 +102,18 @@ def _lam_for_timescale(d: GroupDecay, tau_iter: float) -> float:
     return d.weight_decay * (d.timescale_iters / tau_iter)
 
 
-def _if_any(params: Iterable[str], severity: str, code: str, why: str, fix: str) -> list[Finding]:
-    """One finding about ``params``, or none when there are none."""
-    params = tuple(params)
-    return [Finding(severity, code, params, why, fix)] if params else []
-
-
-def _check_missing(s: _Setup) -> list[Finding]:
+def _check_missing(s: Setup) -> list[Finding]:
     if not s.report_missing:
         return []
     missing = tuple(n for n, p in s.model.named_parameters() if p.requires_grad and id(p) not in s.held)
-    return _if_any(missing, "error", "missing-params",
+    return if_any(missing, "error", "missing-params",
                    f"{len(missing)} trainable parameter tensor(s) are in no optimizer group: they are never "
                    "updated (nor decayed)",
                    "build the optimizer from all of model.parameters() or decaylab.param_groups(model, λ); "
                    "freeze on purpose with requires_grad_(False)")
 
 
-def _check_unknown(s: _Setup) -> list[Finding]:
+def _check_unknown(s: Setup) -> list[Finding]:
     """An optimizer the table does not know: say so, and give no advice on its decay."""
     unknown = [gi for gi, d in enumerate(s.decays) if not d.known]
     if not unknown:
@@ -219,7 +126,7 @@ def _check_unknown(s: _Setup) -> list[Finding]:
                     "no advice: decaylab cannot tell what this optimizer's weight_decay does")]
 
 
-def _check_coupled(s: _Setup) -> list[Finding]:
+def _check_coupled(s: Setup) -> list[Finding]:
     out = []
     for gi, _, d in s.decayed_groups():
         if d.kind != "coupled":
@@ -242,7 +149,7 @@ def _check_coupled(s: _Setup) -> list[Finding]:
     return out
 
 
-def _check_no_decay_params(s: _Setup) -> list[Finding]:
+def _check_no_decay_params(s: Setup) -> list[Finding]:
     """Decay on parameters param_groups' rule spares: a warning for biases, norms and the like; embeddings
     only as information (a choice: transformers' Trainer decays them, decaylab does not by default)."""
     flagged, reasons, embeddings = [], set(), []
@@ -255,13 +162,13 @@ def _check_no_decay_params(s: _Setup) -> list[Finding]:
                     continue
                 flagged.append(s.name(p, gi, pi))
                 reasons.add(_RULE_WORDS.get(decide[1], decide[1]))
-    return _if_any(flagged, "warning", "decay-on-no-decay",
+    return if_any(flagged, "warning", "decay-on-no-decay",
                    f"weight decay is applied to {len(flagged)} parameter tensor(s) that are usually not decayed "
                    f"({', '.join(sorted(reasons))}): shrinking biases and normalization gains fights the "
                    "normalization instead of limiting capacity",
                    "build the optimizer from decaylab.param_groups(model, weight_decay), which puts these in a "
                    "weight_decay=0 group") + \
-        _if_any(embeddings, "info", "decay-on-embeddings",
+        if_any(embeddings, "info", "decay-on-embeddings",
                 f"weight decay is applied to {len(embeddings)} embedding tensor(s): Hugging Face transformers' "
                 "Trainer does this by default, decaylab.param_groups does not (rarely seen rows shrink towards 0 "
                 "on every step); fine if intended",
@@ -276,12 +183,7 @@ BOUND_FRACTION = 0.5         # AdamW's ℓ∞ bound 1/λ below half a decayed te
 TYPICAL = {"adam": "torch-AdamW values are typically 0.01–0.1", "sgd": "SGD values are typically 1e-5–1e-3"}
 
 
-def _rms(p: torch.Tensor) -> float:
-    """Root mean square of ``p``'s entries (no float copy of the tensor)."""
-    return float(torch.linalg.vector_norm(p.detach(), dtype=torch.float32)) / math.sqrt(p.numel()) if p.numel() else 0.0
-
-
-def _too_strong(s: _Setup, gi: int, d: GroupDecay) -> tuple[list[str], float]:
+def _too_strong(s: Setup, gi: int, d: GroupDecay) -> tuple[list[str], float]:
     """Why the decay of group ``gi`` is too strong (empty when it is not), and the largest weight_decay that
     clears every reason with a margin: τ ≥ max(1000, one epoch, a tenth of the run), AdamW's bound ≥ 2·RMS."""
     tau, reasons = d.timescale_iters, []
@@ -304,13 +206,13 @@ def _too_strong(s: _Setup, gi: int, d: GroupDecay) -> tuple[list[str], float]:
     return reasons, fix
 
 
-def _acceptable(s: _Setup, gi: int, d: GroupDecay, lam: float) -> bool:
+def _acceptable(s: Setup, gi: int, d: GroupDecay, lam: float) -> bool:
     """Whether weight_decay ``lam`` in group ``gi`` would be neither too strong nor inert."""
     other = dataclasses.replace(d, weight_decay=lam)
     return not _too_strong(s, gi, other)[0] and other.step_decay > INERT_STEP_DECAY
 
 
-def _strength_finding(s: _Setup, gi: int, d: GroupDecay) -> Finding | None:
+def _strength_finding(s: Setup, gi: int, d: GroupDecay) -> Finding | None:
     """At most one finding on how strong group ``gi``'s decay is: too strong (``decay-dominates``, or
     ``lambda-convention`` when a torch-AdamW value sits in a schedule-scaled optimizer), doing nothing
     (``decay-inert``: at most 1e-7 per step), or light over a short run (``decay-weak``, an info: usual for
@@ -356,12 +258,12 @@ def _strength_finding(s: _Setup, gi: int, d: GroupDecay) -> Finding | None:
     return None
 
 
-def _check_strength(s: _Setup) -> list[Finding]:
+def _check_strength(s: Setup) -> list[Finding]:
     found = (_strength_finding(s, gi, d) for gi, _, d in s.decayed_groups() if d.step_decay is not None)
     return [f for f in found if f is not None]
 
 
-def _check_reference_lr(s: _Setup) -> list[Finding]:
+def _check_reference_lr(s: Setup) -> list[Finding]:
     """Schedule-scaled decay divides by lr_0 (``decay_reference_lr``); an optimizer re-created mid-run takes
     its current, lower lr as lr_0 and then decays peak/lr_0 times too strongly."""
     out = []
@@ -381,7 +283,7 @@ def _check_reference_lr(s: _Setup) -> list[Finding]:
     return out
 
 
-def _check_decay_off(s: _Setup) -> list[Finding]:
+def _check_decay_off(s: Setup) -> list[Finding]:
     if (not s.optimizer.param_groups or s.decayed_groups() or not all(d.known for d in s.decays)
             or any(d.implicit_decay > 0 for d in s.decays)):
         return []
@@ -398,23 +300,23 @@ def _check_decay_off(s: _Setup) -> list[Finding]:
                     "weights and spares biases, norms and embeddings")]
 
 
-def _check_double_decay(s: _Setup) -> list[Finding]:
+def _check_double_decay(s: Setup) -> list[Finding]:
     if s.loss is None:
         return []
     decayed = [p for _, g, _ in s.decayed_groups() for p in g["params"]]
     twice = l2_penalized_parameters(s.loss, decayed)
     names = tuple(s.names.get(id(p), "(not in model)") for p in twice)
-    return _if_any(names, "warning", "double-decay",
+    return if_any(names, "warning", "double-decay",
                    f"the loss has an explicit L2 term on {len(names)} parameter tensor(s) that the optimizer "
                    "also decays (weight_decay > 0): they are decayed twice, and the strength is neither value",
                    "keep one: drop the penalty from the loss (the optimizer's decay remains), or put these tensors "
                    "in a weight_decay=0 group")
 
 
-def _check_frozen(s: _Setup) -> list[Finding]:
+def _check_frozen(s: Setup) -> list[Finding]:
     frozen = tuple(s.name(p, gi, pi) for gi, g, _ in s.decayed_groups()
                    for pi, p in enumerate(g["params"]) if not p.requires_grad)
-    return _if_any(frozen, "warning", "frozen-decayed",
+    return if_any(frozen, "warning", "frozen-decayed",
                    f"{len(frozen)} frozen parameter tensor(s) are in a group with weight_decay > 0: torch's "
                    "optimizers skip tensors without a gradient, so nothing happens now, but as soon as they get "
                    "gradients (unfrozen later, or requires_grad toggled) decay pulls them away from their "
@@ -423,154 +325,19 @@ def _check_frozen(s: _Setup) -> list[Finding]:
                    "weight_decay=0 group")
 
 
-def _check_foreign(s: _Setup) -> list[Finding]:
+def _check_foreign(s: Setup) -> list[Finding]:
     foreign = tuple(f"group{gi}.param{pi}" for gi, g in enumerate(s.optimizer.param_groups)
                     for pi, p in enumerate(g["params"]) if id(p) not in s.names)
-    return _if_any(foreign, "info", "params-not-in-model",
+    return if_any(foreign, "info", "params-not-in-model",
                    f"{len(foreign)} optimizer parameter tensor(s) are not parameters of this model (another model's, "
                    "or copies made before the optimizer was built)",
                    "build the optimizer from this model's parameters")
 
 
 # Thresholds of the Muon and Lion recipe checks.
-ADAMW_UPDATE_RMS = 0.2       # AdamW's update RMS per unit lr, as Moonlight measures and matches it
-RECIPE_LR_RATIO = 10         # a Muon lr this many times the AdamW half's, with AdamW-matched scaling
-LION_ADAMW_LR = 1e-3         # Lion lr at or above this, with λ at or below LION_ADAMW_LAMBDA: AdamW's values
-LION_ADAMW_LAMBDA = 0.1
-
-
-def _span(values: list[float], fmt: str = ".3g") -> str:
-    """``'0.05'`` or ``'0.05–0.1'``: the range of ``values``."""
-    lo, hi = min(values), max(values)
-    return f"{lo:{fmt}}" if math.isclose(lo, hi, rel_tol=1e-6) else f"{lo:{fmt}}–{hi:{fmt}}"
-
-
-def _muon_scaling(d: GroupDecay) -> tuple[str, str]:
-    """(how the group scales its update, the convention of its λ with the flags it needs)."""
-    if d.update_rms is not None:
-        return f"update_rms={d.update_rms:g}", f"muon-update-rms --update-rms {d.update_rms:g}"
-    if d.adjust_lr_fn == "match_rms_adamw":
-        return "adjust_lr_fn='match_rms_adamw'", "muon-match-rms"
-    return "adjust_lr_fn='original'", "muon-original"
-
-
-def _muon_matrices(s: _Setup, gi: int) -> list[tuple[int, int, int]]:
-    """(A, B, numel) of each matrix in Muon group ``gi``, as its update is orthogonalized."""
-    g = s.optimizer.param_groups[gi]
-    shapes = [(matrix_shape(p, bool(g.get("flatten", False))), p.numel()) for p in g["params"]]
-    return [(a, b, n) for shape, n in shapes if shape is not None for a, b in (shape,)]
-
-
-def _shapes_text(matrices: list[tuple[int, int, int]]) -> str:
-    shown = list(dict.fromkeys(f"{a}×{b}" for a, b, _ in matrices))
-    return ", ".join(shown[:3]) + (", …" if len(shown) > 3 else "")
-
-
-def _companion_text(companions: Sequence[tuple[str, GroupDecay]]) -> str:
-    decaying = [(label, c) for label, c in companions if c.weight_decay > 0]
-    if not decaying:
-        return "no AdamW group decays beside it"
-    return "; ".join(f"its AdamW companion ({label}) has weight_decay {c.weight_decay:g} at lr {c.lr:g}: "
-                     f"{c.step_decay:.3g} per step" for label, c in decaying[:2])
-
-
-def _muon_decay_fix(d: GroupDecay, convention: str, shape_flag: str) -> str:
-    """The muon-decay finding's fix: nothing, and (for torch's lr-scaled λ) the conversion command."""
-    if d.decay_scaling != "lr":
-        return "nothing to change if intended"
-    largest = " for the largest matrix" if shape_flag else ""
-    return (f"nothing to change if intended; `decaylab convert {d.weight_decay:g} --from {convention} --to "
-            f"torch-adamw{shape_flag}` gives that AdamW λ{largest}, and back")
-
-
-def _muon_findings(s: _Setup, gi: int, d: GroupDecay) -> list[Finding]:
-    """What λ Muon group ``gi`` gets beside its AdamW companion, and the recipe mismatches."""
-    matrices, names = _muon_matrices(s, gi), s.group_names(gi)
-    decaying = [(label, c) for label, c in s.companions if c.weight_decay > 0]
-    scaling, convention = _muon_scaling(d)
-    if d.weight_decay == 0:
-        if not decaying:
-            return []
-        label, c = decaying[0]
-        return [Finding("info", "muon-no-decay", names,
-                        f"{d.optimizer} group {gi} (Muon) does not decay while its AdamW companion ({label}) does "
-                        f"(weight_decay {c.weight_decay:g}): Moonlight (Liu et al. 2025) found decay essential for "
-                        "Muon at scale, where without it the weights' and layer outputs' RMS keep growing",
-                        "give the Muon groups a weight_decay for long runs: with adjust_lr_fn='match_rms_adamw' "
-                        "AdamW's λ carries over (Moonlight used 0.1); fine as is for short runs")]
-    if not matrices or d.lr <= 0:
-        return []
-    step = d.step_decay
-    ks = [d.update_rms_per_lr((a, b)) for a, b, _ in matrices]
-    equivalent = [ADAMW_UPDATE_RMS * step / (k * d.lr) for k in ks]
-    head = f"{d.optimizer} group {gi} (Muon, {scaling}, lr {d.lr:g}, weight_decay {d.weight_decay:g})"
-    largest = max(matrices, key=lambda m: m[2])
-    shape_flag = f" --shape {largest[0]},{largest[1]}" if convention == "muon-original" else ""
-    out = [Finding("info", "muon-decay", names,
-                   f"{head}: decay removes {step:.3g} of each matrix per step (s_t·λ at the unadjusted lr); one "
-                   f"update has RMS {_span([k * d.lr for k in ks])} for its {len(matrices)} matrices "
-                   f"({_shapes_text(matrices)}), so relative to its update the decay is that of an AdamW λ of "
-                   f"{_span(equivalent)} (AdamW's update RMS ≈ 0.2·lr, Moonlight); {_companion_text(s.companions)}",
-                   _muon_decay_fix(d, convention, shape_flag))]
-    original = convention == "muon-original"
-    for label, c in s.companions:
-        same = (math.isclose(c.lr, d.lr, rel_tol=1e-9) and math.isclose(c.weight_decay, d.weight_decay, rel_tol=1e-9)
-                and c.decay_scaling == d.decay_scaling)
-        if original and same:
-            factors = [ADAMW_UPDATE_RMS / k for k in ks]        # 0.2·√B
-            f = ADAMW_UPDATE_RMS / d.update_rms_per_lr(largest[:2])
-            out.append(Finding(
-                "warning", "muon-adamw-lambda", names,
-                f"{head}: lr and weight_decay are those of its AdamW companion ({label}): the per-step decay "
-                f"lr·λ = {step:.3g} is the same, but under adjust_lr_fn='original' a Muon update has RMS lr/√B, "
-                f"0.2·√B = {_span(factors)}× smaller than AdamW's ≈ 0.2·lr, so relative to its update the decay is "
-                f"{_span(factors)}× stronger (an AdamW λ of {_span(equivalent)})",
-                f"adjust_lr_fn='match_rms_adamw' (Moonlight: the update's RMS becomes 0.2·lr, so AdamW's lr and λ "
-                f"carry over), or keep 'original' with lr {d.lr * f:.3g} and weight_decay {d.weight_decay / f:.3g} "
-                f"for the {largest[0]}×{largest[1]} matrices (AdamW's update RMS and per-step decay: `decaylab "
-                f"convert {d.weight_decay:g} --from torch-adamw --to muon-original --shape {largest[0]},{largest[1]} "
-                f"--lr {d.lr:g}`), or Keller Jordan's recipe for 'original': lr 0.02, weight_decay 0.01"))
-            break
-        if not original and c.lr > 0 and d.lr >= RECIPE_LR_RATIO * c.lr:
-            ratio = d.lr / c.lr
-            faster = (f", and decay {step / c.step_decay:.3g}× faster per step" if c.step_decay else "")
-            out.append(Finding(
-                "warning", "muon-recipe-mix", names,
-                f"{head}: {scaling} gives the update AdamW's RMS (≈ 0.2·lr) so that AdamW's lr and λ carry over "
-                f"(Moonlight), but its lr is {ratio:.3g}× that of its AdamW companion ({label}, lr {c.lr:g}; Keller "
-                "Jordan's lr 0.02 is for 'original' scaling, whose update is 0.2·√B× smaller): its matrices move "
-                f"~{ratio:.3g}× farther per step than the rest{faster}",
-                "with this scaling use the AdamW half's lr and λ in the Muon groups (Moonlight), or "
-                "adjust_lr_fn='original' for Keller Jordan's lr 0.02 and weight_decay 0.01"))
-            break
-    return out
-
-
-def _check_muon(s: _Setup) -> list[Finding]:
-    return [f for gi, d in enumerate(s.decays) if d.family == "muon" and d.kind == "decoupled"
-            for f in _muon_findings(s, gi, d)]
-
-
-def _check_lion(s: _Setup) -> list[Finding]:
-    out = []
-    for gi, _, d in s.decayed_groups():
-        if d.family != "lion" or d.decay_scaling != "lr" or d.lr < LION_ADAMW_LR or d.weight_decay > LION_ADAMW_LAMBDA:
-            continue
-        lam, lr = d.weight_decay, d.lr
-        out.append(Finding(
-            "warning", "lion-adamw-values", s.group_names(gi),
-            f"{d.optimizer} group {gi} (lr {lr:g}, weight_decay {lam:g}): Lion's update moves every coordinate by "
-            "±lr, about 5× AdamW's update RMS (≈ 0.2·lr), and these are AdamW's usual values: the Lion paper (Chen "
-            "et al. 2023) uses an lr 3–10× smaller and a λ 3–10× larger than AdamW's, keeping lr·λ",
-            f"if these are AdamW's values: lr {lr / 5:.3g} and weight_decay {lam * 5:.3g} (the update-RMS match, "
-            f"`decaylab convert {lam:g} --from torch-adamw --to lion --lr {lr:g}`), or anywhere in the paper's "
-            "3–10×"))
-    return out
-
-
-CHECKS: tuple[Callable[[_Setup], list[Finding]], ...] = (
+CHECKS: tuple[Callable[[Setup], list[Finding]], ...] = (
     _check_missing, _check_unknown, _check_coupled, _check_no_decay_params, _check_strength, _check_reference_lr,
-    _check_decay_off, _check_double_decay, _check_frozen, _check_foreign, _check_muon, _check_lion)
+    _check_decay_off, _check_double_decay, _check_frozen, _check_foreign, check_muon, check_lion)
 
 
 def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[torch.optim.Optimizer],
@@ -616,7 +383,7 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
     held = frozenset(id(p) for o in optimizers for g in o.param_groups for p in g["params"])
     setups = []
     for k, opt in enumerate(optimizers):
-        setup = _Setup(model=model, optimizer=opt, names={id(p): n for n, p in model.named_parameters()}, decays=[],
+        setup = Setup(model=model, optimizer=opt, names={id(p): n for n, p in model.named_parameters()}, decays=[],
                        should_decay={id(d.param): (d.decay, d.rule) for d in decisions},
                        total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                        scheduler=scheduler if opt is owner else None, loss=loss, held=held, report_missing=k == 0)
