@@ -34,6 +34,8 @@ WHERE = {
     "decay scale": ("decaylab/optim/_decay.py",),
     # how many members a batched chunk holds
     "chunk plan": ("decaylab/batched/chunking.py",),
+    # the decoupled shrink w ← (1 − s_t·λ)·w (and its cautious, foreach forms)
+    "decoupled shrink": ("decaylab/optim/functional.py",),
     # the modules whose output files must go through decaylab._files.replace_atomically
     "output writers": ("decaylab/sweeps/", "decaylab/report/", "decaylab/cli/sweep.py",
                        "decaylab/cli/sweep_marglik.py"),
@@ -388,3 +390,52 @@ def test_optional_packages_only_through_needs():
            if not (_optional(name) == "tqdm" and allowed("tqdm fallback", rel))]
     assert not bad, ("an optional package is imported inside `with decaylab._extras.needs(extra, feature):` (one "
                      "line naming the pip install when it is missing), not at: " + "; ".join(bad))
+
+
+# -- bad input vs a bug ---------------------------------------------------------------------------------------
+
+#: where a bare ValueError/TypeError is right: the drop-in optimizers (torch's own exception and message) and the
+#: folded/stacked layers standing in for torch's inside a forward (the error torch's layer would raise)
+TORCH_COMPATIBLE_RAISES = ("decaylab/optim/", "decaylab/batched/folded.py", "decaylab/batched/stacked_layers.py")
+
+
+def test_bad_input_is_an_input_error_so_the_command_line_reads_it_as_such():
+    """Every other check of input raises decaylab._checks.InputError/InputTypeError (still a ValueError/TypeError),
+    which decaylab.cli.main turns into exit 2 with one line; a bare ValueError there would read as a bug (exit 1)."""
+    found = []
+    for rel, tree in modules():
+        if any(within(rel, place) for place in TORCH_COMPATIBLE_RAISES):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and \
+                    isinstance(node.exc.func, ast.Name) and node.exc.func.id in ("ValueError", "TypeError"):
+                found.append(f"{rel}:{node.lineno}: raise {node.exc.func.id}")
+    assert found == [], ("bad input raises decaylab._checks.InputError / InputTypeError (read by "
+                         f"decaylab.cli.main as exit 2), not: {found}")
+
+
+# -- the decoupled shrink ---------------------------------------------------------------------------------------
+
+_SCALING_METHODS = ("mul_", "mul", "_foreach_mul_", "_foreach_mul")
+
+
+def shrinks(tree: ast.Module):
+    """``(line, what)`` of every multiplication of a tensor by ``1 − …`` (the form of w ← (1 − s_t·λ)·w)."""
+    for node, _, last in calls(tree):
+        if last in _SCALING_METHODS and any(
+                isinstance(a, ast.BinOp) and isinstance(a.op, ast.Sub) and isinstance(a.left, ast.Constant)
+                and a.left.value == 1 for a in node.args):
+            yield node.lineno, ast.unparse(node)
+
+
+def test_the_decoupled_shrink_only_in_the_functional_module():
+    found = [(rel, line, what) for rel, tree in modules() for line, what in shrinks(tree)]
+    assert violations("decoupled shrink", found) == [], (
+        f"the decoupled shrink lives in {lives('decoupled shrink')} (decoupled_decay_ and its foreach form)")
+    assert any(allowed("decoupled shrink", rel) for rel, _, _ in found)          # the check sees the real one
+
+
+def test_the_shrink_check_finds_a_second_shrink():
+    tree = parse("def step(p, lr, wd):\n    p.mul_(1 - lr * wd)\n    torch._foreach_mul_(ps, 1.0 - lr * wd)\n"
+                 "    p.mul_(beta)\n")
+    assert [line for line, _ in shrinks(tree)] == [2, 3]

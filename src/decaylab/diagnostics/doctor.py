@@ -78,7 +78,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from decaylab._checks import check_int
+from decaylab._checks import InputError, InputTypeError, check_int
 from decaylab.conventions import convert
 from decaylab.diagnostics.doctor_muon import check_lion, check_muon
 from decaylab.diagnostics.doctor_setup import Setup
@@ -358,12 +358,12 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
     (the one rule, :class:`decaylab.groups.DecayRule`). See the module docstring for every check.
     """
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     optimizers = [optimizer] if isinstance(optimizer, torch.optim.Optimizer) else \
         list(optimizer) if isinstance(optimizer, (list, tuple)) else [optimizer]
     if not optimizers or not all(isinstance(o, torch.optim.Optimizer) for o in optimizers):
         bad = next((o for o in optimizers if not isinstance(o, torch.optim.Optimizer)), optimizer)
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer or a non-empty list of them, got "
+        raise InputTypeError(f"optimizer must be a torch.optim.Optimizer or a non-empty list of them, got "
                         f"{type(bad).__name__}")
     if total_steps is not None:
         total_steps = check_int("total_steps", total_steps, low=1)
@@ -372,10 +372,10 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
     scheduled = getattr(scheduler, "optimizer", optimizers[0])
     owner = next((o for o in optimizers if o in (scheduled, getattr(scheduled, "optimizer", None))), None)
     if scheduler is not None and owner is None:
-        raise ValueError("scheduler must schedule the optimizer given to doctor (scheduler.optimizer is another "
+        raise InputError("scheduler must schedule the optimizer given to doctor (scheduler.optimizer is another "
                          f"{type(scheduled).__name__})")
     if loss is not None and not isinstance(loss, torch.Tensor):
-        raise TypeError(f"loss must be a torch.Tensor (one training step's loss), got {type(loss).__name__}")
+        raise InputTypeError(f"loss must be a torch.Tensor (one training step's loss), got {type(loss).__name__}")
     if total_steps is None:
         total_steps = run_length(scheduler)
     decisions = DecayRule(no_decay_types=no_decay_types, no_decay_names=no_decay_names, pattern_syntax=pattern_syntax,

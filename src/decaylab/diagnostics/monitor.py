@@ -73,7 +73,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from decaylab._checks import check_choice, check_int
+from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab.diagnostics._thinned import ThinnedHistory
 from decaylab.diagnostics.monitor_fields import FIELDS, METRICS
 from decaylab.diagnostics.optimizer_decay import group_decay
@@ -120,9 +120,9 @@ class DecayMonitor:
             include = (include,)
         self.include = None if include is None else tuple(include)
         if not isinstance(attach, bool):
-            raise TypeError(f"attach must be a bool, got {attach!r}")
+            raise InputTypeError(f"attach must be a bool, got {attach!r}")
         if (model is None) != (optimizer is None):
-            raise TypeError("model and optimizer must be given together, or neither when the monitor "
+            raise InputTypeError("model and optimizer must be given together, or neither when the monitor "
                             "is a decaylab.train.fit callback")
         self.attach = attach
         self.model = self.optimizer = None
@@ -140,16 +140,16 @@ class DecayMonitor:
     # --- binding and hooks ------------------------------------------------------------------
     def _bind(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if not isinstance(model, torch.nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+            raise InputTypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            raise InputTypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.model, self.optimizer = model, optimizer
         self._tracked = []  # (name, parameter, group index)
         self._store = ThinnedHistory(0, FIELDS, capacity=self.max_records, stride=self.every or 1,
                                      maxima=("max_abs",), minima=("max_abs_bound",))
         self._watch()
         if not self._tracked:
-            raise ValueError(f"include must match at least one parameter of the optimizer, got {self.include!r}")
+            raise InputError(f"include must match at least one parameter of the optimizer, got {self.include!r}")
         if self.attach:
             self._handles = [optimizer.register_step_pre_hook(lambda *_: self._before_step()),
                              optimizer.register_step_post_hook(lambda *_: self._after_step())]
@@ -191,7 +191,7 @@ class DecayMonitor:
                     watched.add(id(p))
         meta = [name for name, p, _ in tracked[len(self._tracked):] if p.is_meta]
         if meta:
-            raise ValueError(f"model has parameters on the 'meta' device, which hold no values to watch (e.g. "
+            raise InputError(f"model has parameters on the 'meta' device, which hold no values to watch (e.g. "
                              f"{meta[0]!r}): materialize it first (model.to_empty(device=...) and initialize it)")
         self._store.add_tensors(len(tracked) - len(self._tracked))
         self._tracked = tracked
@@ -365,7 +365,7 @@ class DecayMonitor:
     def _index(self, param: str) -> int:
         names = self.params
         if param not in names:
-            raise ValueError(f"param must be one of {', '.join(names)}, got {param!r}")
+            raise InputError(f"param must be one of {', '.join(names)}, got {param!r}")
         return next(i for i, (name, _, _) in enumerate(self._tracked) if name == param)
 
     def series(self, param: str, metric: str) -> tuple[list[int], list[float]]:
@@ -387,7 +387,7 @@ class DecayMonitor:
         ``angle_ratio``, the largest ``max_abs`` and the smallest ``max_abs_bound`` (``None`` where not
         predicted); ``steps``: how many records."""
         if isinstance(last, bool) or not (isinstance(last, (int, float)) and 0 < last <= 1):
-            raise ValueError(f"last must be a fraction in (0, 1], got {last!r}")
+            raise InputError(f"last must be a fraction in (0, 1], got {last!r}")
         store = self._history()
         if store is None or store.rows == 0:
             return []
@@ -448,7 +448,7 @@ class DecayMonitor:
         tensor, grouped by field in TensorBoard); ``step`` defaults to the optimizer steps taken.
         Returns what was written."""
         if not callable(getattr(writer, "add_scalar", None)):
-            raise TypeError(f"writer must have an add_scalar(tag, value, step) method (e.g. a "
+            raise InputTypeError(f"writer must have an add_scalar(tag, value, step) method (e.g. a "
                             f"torch.utils.tensorboard.SummaryWriter), got {type(writer).__name__}")
         step = self._steps if step is None else check_int("step", step, low=0)
         values = self.scalars(metrics)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from decaylab._checks import check_choice, check_int
+from decaylab._checks import InputError, check_choice, check_int
 from decaylab.diagnostics.monitor_fields import FIELDS, METRICS
 
 
@@ -62,7 +62,7 @@ def plot(monitor, metrics: Sequence[str] = ("angle", "weight_norm", "update_rati
     params = recorded if params is None else list(params)
     for name in params:
         if name not in recorded:
-            raise ValueError(f"params must be among {', '.join(recorded) or '(none recorded)'}, got {name!r}")
+            raise InputError(f"params must be among {', '.join(recorded) or '(none recorded)'}, got {name!r}")
     numel = {name: p.numel() for name, p, _ in monitor._tracked}
     order = sorted(range(len(params)), key=lambda k: -numel[params[k]])
     shown = params if top is None or len(params) <= top else [params[k] for k in sorted(order[:top])]

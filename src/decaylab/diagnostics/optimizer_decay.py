@@ -60,6 +60,7 @@ from dataclasses import dataclass, field
 import torch
 
 from decaylab import optim as dl_optim
+from decaylab._checks import InputError
 from decaylab.optim._decay import peak_lr_per_scale, scale_of_reading
 from decaylab.optim.muon import adjusted_lr
 
@@ -376,5 +377,5 @@ def class_decay(cls: type) -> tuple[str, str]:
     ``SGDW`` → ``("decoupled", "sgd")``): what :mod:`decaylab.maps.theory` reads for a sweep's optimizer."""
     row = table_row(cls)
     if row is None:
-        raise ValueError(f"{cls.__name__} is not in decaylab's table of optimizers (OPTIMIZER_DECAY)")
+        raise InputError(f"{cls.__name__} is not in decaylab's table of optimizers (OPTIMIZER_DECAY)")
     return FORMS[row.form].kind, row.family

@@ -29,6 +29,7 @@ import math
 
 import torch
 
+from decaylab._checks import InputError
 from decaylab.evidence.curvature import Curvature
 from decaylab.evidence.laplace import log_evidence
 from decaylab.evidence.likelihood import log_likelihood
@@ -107,7 +108,7 @@ def maximize_separable(objective: EvidenceObjective, log_prec: torch.Tensor, log
     """``(log δ, log evidence)`` at the maximum over ``log δ`` with σ fixed (``log_sigma``, or none), for a
     ``kron`` or ``diag`` curvature: one safeguarded Newton solve per group (module docstring)."""
     if objective.curv.kind not in ("kron", "diag"):
-        raise ValueError(f"maximize_separable needs a 'kron' or 'diag' curvature, got {objective.curv.kind!r}")
+        raise InputError(f"maximize_separable needs a 'kron' or 'diag' curvature, got {objective.curv.kind!r}")
     scale = 1.0 if log_sigma is None else math.exp(-2.0 * float(log_sigma))
     eigen = group_eigenvalues(objective, scale)
     norms: dict[str, float] = {g: 0.0 for g in objective.structure.groups}
