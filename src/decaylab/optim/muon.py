@@ -38,10 +38,11 @@ decaylab's options (keyword-only, all per param group):
   the ``[out, in·kh·kw]`` matrix and ρ uses that shape (Keller Jordan's Muon does this; torch
   refuses every parameter that is not 2-D);
 - ``ns_dtype``: the dtype the Newton–Schulz iteration runs in, ``torch.bfloat16`` (torch's and
-  Keller Jordan's, the default), ``torch.float32`` or ``torch.float64``. bfloat16 rounds each
-  product to 8 significant bits, so two matmul kernels that sum in a different order (a batched
-  ``bmm`` and a 2-D ``mm``) can round an element one bfloat16 step apart; in a wider dtype they
-  agree to that dtype's precision (how the batched sweep engine equals members trained alone).
+  Keller Jordan's, the default), ``torch.float32``, ``torch.float64`` or ``None`` (the update's
+  own dtype). bfloat16 rounds each product to 8 significant bits, so two matmul kernels that sum
+  in a different order (a batched ``bmm`` and a 2-D ``mm``) can round an element one bfloat16
+  step apart; in a wider dtype they agree to that dtype's precision (how the batched sweep engine
+  equals members trained alone, :mod:`decaylab.batched.stacked_muon`).
 
 Differences from torch: a bfloat16 parameter with ``nesterov=False`` keeps its momentum
 buffer (torch's ``grad.bfloat16()`` is the buffer itself there, and its in-place
@@ -74,17 +75,17 @@ ADJUST_LR_FNS = ("original", "match_rms_adamw")
 
 #: Param-group keys Muon adds to torch's Muon (besides the decay keys of ``_decay``).
 MUON_GROUP_KEYS = ("update_rms", "flatten", "ns_dtype")
-#: The dtypes the Newton–Schulz iteration may run in (``ns_dtype``).
-NS_DTYPES = (torch.bfloat16, torch.float32, torch.float64)
+#: The dtypes the Newton–Schulz iteration may run in (``ns_dtype``; ``None``: the update's own).
+NS_DTYPES = (torch.bfloat16, torch.float32, torch.float64, None)
 
 
 def zeropower_via_newtonschulz(update: Tensor, ns_coefficients: Sequence[float], ns_steps: int,
-                               eps: float, dtype: torch.dtype = torch.bfloat16) -> Tensor:
+                               eps: float, dtype: torch.dtype | None = torch.bfloat16) -> Tensor:
     """O ≈ U·Vᵀ of the 2-D ``update`` = U·S·Vᵀ by ``ns_steps`` quintic Newton–Schulz steps in
-    ``dtype`` (a new tensor; see the module docstring). The ops are torch's, so in bfloat16 the
-    result is bit-identical to ``torch.optim._muon._zeropower_via_newtonschulz``."""
+    ``dtype`` (``None``: the update's; a new tensor; see the module docstring). The ops are torch's,
+    so in bfloat16 the result is bit-identical to ``torch.optim._muon._zeropower_via_newtonschulz``."""
     a, b, c = ns_coefficients
-    x = update.to(dtype)
+    x = update if dtype is None else update.to(dtype)
     if x is update:  # already in dtype: work on a copy, never on the caller's tensor
         x = update.clone()
     tall = update.size(0) > update.size(1)
@@ -119,7 +120,7 @@ def muon_update_(param: Tensor, grad: Tensor, momentum_buffer: Tensor, *, lr: fl
                  ns_steps: int = DEFAULT_NS_STEPS, eps: float = EPS, adjust_lr_fn: str | None = None,
                  decay_scale: float | Tensor | None = None, cautious: bool = False, l1_decay: float = 0.0,
                  update_rms: float | None = None, flatten: bool = False,
-                 ns_dtype: torch.dtype = torch.bfloat16) -> None:
+                 ns_dtype: torch.dtype | None = torch.bfloat16) -> None:
     """One Muon step on ``param`` in place (the algorithm of the module docstring).
 
     ``decay_scale`` is s_t (``None``: s_t = lr, torch's); ``flatten`` orthogonalizes a ≥3-D
@@ -268,7 +269,7 @@ class Muon(DecayGroupsMixin, Optimizer):
                  eps: float = EPS, ns_steps: int = DEFAULT_NS_STEPS, adjust_lr_fn: str | None = None, *,
                  decay_scaling: str = "lr", cautious: bool = False, l1_decay: float = 0.0,
                  update_rms: float | None = None, flatten: bool = False,
-                 ns_dtype: torch.dtype = torch.bfloat16) -> None:
+                 ns_dtype: torch.dtype | None = torch.bfloat16) -> None:
         defaults = muon_defaults(lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps,
                                  adjust_lr_fn, decay_scaling, cautious, l1_decay, update_rms, flatten, ns_dtype)
         Optimizer.__init__(self, params, defaults)

@@ -75,8 +75,8 @@ OPTIMIZER_OPTIONS = (
            parse=comma_list(float)),
     Option("adjust_lr_fn", None, "Muon: the update's scale ρ, original √max(1, A/B) (None: the same) or "
            "match_rms_adamw 0.2·√max(A, B)", kind="choice", choices=("original", "match_rms_adamw"), none=True),
-    Option("ns_dtype", torch.bfloat16, "Muon: the dtype Newton–Schulz runs in (bfloat16: torch's)", kind="choice",
-           choices=NS_DTYPES),
+    Option("ns_dtype", None, "Muon: the dtype Newton–Schulz runs in (None: the parameters', so the batched engine "
+           "equals the sequential one; bfloat16: torch's Muon)", kind="choice", choices=NS_DTYPES, none=True),
     Option("flatten", False, "Muon: conv kernels are Muon's too, orthogonalized as [out, in·k…] matrices",
            kind="bool"),
     Option("muon_names", (), "Muon: name patterns that are Muon's whatever else says", kind="names",

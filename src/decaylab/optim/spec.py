@@ -143,7 +143,7 @@ class OptimizerSpec:
         """The options the optimizer takes by their option names (``optimizer``: the name), as store keys hold
         them (``ns_dtype`` by its name); sgd, sgdw, adam and adamw: format 2's options, as format 2 did."""
         out = {n: getattr(self, n) for n in APPLIES[self.name]}
-        if "ns_dtype" in out:
+        if out.get("ns_dtype") is not None:
             out["ns_dtype"] = str(out["ns_dtype"])
         return {**out, "optimizer": self.name}
 
