@@ -15,6 +15,21 @@ best, and the slope is how λ enters that point:
 - AdamW, ``"schedule"``: stationary where η_0·u = −λ·w with u = m̂/(√v̂+ε), each |u_i| ≤ 1: the
   runs settle in ‖w‖_∞ ≤ η_0/λ (Xie & Li 2024), a constraint set by λ/η_0 → slope **+1**.
 - AdamW, ``"lr"`` (torch): the same with λ_lr = λ_schedule/η_0, ‖w‖_∞ ≤ 1/λ → slope **0**.
+- Lion, ``"lr"`` (the paper's ``w ← w − η(sign(c) + λw)``): the update is u = sign(c), every |u_i| ≤ 1 as
+  Adam's but exactly 1 wherever c ≠ 0; stationary where η·u = −η·λ·w, and from |w| ≤ 1/λ a step gives
+  |w'| ≤ (1 − ηλ)/λ + η = 1/λ: the runs settle in ‖w‖_∞ ≤ 1/λ (Lion-𝒦, Chen et al. 2024: Lion with decoupled
+  decay solves min L(w) s.t. ‖w‖_∞ ≤ 1/λ), a set fixed by λ alone → slope **0**.
+- Lion, ``"schedule"`` (``w ← w − η_t·u − (η_t/η_0)·λ·w``): stationary where η_0·u = −λ·w, the set
+  ‖w‖_∞ ≤ η_0/λ, fixed by λ/η_0 → slope **+1**.
+- Muon, ``"lr"`` (torch: ``W ← W − η·λ·W − η·ρ·O``, the decay with the *unadjusted* lr η and the step with
+  ρ·η, ρ = ``adjust_lr_fn``'s ratio of the matrix shape, O the Newton–Schulz output with singular values near
+  1): stationary where ρ·O = −λ·W, and as for Lion a step keeps ‖W‖₂ ≤ ρ·σ_max(O)/λ once there (the spectral
+  norm is a norm: ‖W'‖₂ ≤ (1 − ηλ)‖W‖₂ + ηρσ_max(O)). The runs settle in that spectral-norm ball (Chen, Li &
+  Liu 2025, "Muon optimizes under spectral norm constraints"), fixed by λ (ρ is the shape's, not η's) →
+  slope **0**.
+- Muon, ``"schedule"``: ``W ← W − η_t·ρ·O − (η_t/η_0)·λ·W``, the ball ‖W‖₂ ≤ η_0·ρ·σ_max(O)/λ, fixed by
+  λ/η_0 → slope **+1**. (The AdamW companion of a Muon run has AdamW's slopes, the same numbers; with
+  ``adamw_weight_decay`` set its λ does not move with the cell, and the basin is the Muon matrices'.)
 
 **Equilibrium** (scale-invariant weights: f(c·w) = f(w) for c > 0, e.g. a bias-free Linear
 followed by BatchNorm or an affine-free LayerNorm). Then ∇L ⊥ w and ‖∇L‖ = G/‖w‖ (G the
@@ -31,6 +46,16 @@ then a function of (η, λ) alone; the best λ keeps that angle fixed:
 - AdamW ``"lr"``: Adam's u has a size √C set by the element count C, not by G: ‖w‖² = ηC/(2λ),
   angle = √(2ηλ) (×√((1−β₁)/(1+β₁))) → slope **−1**.
 - AdamW ``"schedule"``: d = λ: ‖w‖² = η²C/(2λ), angle = √(2λ) → slope **0**.
+- Lion: u = sign(c) has ‖u‖² = C (every coordinate ±1) whatever G and ‖w‖, as Adam's u in size: with the
+  same balance (u taken tangential, as for Adam), ``"lr"``: d = ηλ, ‖w‖² = ηC/(2λ), angle = η√C/‖w‖ = √(2ηλ)
+  → slope **−1**; ``"schedule"``: d = λ, ‖w‖² = η²C/(2λ), angle = √(2λ) → slope **0**. (Consecutive signs
+  of Lion's interpolated momentum are correlated, which changes the angle by a constant factor that depends
+  on β₁, β₂ and not on η or λ, so not the slope.)
+- Muon: the orthogonalization fixes the update's size: u = ρ·O with ‖O‖_F² ≈ k = min(A, B) (k singular
+  values near 1) whatever G and ‖W‖, so ‖u‖² = ρ²k. Decay with the unadjusted lr (``"lr"``): d = ηλ, the
+  balance η²ρ²k = 2ηλ‖W‖² gives ‖W‖² = ηρ²k/(2λ) and angle = ηρ√k/‖W‖ = √(2ηλ) → slope **−1** (ρ cancels:
+  ``adjust_lr_fn`` moves the equilibrium norm, not the angle); ``"schedule"``: d = λ, ‖W‖² = η²ρ²k/(2λ),
+  angle = √(2λ) → slope **0**.
 - Adam coupled: **no clean number.** The decay enters v̂ beside the gradient, so the decay's
   share of the normalized step is λ‖w‖/(G/‖w‖ + λ‖w‖)-like and depends on G, which is a
   property of the loss that changes during training. In the gradient-dominated limit
@@ -56,6 +81,7 @@ import torch
 
 from decaylab._checks import InputError, InputTypeError, check_choice
 from decaylab.groups import DecayRule, as_decay_rule
+from decaylab.optim.options import OPTIMIZER_NAMES
 
 __all__ = ["REGIMES", "detect_regime", "predicted_line", "predicted_slope", "scale_invariant_params"]
 
@@ -64,9 +90,11 @@ REGIMES = ("fixed-point", "equilibrium")
 # (optimizer, decay_scaling) → slope; decay_scaling is None for the coupled optimizers.
 _SLOPES = {
     "fixed-point": {("sgd", None): 0.0, ("adam", None): 0.0, ("sgdw", "schedule"): 1.0, ("sgdw", "lr"): 0.0,
-                    ("adamw", "schedule"): 1.0, ("adamw", "lr"): 0.0},
+                    ("adamw", "schedule"): 1.0, ("adamw", "lr"): 0.0, ("lion", "schedule"): 1.0, ("lion", "lr"): 0.0,
+                    ("muon", "schedule"): 1.0, ("muon", "lr"): 0.0},
     "equilibrium": {("sgd", None): -1.0, ("adam", None): None, ("sgdw", "schedule"): 0.0, ("sgdw", "lr"): -1.0,
-                    ("adamw", "schedule"): 0.0, ("adamw", "lr"): -1.0},
+                    ("adamw", "schedule"): 0.0, ("adamw", "lr"): -1.0, ("lion", "schedule"): 0.0,
+                    ("lion", "lr"): -1.0, ("muon", "schedule"): 0.0, ("muon", "lr"): -1.0},
 }
 
 
@@ -74,7 +102,7 @@ def predicted_slope(optimizer: str, decay_scaling: str | None, regime: str) -> f
     """The predicted basin slope d log λ*/d log lr (see the module docstring), ``None`` where the
     theory gives no clean number (Adam with coupled L2 in the equilibrium regime).
     ``decay_scaling`` is ignored for the coupled optimizers ``"sgd"`` and ``"adam"``."""
-    check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
+    check_choice("optimizer", optimizer, OPTIMIZER_NAMES)
     check_choice("regime", regime, REGIMES)
     if optimizer in ("sgd", "adam"):
         decay_scaling = None
