@@ -13,8 +13,9 @@ comes out in the weight's layout), and the cross-entropy uses its closed-form gr
 differentiated entirely by hand (no autograd graph, ``_relu_mlp_losses_and_grads``).
 
 Which stacked tensors decay: ``config.decayed_names`` (:func:`decaylab.param_groups`' rule) on member
-0's model; with ``optimizer="muon"``, which are Muon's: the spec's :class:`~decaylab.optim.MuonRule` on it. Supported: models whose forward pass is a pure function of the parameters (no BatchNorm
-statistics, no dropout); :func:`check_batchable` says why not.
+0's model; with ``optimizer="muon"``, which are Muon's: the spec's :class:`~decaylab.optim.MuonRule` on it.
+Supported: models whose forward pass is a pure function of the parameters (no BatchNorm statistics, no
+dropout); :func:`check_batchable` says why not.
 """
 
 from __future__ import annotations

@@ -106,7 +106,8 @@ class _BatchedOptimizer:
         # which stacked tensors Muon updates (muon: MuonRule's split; the others take the AdamW companion)
         self.use_muon = stacked.use_muon if opt.name == "muon" else [False] * n
         adam_like = [opt.is_adam or (opt.name == "muon" and not m) for m in self.use_muon]
-        self.exp_avg = [torch.zeros_like(p) if a or opt.name == "lion" else None for p, a in zip(self.params, adam_like)]
+        self.exp_avg = [torch.zeros_like(p) if a or opt.name == "lion" else None
+                        for p, a in zip(self.params, adam_like)]
         self.exp_avg_sq = [torch.zeros_like(p) if a else None for p, a in zip(self.params, adam_like)]
         self.max_exp_avg_sq = [torch.zeros_like(p) if a and opt.amsgrad else None
                                for p, a in zip(self.params, adam_like)]

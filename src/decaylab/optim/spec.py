@@ -35,7 +35,6 @@ import torch
 from decaylab.optim.options import (
     APPLIES,
     DECOUPLED,
-    FORMAT_2_OPTIMIZERS,
     OPTIMIZER_NAMES,
     OPTIONS,
     OWN_DEFAULTS,
