@@ -170,3 +170,18 @@ def test_a_zero_update_stays_zero_and_the_input_is_left_alone():
     assert torch.equal(update, before) and torch.equal(out[0], torch.zeros(4, 6, dtype=torch.float64))
     singular = torch.linalg.svdvals(out[1])
     assert singular.min() > 0.5 and singular.max() < 1.5
+
+
+@pytest.mark.parametrize("optimizer", ["muon", "lion"])
+def test_float32_mlp_matches_alone_after_20_steps(optimizer):
+    # the sweeps' default ns_dtype (None): Newton–Schulz in the parameters' float32, batched and alone alike
+    X, y = make_data()
+    X = X.float()
+    group = members(len(X))[:3]
+    if optimizer == "lion":
+        group = [Member(m.weight_decay, m.lr / 10, m.seed, m.train_index, m.val_index) for m in group]
+    config = TrainConfig.from_options(optimizer=optimizer, epochs=4, batch_size=10, dtype=torch.float32)
+    alone = train_alone(mlp, X, y, group, config, keep_weights=True)
+    batched = train_batched(mlp, X, y, group, config, keep_weights=True)
+    assert [r.steps for r in batched] == [20, 20, 12]
+    assert gap(alone, batched) < 1e-5
