@@ -119,8 +119,9 @@ _WHAT_ELSE = {"muon": " (the adamw_* options are its AdamW companion's)"}
 
 def inapplicable(optimizer: str, names: Iterable[str]) -> list[str]:
     """The optimizer options among ``names`` (others are ignored) that ``optimizer`` does not take."""
-    declared_names = [o.name for o in OPTIMIZER_OPTIONS if o.name != "optimizer"]
-    return [n for n in declared_names if n in set(names) and n not in APPLIES[optimizer]]
+    names = set(names)
+    return [o.name for o in OPTIMIZER_OPTIONS
+            if o.name != "optimizer" and o.name in names and o.name not in APPLIES[optimizer]]
 
 
 def refuse_inapplicable(optimizer: str, values: Mapping, given: Iterable[str],
