@@ -63,7 +63,9 @@ SETUPS = [
 ]
 
 
-@pytest.mark.parametrize("setup", SETUPS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+# 200-step parity runs: the plain Muon and Lion runs in the fast subset, the option variants marked slow
+@pytest.mark.parametrize("setup", [pytest.param(s, id="-".join(f"{k}={v}" for k, v in s.items()),
+                                                marks=() if len(s) == 1 else pytest.mark.slow) for s in SETUPS])
 def test_float64_mlp_batched_equals_alone(setup):
     X, y = make_data()
     group = members(len(X))
