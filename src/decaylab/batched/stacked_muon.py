@@ -18,8 +18,8 @@ How equal to a member's run alone (:class:`decaylab.optim.MuonAdamW`, whose NS i
 ``ns_dtype`` ``None`` (the parameters' dtype, the sweeps' default), float32 or float64 the batched and 2-D
 matmuls agree to that dtype's rounding, and so do the runs. In bfloat16 (torch's Muon) every product is
 rounded to 8 significant bits after summing in float32, and ``bmm`` and ``mm`` may sum in a different order:
-on the CPU (torch 2.13) about one NS call in fifty on random matrices has an element one bfloat16 step
-apart. From that step on the two runs' momenta round differently in bfloat16 at every step, and they
+on the CPU (torch 2.13) one to two NS calls in a hundred on random matrices have an element one bfloat16
+step apart. From that step on the two runs' momenta round differently in bfloat16 at every step, and they
 separate (measured on a float64 MLP of two hidden layers, 3 members, 250 steps: weights up to 1.8 apart
 with bfloat16 NS, 1e-13 with float64 NS). Each is a run of torch's Muon; they are not the same run.
 """
