@@ -62,7 +62,8 @@ def test_schedule_scaling_is_lr_scaling_with_decay_divided_by_initial_lr(moons):
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(optimizer="rmsprop"), ValueError, r"optimizer must be one of 'sgd', 'sgdw', 'adam', 'adamw', got 'rmsprop'"),
+    (dict(optimizer="rmsprop"), ValueError,
+     r"optimizer must be one of 'sgd', 'sgdw', 'adam', 'adamw', 'muon', 'lion', got 'rmsprop'"),
     (dict(lrs=[0.1, 0.01, 0.001]), ValueError, r"lrs must be strictly increasing"),
     (dict(decays=[0.0, 1e-3, 1e-2]), ValueError, r"decays must be at least 3 positive finite values"),
     (dict(seeds=(1, 1)), ValueError, r"seeds must be distinct"),

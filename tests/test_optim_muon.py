@@ -378,7 +378,7 @@ def test_constructor_signature_is_torchs():
     for name, param in theirs.items():
         assert (mine[name].default, mine[name].kind) == (param.default, param.kind), name
     extra = [name for name in mine if name not in theirs]
-    assert extra == ["decay_scaling", "cautious", "l1_decay", "update_rms", "flatten"]
+    assert extra == ["decay_scaling", "cautious", "l1_decay", "update_rms", "flatten", "ns_dtype"]
     assert all(mine[name].kind is inspect.Parameter.KEYWORD_ONLY for name in extra)
 
 

@@ -15,13 +15,23 @@ FAST = dict(epochs=1, batch_size=10)
 # a value each grid-only option may take (defaults included: giving an option is what is refused)
 GRID_ONLY = {"folds": 5, "holdout": 0.2, "split_seed": 1, "metric": "loss", "engine": "auto", "chunk_size": 2,
              "workers": 1, "lr_schedule": "cosine", "decay_scaling": "lr", "cautious": False, "l1_decay": 0.0,
-             "dampening": 0.1, "nesterov": False, "betas": (0.8, 0.9), "eps": 1e-6, "amsgrad": True}
+             "dampening": 0.1, "nesterov": False, "betas": (0.8, 0.9), "eps": 1e-6, "amsgrad": True,
+             # Muon's and its AdamW companion's
+             "ns_steps": 5, "ns_coefficients": (3.4445, -4.775, 2.0315), "adjust_lr_fn": None, "ns_dtype": None,
+             "flatten": False, "muon_names": (), "adamw_names": ("emb*",), "head_names": None, "adamw_lr_ratio": 1.0,
+             "adamw_betas": (0.9, 0.999), "adamw_eps": 1e-8, "adamw_weight_decay": 0.1}
 FLAGS = {"folds": ["--folds", "3"], "holdout": ["--holdout", "0.2"], "split_seed": ["--split-seed", "1"],
          "metric": ["--metric", "loss"], "engine": ["--engine", "batched"], "chunk_size": ["--chunk-size", "2"],
          "workers": ["--workers", "2"], "lr_schedule": ["--lr-schedule", "cosine"],
          "decay_scaling": ["--decay-scaling", "corrected"], "cautious": ["--cautious"],
          "l1_decay": ["--l1-decay", "0.1"], "dampening": ["--dampening", "0.1"], "nesterov": ["--nesterov"],
-         "betas": ["--betas", "0.8,0.9"], "eps": ["--eps", "1e-6"], "amsgrad": ["--amsgrad"]}
+         "betas": ["--betas", "0.8,0.9"], "eps": ["--eps", "1e-6"], "amsgrad": ["--amsgrad"],
+         "ns_steps": ["--ns-steps", "3"], "ns_coefficients": ["--ns-coefficients", "3.4,-4.7,2.0"],
+         "adjust_lr_fn": ["--adjust-lr-fn", "original"], "ns_dtype": ["--ns-dtype", "float32"],
+         "flatten": ["--flatten"], "muon_names": ["--muon-names", "layers.*"], "adamw_names": ["--adamw-names", "emb"],
+         "head_names": ["--head-names", "out"], "adamw_lr_ratio": ["--adamw-lr-ratio", "0.1"],
+         "adamw_betas": ["--adamw-betas", "0.8,0.9"], "adamw_eps": ["--adamw-eps", "1e-10"],
+         "adamw_weight_decay": ["--adamw-weight-decay", "0.1"]}
 
 
 def test_the_lists_above_are_every_grid_only_option():

@@ -18,15 +18,41 @@ from decaylab.maps.theory import detect_regime, predicted_line, predicted_slope,
     ("sgd", None, "equilibrium", -1.0), ("adam", None, "equilibrium", None),
     ("sgdw", "schedule", "equilibrium", 0.0), ("adamw", "schedule", "equilibrium", 0.0),
     ("adamw", "lr", "equilibrium", -1.0),
+    ("lion", "lr", "fixed-point", 0.0), ("lion", "schedule", "fixed-point", 1.0),
+    ("lion", "lr", "equilibrium", -1.0), ("lion", "schedule", "equilibrium", 0.0),
+    ("muon", "lr", "fixed-point", 0.0), ("muon", "schedule", "fixed-point", 1.0),
+    ("muon", "lr", "equilibrium", -1.0), ("muon", "schedule", "equilibrium", 0.0),
 ])
 def test_predicted_slopes(optimizer, scaling, regime, slope):
     assert predicted_slope(optimizer, scaling, regime) == slope
 
 
-def test_schedule_and_lr_scalings_differ_by_one_in_both_regimes():
+@pytest.mark.parametrize("optimizer", ["sgdw", "adamw", "lion", "muon"])
+def test_schedule_and_lr_scalings_differ_by_one_in_both_regimes(optimizer):
     # λ_lr = λ_schedule / lr_0 is the same run, so the slopes differ by exactly one.
     for regime in ("fixed-point", "equilibrium"):
-        assert predicted_slope("adamw", "schedule", regime) - predicted_slope("adamw", "lr", regime) == 1.0
+        assert predicted_slope(optimizer, "schedule", regime) - predicted_slope(optimizer, "lr", regime) == 1.0
+
+
+@pytest.mark.parametrize("optimizer", ["lion", "muon"])
+def test_the_fixed_point_bound_of_lr_scaled_decay_does_not_move_with_lr(optimizer):
+    # Fixed-point slope 0 for decay_scaling "lr": the set the runs settle in (Lion: ‖w‖∞ ≤ 1/λ; Muon: ‖W‖₂ ≤
+    # ρ·σ_max(O)/λ, with ρ = 1 for a square matrix) is fixed by λ alone. A constant gradient pushes the weights
+    # onto its edge, at every lr.
+    g = torch.randn(8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    lam, edges = 2.0, []
+    for lr in (1e-2, 3e-2):
+        w = torch.nn.Parameter(torch.zeros(8, 8, dtype=torch.float64))
+        opt = (decaylab.optim.Lion([w], lr=lr, weight_decay=lam) if optimizer == "lion" else
+               decaylab.optim.Muon([w], lr=lr, weight_decay=lam, ns_dtype=torch.float64))
+        for _ in range(int(20 / (lr * lam))):                       # 20 decay timescales
+            w.grad = g.clone()
+            opt.step()
+        edges.append(float(w.detach().abs().max() if optimizer == "lion" else torch.linalg.matrix_norm(w.detach(), 2)))
+    if optimizer == "lion":
+        assert edges == pytest.approx([1 / lam] * 2, rel=1e-6)
+    else:   # the Newton–Schulz output's singular values lie near 1: its largest sets the edge
+        assert edges[0] == pytest.approx(edges[1], rel=1e-3) and 0.5 / lam < edges[0] < 1.5 / lam
 
 
 @pytest.mark.parametrize("make, scaling", [

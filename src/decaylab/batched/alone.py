@@ -2,9 +2,10 @@
 
 Member g, on the global generator seeded with ``member.seed`` (:func:`decaylab._isolation.isolated`: the
 caller's generator is left as it was; dropout draws from it too): ``model_factory()``, the decaylab
-optimizer of ``config.optimizer`` over the split of ``config.decay`` (``config.decayed_names``), a
-``LambdaLR`` of ``lr_multiplier``, and the epochs of :mod:`decaylab.batched.epochs`, on its features
-(standardized with its own training rows' statistics with ``config.standardize``,
+optimizer of ``config.optimizer`` over the split of ``config.decay`` (``config.decayed_names``; muon: and of
+its :class:`~decaylab.optim.MuonRule`, :func:`member_optimizer`), a ``LambdaLR`` of ``lr_multiplier`` (on
+every param group, each from its own initial lr), and the epochs of :mod:`decaylab.batched.epochs`, on its
+features (standardized with its own training rows' statistics with ``config.standardize``,
 :mod:`decaylab.batched.standardization`). A member whose loss or parameters become non-finite, or whose
 loss runs away (:mod:`decaylab.train.divergence`), is marked ``diverged`` and reported with NaN losses.
 """
@@ -42,14 +43,26 @@ __all__ = ["train_alone", "alone_step", "member_optimizer"]
 
 
 def member_optimizer(model: nn.Module, member: Member, config: TrainConfig) -> tuple[torch.optim.Optimizer, list]:
-    """``config``'s optimizer over ``model`` with ``member``'s λ and lr (λ on the decayed parameters only),
-    and the decayed parameters."""
+    """``config``'s optimizer over ``model`` with ``member``'s λ and lr (λ and ``l1_decay`` on the decayed
+    parameters only), and the decayed parameters. muon: :class:`decaylab.optim.MuonAdamW` over the groups of
+    :func:`decaylab.optim.muon_param_groups` (the spec's :class:`~decaylab.optim.MuonRule`, the config's
+    what-decays rule), the Muon groups at the member's lr and λ, the AdamW groups at ``adamw_lr_ratio`` × lr
+    and the companion's λ (:meth:`~decaylab.optim.spec.OptimizerSpec.build`)."""
+    from decaylab.optim.muon_groups import muon_param_groups
+
+    spec = config.optimizer
     decays = config.decayed_names(model)
     decay = [p for n, p in model.named_parameters() if decays.get(n, False)]
+    if spec.name == "muon":
+        groups = muon_param_groups(model, muon_rule=spec.muon_rule(), decay_rule=config.decay)
+        for group in groups:                 # a group that does not decay has weight_decay 0.0 set
+            if "weight_decay" in group:
+                group["l1_decay"] = 0.0
+        return spec.build(groups, lr=member.lr, weight_decay=member.weight_decay), decay
     plain = [p for n, p in model.named_parameters() if n in decays and not decays[n]]
     groups = [{"params": decay, "weight_decay": member.weight_decay},
               {"params": plain, "weight_decay": 0.0, "l1_decay": 0.0}]
-    return config.optimizer.build([g for g in groups if g["params"]], lr=member.lr), decay
+    return spec.build([g for g in groups if g["params"]], lr=member.lr), decay
 
 
 def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, float]:

@@ -1,7 +1,8 @@
 """How many members one batched chunk stacks: each member's memory, measured, against a stated budget.
 
 A member's bytes (:func:`member_bytes`) = its parameters × (1 + 1 gradient + the optimizer's state
-tensors: 2 for Adam, 3 with AMSGrad, 1 for SGD with momentum, 0 without) + its buffers + the
+tensors: 2 for Adam, 3 with AMSGrad, 1 for SGD with momentum, 0 without, 1 for Lion, 2 for Muon — its
+matrices hold 1, the AdamW companion's parameters 2: the larger is counted) + its buffers + the
 activations autograd saves for one training batch of ``batch_size`` rows (measured on one copy with
 ``torch.autograd.graph.saved_tensors_hooks``, each storage counted once) + that batch's output.
 The budget (:func:`memory_budget`, unless given): on CUDA 80% of the device's free memory; on the CPU
@@ -97,7 +98,7 @@ def optimizer_state_count(config) -> int:
     spec = config.optimizer
     if spec.is_adam:
         return 3 if spec.amsgrad else 2
-    return 1 if spec.momentum else 0
+    return {"muon": 2, "lion": 1}.get(spec.name, 1 if spec.momentum else 0)
 
 
 def plan_chunks(n_members: int, per_member: int, budget: int, chunk_size: int | None = None,

@@ -63,8 +63,9 @@ class Member:
 class TrainConfig:
     """What every member shares: the optimizer, what decays, and the run's epochs, batches, schedule, loss, dtype.
 
-    - ``optimizer``: an :class:`~decaylab.optim.spec.OptimizerSpec` (sgd, sgdw, adam, adamw with every option
-      its decaylab class takes, checked by the classes' own rules);
+    - ``optimizer``: an :class:`~decaylab.optim.spec.OptimizerSpec` (sgd, sgdw, adam, adamw, muon — Muon with
+      its AdamW companion — or lion, with every option its decaylab class takes, checked by the classes' own
+      rules);
     - ``decay``: a :class:`~decaylab.groups.DecayRule`, the one rule of what decays (default: weights decay;
       biases, norms, embeddings and 0-/1-D free parameters do not; a sweep's ``decay_biases=True`` is
       :meth:`DecayRule.everything`);

@@ -14,8 +14,9 @@ comes out in the weight's layout), and the cross-entropy uses its closed-form gr
 differentiated entirely by hand (no autograd graph, ``_relu_mlp_losses_and_grads``).
 
 Which stacked tensors decay: ``config.decayed_names`` (:func:`decaylab.param_groups`' rule) on member
-0's model. Supported: models whose forward pass is a pure function of the parameters (no BatchNorm
-statistics, no dropout); :func:`check_batchable` says why not.
+0's model; with ``optimizer="muon"``, which are Muon's: the spec's :class:`~decaylab.optim.MuonRule` on it.
+Supported: models whose forward pass is a pure function of the parameters (no BatchNorm statistics, no
+dropout); :func:`check_batchable` says why not.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class _StackedModel:
         self.base = copy.deepcopy(models[0]).to("meta")
         decays = config.decayed_names(models[0])
         self.decayed = [decays.get(n, False) for n in self.names]
+        self.use_muon = None                       # muon: which stacked tensors are Muon's (MuonRule's split)
+        if config.optimizer.name == "muon":
+            halves = {d.name: d.use_muon for d in config.optimizer.muon_rule().classify(models[0])}
+            self.use_muon = [halves.get(n, False) for n in self.names]
         self.linear_stack = None if self.buffers else _linear_stack_plan(self.base, self.names)
         self.batch_statistics = stacked_layers.has_batch_statistics(self.base)
         self.folded, not_folded = None, "no sample rows to check the folded path on"

@@ -12,14 +12,19 @@ ops); this module holds the loop and the batched update.
 The update of each member is the optimizer ``config.optimizer`` names, written once in
 :mod:`decaylab.optim.functional` (the functions the ``decaylab.optim`` classes use), with per-member
 ``lr``/``weight_decay``/``s_t`` tensors of shape ``[G, 1, …]``: coupled ``g ← ∇L + λ·w`` (sgd, adam);
-decoupled ``w ← w − s_t·λ·w`` (sgdw, adamw; ``s_t`` by ``decay_scaling`` from
+decoupled ``w ← w − s_t·λ·w`` (sgdw, adamw, muon, lion; ``s_t`` by ``decay_scaling`` from
 :func:`decaylab.optim._decay.scale_for`), with ``cautious`` masking and the ``l1_decay`` soft threshold;
-``lr_t = lr·m(t)`` with ``m`` of :func:`~decaylab.batched.members.lr_multiplier`.
+``lr_t = lr·m(t)`` with ``m`` of :func:`~decaylab.batched.members.lr_multiplier`. Lion is
+:func:`decaylab.optim.lion.lion_update_` (elementwise) on the stacked tensors. Muon is
+:class:`decaylab.optim.MuonAdamW`'s update: the stacked tensors the spec's :class:`~decaylab.optim.MuonRule`
+gives Muon take :func:`decaylab.batched.stacked_muon.stacked_muon_update_` (Newton–Schulz as batched matmuls
+over the members), the others the AdamW companion's :func:`~decaylab.optim.functional.adam_update_` at
+``adamw_lr_ratio·lr_t`` with the companion's λ, betas and ε.
 
-Fast path: while all members share ``lr`` (and, with a schedule, their total steps), have taken the same
-number of steps, and neither ``cautious`` nor ``l1_decay`` is on, λ_g enters with one op per stacked
-tensor and torch's fused Adam/SGD kernel (``weight_decay=0``) does the rest; otherwise the per-member
-functional update runs (the reference the tests compare the fast path against).
+Fast path (sgd, sgdw, adam, adamw): while all members share ``lr`` (and, with a schedule, their total
+steps), have taken the same number of steps, and neither ``cautious`` nor ``l1_decay`` is on, λ_g enters
+with one op per stacked tensor and torch's fused Adam/SGD kernel (``weight_decay=0``) does the rest;
+otherwise the per-member functional update runs (the reference the tests compare the fast path against).
 
 Divergence. A member whose batch loss is non-finite or runaway (:mod:`decaylab.train.divergence`) or
 whose parameters become non-finite is marked ``diverged`` at that epoch, frozen (its parameters are
@@ -66,6 +71,7 @@ from decaylab.batched.members import (
 from decaylab.batched.stacked import _losses_and_grads, _StackedModel, check_batchable
 from decaylab.batched.standardization import MemberFeatures
 from decaylab.optim._decay import scale_for
+from decaylab.optim.options import FORMAT_2_OPTIMIZERS
 from decaylab.train.divergence import diverging, runaway_limit
 
 CHECK_ROWS = 16      # input rows the folded path is checked on before training (decaylab.batched.folded)
@@ -84,10 +90,12 @@ def _per_member(values: torch.Tensor, param: torch.Tensor):
 
 
 class _BatchedOptimizer:
-    """Per-member optimizer state and one update step via ``decaylab.optim.functional``."""
+    """Per-member optimizer state and one update step via ``decaylab.optim.functional`` (muon: and
+    :mod:`decaylab.batched.stacked_muon`; lion: :func:`decaylab.optim.lion.lion_update_`)."""
 
     def __init__(self, stacked: _StackedModel, members: Sequence[Member], config: TrainConfig,
                  totals: torch.Tensor):
+        opt = config.optimizer
         self.config = config
         self.params = stacked.params
         self.lr0 = torch.tensor([m.lr for m in members], dtype=torch.float64)
@@ -95,17 +103,25 @@ class _BatchedOptimizer:
         self.decayed = stacked.decayed
         self.totals = totals
         self.step_count = torch.zeros(len(members), dtype=torch.long)
-        if config.optimizer.is_adam:
-            self.exp_avg = [torch.zeros_like(p) for p in self.params]
-            self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
-            self.max_exp_avg_sq = [torch.zeros_like(p) if config.optimizer.amsgrad else None for p in self.params]
-        else:
-            self.momentum_buffer = [None for _ in self.params]
+        n = len(self.params)
+        # which stacked tensors Muon updates (muon: MuonRule's split; the others take the AdamW companion)
+        self.use_muon = stacked.use_muon if opt.name == "muon" else [False] * n
+        adam_like = [opt.is_adam or (opt.name == "muon" and not m) for m in self.use_muon]
+        self.exp_avg = [torch.zeros_like(p) if a or opt.name == "lion" else None
+                        for p, a in zip(self.params, adam_like)]
+        self.exp_avg_sq = [torch.zeros_like(p) if a else None for p, a in zip(self.params, adam_like)]
+        self.max_exp_avg_sq = [torch.zeros_like(p) if a and opt.amsgrad else None
+                               for p, a in zip(self.params, adam_like)]
+        self.momentum_buffer = [torch.zeros_like(p) if m else None for p, m in zip(self.params, self.use_muon)]
+        if opt.name == "muon":   # the AdamW companion: its own lr (a multiple of the member's) and λ
+            self.lr0_companion = self.lr0 * opt.adamw_lr_ratio
+            self.wd_companion = self.wd if opt.adamw_weight_decay is None else \
+                torch.full_like(self.wd, opt.adamw_weight_decay)
         # torch's fused kernel takes one lr and one step count: usable while members share lr (and, for a
         # schedule, their total steps) and have all taken the same number of steps
         shared = bool((self.lr0 == self.lr0[0]).all()) and (config.lr_schedule == "constant"
                                                              or bool((totals == totals[0]).all()))
-        shared = shared and not config.optimizer.cautious and config.optimizer.l1_decay == 0
+        shared = shared and not opt.cautious and opt.l1_decay == 0 and opt.name in FORMAT_2_OPTIMIZERS
         self.uniform_steps = 0 if shared else None
         self.wd_stacked = [self.wd.to(p.dtype).to(p.device).view((-1,) + (1,) * (p.dim() - 1)) if d else None
                            for p, d in zip(self.params, self.decayed)]
@@ -120,14 +136,10 @@ class _BatchedOptimizer:
                            for p, v in zip(self.params, self.tensor_wd)]
 
     def _state(self) -> list[torch.Tensor | None]:
-        if self.config.optimizer.is_adam:
-            return self.params + self.exp_avg + self.exp_avg_sq + self.max_exp_avg_sq
-        return self.params + self.momentum_buffer
+        return self.params + self.momentum_buffer + self.exp_avg + self.exp_avg_sq + self.max_exp_avg_sq
 
     def step(self, grads: Sequence[torch.Tensor], active: torch.Tensor) -> None:
         """Update every active member; idle members (``active[g]`` False) are left exactly as they were."""
-        from decaylab.optim import functional as Fo
-
         config, opt = self.config, self.config.optimizer
         all_active = bool(active.all())
         if self.uniform_steps is not None and all_active:
@@ -140,31 +152,65 @@ class _BatchedOptimizer:
         mult = lr_multiplier(config.lr_schedule, self.step_count, self.totals)     # float64 [G]
         lr_t = self.lr0 * mult
         scale = scale_for(opt.decay_scaling, lr_t, self.lr0)                   # s_t per member [G]
+        companion = None
+        if opt.name == "muon":
+            lr_c = self.lr0_companion * mult
+            companion = (lr_c, scale_for(opt.decay_scaling, lr_c, self.lr0_companion))
         step = self.step_count + 1
         first_step = bool((self.step_count == 0).all())
         with torch.no_grad():
             for i, (param, grad) in enumerate(zip(self.params, grads)):
-                lr = _per_member(lr_t, param)
                 if self.tensor_wd is not None:
                     wd = self.tensor_wd[i]
                 else:
                     wd = _per_member(self.wd, param) if self.decayed[i] else 0.0
                 l1 = opt.l1_decay if self.decayed[i] else 0.0
-                decay_scale = _per_member(scale, param)
-                if opt.is_adam:
-                    Fo.adam_update_(param, grad, self.exp_avg[i], self.exp_avg_sq[i], self.max_exp_avg_sq[i],
-                                    _per_member(step, param), lr=lr, beta1=opt.betas[0], beta2=opt.betas[1],
-                                    eps=opt.eps, weight_decay=wd, amsgrad=opt.amsgrad,
-                                    decoupled=opt.decoupled, decay_scale=decay_scale,
-                                    cautious=opt.cautious, l1_decay=l1)
+                if companion is not None and not self.use_muon[i]:
+                    if self.tensor_wd is None and self.decayed[i]:
+                        wd = _per_member(self.wd_companion, param)
+                    self._companion_step(i, param, grad, _per_member(step, param), wd, l1, *companion)
                 else:
-                    self.momentum_buffer[i] = Fo.sgd_update_(
-                        param, grad, self.momentum_buffer[i], lr=lr, weight_decay=wd, momentum=opt.momentum,
-                        dampening=opt.dampening, nesterov=opt.nesterov, decoupled=opt.decoupled,
-                        decay_scale=decay_scale, first_step=first_step, cautious=opt.cautious, l1_decay=l1)
+                    self._member_step(i, param, grad, _per_member(lr_t, param), wd, l1, _per_member(scale, param),
+                                      _per_member(step, param), first_step)
             if saved is not None:
                 self._restore_idle(saved, active)
         self.step_count += active.long()
+
+    def _member_step(self, i: int, param, grad, lr, wd, l1, decay_scale, step, first_step: bool) -> None:
+        """The reference update of stacked tensor ``i`` by the optimizer the config names (lr, λ, s_t, the step
+        count: numbers or ``[G, 1, …]`` tensors)."""
+        from decaylab.batched.stacked_muon import stacked_muon_update_
+        from decaylab.optim import functional as Fo
+        from decaylab.optim.lion import lion_update_
+
+        opt = self.config.optimizer
+        if opt.name == "muon":
+            stacked_muon_update_(param, grad, self.momentum_buffer[i], lr=lr, weight_decay=wd, momentum=opt.momentum,
+                                 nesterov=opt.nesterov, ns_coefficients=opt.ns_coefficients, ns_steps=opt.ns_steps,
+                                 eps=opt.eps, adjust_lr_fn=opt.adjust_lr_fn, ns_dtype=opt.ns_dtype,
+                                 decay_scale=decay_scale, cautious=opt.cautious, l1_decay=l1)
+        elif opt.name == "lion":
+            lion_update_(param, grad, self.exp_avg[i], lr=lr, beta1=opt.betas[0], beta2=opt.betas[1], weight_decay=wd,
+                         decay_scale=decay_scale, cautious=opt.cautious, l1_decay=l1)
+        elif opt.is_adam:
+            Fo.adam_update_(param, grad, self.exp_avg[i], self.exp_avg_sq[i], self.max_exp_avg_sq[i], step, lr=lr,
+                            beta1=opt.betas[0], beta2=opt.betas[1], eps=opt.eps, weight_decay=wd, amsgrad=opt.amsgrad,
+                            decoupled=opt.decoupled, decay_scale=decay_scale, cautious=opt.cautious, l1_decay=l1)
+        else:
+            self.momentum_buffer[i] = Fo.sgd_update_(
+                param, grad, self.momentum_buffer[i], lr=lr, weight_decay=wd, momentum=opt.momentum,
+                dampening=opt.dampening, nesterov=opt.nesterov, decoupled=opt.decoupled,
+                decay_scale=decay_scale, first_step=first_step, cautious=opt.cautious, l1_decay=l1)
+
+    def _companion_step(self, i: int, param, grad, step, wd, l1, lr_c: torch.Tensor, scale_c: torch.Tensor) -> None:
+        """muon: the AdamW companion's update of stacked tensor ``i``, at its lr ``lr_c`` and s_t ``scale_c``
+        (per member ``[G]``), λ ``wd`` and the companion's betas and ε."""
+        from decaylab.optim import functional as Fo
+
+        opt = self.config.optimizer
+        Fo.adam_update_(param, grad, self.exp_avg[i], self.exp_avg_sq[i], None, step, lr=_per_member(lr_c, param),
+                        beta1=opt.adamw_betas[0], beta2=opt.adamw_betas[1], eps=opt.adamw_eps, weight_decay=wd,
+                        decoupled=True, decay_scale=_per_member(scale_c, param), cautious=opt.cautious, l1_decay=l1)
 
     def _fused_step(self, grads: Sequence[torch.Tensor]) -> None:
         """The same update as the reference path when members share lr and step count: each member's λ

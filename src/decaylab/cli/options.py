@@ -85,5 +85,8 @@ def given_options(args: argparse.Namespace, options: Iterable[str]) -> dict:
 
 
 def spelled(options: Mapping[str, Option]):
-    """A ``spell(name, value)`` for :func:`decaylab.sweeps.options.refuse_unused` that writes flags."""
-    return lambda name, value: f"{options[name].flag} {shown(value)}" if name == "method" else options[name].flag
+    """A ``spell(name, value)`` for :func:`decaylab.sweeps.options.refuse_unused` and
+    :func:`decaylab.optim.options.refuse_inapplicable` that writes flags (with the value the refusal is about:
+    ``--method marglik``, ``--optimizer lion``)."""
+    return lambda name, value: f"{options[name].flag} {shown(value)}" if name in ("method", "optimizer") \
+        else options[name].flag

@@ -10,8 +10,10 @@ from its declaration (:mod:`decaylab.sweeps.options`, :mod:`decaylab.cli.options
 passed on, so the API's default applies. The differences: a progress bar is on (``--no-progress``), the
 store is ``DIR/sweep.sqlite`` (``--store``), ``--seeds`` also spells ``--seed`` and ``--global-prior``
 ``--no-per-layer``; the classes of ``no_decay_types`` and the arrays of ``test_data`` have no flag. A flag
-the method does not use (``--folds``, ``--engine``, … with ``--method marglik``) exits 2 with one line
-naming it.
+the method does not use (``--folds``, ``--engine``, … with ``--method marglik``), or an optimizer flag the
+optimizer does not take (``--momentum`` with ``--optimizer lion``, ``--ns-steps`` with ``--optimizer adamw``),
+exits 2 with one line naming it. ``--optimizer muon`` trains Muon for the hidden matrices with the AdamW
+companion for the rest (``--adamw-lr-ratio``, ``--adamw-weight-decay``, …), ``--optimizer lion`` Lion.
 
 ``DATA`` is a built-in dataset name (moons, poly, digits, breast_cancer, mnist1d: its train and
 validation rows are cross-validated, its test split evaluated) or a file: a CSV with a header
@@ -241,11 +243,15 @@ def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool 
 def run(args: argparse.Namespace) -> int:
     """Train with the options given (the rest take the API's declared defaults) and write the files."""
     from decaylab.cli.options import given_options, spelled
+    from decaylab.optim.options import refuse_inapplicable
     from decaylab.sweeps.options import SWEEP_OPTIONS, refuse_unused
 
     options = given_options(args, SWEEP_OPTIONS)
     method = options.get("method", "grid")
     refuse_unused(method, options, set(options) - set(CLI_DEFAULTS), spell=spelled(SWEEP_OPTIONS))
+    if method == "grid":
+        refuse_inapplicable(options.get("optimizer", SWEEP_OPTIONS["optimizer"].default), options, options,
+                            spell=spelled(SWEEP_OPTIONS))
     if method == "marglik":
         from decaylab.cli.sweep_marglik import OUTPUT_FILES as outputs
     else:

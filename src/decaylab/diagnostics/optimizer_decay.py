@@ -374,7 +374,10 @@ def group_decay(optimizer: torch.optim.Optimizer, group: dict) -> GroupDecay:
 
 def class_decay(cls: type) -> tuple[str, str]:
     """(kind, family) of a decaylab optimizer class as constructed, from its row of the table (e.g.
-    ``SGDW`` → ``("decoupled", "sgd")``): what :mod:`decaylab.maps.theory` reads for a sweep's optimizer."""
+    ``SGDW`` → ``("decoupled", "sgd")``; ``MuonAdamW`` → its Muon half's, the matrices a sweep's λ decays):
+    what :mod:`decaylab.maps.theory` reads for a sweep's optimizer."""
+    if cls in _HALVES:
+        cls = _HALVES[cls][1]
     row = table_row(cls)
     if row is None:
         raise InputError(f"{cls.__name__} is not in decaylab's table of optimizers (OPTIMIZER_DECAY)")

@@ -37,14 +37,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import torch
 
-from decaylab._checks import InputError, InputTypeError, check_choice, check_int
+from decaylab._checks import InputError, InputTypeError, check_int
 from decaylab._extras import needs
 from decaylab._isolation import isolated
+from decaylab._options import Default, given_values
 from decaylab.groups import DecayRule
 from decaylab.maps.basin import BasinFit, fit_basin
 
@@ -79,7 +81,8 @@ class LrDecayMap:
 
     @property
     def label(self) -> str:
-        names = {"sgd": "SGD (coupled L2)", "adam": "Adam (coupled L2)", "sgdw": "SGDW", "adamw": "AdamW"}
+        names = {"sgd": "SGD (coupled L2)", "adam": "Adam (coupled L2)", "sgdw": "SGDW", "adamw": "AdamW",
+                 "muon": "Muon (+ AdamW)", "lion": "Lion"}
         name = names.get(self.optimizer, self.optimizer)
         return name if self.decay_scaling is None else f"{name}, decay_scaling={self.decay_scaling!r}"
 
@@ -134,29 +137,59 @@ def _grid(name: str, values) -> np.ndarray:
     return grid
 
 
+#: The map's defaults where they differ from the optimizer options' declared ones.
+MAP_DEFAULTS = {"decay_scaling": "schedule", "momentum": 0.9}
+
+
+def _defaults():
+    """Each optimizer option's default in :func:`lr_decay_map`'s signature (the declared one, or the map's)."""
+    from decaylab.optim.options import OPTIONS
+
+    return SimpleNamespace(**{name: Default(MAP_DEFAULTS.get(name, option.default)) for name, option in OPTIONS.items()
+                              if name not in ("optimizer", "weight_decay")})
+
+
+D = _defaults()
+
+
 @isolated()              # the factory's probes draw from the global generator: the caller's is kept
 def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, optimizer: str = "adamw",
                  lrs: Sequence[float], decays: Sequence[float], seeds: Sequence[int] = (0, 1, 2),
-                 decay_scaling: str = "schedule", epochs: int = 100, batch_size: int = 64,
-                 lr_schedule: str = "cosine", momentum: float = 0.9, betas: tuple[float, float] = (0.9, 0.999),
+                 decay_scaling: str = D.decay_scaling, epochs: int = 100, batch_size: int = 64,
+                 lr_schedule: str = "cosine", momentum: float = D.momentum, betas: tuple[float, float] = D.betas,
                  loss: str = "cross_entropy", decay_biases: bool = False, dtype: torch.dtype = torch.float32,
-                 progress: bool = False, dampening: float = 0.0, nesterov: bool = False, eps: float = 1e-8,
-                 amsgrad: bool = False, cautious: bool = False, l1_decay: float = 0.0,
-                 no_decay_types: Sequence[type] | None = None, decay_names: Sequence[str] = (),
-                 decay_embeddings: bool = False, chunk_size: int | None = None) -> LrDecayMap:
+                 progress: bool = False, dampening: float = D.dampening, nesterov: bool = D.nesterov,
+                 eps: float = D.eps, amsgrad: bool = D.amsgrad, cautious: bool = D.cautious,
+                 l1_decay: float = D.l1_decay, no_decay_types: Sequence[type] | None = None,
+                 decay_names: Sequence[str] = (), decay_embeddings: bool = False, chunk_size: int | None = None,
+                 ns_steps: int = D.ns_steps, ns_coefficients: tuple[float, float, float] = D.ns_coefficients,
+                 adjust_lr_fn: str | None = D.adjust_lr_fn, ns_dtype: torch.dtype | None = D.ns_dtype,
+                 flatten: bool = D.flatten, muon_names: Sequence[str] = D.muon_names,
+                 adamw_names: Sequence[str] = D.adamw_names, head_names: Sequence[str] | None = D.head_names,
+                 adamw_lr_ratio: float = D.adamw_lr_ratio, adamw_betas: tuple[float, float] = D.adamw_betas,
+                 adamw_eps: float = D.adamw_eps, adamw_weight_decay: float | None = D.adamw_weight_decay) -> LrDecayMap:
     """Train ``model_factory()`` at every (lr, λ, seed) of the grid and return the map.
 
     Args:
         model_factory: builds one model (on the global generator seeded with the member's seed); no
             BatchNorm or dropout (see :func:`decaylab.batched.trainer.check_batchable`).
         train, test: ``(X, y)`` pairs (or objects with ``.X``/``.y``, e.g. ``decaylab.data`` splits).
-        optimizer: ``"sgd"`` / ``"adam"`` (coupled L2: ``g ← ∇L + λw``) or ``"sgdw"`` /
-            ``"adamw"`` (decoupled: ``w ← w − s_t·λ·w``).
+        optimizer: ``"sgd"`` / ``"adam"`` (coupled L2: ``g ← ∇L + λw``), ``"sgdw"`` / ``"adamw"``
+            (decoupled: ``w ← w − s_t·λ·w``), ``"muon"`` (Muon for the hidden matrices with the AdamW
+            companion for the rest, :class:`decaylab.optim.MuonAdamW`) or ``"lion"`` (decoupled too).
         lrs, decays: increasing grids (≥ 3 values each; log-spaced for the basin statistic).
-        decay_scaling, cautious, l1_decay: for sgdw/adamw (ignored for sgd/adam), ``s_t = lr_t/lr_0``
-            (``"schedule"``), ``lr_t`` (``"lr"``) or ``lr_t²/lr_0`` (``"corrected"``); cautious masking;
-            the L1 soft threshold — every decoupled option of :class:`decaylab.optim.spec.OptimizerSpec`.
-        momentum, dampening, nesterov (SGDs), betas, eps, amsgrad (Adams): the other optimizer options.
+        decay_scaling, cautious, l1_decay: for the decoupled optimizers (ignored for sgd/adam),
+            ``s_t = lr_t/lr_0`` (``"schedule"``, the map's default), ``lr_t`` (``"lr"``) or ``lr_t²/lr_0``
+            (``"corrected"``); cautious masking; the L1 soft threshold — every decoupled option of
+            :class:`decaylab.optim.spec.OptimizerSpec`.
+        momentum, dampening, nesterov (SGDs; momentum 0.9 here), betas, eps, amsgrad (Adams): the other
+            optimizer options. muon: ``momentum``, ``nesterov``, ``eps`` (Muon's own defaults when left out),
+            ``ns_steps``, ``ns_coefficients``, ``adjust_lr_fn``, ``ns_dtype``, ``flatten``, ``muon_names``,
+            ``adamw_names``, ``head_names`` and the companion's ``adamw_lr_ratio``, ``adamw_betas``,
+            ``adamw_eps``, ``adamw_weight_decay`` (λ: the cell's, for both halves unless that sets the
+            companion's; :mod:`decaylab.optim.options`); lion: ``betas`` (its own default when left out).
+            An option the optimizer does not take, given, is refused in one line (sgd, sgdw, adam and adamw
+            ignore the others' options of format 2, as before).
         no_decay_types, decay_names, decay_embeddings, decay_biases: what decays (param_groups' rule); the
             trainer's :class:`~decaylab.groups.DecayRule` for them is the result's ``decay_rule``, and the
             regime (hence the predicted slope) is that of the parameters it decays.
@@ -168,23 +201,21 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
     from decaylab._progress import progress_bar
     from decaylab.batched.chunking import plan_for_model
     from decaylab.batched.trainer import Member, TrainConfig, train_batched
-    from decaylab.optim.spec import OptimizerSpec
+    from decaylab.optim.options import FORMAT_2_OPTIMIZERS, OPTIONS, refuse_inapplicable
     from decaylab.runspec import decay_rule
 
-    check_choice("optimizer", optimizer, ("sgd", "sgdw", "adam", "adamw"))
+    arguments = dict(locals())
+    values, given = given_values({name: arguments[name] for name in vars(D)})
+    OPTIONS["optimizer"].check(optimizer)
+    refuse_inapplicable(optimizer, values, given)
     lr_grid, decay_grid = _grid("lrs", lrs), _grid("decays", decays)
     seeds = tuple(check_int(f"seeds[{i}]", s, low=0) for i, s in enumerate(seeds))
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, low=1)
     if not seeds or len(set(seeds)) != len(seeds):
         raise InputError(f"seeds must be distinct non-negative integers (at least one), got {list(seeds)}")
-    decoupled = optimizer in ("sgdw", "adamw")
-    adam = optimizer.startswith("adam")
-    sgd_options = dict(momentum=0.0, dampening=0.0, nesterov=False) if adam else \
-        dict(momentum=momentum, dampening=dampening, nesterov=nesterov)
-    decay_options = dict(decay_scaling=decay_scaling, cautious=cautious, l1_decay=l1_decay) if decoupled else {}
-    config = TrainConfig(optimizer=OptimizerSpec(optimizer, betas=betas, eps=eps, amsgrad=amsgrad, **sgd_options,
-                                                 **decay_options),
+    spec = _optimizer_spec(optimizer, values, given, FORMAT_2_OPTIMIZERS)
+    config = TrainConfig(optimizer=spec,
                          decay=decay_rule(decay_biases, no_decay_types=no_decay_types, decay_names=decay_names,
                                           decay_embeddings=decay_embeddings),
                          epochs=epochs, batch_size=batch_size, lr_schedule=lr_schedule, loss=loss, dtype=dtype)
@@ -209,13 +240,42 @@ def lr_decay_map(model_factory: Callable[[], torch.nn.Module], train, test, *, o
             test = r.eval["test"]
             test_error[s, i, j] = 1.0 - test["accuracy"] if loss == "cross_entropy" else test["loss"]
     settings = dict(epochs=epochs, batch_size=batch_size, lr_schedule=lr_schedule, loss=loss,
-                    decay_biases=decay_biases, momentum=None if adam else momentum, chunks=plan.chunks,
-                    betas=list(betas) if adam else None, **({"cautious": cautious, "l1_decay": l1_decay}
-                                                           if decoupled and (cautious or l1_decay) else {}))
-    return LrDecayMap(optimizer=optimizer, decay_scaling=decay_scaling if decoupled else None, lrs=lr_grid,
+                    decay_biases=decay_biases, chunks=plan.chunks, **_optimizer_settings(spec))
+    return LrDecayMap(optimizer=optimizer, decay_scaling=spec.decay_scaling if spec.decoupled else None, lrs=lr_grid,
                       decays=decay_grid, seeds=seeds, test_error=test_error, train_loss=train_loss,
                       metric="test error" if loss == "cross_entropy" else "test loss",
                       seconds=time.perf_counter() - start, settings=settings, regime=regime, decay_rule=decay_rule)
+
+
+def _optimizer_spec(optimizer: str, values: dict, given, format_2: Sequence[str]):
+    """The map's :class:`~decaylab.optim.spec.OptimizerSpec`: sgd/sgdw/adam/adamw as the map always built them
+    (the SGD options for the SGDs only, the decoupled ones for the decoupled only); muon and lion with the map's
+    ``decay_scaling`` and the options given (the others take the optimizer's own defaults)."""
+    from decaylab.optim.spec import OptimizerSpec
+
+    if optimizer not in format_2:
+        return OptimizerSpec.from_options(optimizer, decay_scaling=values["decay_scaling"],
+                                          **{k: values[k] for k in given if k != "decay_scaling"})
+    adam = optimizer.startswith("adam")
+    sgd_options = dict(momentum=0.0, dampening=0.0, nesterov=False) if adam else \
+        {k: values[k] for k in ("momentum", "dampening", "nesterov")}
+    decay_options = {k: values[k] for k in ("decay_scaling", "cautious", "l1_decay")} \
+        if optimizer in ("sgdw", "adamw") else {}
+    return OptimizerSpec(optimizer, betas=values["betas"], eps=values["eps"], amsgrad=values["amsgrad"],
+                         **sgd_options, **decay_options)
+
+
+def _optimizer_settings(spec) -> dict:
+    """What a map's ``settings`` record of its optimizer: momentum (SGDs, Muon), betas (Adams, Lion), cautious
+    and l1_decay where on; muon: also its other options (as store keys hold them)."""
+    out = dict(momentum=spec.momentum if spec.name in ("sgd", "sgdw", "muon") else None,
+               betas=list(spec.betas) if spec.is_adam or spec.name == "lion" else None)
+    if spec.decoupled and (spec.cautious or spec.l1_decay):
+        out.update(cautious=spec.cautious, l1_decay=spec.l1_decay)
+    if spec.name == "muon":
+        out["muon"] = {k: list(v) if isinstance(v, tuple) else v for k, v in spec.as_dict().items()
+                       if k not in ("optimizer", "momentum", "cautious", "l1_decay", "decay_scaling")}
+    return out
 
 
 def _regime(model_factory, X, seed: int, decay_rule: DecayRule, dtype: torch.dtype) -> dict:

@@ -121,7 +121,10 @@ def _optimizer(params, optimizer: str, decay_scaling: str | None, lr: float, dec
         return optim.SGDW(params, lr=lr, momentum=momentum, weight_decay=decay, decay_scaling=decay_scaling)
     if optimizer == "adam":
         return optim.Adam(params, lr=lr, weight_decay=decay)
-    return optim.AdamW(params, lr=lr, weight_decay=decay, decay_scaling=decay_scaling)
+    if optimizer == "adamw":
+        return optim.AdamW(params, lr=lr, weight_decay=decay, decay_scaling=decay_scaling)
+    raise InputError(f"optimizer must be one of 'sgd', 'sgdw', 'adam', 'adamw' for the equilibrium check (the "
+                     f"study's arms), got {optimizer!r}")
 
 
 def equilibrium_check(model_factory, train, *, optimizer: str, decay_scaling: str | None, lr: float, decay: float,

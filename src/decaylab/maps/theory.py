@@ -15,10 +15,21 @@ best, and the slope is how λ enters that point:
 - AdamW, ``"schedule"``: stationary where η_0·u = −λ·w with u = m̂/(√v̂+ε), each |u_i| ≤ 1: the
   runs settle in ‖w‖_∞ ≤ η_0/λ (Xie & Li 2024), a constraint set by λ/η_0 → slope **+1**.
 - AdamW, ``"lr"`` (torch): the same with λ_lr = λ_schedule/η_0, ‖w‖_∞ ≤ 1/λ → slope **0**.
-- Lion and Muon (decoupled, their updates bounded whatever the gradient: sign(·) with |u_i| = 1, an
-  orthogonalized O with singular values ≈ 1): the same constraint argument, ‖w‖_∞ ≤ η_0/λ for Lion
-  (Lion-𝒦, Chen et al. 2024) and a spectral norm ≤ ρ·η_0/λ for Muon (Chen, Li & Liu 2025) in the
-  ``"schedule"`` scaling → slope **+1**; **0** with ``"lr"``.
+- Lion, ``"lr"`` (the paper's ``w ← w − η(sign(c) + λw)``): the update is u = sign(c), every |u_i| ≤ 1 as
+  Adam's but exactly 1 wherever c ≠ 0; stationary where η·u = −η·λ·w, and from |w| ≤ 1/λ a step gives
+  |w'| ≤ (1 − ηλ)/λ + η = 1/λ: the runs settle in ‖w‖_∞ ≤ 1/λ (Lion-𝒦, Chen et al. 2024: Lion with decoupled
+  decay solves min L(w) s.t. ‖w‖_∞ ≤ 1/λ), a set fixed by λ alone → slope **0**.
+- Lion, ``"schedule"`` (``w ← w − η_t·u − (η_t/η_0)·λ·w``): stationary where η_0·u = −λ·w, the set
+  ‖w‖_∞ ≤ η_0/λ, fixed by λ/η_0 → slope **+1**.
+- Muon, ``"lr"`` (torch: ``W ← W − η·λ·W − η·ρ·O``, the decay with the *unadjusted* lr η and the step with
+  ρ·η, ρ = ``adjust_lr_fn``'s ratio of the matrix shape, O the Newton–Schulz output with singular values near
+  1): stationary where ρ·O = −λ·W, and as for Lion a step keeps ‖W‖₂ ≤ ρ·σ_max(O)/λ once there (the spectral
+  norm is a norm: ‖W'‖₂ ≤ (1 − ηλ)‖W‖₂ + ηρσ_max(O)). The runs settle in that spectral-norm ball (Chen, Li &
+  Liu 2025, "Muon optimizes under spectral norm constraints"), fixed by λ (ρ is the shape's, not η's) →
+  slope **0**.
+- Muon, ``"schedule"``: ``W ← W − η_t·ρ·O − (η_t/η_0)·λ·W``, the ball ‖W‖₂ ≤ η_0·ρ·σ_max(O)/λ, fixed by
+  λ/η_0 → slope **+1**. (The AdamW companion of a Muon run has AdamW's slopes, the same numbers; with
+  ``adamw_weight_decay`` set its λ does not move with the cell, and the basin is the Muon matrices'.)
 
 **Equilibrium** (scale-invariant weights: f(c·w) = f(w) for c > 0, e.g. a bias-free Linear
 followed by BatchNorm or an affine-free LayerNorm). Then ∇L ⊥ w and ‖∇L‖ = G/‖w‖ (G the
@@ -35,9 +46,16 @@ then a function of (η, λ) alone; the best λ keeps that angle fixed:
 - AdamW ``"lr"``: Adam's u has a size √C set by the element count C, not by G: ‖w‖² = ηC/(2λ),
   angle = √(2ηλ) (×√((1−β₁)/(1+β₁))) → slope **−1**.
 - AdamW ``"schedule"``: d = λ: ‖w‖² = η²C/(2λ), angle = √(2λ) → slope **0**.
-- Lion and Muon: their update's RMS is fixed, η for Lion and η·k for a Muon A×B matrix (k = ρ/√max(A, B),
-  set by the orthogonalization), so as for AdamW ‖w‖² = η·k²·C/(2λ) with ``"lr"`` (angle √(2ηλ), slope
-  **−1**) and η²k²C/(2λ) with ``"schedule"`` (angle √(2λ), slope **0**).
+- Lion: u = sign(c) has ‖u‖² = C (every coordinate ±1) whatever G and ‖w‖, as Adam's u in size: with the
+  same balance (u taken tangential, as for Adam), ``"lr"``: d = ηλ, ‖w‖² = ηC/(2λ), angle = η√C/‖w‖ = √(2ηλ)
+  → slope **−1**; ``"schedule"``: d = λ, ‖w‖² = η²C/(2λ), angle = √(2λ) → slope **0**. (Consecutive signs
+  of Lion's interpolated momentum are correlated, which changes the angle by a constant factor that depends
+  on β₁, β₂ and not on η or λ, so not the slope.)
+- Muon: the orthogonalization fixes the update's size: u = ρ·O with ‖O‖_F² ≈ k = min(A, B) (k singular
+  values near 1) whatever G and ‖W‖, so ‖u‖² = ρ²k. Decay with the unadjusted lr (``"lr"``): d = ηλ, the
+  balance η²ρ²k = 2ηλ‖W‖² gives ‖W‖² = ηρ²k/(2λ) and angle = ηρ√k/‖W‖ = √(2ηλ) → slope **−1** (ρ cancels:
+  ``adjust_lr_fn`` moves the equilibrium norm, not the angle); ``"schedule"``: d = λ, ‖W‖² = η²ρ²k/(2λ),
+  angle = √(2λ) → slope **0**.
 - Adam coupled: **no clean number.** The decay enters v̂ beside the gradient, so the decay's
   share of the normalized step is λ‖w‖/(G/‖w‖ + λ‖w‖)-like and depends on G, which is a
   property of the loss that changes during training. In the gradient-dominated limit

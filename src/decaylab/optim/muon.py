@@ -23,8 +23,8 @@ normalization removes, so the directions agree up to rounding.) ``update_rms=0.2
 ``adjust_lr_fn="match_rms_adamw"`` give the same numbers, bit for bit.
 
 The Newton–Schulz iteration (torch's ``_zeropower_via_newtonschulz``; a, b, c =
-``ns_coefficients``), on X = U in bfloat16, transposed when A > B, X ← X/max(‖X‖_F, ε), then
-``ns_steps`` times: M = X·Xᵀ, X ← a·X + (b·M + c·M²)·X.
+``ns_coefficients``), on X = U in bfloat16 (``ns_dtype``), transposed when A > B,
+X ← X/max(‖X‖_F, ε), then ``ns_steps`` times: M = X·Xᵀ, X ← a·X + (b·M + c·M²)·X.
 
 decaylab's options (keyword-only, all per param group):
 
@@ -36,7 +36,13 @@ decaylab's options (keyword-only, all per param group):
 - ``update_rms``: see above (excludes ``adjust_lr_fn``);
 - ``flatten=True``: a ≥3-D weight (a conv kernel ``[out, in, kh, kw]``) is orthogonalized as
   the ``[out, in·kh·kw]`` matrix and ρ uses that shape (Keller Jordan's Muon does this; torch
-  refuses every parameter that is not 2-D).
+  refuses every parameter that is not 2-D);
+- ``ns_dtype``: the dtype the Newton–Schulz iteration runs in, ``torch.bfloat16`` (torch's and
+  Keller Jordan's, the default), ``torch.float32``, ``torch.float64`` or ``None`` (the update's
+  own dtype). bfloat16 rounds each product to 8 significant bits, so two matmul kernels that sum
+  in a different order (a batched ``bmm`` and a 2-D ``mm``) can round an element one bfloat16
+  step apart; in a wider dtype they agree to that dtype's precision (how the batched sweep engine
+  equals members trained alone, :mod:`decaylab.batched.stacked_muon`).
 
 Differences from torch: a bfloat16 parameter with ``nesterov=False`` keeps its momentum
 buffer (torch's ``grad.bfloat16()`` is the buffer itself there, and its in-place
@@ -55,7 +61,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT, _to_scalar
 
-from decaylab._checks import InputError, InputTypeError, check_int, check_real
+from decaylab._checks import InputError, InputTypeError, check_choice, check_int, check_real
 from decaylab.optim._decay import DecayGroupsMixin, check_as_torch, check_decay_options, decay_scale
 from decaylab.optim.functional import decoupled_decay_, soft_threshold_
 
@@ -68,17 +74,19 @@ DEFAULT_NS_STEPS = 5
 ADJUST_LR_FNS = ("original", "match_rms_adamw")
 
 #: Param-group keys Muon adds to torch's Muon (besides the decay keys of ``_decay``).
-MUON_GROUP_KEYS = ("update_rms", "flatten")
+MUON_GROUP_KEYS = ("update_rms", "flatten", "ns_dtype")
+#: The dtypes the Newton–Schulz iteration may run in (``ns_dtype``; ``None``: the update's own).
+NS_DTYPES = (torch.bfloat16, torch.float32, torch.float64, None)
 
 
 def zeropower_via_newtonschulz(update: Tensor, ns_coefficients: Sequence[float], ns_steps: int,
-                               eps: float) -> Tensor:
+                               eps: float, dtype: torch.dtype | None = torch.bfloat16) -> Tensor:
     """O ≈ U·Vᵀ of the 2-D ``update`` = U·S·Vᵀ by ``ns_steps`` quintic Newton–Schulz steps in
-    bfloat16 (a new tensor; see the module docstring). The ops are torch's, so the result is
-    bit-identical to ``torch.optim._muon._zeropower_via_newtonschulz``."""
+    ``dtype`` (``None``: the update's; a new tensor; see the module docstring). The ops are torch's,
+    so in bfloat16 the result is bit-identical to ``torch.optim._muon._zeropower_via_newtonschulz``."""
     a, b, c = ns_coefficients
-    x = update.bfloat16()
-    if x is update:  # already bfloat16: work on a copy, never on the caller's tensor
+    x = update if dtype is None else update.to(dtype)
+    if x is update:  # already in dtype: work on a copy, never on the caller's tensor
         x = update.clone()
     tall = update.size(0) > update.size(1)
     if tall:
@@ -111,7 +119,8 @@ def muon_update_(param: Tensor, grad: Tensor, momentum_buffer: Tensor, *, lr: fl
                  momentum: float, nesterov: bool, ns_coefficients: Sequence[float] = (DEFAULT_A, DEFAULT_B, DEFAULT_C),
                  ns_steps: int = DEFAULT_NS_STEPS, eps: float = EPS, adjust_lr_fn: str | None = None,
                  decay_scale: float | Tensor | None = None, cautious: bool = False, l1_decay: float = 0.0,
-                 update_rms: float | None = None, flatten: bool = False) -> None:
+                 update_rms: float | None = None, flatten: bool = False,
+                 ns_dtype: torch.dtype | None = torch.bfloat16) -> None:
     """One Muon step on ``param`` in place (the algorithm of the module docstring).
 
     ``decay_scale`` is s_t (``None``: s_t = lr, torch's); ``flatten`` orthogonalizes a ≥3-D
@@ -122,7 +131,7 @@ def muon_update_(param: Tensor, grad: Tensor, momentum_buffer: Tensor, *, lr: fl
     update = grad.lerp(momentum_buffer, momentum) if nesterov else momentum_buffer
     if flatten and update.ndim > 2:
         update = update.reshape(len(update), -1)
-    ortho = zeropower_via_newtonschulz(update, ns_coefficients, ns_steps, eps)
+    ortho = zeropower_via_newtonschulz(update, ns_coefficients, ns_steps, eps, ns_dtype)
     step = adjusted_lr(lr, adjust_lr_fn, ortho.shape, update_rms)
     ortho = ortho.reshape(param.shape)
     if weight_decay != 0:
@@ -133,7 +142,7 @@ def muon_update_(param: Tensor, grad: Tensor, momentum_buffer: Tensor, *, lr: fl
 
 
 def muon_defaults(lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn,
-                  decay_scaling, cautious, l1_decay, update_rms, flatten) -> dict:
+                  decay_scaling, cautious, l1_decay, update_rms, flatten, ns_dtype) -> dict:
     """Check Muon's arguments (torch's checks and messages first) and return its defaults."""
     if isinstance(lr, Tensor) and lr.numel() != 1:
         raise InputError(f"Tensor lr must be 1-element (lr as a Tensor must have 1 element, got shape "
@@ -144,7 +153,8 @@ def muon_defaults(lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns
     defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
                 "ns_coefficients": ns_coefficients, "eps": eps, "ns_steps": ns_steps,
                 "adjust_lr_fn": adjust_lr_fn, "decoupled_weight_decay": True, "decay_scaling": decay_scaling,
-                "cautious": cautious, "l1_decay": l1_decay, "update_rms": update_rms, "flatten": flatten}
+                "cautious": cautious, "l1_decay": l1_decay, "update_rms": update_rms, "flatten": flatten,
+                "ns_dtype": ns_dtype}
     check_muon_options(defaults)
     return defaults
 
@@ -176,6 +186,7 @@ def check_muon_options(group: dict) -> None:
                              f"got adjust_lr_fn={fn!r}")
     if not isinstance(group["flatten"], bool):
         raise InputTypeError(f"flatten must be a bool, got {group['flatten']!r}")
+    check_choice("ns_dtype", group["ns_dtype"], NS_DTYPES)
     check_decay_options(group["decay_scaling"], group["cautious"], group["l1_decay"])
 
 
@@ -230,7 +241,8 @@ def step_muon_group(state: dict, group: dict) -> None:
                      momentum=group["momentum"], nesterov=group["nesterov"],
                      ns_coefficients=group["ns_coefficients"], ns_steps=group["ns_steps"], eps=group["eps"],
                      adjust_lr_fn=group["adjust_lr_fn"], decay_scale=scale, cautious=group["cautious"],
-                     l1_decay=group["l1_decay"], update_rms=group["update_rms"], flatten=group["flatten"])
+                     l1_decay=group["l1_decay"], update_rms=group["update_rms"], flatten=group["flatten"],
+                     ns_dtype=group["ns_dtype"])
 
 
 class Muon(DecayGroupsMixin, Optimizer):
@@ -240,8 +252,8 @@ class Muon(DecayGroupsMixin, Optimizer):
     ``torch.optim.Muon`` (torch 2.13): ``params``, ``lr=1e-3``, ``weight_decay=0.1``,
     ``momentum=0.95``, ``nesterov=True``, ``ns_coefficients=(3.4445, -4.7750, 2.0315)``,
     ``eps=1e-7``, ``ns_steps=5``, ``adjust_lr_fn=None``; plus the keyword-only ``decay_scaling``,
-    ``cautious``, ``l1_decay``, ``update_rms`` and ``flatten`` (the module docstring gives the
-    algorithm and each option). A state dict saved by ``torch.optim.Muon`` loads and continues
+    ``cautious``, ``l1_decay``, ``update_rms``, ``flatten`` and ``ns_dtype`` (the module docstring
+    gives the algorithm and each option). A state dict saved by ``torch.optim.Muon`` loads and continues
     identically (its λ is in the ``"lr"`` scaling, converted as in :mod:`decaylab.optim._decay`).
 
     Muon is for 2-D parameters; biases, gains, embeddings and the output head belong to AdamW:
@@ -256,9 +268,10 @@ class Muon(DecayGroupsMixin, Optimizer):
                  ns_coefficients: tuple[float, float, float] = (DEFAULT_A, DEFAULT_B, DEFAULT_C),
                  eps: float = EPS, ns_steps: int = DEFAULT_NS_STEPS, adjust_lr_fn: str | None = None, *,
                  decay_scaling: str = "lr", cautious: bool = False, l1_decay: float = 0.0,
-                 update_rms: float | None = None, flatten: bool = False) -> None:
+                 update_rms: float | None = None, flatten: bool = False,
+                 ns_dtype: torch.dtype | None = torch.bfloat16) -> None:
         defaults = muon_defaults(lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps,
-                                 adjust_lr_fn, decay_scaling, cautious, l1_decay, update_rms, flatten)
+                                 adjust_lr_fn, decay_scaling, cautious, l1_decay, update_rms, flatten, ns_dtype)
         Optimizer.__init__(self, params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:

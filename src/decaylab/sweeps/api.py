@@ -22,7 +22,7 @@ from decaylab._options import given_values
 from decaylab._progress import progress_bar
 from decaylab.batched.planning import plan_sweep
 from decaylab.batched.trainer import Member, MemberResult, TrainConfig, check_batchable
-from decaylab.optim.options import OPTIMIZER_OPTIONS
+from decaylab.optim.options import OPTIMIZER_OPTIONS, refuse_inapplicable
 from decaylab.optim.spec import OptimizerSpec
 from decaylab.runspec import DECAY_OPTIONS, TrainSpec, decay_rule
 from decaylab.sweeps.engines import RUNNERS, TrainingJob
@@ -57,7 +57,12 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr: float
           no_decay_types: Sequence[type] | None = D.no_decay_types, no_decay_names: Sequence[str] = D.no_decay_names,
           decay_names: Sequence[str] = D.decay_names, decay_embeddings: bool = D.decay_embeddings,
           progress: bool = D.progress, device=D.device, method: str = D.method, hessian: str = D.hessian,
-          per_layer: bool = D.per_layer, marglik_frequency: int = D.marglik_frequency,
+          per_layer: bool = D.per_layer, marglik_frequency: int = D.marglik_frequency, ns_steps: int = D.ns_steps,
+          ns_coefficients: tuple[float, float, float] = D.ns_coefficients, adjust_lr_fn: str | None = D.adjust_lr_fn,
+          ns_dtype: torch.dtype = D.ns_dtype, flatten: bool = D.flatten, muon_names: Sequence[str] = D.muon_names,
+          adamw_names: Sequence[str] = D.adamw_names, head_names: Sequence[str] | None = D.head_names,
+          adamw_lr_ratio: float = D.adamw_lr_ratio, adamw_betas: tuple[float, float] = D.adamw_betas,
+          adamw_eps: float = D.adamw_eps, adamw_weight_decay: float | None = D.adamw_weight_decay,
           standardize: bool = D.standardize) -> SweepResult:
     """Train every (λ, lr, seed, fold) member, score λ by cross-validation, choose λ (``method="grid"``); or
     learn λ from the Laplace evidence in one run per (lr, seed) (``method="marglik"``).
@@ -76,7 +81,16 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr: float
         optimizer, decay_scaling, momentum, dampening, nesterov, betas, eps, amsgrad, cautious, l1_decay:
             the optimizer of every member, with every option its decaylab class takes (an
             :class:`decaylab.optim.spec.OptimizerSpec`, checked by the classes' own rules; λ is its
-            ``weight_decay``: coupled ``g + λw`` for sgd/adam, decoupled ``w − s_t λ w`` for sgdw/adamw).
+            ``weight_decay``: coupled ``g + λw`` for sgd/adam, decoupled ``w − s_t λ w`` for sgdw/adamw,
+            muon and lion). An option the optimizer does not take is refused in one line.
+        ns_steps, ns_coefficients, adjust_lr_fn, ns_dtype, flatten, muon_names, adamw_names, head_names,
+            adamw_lr_ratio, adamw_betas, adamw_eps, adamw_weight_decay: ``optimizer="muon"`` only —
+            :class:`decaylab.optim.MuonAdamW`, Muon (with ``momentum``, ``nesterov``, ``eps``: Muon's own
+            defaults 0.95, True, 1e-7 when left out) for the parameters :class:`decaylab.optim.MuonRule` gives
+            it and AdamW for the rest, at ``adamw_lr_ratio`` × the member's lr; the member's λ decays the Muon
+            matrices, and the companion's parameters too unless ``adamw_weight_decay`` sets one λ for them
+            (:mod:`decaylab.optim.options`). ``optimizer="lion"``: :class:`decaylab.optim.Lion` with ``betas``
+            (its default 0.9, 0.99).
         no_decay_types, no_decay_names, decay_names, decay_embeddings, decay_biases: what decays — one
             :class:`decaylab.groups.DecayRule` with these overrides (``decay_biases=True``: everything,
             :meth:`~decaylab.groups.DecayRule.everything`).
@@ -136,11 +150,12 @@ def sweep(model: str | Callable[[], nn.Module], data: Any, lambdas, *, lr: float
     refuse_unused(method, values, given)
     if method == "marglik":
         return marglik_sweep(model, data, lambdas, values, given)
-    return _grid_sweep(model, data, lambdas, values)
+    return _grid_sweep(model, data, lambdas, values, given)
 
 
-def _grid_sweep(model, data, lambdas, values: Mapping) -> SweepResult:
-    """The grid method of :func:`sweep` (its docstring), on the option values by name."""
+def _grid_sweep(model, data, lambdas, values: Mapping, given) -> SweepResult:
+    """The grid method of :func:`sweep` (its docstring), on the option values by name; ``given``: the names the
+    caller gave (an optimizer option left out takes the optimizer's own default)."""
     start = time.perf_counter()
     lambdas = check_grid("lambdas", lambdas)
     lrs = check_grid("lr", values["lr"], low_open=True)
@@ -149,7 +164,9 @@ def _grid_sweep(model, data, lambdas, values: Mapping) -> SweepResult:
                                      "metric", "progress", "store"))
     engine, chunk_size, workers, split_seed, folds, holdout, metric, progress, store = sweep_options.values()
     device = resolve_device(run.device)
-    optimizer = OptimizerSpec.from_options(**{o.name: values[o.name] for o in OPTIMIZER_OPTIONS})
+    refuse_inapplicable(values["optimizer"], values, given)
+    optimizer = OptimizerSpec.from_options(values["optimizer"], **{o.name: values[o.name] for o in OPTIMIZER_OPTIONS
+                                                                   if o.name in given and o.name != "optimizer"})
     decay_values = checked(values, DECAY_OPTIONS)
     decay = decay_rule(**decay_values)
     if holdout is not None:

@@ -9,7 +9,7 @@ with these declarations.
 A method accepts exactly the options it uses (:data:`USES`) and refuses any other the caller gave, in one
 line naming them (:func:`refuse_unused`): the evidence method (``"marglik"``) trains one coupled Adam/SGD
 run per (lr, seed) on all rows, so it has no folds, no engine, no λ grid to choose by a metric, no learning
-rate schedule and no decoupled-decay or Adam/SGD tuning options; the grid method has no evidence options.
+rate schedule and no decoupled-decay, Adam/SGD or Muon tuning options; the grid method has no evidence options.
 """
 
 from __future__ import annotations
@@ -74,8 +74,8 @@ USES = {
 WHY = {
     "grid": "the Laplace-evidence options belong to the marglik method",
     "marglik": "it trains one coupled Adam/SGD run per (lr, seed) on all rows and learns λ from the Laplace "
-               "evidence, so folds, engines, a metric, lr schedules and decoupled-decay or Adam/SGD tuning options "
-               "have no meaning there; leave them out, or use the grid method",
+               "evidence, so folds, engines, a metric, lr schedules and decoupled-decay, Adam/SGD or Muon tuning "
+               "options have no meaning there; leave them out, or use the grid method",
 }
 
 
