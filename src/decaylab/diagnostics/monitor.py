@@ -48,8 +48,9 @@ or as a callback: ``decaylab.train.fit(model, opt, data, epochs=5, callbacks=[De
 
 Cost. A recorded step snapshots the watched weights before the step (one copy of them, freed
 after the step) and measures every tensor at once with ``torch._foreach_*`` kernels (5 norms, one
-subtraction; plus the spectral norms of Muon matrices, above), keeping the results on the weights' device; they are copied to the host in batches
-of up to 64 records (one synchronization each), never per tensor. Steps that are not recorded
+subtraction; plus the spectral norms of Muon matrices, above), keeping the results on the weights'
+device; they are copied to the host in batches of up to 64 records (one synchronization each),
+never per tensor. Steps that are not recorded
 cost one Python comparison. By default (``every=None``) the monitor records every step of the
 first 50, then every 10th: the early transient in full, then ~1/10 of the steps (measured in
 ``benchmarks/monitor_overhead.py``).
@@ -168,7 +169,8 @@ class DecayMonitor:
         self._group_of = np.array([gi for _, _, gi in self._tracked])
         self._directional = np.array([p.numel() > 1 for _, p, _ in self._tracked])
         self._shapes = [tuple(p.shape) for _, p, _ in self._tracked]
-        muon_groups = {gi for gi, group in enumerate(optimizer.param_groups) if optimizer_kind(optimizer, group) == "muon"}
+        muon_groups = {gi for gi, group in enumerate(optimizer.param_groups)
+                       if optimizer_kind(optimizer, group) == "muon"}
         self._spectral = {i for i, (_, p, gi) in enumerate(self._tracked) if gi in muon_groups and p.ndim >= 2}
         self._vectors: dict[int, torch.Tensor] = {}  # each Muon matrix's power-iteration vector
         by_device: dict[torch.device, list[int]] = {}

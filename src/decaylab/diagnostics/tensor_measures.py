@@ -50,8 +50,8 @@ def tensor_differences(after: list[torch.Tensor], before: list[torch.Tensor]) ->
 
 def spectral_norms(matrices: list[torch.Tensor], vectors: list[torch.Tensor | None],
                    iterations: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Power-iteration estimates of ‖M‖₂ for each matrix (≥2-D tensors as ``[shape[0], -1]``), stacked in
-    float32 (float64 for float64 matrices), with their right vectors to start from next time.
+    """Power-iteration estimates of ‖M‖₂ for each matrix (≥2-D tensors as ``[shape[0], -1]``), computed in
+    float32 (float64 for float64 matrices) and stacked, with their right vectors to start from next time.
 
     From ``vectors[i]`` (``None``: a Gaussian start from a generator seeded 0), ``iterations`` steps of
     v ← Mᵀ(M·v)/‖Mᵀ(M·v)‖, then the estimate ‖M·v‖. It never exceeds ‖M‖₂ (v is a unit vector) and its
