@@ -56,7 +56,7 @@ first 50, then every 10th: the early transient in full, then ~1/10 of the steps 
 ``benchmarks/monitor_overhead.py``).
 
 Memory. The history is a :class:`decaylab.diagnostics._thinned.ThinnedHistory`: at most ``max_records + 1``
-records per tensor (about 200 bytes each; ≈100 KB per tensor with the default 512), whatever the
+records per tensor (about 280 bytes each; ≈145 KB per tensor with the default 512), whatever the
 run's length. When it fills, every other record is dropped, so the kept series always start at the
 first recorded step and end at the newest, evenly spaced over the whole run; the means, maxima and
 minima of :meth:`summary` stay exact over every recorded step (up to the granularity of one
