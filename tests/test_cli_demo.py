@@ -71,7 +71,7 @@ def test_quick_demo_writes_a_complete_report(demo):
     run, report, summary = demo
     assert sorted(p.name for p in report.iterdir()) == ["index.html", "summary.json"]
     outline = summary["report"]["sections"]
-    assert len(outline) == 9
+    assert len(outline) == 10
     page = (report / "index.html").read_text(encoding="utf-8")
     for section in outline:
         assert f'<section class="study" id="{section["key"]}">' in page
@@ -97,7 +97,7 @@ def test_quick_demo_summary_shows_the_expected_directions(demo):
     _, _, summary = demo
     studies, checks = summary["studies"], summary["checks"]
     assert list(studies) == ["boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation", "evidence",
-                             "convergence", "overfitting"]
+                             "convergence", "overfitting", "muon_lion"]
     # 1. weights shrink as λ grows (AdamW on two moons), and the boundary gets shorter
     b = studies["boundaries"]
     assert b["lambdas"] == sorted(b["lambdas"]) and len(b["lambdas"]) >= 6 and b["lambdas"][0] == 0
@@ -129,6 +129,11 @@ def test_quick_demo_summary_shows_the_expected_directions(demo):
     assert max(over["flipped labels"]["balanced_acc"]) > over["flipped labels"]["balanced_acc"][0]
     assert max(over["class imbalance"]["recall_class_1"]) == over["class imbalance"]["recall_class_1"][0]
     assert checks["decay_helps_flipped_labels"] is True and checks["decay_does_not_fix_imbalance"] is True
+    # 10. Muon's ‖W‖₂ and Lion's max|w| never above their bounds, at them for the largest λ
+    ml = studies["muon_lion"]
+    assert max(ml["muon_bound_ratio"]) <= 1.01 and max(ml["lion_bound_ratio"]) <= 1.01
+    assert ml["muon_bound_ratio"][-1] >= 0.9 and ml["lion_at_bound"][-1] > 0 == ml["lion_at_bound"][0]
+    assert checks["muon_within_spectral_bound"] is True and checks["largest_lambda_saturates_bounds"] is True
     # the terminal table: a header, a rule of dashes, at least one line per study
     run, _, _ = demo
     table = run["stdout"].split("\n\n")[0].splitlines()

@@ -204,3 +204,23 @@ def test_imbalanced_moons_keeps_the_stated_class_counts():
     (X, y), test = overfitting.imbalanced_moons(seed=2)
     assert len(X) == len(y) == 200 and int((y == 1).sum()) == 10
     assert 0.45 < float((test.y == 1).double().mean()) < 0.55    # the test set stays (nearly) balanced
+
+
+@pytest.mark.slow  # a whole study end to end (2–27 s)
+def test_muon_and_lion_norms_stay_within_their_bounds_and_reach_them_end_to_end():
+    from decaylab.experiments.demo import muon_lion
+
+    r = muon_lion.run_muon_lion(seed=0, muon_lambdas=(0.1, 10.0), lion_lambdas=(0.3, 30.0), epochs=6)
+    s = r.summary
+    _check_section(r, "muon_lion")
+    # the bounds hold (ρ = 1 for both 32×64 and 32×32: ρ·s_max/λ; 1/λ), checked on the measured numbers
+    assert s["muon_spectral_bound"] == pytest.approx([1.2024 / 0.1, 1.2024 / 10.0], rel=1e-4)
+    assert s["lion_max_abs_bound"] == pytest.approx([1 / 0.3, 1 / 30.0], rel=1e-5)  # 6 digits kept
+    assert max(s["muon_bound_ratio"]) <= 1.01 and max(s["lion_bound_ratio"]) <= 1.01
+    # a small λ leaves the weights far inside; the largest λ pins them to the bound
+    assert s["muon_bound_ratio"][0] < 0.5 and s["muon_bound_ratio"][-1] >= 0.9
+    assert s["lion_bound_ratio"][0] < 0.5 and s["lion_bound_ratio"][-1] >= 0.999
+    assert s["lion_at_bound"][0] == 0 < s["lion_at_bound"][-1] and s["lion_flagged_at_bound"][-1] > 0
+    assert s["muon_spectral_norm"][0] > 10 * s["muon_spectral_norm"][-1]
+    assert s["muon_within_spectral_bound"] and s["lion_within_linf_bound"] and s["largest_lambda_saturates"]
+    assert f"{s['muon_spectral_norm'][-1]:.3g}" in r.section.text  # the paragraph quotes the measured numbers

@@ -39,8 +39,9 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "demo", help="run the weight-decay studies and write an HTML report",
         description="Train small models with and without weight decay (decision boundaries vs λ, ridge "
-                    "overlay, coupled vs decoupled decay, L1 vs L2, dropout vs decay, λ by cross-validation) "
-                    "and write DIR/index.html (opens offline in a browser) and DIR/summary.json.")
+                    "overlay, coupled vs decoupled decay, L1 vs L2, dropout vs decay, λ by cross-validation and "
+                    "by the evidence, convergence, overfitting, Muon's and Lion's norm bounds) and write "
+                    "DIR/index.html (opens offline in a browser) and DIR/summary.json.")
     parser.add_argument("--out", metavar="DIR", default="decaylab-report",
                         help="directory for index.html and summary.json (default: %(default)s); other files "
                              "in it are left alone")
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
                         help="random seed for data splits and initialisation (default: %(default)s)")
     parser.add_argument("--study", metavar="KEY", dest="studies", action="append",
                         help="run only this study (repeatable): boundaries, ridge, coupling, sparsity, dropout, "
-                             "cross_validation, evidence (default: all)")
+                             "cross_validation, evidence, convergence, overfitting, muon_lion (default: all)")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="do not draw progress bars on stderr")
     parser.set_defaults(func=run)

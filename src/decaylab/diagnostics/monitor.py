@@ -4,6 +4,11 @@ For every monitored parameter ``w`` (one record per recorded optimizer step) :cl
 measures, with ``w⁻`` the tensor before the step and ``g`` its gradient:
 
 - ``weight_norm`` ‖w‖, ``grad_norm`` ‖g‖, ``max_abs`` max|w|;
+- ``spectral_norm`` ‖w‖₂, the largest singular value, of the matrices of Muon groups only (NaN for the
+  others): a power iteration with one persistent vector per matrix (:func:`.tensor_measures.spectral_norms`),
+  20 iterations on its first record, 2 on each later one, so 5 matrix–vector products per matrix and
+  recorded step (an SVD, ``torch.linalg.matrix_norm(ord=2)``, would cost O(A·B·min(A, B))); the estimate
+  never exceeds ‖w‖₂ (tested against ``matrix_norm`` after training);
 - ``update_ratio`` ‖w − w⁻‖ / ‖w⁻‖;
 - ``angle`` the rotation of the step in radians, ∠(w⁻, w), from the three norms ‖w‖, ‖w⁻‖ and
   ‖w − w⁻‖ by Kahan's formula for the angle of a needle-like triangle, which stays accurate for
@@ -22,7 +27,13 @@ and puts beside them what the parameter's optimizer group predicts (see
   for weights that are not scale-invariant it is only a reference line;
 - ``max_abs_bound``: 1/λ, the ℓ∞ ball that AdamW with a constant lr converges inside (Xie & Li
   2024, "Implicit bias of AdamW: ℓ∞-norm constrained optimization"): every update
-  coordinate is at most ~lr in size, and decay removes lr·λ·|w| per step.
+  coordinate is at most ~lr in size, and decay removes lr·λ·|w| per step;
+
+and for Muon and Lion groups the predictions of :mod:`decaylab.diagnostics.bounds` instead: Muon's
+equilibrium ``predicted_angle`` √(2·s_t·λ/K) and ``predicted_norm`` (‖w‖ of a scale-invariant matrix
+at equilibrium) and its ``spectral_bound`` (lr_t/s_t)·ρ·s_max/λ; Lion's ``max_abs_bound``
+(lr_t/s_t)/λ (no ``predicted_angle`` for Lion). ``print(monitor)`` flags a tensor above a bound or
+saturating it (:func:`decaylab.diagnostics.bounds.bound_status`).
 
 Use it in any training loop (it attaches itself with the optimizer's step hooks)::
 
@@ -44,14 +55,14 @@ history). Attached, it records them from the first step after the group was adde
 
 Cost. A recorded step snapshots the watched weights before the step (one copy of them, freed
 after the step) and measures every tensor at once with ``torch._foreach_*`` kernels (5 norms, one
-subtraction), keeping the results on the weights' device; they are copied to the host in batches
-of up to 64 records (one synchronization each), never per tensor. Steps that are not recorded
-cost one Python comparison and one of the groups' sizes. By default (``every=None``) the monitor
-records every step of the first 50, then every 10th: the early transient in full, then ~1/10 of
-the steps (measured in ``benchmarks/monitor_overhead.py``).
+subtraction; plus the spectral norms of Muon matrices, above), keeping the results on the weights'
+device; they are copied to the host in batches of up to 64 records (one synchronization each),
+never per tensor. Steps that are not recorded cost one Python comparison and one of the groups'
+sizes. By default (``every=None``) the monitor records every step of the first 50, then every 10th:
+the early transient in full, then ~1/10 of the steps (measured in ``benchmarks/monitor_overhead.py``).
 
 Memory. The history is a :class:`decaylab.diagnostics._thinned.ThinnedHistory`: at most ``max_records + 1``
-records per tensor (about 200 bytes each; ≈100 KB per tensor with the default 512), whatever the
+records per tensor (about 280 bytes each; ≈145 KB per tensor with the default 512), whatever the
 run's length. When it fills, every other record is dropped, so the kept series always start at the
 first recorded step and end at the newest, evenly spaced over the whole run; the means, maxima and
 minima of :meth:`summary` stay exact over every recorded step (up to the granularity of one
@@ -75,20 +86,30 @@ import torch
 
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab.diagnostics._thinned import ThinnedHistory
+from decaylab.diagnostics.bounds import PREDICTIONS, optimizer_kind, tensor_predictions
 from decaylab.diagnostics.monitor_fields import FIELDS, METRICS
 from decaylab.diagnostics.optimizer_decay import group_decay
-from decaylab.diagnostics.tensor_measures import kahan_angle, tensor_differences, tensor_max_abs, tensor_norms
+from decaylab.diagnostics.tensor_measures import (
+    kahan_angle,
+    spectral_norms,
+    tensor_differences,
+    tensor_max_abs,
+    tensor_norms,
+)
 
 __all__ = ["DecayMonitor", "METRICS", "FIELDS"]
 
 _GROUP_FIELDS = FIELDS[len(METRICS):]
 _DENSE_STEPS, _SPARSE_EVERY = 50, 10    # the default schedule: steps 1…50, then every 10th
 _PENDING = 64                           # records held on the device before one copy to the host
+_FIRST_ITERATIONS, _ITERATIONS = 20, 2  # power iterations of a Muon matrix's first record, then each later one
+_PREDICTED = [FIELDS.index(f) for f in ("lr", "weight_decay", *PREDICTIONS)]  # group columns, in their order
 
 
 class DecayMonitor:
-    """Per-parameter weight norm, gradient norm, relative update, rotation angle and max|w| over
-    training, with the predicted equilibrium angle and AdamW's max|w| bound beside them.
+    """Per-parameter weight norm, gradient norm, relative update, rotation angle, max|w| and (Muon
+    matrices) spectral norm over training, with the predicted equilibrium angle and norm and the
+    max|w| and spectral-norm bounds beside them.
 
     Args:
         model, optimizer: what to watch; give both, or neither when the monitor is a
@@ -105,7 +126,8 @@ class DecayMonitor:
 
     :attr:`history` is a list of tidy records, one per kept (step, parameter): ``step``,
     ``param``, ``group`` and the :data:`FIELDS` (the :data:`METRICS`, ``lr``, ``weight_decay``,
-    ``predicted_angle``, ``max_abs_bound``; the last two ``None`` where no prediction applies).
+    ``predicted_angle``, ``max_abs_bound``, ``predicted_norm``, ``spectral_bound``; the last four
+    ``None`` where no prediction applies).
 
     As a callback it follows the protocol of :mod:`decaylab.train.callbacks` by duck typing (this
     module sits below ``train/`` and does not import it).
@@ -146,7 +168,8 @@ class DecayMonitor:
         self.model, self.optimizer = model, optimizer
         self._tracked = []  # (name, parameter, group index)
         self._store = ThinnedHistory(0, FIELDS, capacity=self.max_records, stride=self.every or 1,
-                                     maxima=("max_abs",), minima=("max_abs_bound",))
+                                     maxima=("max_abs", "spectral_norm"), minima=("max_abs_bound", "spectral_bound"))
+        self._vectors: dict[int, torch.Tensor] = {}  # each Muon matrix's power-iteration vector
         self._watch()
         if not self._tracked:
             raise InputError(f"include must match at least one parameter of the optimizer, got {self.include!r}")
@@ -197,6 +220,9 @@ class DecayMonitor:
         self._tracked = tracked
         self._group_of = np.array([gi for _, _, gi in tracked], dtype=np.int64)
         self._directional = np.array([p.numel() > 1 for _, p, _ in tracked], dtype=bool)
+        self._shapes = [tuple(p.shape) for _, p, _ in tracked]
+        muon_groups = {gi for gi, group in enumerate(groups) if optimizer_kind(self.optimizer, group) == "muon"}
+        self._spectral = {i for i, (_, p, gi) in enumerate(tracked) if gi in muon_groups and p.ndim >= 2}
         by_device: dict[torch.device, list[int]] = {}
         for i, (_, p, gi) in enumerate(tracked):
             if gi >= 0:
@@ -281,32 +307,44 @@ class DecayMonitor:
                 max_abs = torch.zeros(len(after), dtype=norms.dtype, device=device)
                 if nonempty:
                     max_abs[nonempty] = torch.stack(tensor_max_abs([after[j] for j in nonempty])).to(norms.dtype)
-            parts.append((idx, torch.cat([norms, max_abs])))  # ‖w‖, ‖w⁻‖, ‖Δw‖, ‖g‖, max|w|
-        groups = []
-        for group in self.optimizer.param_groups:
-            d = group_decay(self.optimizer, group)
-            groups.append([d.lr, d.weight_decay, _or_nan(d.equilibrium_angle), _or_nan(d.max_abs_bound)])
-        self._pending.append((self._steps, parts, groups))
+            parts.append((idx, torch.cat([norms, max_abs, self._spectral_norms(idx, after, norms.dtype)])))
+        predicted = np.full((len(self._tracked), len(_PREDICTED)), np.nan)  # lr, λ, then the PREDICTIONS
+        for gi, group in enumerate(self.optimizer.param_groups):
+            rows = np.flatnonzero(self._group_of == gi)
+            if len(rows):
+                d = group_decay(self.optimizer, group)
+                predicted[rows, :2] = d.lr, d.weight_decay
+                predicted[rows, 2:] = tensor_predictions(self.optimizer, group, [self._shapes[i] for i in rows])
+        self._pending.append((self._steps, parts, predicted))
         if len(self._pending) >= _PENDING:
             self._flush()
+
+    def _spectral_norms(self, idx: list[int], after: list[torch.Tensor], dtype: torch.dtype) -> torch.Tensor:
+        """‖w‖₂ of the Muon matrices among ``idx`` (power iteration, persistent vectors), NaN for the others."""
+        out = torch.full((len(idx),), math.nan, dtype=dtype, device=after[0].device)
+        chosen = [j for j, i in enumerate(idx) if i in self._spectral]
+        if chosen:
+            vectors = [self._vectors.get(idx[j]) for j in chosen]
+            iterations = _ITERATIONS if all(v is not None for v in vectors) else _FIRST_ITERATIONS
+            norms, vectors = spectral_norms([after[j] for j in chosen], vectors, iterations)
+            self._vectors.update((idx[j], v) for j, v in zip(chosen, vectors))
+            out[chosen] = norms.to(dtype)
+        return out
 
     def _flush(self) -> None:
         """Copy the pending records to the host and into the history."""
         n = len(self._tracked)
-        for step, parts, groups in self._pending:
+        for step, parts, predicted in self._pending:
             values = np.full((n, len(FIELDS)), np.nan)
             present = np.zeros(n, dtype=bool)
             for idx, raw in parts:
-                w, b, d, g, max_abs = raw.cpu().numpy().astype(np.float64).reshape(5, len(idx))
+                w, b, d, g, max_abs, spectral = raw.cpu().numpy().astype(np.float64).reshape(6, len(idx))
                 with np.errstate(invalid="ignore", divide="ignore"):
                     ratio = np.where(b > 0, d / b, np.nan)
                     angle = np.where(self._directional[idx] & (b > 0) & (w > 0), kahan_angle(w, b, d), np.nan)
-                values[idx, :len(METRICS)] = np.stack([w, g, ratio, angle, max_abs], axis=1)
+                values[idx, :len(METRICS)] = np.stack([w, g, ratio, angle, max_abs, spectral], axis=1)
                 present[idx] = True
-            # a tensor that left the optimizer (group -1) is never present: it reads the NaN row
-            settings = np.vstack([np.asarray(groups, dtype=float).reshape(-1, len(_GROUP_FIELDS)),
-                                  np.full(len(_GROUP_FIELDS), np.nan)])
-            values[:, len(METRICS):] = settings[self._group_of]
+            values[:, _PREDICTED] = predicted
             values[~self._directional, FIELDS.index("predicted_angle")] = np.nan
             self._store.add(step, values, present)
         self._pending = []
@@ -384,24 +422,29 @@ class DecayMonitor:
         """Per parameter over the last ``last`` fraction of the run (its records after step
         (1 − ``last``)·s, s the newest recorded step; exact means over every recorded step there, to
         the granularity of one kept record): mean ``angle`` and mean ``predicted_angle``, their ratio
-        ``angle_ratio``, the largest ``max_abs`` and the smallest ``max_abs_bound`` (``None`` where not
-        predicted); ``steps``: how many records."""
+        ``angle_ratio``, mean ``weight_norm`` and mean ``predicted_norm``, the largest ``max_abs`` and
+        ``spectral_norm`` and the smallest ``max_abs_bound`` and ``spectral_bound`` (``None`` where not
+        predicted or, for ``spectral_norm``, not measured); ``steps``: how many records."""
         if isinstance(last, bool) or not (isinstance(last, (int, float)) and 0 < last <= 1):
             raise InputError(f"last must be a fraction in (0, 1], got {last!r}")
         store = self._history()
         if store is None or store.rows == 0:
             return []
         tail = store.since((1 - last) * int(store.steps[-1]))
-        angle_col, pred_col = FIELDS.index("angle"), FIELDS.index("predicted_angle")
+        mean = {f: tail["mean"][:, FIELDS.index(f)] for f in ("angle", "predicted_angle", "weight_norm",
+                                                                 "predicted_norm")}
         out = []
         for i, (name, _, _) in enumerate(self._tracked):
             if tail["count"][i] == 0:
                 continue
-            pred = _nan_to_none(tail["mean"][i, pred_col])
-            angle = float(tail["mean"][i, angle_col])
+            pred = _nan_to_none(mean["predicted_angle"][i])
+            angle = float(mean["angle"][i])
             out.append({"param": name, "steps": int(tail["count"][i]), "angle": angle, "predicted_angle": pred,
-                        "angle_ratio": angle / pred if pred else None, "max_abs": float(tail["max"][i, 0]),
-                        "max_abs_bound": _nan_to_none(tail["min"][i, 0])})
+                        "angle_ratio": angle / pred if pred else None, "weight_norm": float(mean["weight_norm"][i]),
+                        "predicted_norm": _nan_to_none(mean["predicted_norm"][i]),
+                        "max_abs": float(tail["max"][i, 0]), "max_abs_bound": _nan_to_none(tail["min"][i, 0]),
+                        "spectral_norm": _nan_to_none(tail["max"][i, 1]),
+                        "spectral_bound": _nan_to_none(tail["min"][i, 1])})
         return out
 
     def latest(self) -> dict[str, dict]:
@@ -420,8 +463,9 @@ class DecayMonitor:
         return out
 
     def __str__(self) -> str:
-        """A per-parameter table over the last quarter of the run: ‖w‖, ‖Δw‖/‖w‖, the measured and
-        predicted rotation angles, max|w| against AdamW's 1/λ bound, and flags a person should look at."""
+        """A per-parameter table over the last quarter of the run (:func:`.monitor_views.table`): ‖w‖,
+        ‖Δw‖/‖w‖, the measured and predicted rotation angles, max|w| and (Muon) ‖w‖₂ against their
+        bounds, and flags a person should look at."""
         from decaylab.diagnostics.monitor_views import table
 
         return table(self)
@@ -464,10 +508,6 @@ class DecayMonitor:
         from decaylab.diagnostics.monitor_views import plot
 
         return plot(self, metrics, params, top)
-
-
-def _or_nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)
 
 
 def _nan_to_none(value: float) -> float | None:

@@ -10,30 +10,50 @@ from collections.abc import Sequence
 import numpy as np
 
 from decaylab._checks import InputError, check_choice, check_int
+from decaylab.diagnostics.bounds import bound_status
 from decaylab.diagnostics.monitor_fields import FIELDS, METRICS
+
+_MATRIX_COLUMNS = ("spectral_norm", "spectral_bound", "predicted_norm")
+
+
+def flags(summary: dict, latest: dict) -> list[str]:
+    """What a person should look at in one tensor's :meth:`~.monitor.DecayMonitor.summary` row (and its
+    newest record ``latest``): an angle off its equilibrium by more than ×2; max|w| or ‖w‖₂ above its
+    bound (``"above 1/λ bound"``, ``"above spectral bound"``) or saturating it (``"at 1/λ bound"``,
+    ``"at spectral bound"``; :func:`decaylab.diagnostics.bounds.bound_status`); all weights zero."""
+    out = []
+    if summary["angle_ratio"] is not None and not 0.5 <= summary["angle_ratio"] <= 2:
+        out.append(f"angle ×{summary['angle_ratio']:.2g} of equilibrium")
+    for value, bound, name in (("max_abs", "max_abs_bound", "1/λ"), ("spectral_norm", "spectral_bound", "spectral")):
+        status = bound_status(summary[value], summary[bound])
+        if status is not None:
+            out.append(f"{status} {name} bound")
+    if latest["weight_norm"] == 0:
+        out.append("all zero")
+    return out
+
+
+def _number(value: float | None, digits: str = ".3g") -> str:
+    return "—" if value is None else format(value, digits)
 
 
 def table(monitor) -> str:
     """A per-parameter table over the last quarter of the run: ‖w‖, ‖Δw‖/‖w‖, the measured and
-    predicted rotation angles, max|w| against AdamW's 1/λ bound, and flags a person should look at."""
+    predicted rotation angles, max|w| against its bound (AdamW's and Lion's 1/λ), and :func:`flags`;
+    when Muon matrices are watched also their ‖w‖₂, its spectral bound and the predicted equilibrium ‖w‖."""
     latest = monitor.latest()
     if not latest:
         return f"DecayMonitor: nothing recorded yet ({len(monitor._tracked)} tensors watched)"
-    head = ("param", "‖w‖", "Δw/w", "angle", "predicted", "max|w|", "bound", "flags")
+    summaries = monitor.summary()
+    matrices = any(s[c] is not None for s in summaries for c in _MATRIX_COLUMNS)
+    head = ("param", "‖w‖", "Δw/w", "angle", "predicted", "max|w|", "bound",
+            *(("‖w‖₂", "bound₂", "‖w‖ predicted") if matrices else ()), "flags")
     rows = []
-    for s in monitor.summary():
+    for s in summaries:
         r = latest[s["param"]]
-        flags = []
-        if s["angle_ratio"] is not None and not 0.5 <= s["angle_ratio"] <= 2:
-            flags.append(f"angle ×{s['angle_ratio']:.2g} of equilibrium")
-        if s["max_abs_bound"] is not None and s["max_abs"] > s["max_abs_bound"]:
-            flags.append("above 1/λ bound")
-        if r["weight_norm"] == 0:
-            flags.append("all zero")
         rows.append((s["param"], f"{r['weight_norm']:.3g}", f"{r['update_ratio']:.2g}", f"{s['angle']:.2g}",
-                     "—" if s["predicted_angle"] is None else f"{s['predicted_angle']:.2g}",
-                     f"{s['max_abs']:.3g}", "—" if s["max_abs_bound"] is None else f"{s['max_abs_bound']:.3g}",
-                     ", ".join(flags)))
+                     _number(s["predicted_angle"], ".2g"), f"{s['max_abs']:.3g}", _number(s["max_abs_bound"]),
+                     *((_number(s[c]) for c in _MATRIX_COLUMNS) if matrices else ()), ", ".join(flags(s, r))))
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = [f"DecayMonitor: {len(rows)} tensors, step {monitor._steps} (means over the last quarter of the run)",
              "  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
@@ -47,7 +67,8 @@ def plot(monitor, metrics: Sequence[str] = ("angle", "weight_norm", "update_rati
 
     The ``top`` largest tensors (most elements; ties in optimizer order) among ``params``
     (default: all recorded) are drawn one line each, with dashed lines of the same colour for
-    ``predicted_angle`` (angle panel) and ``max_abs_bound`` (max_abs panel); the rest are one
+    ``predicted_angle`` (angle panel), ``max_abs_bound`` (max_abs panel), ``predicted_norm``
+    (weight_norm panel) and ``spectral_bound`` (spectral_norm panel), where predicted; the rest are one
     grey band per panel (their per-step minimum to maximum) with their median as a grey line.
     So a panel has at most 2·``top`` + 1 lines and ``top`` + 1 legend entries however many
     tensors the model has. ``top=None`` draws every tensor as a line.
@@ -71,7 +92,8 @@ def plot(monitor, metrics: Sequence[str] = ("angle", "weight_norm", "update_rati
     fig, axes = new_figure(4.2 * len(metrics), 3.4, feature="DecayMonitor.plot", dpi=None, nrows=1,
                            ncols=len(metrics), squeeze=False)
     axes = axes[0]
-    predictions = {"angle": "predicted_angle", "max_abs": "max_abs_bound"}
+    predictions = {"angle": "predicted_angle", "max_abs": "max_abs_bound", "weight_norm": "predicted_norm",
+                   "spectral_norm": "spectral_bound"}
     for ax, metric in zip(axes, metrics):
         for name in shown:
             steps, values = monitor.series(name, metric)

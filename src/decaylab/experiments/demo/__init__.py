@@ -1,4 +1,4 @@
-"""The nine studies of ``decaylab demo``, each a report section with its numbers, and :func:`run_demo`.
+"""The ten studies of ``decaylab demo``, each a report section with its numbers, and :func:`run_demo`.
 
 1. :mod:`.boundaries` — decision boundaries vs λ (AdamW on noisy two moons)
 2. :mod:`.ridge_fit` — a degree-15 polynomial: gradient descent with decay vs closed-form ridge
@@ -9,6 +9,7 @@
 7. :mod:`.evidence` — choosing λ (per layer) by the Laplace evidence in one run, against 5-fold CV
 8. :mod:`.convergence` — too much decay slows convergence: training-loss curves against λ
 9. :mod:`.overfitting` — decay fixes flipped labels but not class imbalance
+10. :mod:`.muon_lion` — Muon and Lion: λ caps the spectral norm and max|w| at the bounds decay implies
 
 Every study is a function ``run_<study>(quick, seed, progress) -> StudyResult`` (a
 :class:`~decaylab.report.model.Section`, a JSON-able summary and terminal-table rows); its
@@ -31,7 +32,7 @@ from ._common import StudyResult
 __all__ = ["DemoResult", "STUDIES", "StudyResult", "fig_to_png", "run_demo", "run_study"]
 
 STUDIES = ("boundaries", "ridge", "coupling", "sparsity", "dropout", "cross_validation", "evidence", "convergence",
-           "overfitting")
+           "overfitting", "muon_lion")
 _RUNNERS = {  # study key: (module, function)
     "boundaries": ("boundaries", "run_boundaries"),
     "ridge": ("ridge_fit", "run_ridge_fit"),
@@ -42,6 +43,7 @@ _RUNNERS = {  # study key: (module, function)
     "evidence": ("evidence", "run_evidence"),
     "convergence": ("convergence", "run_convergence"),
     "overfitting": ("overfitting", "run_overfitting"),
+    "muon_lion": ("muon_lion", "run_muon_lion"),
 }
 
 
@@ -73,7 +75,8 @@ def run_demo(quick: bool = False, seed: int = 0, progress: bool = True, studies=
     where ``checks`` gathers the directions the report's tests look at: weights shrink with λ
     (study 1), the ridge overlay matches (study 2), SGD equals SGDW without momentum and differs
     with it (study 3), L1 gives exact zeros and L2 none (study 4), more decay reaches a training
-    loss no sooner (study 8), decay helps flipped labels but not class imbalance (study 9).
+    loss no sooner (study 8), decay helps flipped labels but not class imbalance (study 9), Muon's
+    spectral norms and Lion's max|w| stay within their bounds and saturate them at the largest λ (study 10).
     Checks of studies not run are absent. The studies' tiny models run with one intra-op thread (restored afterwards).
     ``on_study(key, result)``, if given, is called with each study's StudyResult as it finishes.
     """
@@ -117,6 +120,10 @@ CHECKS = {
     "final_train_loss_rises_with_lambda": ("convergence", "final_loss_rises_with_lambda"),
     "decay_helps_flipped_labels": ("overfitting", "decay_helps_flipped_labels"),
     "decay_does_not_fix_imbalance": ("overfitting", "decay_does_not_fix_imbalance"),
+    "muon_within_spectral_bound": ("muon_lion", "muon_within_spectral_bound"),
+    "lion_within_linf_bound": ("muon_lion", "lion_within_linf_bound"),
+    "largest_lambda_saturates_bounds": ("muon_lion", "largest_lambda_saturates"),
+    "spectral_and_linf_norms_fall_with_lambda": ("muon_lion", "norms_fall_with_lambda"),
 }
 
 
