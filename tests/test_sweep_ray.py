@@ -21,8 +21,17 @@ def test_ray_engine_matches_batched_and_fills_the_store(tmp_path):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         on_ray = decaylab.sweep("mlp", data, [0.0, 1e-3, 1e-1], engine="ray", store=str(store), **kwargs)
+        # Muon (with its AdamW companion) and Lion take the Ray engine too, with the batched engine's numbers
+        others = {name: decaylab.sweep("mlp", data, [1e-3, 1e-1], engine="ray", optimizer=name, **kwargs)
+                  for name in ("muon", "lion")}
     finally:
         ray.shutdown()
+    for name, result in others.items():
+        alone = decaylab.sweep("mlp", data, [1e-3, 1e-1], engine="batched", optimizer=name, **kwargs)
+        assert result.engine == "ray" and result.trained == 4, name
+        for a, b in zip(result.table, alone.table):
+            assert a["key"] == b["key"], name
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5), name
     batched = decaylab.sweep("mlp", data, [0.0, 1e-3, 1e-1], engine="batched", **kwargs)
     assert on_ray.engine == "ray" and on_ray.trained == 6
     assert on_ray.path == "ray: one Ray Tune trial per chunk of members trained batched"
