@@ -100,6 +100,7 @@ def check_slider_scrubs(offline, section_key, frame_srcs):
     return labels
 
 
+@pytest.mark.slow
 def test_hand_made_report_renders_offline_and_slider_scrubs(offline_page, tmp_path, report_sections):
     sections = report_sections()
     index = write_report(tmp_path / "report", "Hand-made report", sections, {"n": 1}, intro="Intro.")
@@ -116,6 +117,7 @@ def test_hand_made_report_renders_offline_and_slider_scrubs(offline_page, tmp_pa
     assert offline_page.remote_requests == [] and offline_page.errors == []
 
 
+@pytest.mark.slow
 def test_hostile_strings_show_as_text_and_never_run(offline_page, tmp_path, hostile, report_sections):
     sections = report_sections(text=hostile, caption=hostile)
     sections[0].title = hostile

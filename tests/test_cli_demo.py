@@ -51,6 +51,7 @@ def test_out_pointing_at_a_file_is_refused_before_any_work(tmp_path, capsys):
     assert a_file.read_text() == "keep me"
 
 
+@pytest.mark.slow
 def test_console_script_entry_point_parses_demo():
     proc = subprocess.run([sys.executable, "-m", "decaylab.cli", "demo", "--seed", "-3"],
                           capture_output=True, text=True, timeout=60)
@@ -140,6 +141,7 @@ def test_quick_demo_summary_shows_the_expected_directions(demo):
     assert set(table[1]) == {"-", " "} and len(table) - 2 >= len(studies)
 
 
+@pytest.mark.slow
 def test_a_failing_study_keeps_the_previous_report_and_saves_the_finished_ones(tmp_path, capsys, monkeypatch):
     """Fault injection: the second study raises; the first one's section lands in DIR/partial/."""
     import decaylab.experiments.demo as demo_module

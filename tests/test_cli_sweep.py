@@ -93,6 +93,7 @@ def test_non_numeric_column(tmp_path, capsys):
     assert "column 'colour' is not numeric: line 2 holds 'red'" in err
 
 
+@pytest.mark.slow
 def test_argparse_errors_and_help_from_a_real_process(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "decaylab.cli", "sweep", "moons", "--folds", "3", "--holdout",
                            "0.2"], capture_output=True, text=True)

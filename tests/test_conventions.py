@@ -92,6 +92,7 @@ def test_formulas_read_as_the_math():
     assert formula("tau-iter", "tau-epoch") == "τ_epoch = τ_iter·b / N"
 
 
+@pytest.mark.slow
 def test_ridge_alpha_matches_sklearn_ridge_through_gradient_descent():
     from sklearn.linear_model import Ridge
 

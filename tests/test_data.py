@@ -23,6 +23,7 @@ def test_shapes_types_and_reproducible(name):
     assert not torch.equal(d.train.X, other.train.X)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["moons", "poly", "digits", "breast_cancer", "mnist1d"])
 def test_splits_are_disjoint(name):
     d = data.load(name, seed=1, dtype=torch.float64)

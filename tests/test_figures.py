@@ -29,6 +29,7 @@ def _data(n=60, seed=0):
     return X, (X[:, 0] + X[:, 1] > 0).astype(np.int64)
 
 
+@pytest.mark.slow
 def test_plots_and_reports_keep_the_users_backend_and_open_no_pyplot_figure(svg_backend, tmp_path, capsys):
     data = _data()
     grid = decaylab.sweep("mlp", data, [0.0, 1e-3, 1e-1], hidden=(8,), folds=2, epochs=2, batch_size=20)

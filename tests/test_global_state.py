@@ -144,6 +144,7 @@ STUDIES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", list(STUDIES))
 def test_demo_study_leaves_global_state(key):
     from decaylab.experiments.demo import run_study

@@ -92,6 +92,7 @@ def test_cli_full_disk_is_one_line_and_keeps_the_store(tmp_path, capsys, monkeyp
 MARGLIK_FAST = ["--method", "marglik", "--epochs", "2", "--batch-size", "16", "--hidden", "8", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_marglik_failed_write_keeps_the_previous_outputs_whole_and_the_runs_stored(tmp_path, capsys, monkeypatch):
     out_dir, store = tmp_path / "o", tmp_path / "runs.sqlite"
     code, out, err = run_cli(capsys, "moons", *MARGLIK_FAST, "--out", out_dir, "--store", store)

@@ -36,6 +36,7 @@ def test_check_int_and_choice():
         check_choice("decay_scaling", "x", ("lr", "schedule"))
 
 
+@pytest.mark.slow
 def test_cli_bad_command_is_one_line_exit_2():
     proc = subprocess.run([sys.executable, "-m", "decaylab.cli", "no-such-command"],
                           capture_output=True, text=True)

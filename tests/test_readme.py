@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -16,6 +17,7 @@ def tour_code() -> str:
     return blocks[0]
 
 
+@pytest.mark.slow
 def test_the_api_tour_runs():
     from sklearn.datasets import load_diabetes, make_moons
 

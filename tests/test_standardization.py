@@ -121,6 +121,7 @@ def test_batched_equals_sequential_with_standardization_in_float64(model, path):
     assert [r["val_loss"] for r in plain.table] != [r["val_loss"] for r in batched.table]
 
 
+@pytest.mark.slow
 def test_workers_standardize_like_one_process():
     X, y = _data()
     one = decaylab.sweep("mlp", (X, y), standardize=True, engine="sequential", **FAST)

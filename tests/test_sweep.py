@@ -105,6 +105,7 @@ def test_batched_and_sequential_sweeps_agree():
     assert all(sorted(f) == [0, 1, 2] for f in per_config.values())
 
 
+@pytest.mark.slow
 def test_float32_full_runs_agree_on_validation_accuracy():
     # float32 rounding differs between stacked and lone runs, so over a full run compare what a user
     # reads: each member's final validation accuracy, within 0.5 points
@@ -178,6 +179,7 @@ def test_diverged_members_are_reported_not_dropped():
     assert result.best_lr == 1e-2
 
 
+@pytest.mark.slow
 def test_gradient_descent_sweep_reaches_the_ridge_path():
     # Full-batch GD on the mean squared error with coupled decay wd converges to ridge with
     # sklearn alpha = n·wd/2 (penalty (wd/2)‖w‖² on (1/n)‖r‖²; the bias is not decayed).

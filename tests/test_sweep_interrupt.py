@@ -193,6 +193,7 @@ def gone(pids, seconds=5):
     return not [pid for pid in pids if alive(pid)]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_map_workers_die_with_a_killed_parent(repro):
     proc = repro(pipes=False)
@@ -205,6 +206,7 @@ def test_map_workers_die_with_a_killed_parent(repro):
     assert not survivors
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_ctrl_c_stops_the_map_workers_with_one_line_and_exit_130(repro, tmp_path):
     proc = repro()
