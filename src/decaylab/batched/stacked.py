@@ -15,8 +15,10 @@ differentiated entirely by hand (no autograd graph, ``_relu_mlp_losses_and_grads
 
 Which stacked tensors decay: ``config.decayed_names`` (:func:`decaylab.param_groups`' rule) on member
 0's model; with ``optimizer="muon"``, which are Muon's: the spec's :class:`~decaylab.optim.MuonRule` on it.
-Supported: models whose forward pass is a pure function of the parameters (no BatchNorm statistics, no
-dropout); :func:`check_batchable` says why not.
+Supported: any model without dropout or recurrent layers (:func:`check_batchable` says why not), BatchNorm
+included — its running statistics are buffers stacked ``[G, …]`` per member and updated in place, and each
+member's batch statistics come from its own real rows (padding rows never enter them); which of the paths
+(fast, folded, vmap) a model takes: :func:`decaylab.batched.stacked_layers.batch_path`.
 """
 
 from __future__ import annotations
