@@ -133,3 +133,24 @@ def test_torch_rejects_and_so_do_we_with_its_type_and_message(cls, kwargs):
         getattr(dl, cls)(params, **kwargs)
     assert isinstance(ours.value, type(theirs.value))
     assert str(ours.value).startswith(str(theirs.value)), (str(ours.value), str(theirs.value))
+
+
+@pytest.mark.parametrize("torch_cls, ours", [(torch.optim.Adam, "Adam"), (torch.optim.AdamW, "AdamW")])
+@pytest.mark.parametrize("kwargs", [
+    dict(lr=torch.tensor(1e-3), foreach=True),
+    dict(betas=(0.9, torch.tensor(0.999))),
+    dict(betas=(torch.tensor(0.9), 0.999)),
+    dict(betas=(torch.tensor(0.9), torch.tensor(0.999)), foreach=True),
+], ids=["tensor-lr-foreach", "float-tensor-betas", "tensor-float-betas", "tensor-betas-foreach"])
+def test_tensor_lr_and_betas_are_refused_where_torch_refuses_them(torch_cls, ours, kwargs):
+    import decaylab.optim
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    with pytest.raises(Exception) as theirs:
+        torch_cls(params, **kwargs)
+    with pytest.raises(type(theirs.value)) as mine:
+        getattr(decaylab.optim, ours)(params, **kwargs)
+    assert str(mine.value) == str(theirs.value)
+    if "foreach" in kwargs:                     # the same tensors without foreach: both accept them
+        torch_cls(params, **dict(kwargs, foreach=None))
+        getattr(decaylab.optim, ours)(params, **dict(kwargs, foreach=None))

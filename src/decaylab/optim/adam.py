@@ -12,6 +12,7 @@ from torch import Tensor
 from torch.optim.adam import adam as _torch_adam
 from torch.optim.optimizer import Optimizer, ParamsT, _get_scalar_dtype, _to_scalar
 
+from decaylab._checks import InputError
 from decaylab.optim import _native, _paths
 from decaylab.optim._decay import (
     DecayGroupsMixin,
@@ -201,10 +202,19 @@ def _adam_defaults(lr, betas, eps, weight_decay, amsgrad, foreach, maximize, cap
                    differentiable, fused, *, decoupled, decay_scaling="lr", cautious=False,
                    l1_decay=0.0) -> dict:
     """Check Adam/AdamW arguments with their declarations (:mod:`decaylab.optim.options`; each error names the
-    argument) and return the defaults."""
+    argument) and return the defaults. Tensor ``lr``/``betas`` are refused where torch refuses them, with its
+    message: with ``foreach=True`` and not ``capturable``, and betas mixing a float and a Tensor."""
+    foreach_needs_floats = bool(foreach) and not capturable
+    if isinstance(lr, Tensor) and foreach_needs_floats:
+        raise InputError("lr as a Tensor is not supported for capturable=False and foreach=True")
     check_lr(lr)
     for name, value in (("betas", betas), ("eps", eps), ("weight_decay", weight_decay), ("amsgrad", amsgrad)):
         OPTIONS[name].check(value)
+    if isinstance(betas[0], Tensor) != isinstance(betas[1], Tensor):
+        raise InputError("betas must be either both floats or both Tensors")
+    for i, beta in enumerate(betas):
+        if isinstance(beta, Tensor) and foreach_needs_floats:
+            raise InputError(f"betas[{i}] as a Tensor is not supported for capturable=False and foreach=True")
     check_decay_options(decay_scaling, cautious, l1_decay)
     return {"lr": lr, "betas": tuple(map(_to_scalar, betas)), "eps": eps,
             "weight_decay": weight_decay, "amsgrad": amsgrad, "maximize": maximize,
