@@ -28,7 +28,9 @@ standardize=True)``: no validation row takes part; ``--no-standardize`` keeps th
 ``--store``) as they finish, so running the same command again resumes. ``--method marglik``
 learns λ (per layer) from the Laplace evidence in one run per seed instead (finished runs go to the
 same store) and writes results.json, results.csv, evidence_curve.png and index.html
-(:mod:`decaylab.cli.sweep_marglik`).
+(:mod:`decaylab.cli.sweep_marglik`). A best λ on the grid's edge or a flat curve
+(:func:`decaylab.sweeps.select.choice_warnings`) is one ``decaylab sweep: warning: …`` line each on stderr and
+a Warnings section at the top of index.html; the exit code does not change.
 """
 
 from __future__ import annotations
