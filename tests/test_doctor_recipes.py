@@ -88,6 +88,23 @@ def test_doctor_reads_the_run_and_the_peak_from_the_scheduler():
         doctor(model, opt, scheduler=other)
 
 
+def test_doctor_says_when_a_closure_scheduler_hides_the_run_length():
+    model = Net()
+    opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-3)
+    warmup = 100
+    closure = sched.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup))   # a closure: no length to read
+    found = doctor(model, opt, scheduler=closure)
+    assert found.codes == ["run-length-unknown"] and found[0].severity == "info", str(found)
+    assert "LambdaLR" in found[0].why and "decay-weak" in found[0].why and "0.1% of the run" in found[0].why
+    assert "total_steps=" in found[0].fix
+    assert "no weight-decay problems found" not in str(found)
+    # told the length, the strength checks run and the finding goes away (here: τ = 1e5 steps > the run)
+    assert doctor(model, opt, total_steps=50_000, scheduler=closure).codes == ["decay-weak"]
+    # nothing decays: no strength check was skipped, nothing to say
+    plain = torch.optim.AdamW(Net().parameters(), lr=1e-3, weight_decay=0.0)
+    assert "run-length-unknown" not in doctor(model, plain, scheduler=sched.LambdaLR(plain, lambda s: 1.0)).codes
+
+
 def _cosine(opt, total):
     return sched.LambdaLR(opt, lambda t: 0.5 * (1 + torch.cos(torch.tensor(torch.pi * t / total)).item()))
 

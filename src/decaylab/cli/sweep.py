@@ -28,7 +28,9 @@ standardize=True)``: no validation row takes part; ``--no-standardize`` keeps th
 ``--store``) as they finish, so running the same command again resumes. ``--method marglik``
 learns λ (per layer) from the Laplace evidence in one run per seed instead (finished runs go to the
 same store) and writes results.json, results.csv, evidence_curve.png and index.html
-(:mod:`decaylab.cli.sweep_marglik`).
+(:mod:`decaylab.cli.sweep_marglik`). A best λ on the grid's edge or a flat curve
+(:func:`decaylab.sweeps.select.choice_warnings`) is one ``decaylab sweep: warning: …`` line each on stderr and
+a Warnings section at the top of index.html; the exit code does not change.
 """
 
 from __future__ import annotations
@@ -370,11 +372,16 @@ def write_outputs(result, out_dir, data_name: str) -> None:
                                       caption=f"Validation {result.metric} (mean ± std over folds) against λ")],
                       tables=[Table(columns=columns, rows=[[r[c] for c in columns] for r in rows],
                                     caption="Per (lr, λ): mean ± std over folds and seeds")])
+    sections = [section]
+    if result.warnings:        # first, so a reader sees them before the answer they qualify
+        sections.insert(0, Section(key="warnings", title="Warnings", text=" ".join(
+            f"Warning: {w[0].upper()}{w[1:]}." for w in result.warnings)))
     summary = {"best_lambda": result.best_lambda, "best_lr": result.best_lr, "lambda_1se": result.lambda_1se,
                "metric": result.metric, "members": len(result.table), "diverged": result.n_diverged,
-               "engine": result.engine, "path": result.path, "seconds": round(result.wall_time, 2)}
+               "engine": result.engine, "path": result.path, "seconds": round(result.wall_time, 2),
+               "warnings": result.warnings}
     files = {"results.json": result.to_json(), "results.csv": result.to_csv(), "validation_curve.png": png,
-             **render_report(TITLE, [section], summary)}
+             **render_report(TITLE, sections, summary)}
     replace_atomically(out_dir, files)
 
 
@@ -388,3 +395,5 @@ def print_summary(result, out_dir) -> None:
     if result.path:
         print(f"engine: {result.path}", file=sys.stdout)
     print(f"wrote {out_dir / 'results.json'}, results.csv, validation_curve.png, index.html", file=sys.stdout)
+    for warning in result.warnings:       # the best λ on the grid's edge, a flat curve: the exit code stays
+        print(f"decaylab sweep: warning: {warning}", file=sys.stderr)

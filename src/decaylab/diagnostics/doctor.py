@@ -42,6 +42,9 @@ code                        severity  what
                                       found decay essential for Muon at scale)
 ``lion-adamw-values``       warning   Lion with lr ≥ 1e-3 and λ ≤ 0.1, AdamW's usual values (the Lion
                                       paper: lr 3–10× smaller, λ 3–10× larger, the same lr·λ)
+``run-length-unknown``      info      a ``scheduler`` was given without ``total_steps`` and its length cannot
+                                      be read from it (a ``LambdaLR`` over a closure, ``StepLR``, …): the
+                                      checks that compare τ with the run were skipped
 ==========================  ========  ==================================================================
 
 The strength findings (``decay-dominates``, ``lambda-convention``, ``decay-inert``, ``decay-weak``) are one
@@ -258,6 +261,20 @@ def _strength_finding(s: Setup, gi: int, d: GroupDecay) -> Finding | None:
     return None
 
 
+def _run_length_unknown(scheduler: object, setups: Sequence[Setup]) -> list[Finding]:
+    """``run-length-unknown`` when the strength checks of decaying groups ran without the run's length because
+    the ``scheduler`` given does not say it (:func:`run_length` is ``None``) and no ``total_steps`` was given."""
+    if not any(d.step_decay is not None for s in setups for _, _, d in s.decayed_groups()):
+        return []
+    return [Finding("info", "run-length-unknown", (),
+                    f"the run's length could not be read from the {type(scheduler).__name__} scheduler (a LambdaLR "
+                    "over a closure or an endless schedule carries none) and total_steps was not given, so the "
+                    "strength checks that compare the decay timescale τ with the run were skipped: decay-dominates' "
+                    "'τ shorter than 0.1% of the run' and decay-weak ('τ longer than the run')",
+                    "give the run's length: doctor(model, optimizer, total_steps=<optimizer steps in the run>, "
+                    "scheduler=...)")]
+
+
 def _check_strength(s: Setup) -> list[Finding]:
     found = (_strength_finding(s, gi, d) for gi, _, d in s.decayed_groups() if d.step_decay is not None)
     return [f for f in found if f is not None]
@@ -376,6 +393,7 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
                          f"{type(scheduled).__name__})")
     if loss is not None and not isinstance(loss, torch.Tensor):
         raise InputTypeError(f"loss must be a torch.Tensor (one training step's loss), got {type(loss).__name__}")
+    length_unknown = total_steps is None and scheduler is not None and run_length(scheduler) is None
     if total_steps is None:
         total_steps = run_length(scheduler)
     decisions = DecayRule(no_decay_types=no_decay_types, no_decay_names=no_decay_names, pattern_syntax=pattern_syntax,
@@ -402,5 +420,7 @@ def doctor(model: torch.nn.Module, optimizer: torch.optim.Optimizer | Sequence[t
     off = [f for f in findings if f.code == "decay-off"]
     if len(optimizers) > 1 and off:     # the run has no decay only if no optimizer decays: then say it once
         findings = [f for f in findings if f.code != "decay-off"] + (off[:1] if len(off) == len(optimizers) else [])
+    if length_unknown:
+        findings += _run_length_unknown(scheduler, setups)
     findings.sort(key=lambda f: SEVERITIES.index(f.severity))
     return Findings(findings)

@@ -9,6 +9,7 @@ resolve (data, model, seeds) are :mod:`decaylab.sweeps.inputs`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -34,7 +35,7 @@ from decaylab.sweeps.marglik import marglik_sweep
 from decaylab.sweeps.options import DEFAULTS as D
 from decaylab.sweeps.options import SWEEP_OPTIONS, checked, refuse_unused
 from decaylab.sweeps.result import SweepResult
-from decaylab.sweeps.select import HIGHER_IS_BETTER, choose, summarize
+from decaylab.sweeps.select import HIGHER_IS_BETTER, choice_warnings, choose, summarize
 from decaylab.sweeps.store import ResultStore, config_key
 from decaylab.train.devices import resolve_device
 
@@ -251,10 +252,13 @@ def _grid_sweep(model, data, lambdas, values: Mapping, given) -> SweepResult:
     table = [_table_row(p, k, found[k], metric, from_store=k not in fresh) for p, k in zip(points, keys)]
     summary = summarize(table)
     best, lambda_1se = choose(summary, HIGHER_IS_BETTER[metric])
+    steps = max((int(r["steps"]) for r in table if best is not None and r["lr"] == best["lr"]
+                 and isinstance(r["steps"], (int, float)) and math.isfinite(r["steps"])), default=None)
+    notes = choice_warnings(summary, best, HIGHER_IS_BETTER[metric], sweep_config["train"], steps)
     return SweepResult(table=table, summary=summary, best_lambda=None if best is None else best["lambda"],
                        best_lr=None if best is None else best["lr"], lambda_1se=lambda_1se, metric=metric,
                        config=sweep_config, engine=engine, wall_time=time.perf_counter() - start,
-                       trained=len(fresh), path=path)
+                       trained=len(fresh), path=path, warnings=notes)
 
 
 

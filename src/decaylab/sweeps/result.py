@@ -26,7 +26,9 @@ class SweepResult:
     ``table``: one dict per member (columns :data:`TABLE_COLUMNS`); ``summary``: one dict per
     (lr, λ) with ``mean``/``std``/``se`` of the validation metric over folds × seeds;
     ``best_lambda`` (best mean) and ``lambda_1se`` (largest λ within one standard error of it,
-    at the best lr); ``metric`` is ``"accuracy"`` (higher is better) or ``"loss"`` (lower is better).
+    at the best lr); ``metric`` is ``"accuracy"`` (higher is better) or ``"loss"`` (lower is better);
+    ``warnings``: what the choice needs said — a best λ on the grid's edge, a flat curve
+    (:func:`decaylab.sweeps.select.choice_warnings`).
     """
 
     table: list[dict]
@@ -40,6 +42,7 @@ class SweepResult:
     wall_time: float = 0.0
     trained: int = 0                       # members trained in this call (the rest came from the store)
     path: str = ""                         # one line: the engine's path for the model (fast/vmap/sequential) and why
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_diverged(self) -> int:
@@ -62,7 +65,7 @@ class SweepResult:
         return plain_json({"best_lambda": self.best_lambda, "best_lr": self.best_lr, "lambda_1se": self.lambda_1se,
                           "metric": self.metric, "engine": self.engine, "path": self.path,
                           "wall_time": self.wall_time, "trained": self.trained, "n_diverged": self.n_diverged,
-                          "summary": self.summary,
+                          "warnings": self.warnings, "summary": self.summary,
                           "table": self.table, "config": self.config})
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
