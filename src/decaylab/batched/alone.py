@@ -7,7 +7,9 @@ its :class:`~decaylab.optim.MuonRule`, :func:`member_optimizer`), a ``LambdaLR``
 every param group, each from its own initial lr), and the epochs of :mod:`decaylab.batched.epochs`, on its
 features (standardized with its own training rows' statistics with ``config.standardize``,
 :mod:`decaylab.batched.standardization`). A member whose loss or parameters become non-finite, or whose
-loss runs away (:mod:`decaylab.train.divergence`), is marked ``diverged`` and reported with NaN losses.
+loss runs away (:mod:`decaylab.train.divergence`), or whose final train, validation or evaluation loss is
+non-finite or runaway (:func:`~decaylab.batched.members.judged`), is marked ``diverged`` and reported with NaN
+losses.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from decaylab.batched.members import (
     _as_tensors,
     _check_members,
     _per_sample_loss,
+    diverged_result,
+    judged,
     lr_multiplier,
 )
 from decaylab.batched.standardization import MemberFeatures
@@ -149,10 +153,8 @@ def _train_member(model_factory, X, y, member: Member, config: TrainConfig, eval
 
 
 def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_run, steps, decay) -> MemberResult:
-    nan = float("nan")
     if diverged:
-        return MemberResult(nan, nan, nan, nan, epochs_run, steps, True, 0.0,
-                            {name: {"loss": nan, "accuracy": nan} for name in evals})
+        return diverged_result(epochs_run, steps, evals)
     model.eval()                              # BatchNorm: evaluate with the running statistics
     train_loss, _ = _evaluate_alone(model, X, y, rows, config.loss)
     val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
@@ -162,5 +164,6 @@ def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_
         loss, acc = _evaluate_alone(model, ex, ey, torch.arange(len(ex)), config.loss)
         evaluated[name] = {"loss": loss, "accuracy": acc}
     norm = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p in decay))
-    return MemberResult(train_loss, val_loss, val_acc, norm, epochs_run, steps, False, 0.0, evaluated)
+    result = MemberResult(train_loss, val_loss, val_acc, norm, epochs_run, steps, False, 0.0, evaluated)
+    return judged(result, member, config.loss, y, evals)
 

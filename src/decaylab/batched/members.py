@@ -10,7 +10,7 @@ Losses, per row: ``cross_entropy`` = ``logsumexp(z) − z_y`` (logits ``z``, cla
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -33,8 +33,8 @@ LR_SCHEDULES = RUN_OPTIONS["lr_schedule"].choices
 LOSSES = RUN_OPTIONS["loss"].choices
 OPTIMIZER_OPTION_NAMES = tuple(o.name for o in OPTIMIZER_OPTIONS)
 
-__all__ = ["Member", "TrainConfig", "MemberResult", "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES",
-           "lr_multiplier"]
+__all__ = ["Member", "TrainConfig", "MemberResult", "judged", "diverged_result", "OPTIMIZERS", "DECAY_SCALINGS",
+           "LR_SCHEDULES", "LOSSES", "lr_multiplier"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,28 @@ class MemberResult:
     wall_time: float                   # seconds; batched: the chunk's time divided by its members
     eval: dict[str, dict[str, float]] = field(default_factory=dict)   # name → {"loss", "accuracy"}
     state_dict: dict[str, torch.Tensor] | None = None                 # final weights if asked for
+
+
+def diverged_result(epochs_run: int, steps: int, eval_names) -> MemberResult:
+    """The result of a member that diverged: NaN losses, accuracies and norm, no weights."""
+    nan = float("nan")
+    return MemberResult(nan, nan, nan, nan, epochs_run, steps, True, 0.0,
+                        {name: {"loss": nan, "accuracy": nan} for name in eval_names})
+
+
+def judged(result: MemberResult, member: Member, kind: str, y: torch.Tensor,
+           evals: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> MemberResult:
+    """``result``, or :func:`diverged_result` if a loss it reports is non-finite or runaway
+    (:func:`decaylab.train.divergence.reported_diverging`): the train loss and the validation loss (when
+    ``member`` has validation rows) at the runaway limit of the targets ``y``, each evaluation set's loss (when
+    it has rows) at that of its own targets. Both trainers end with it."""
+    from decaylab.train.divergence import reported_diverging, runaway_limit
+
+    losses = [result.train_loss] + ([result.val_loss] if member.val_index else [])
+    bad = reported_diverging(losses, runaway_limit(kind, y)) or any(
+        reported_diverging([result.eval[name]["loss"]], runaway_limit(kind, ey))
+        for name, (_, ey) in evals.items() if len(ey))
+    return diverged_result(result.epochs_run, result.steps, result.eval) if bad and not result.diverged else result
 
 
 def lr_multiplier(schedule: str, step: int | torch.Tensor, total_steps: int | torch.Tensor):
