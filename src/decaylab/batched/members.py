@@ -33,8 +33,8 @@ LR_SCHEDULES = RUN_OPTIONS["lr_schedule"].choices
 LOSSES = RUN_OPTIONS["loss"].choices
 OPTIMIZER_OPTION_NAMES = tuple(o.name for o in OPTIMIZER_OPTIONS)
 
-__all__ = ["Member", "TrainConfig", "MemberResult", "judged", "diverged_result", "OPTIMIZERS", "DECAY_SCALINGS",
-           "LR_SCHEDULES", "LOSSES", "lr_multiplier"]
+__all__ = ["Member", "TrainConfig", "MemberResult", "judged", "diverged_result", "parameter_shapes",
+           "check_same_architecture", "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES", "lr_multiplier"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,24 @@ def judged(result: MemberResult, member: Member, kind: str, y: torch.Tensor,
         reported_diverging([result.eval[name]["loss"]], runaway_limit(kind, ey))
         for name, (_, ey) in evals.items() if len(ey))
     return diverged_result(result.epochs_run, result.steps, result.eval) if bad and not result.diverged else result
+
+
+def parameter_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Parameter name → shape: a model's architecture as the trainers compare it."""
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def check_same_architecture(model_factory, first: Mapping[str, tuple[int, ...]], model: nn.Module) -> None:
+    """Refuse a factory whose build ``model`` has other parameter shapes than its first build's ``first``
+    (:func:`parameter_shapes`): every member of a sweep trains the same architecture."""
+    first, shapes = {n: tuple(shape) for n, shape in first.items()}, parameter_shapes(model)
+    if shapes == first:
+        return
+    differ = [f"{n} {first.get(n, 'absent')} then {shapes.get(n, 'absent')}"
+              for n in sorted(set(first) | set(shapes)) if first.get(n) != shapes.get(n)]
+    name = getattr(model_factory, "__qualname__", type(model_factory).__name__)
+    raise InputError(f"model factory {name!r} builds a different architecture on another call: parameter shapes "
+                     f"{'; '.join(differ[:3])}{' …' if len(differ) > 3 else ''}; every member must be the same model")
 
 
 def lr_multiplier(schedule: str, step: int | torch.Tensor, total_steps: int | torch.Tensor):
