@@ -51,3 +51,14 @@ def test_a_sweep_names_the_member_that_ended_runaway(engine):
     assert [r["lr"] for r in result.table if r["diverged"]] == [1e12, 1e12]
     assert result.best_lr == 0.01
     assert result.diverged_members() == "λ=0 lr=1e+12 fold=0 seed=0; λ=0 lr=1e+12 fold=1 seed=0"
+
+
+def test_the_cli_names_the_members_when_none_is_usable(tmp_path, capsys):
+    from decaylab.cli import main
+
+    code = main(["sweep", "moons", "--model", "linear", "--lambdas", "0,1e-3", "--lr", "1e30", "--folds", "2",
+                 "--epochs", "1", "--out", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 1 and err.count("\n") == 1, err
+    assert "no usable member: all 4 diverged" in err and "λ=0 lr=1e+30 fold=0 seed=0; " in err
+    assert "diverged (NaN or runaway loss): λ=0 lr=1e+30 fold=0 seed=0; λ=0 lr=1e+30 fold=1 seed=0; " in out
