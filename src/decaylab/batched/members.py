@@ -1,5 +1,7 @@
 """The sweep vocabulary: a :class:`Member` (one run), the :class:`TrainConfig` all members share, the
-:class:`MemberResult` each ends with, and the losses both trainers compute.
+:class:`MemberResult` each ends with, and the losses both trainers compute; also the two end rules both
+trainers share: :func:`judged` (a final reported loss that is non-finite or runaway makes the member diverged)
+and :func:`check_same_architecture` (every member's build has the parameter shapes of the first).
 
 Losses, per row: ``cross_entropy`` = ``logsumexp(z) − z_y`` (logits ``z``, class ``y``);
 ``mse`` = the mean over outputs of ``(f(x) − y)²``. λ is the optimizers' ``weight_decay``: coupled
