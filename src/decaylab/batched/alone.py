@@ -1,4 +1,6 @@
 """One member alone, one after another: the reference :func:`train_batched` must equal (any ``nn.Module``).
+A factory whose builds differ in parameter shapes is refused
+(:func:`~decaylab.batched.members.check_same_architecture`), as the batched engine refuses it.
 
 Member g, on the global generator seeded with ``member.seed`` (:func:`decaylab._isolation.isolated`: the
 caller's generator is left as it was; dropout draws from it too): ``model_factory()``, the decaylab
@@ -7,7 +9,9 @@ its :class:`~decaylab.optim.MuonRule`, :func:`member_optimizer`), a ``LambdaLR``
 every param group, each from its own initial lr), and the epochs of :mod:`decaylab.batched.epochs`, on its
 features (standardized with its own training rows' statistics with ``config.standardize``,
 :mod:`decaylab.batched.standardization`). A member whose loss or parameters become non-finite, or whose
-loss runs away (:mod:`decaylab.train.divergence`), is marked ``diverged`` and reported with NaN losses.
+loss runs away (:mod:`decaylab.train.divergence`), or whose final train, validation or evaluation loss is
+non-finite or runaway (:func:`~decaylab.batched.members.judged`), is marked ``diverged`` and reported with NaN
+losses.
 """
 
 from __future__ import annotations
@@ -34,7 +38,11 @@ from decaylab.batched.members import (
     _as_tensors,
     _check_members,
     _per_sample_loss,
+    check_same_architecture,
+    diverged_result,
+    judged,
     lr_multiplier,
+    parameter_shapes,
 )
 from decaylab.batched.standardization import MemberFeatures
 from decaylab.train.divergence import all_finite, diverging, runaway_limit
@@ -102,13 +110,14 @@ def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[
     members = _check_members(members)
     features = MemberFeatures(X, members, config, device)
     evals = features.evaluation_sets(eval_sets)
-    results = []
+    results, first = [], {}
     for index, member in enumerate(members):
         start = time.perf_counter()
         X_member = features.member_block(features.X, index)
         evals_member = {name: (features.member_block(ex, index), ey) for name, (ex, ey) in evals.items()}
         with isolated(member.seed, device=device):
-            result = _train_member(model_factory, X_member, y, member, config, evals_member, keep_weights, device)
+            result = _train_member(model_factory, X_member, y, member, config, evals_member, keep_weights, device,
+                                   first)
         result.wall_time = time.perf_counter() - start
         results.append(result)
         if on_member_end is not None:
@@ -117,9 +126,13 @@ def train_alone(model_factory: Callable[[], nn.Module], X, y, members: Sequence[
 
 
 def _train_member(model_factory, X, y, member: Member, config: TrainConfig, evals, keep_weights: bool,
-                  device) -> MemberResult:
-    """One member from its factory to its result (on the generator :func:`train_alone` seeded)."""
+                  device, first: dict) -> MemberResult:
+    """One member from its factory to its result (on the generator :func:`train_alone` seeded). ``first``: the
+    parameter shapes of the first member's build (filled by the first member), each later build must match."""
     model = model_factory().to(config.dtype).to(device)
+    if not first:
+        first.update(parameter_shapes(model))
+    check_same_architecture(model_factory, first, model)
     optimizer, decay = member_optimizer(model, member, config)
     rows = _train_rows(member, len(X))
     per_epoch = _steps_per_epoch(len(rows), config.batch_size)
@@ -149,10 +162,8 @@ def _train_member(model_factory, X, y, member: Member, config: TrainConfig, eval
 
 
 def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_run, steps, decay) -> MemberResult:
-    nan = float("nan")
     if diverged:
-        return MemberResult(nan, nan, nan, nan, epochs_run, steps, True, 0.0,
-                            {name: {"loss": nan, "accuracy": nan} for name in evals})
+        return diverged_result(epochs_run, steps, evals)
     model.eval()                              # BatchNorm: evaluate with the running statistics
     train_loss, _ = _evaluate_alone(model, X, y, rows, config.loss)
     val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
@@ -162,5 +173,6 @@ def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_
         loss, acc = _evaluate_alone(model, ex, ey, torch.arange(len(ex)), config.loss)
         evaluated[name] = {"loss": loss, "accuracy": acc}
     norm = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p in decay))
-    return MemberResult(train_loss, val_loss, val_acc, norm, epochs_run, steps, False, 0.0, evaluated)
+    result = MemberResult(train_loss, val_loss, val_acc, norm, epochs_run, steps, False, 0.0, evaluated)
+    return judged(result, member, config.loss, y, evals)
 

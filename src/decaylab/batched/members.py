@@ -1,5 +1,7 @@
 """The sweep vocabulary: a :class:`Member` (one run), the :class:`TrainConfig` all members share, the
-:class:`MemberResult` each ends with, and the losses both trainers compute.
+:class:`MemberResult` each ends with, and the losses both trainers compute; also the two end rules both
+trainers share: :func:`judged` (a final reported loss that is non-finite or runaway makes the member diverged)
+and :func:`check_same_architecture` (every member's build has the parameter shapes of the first).
 
 Losses, per row: ``cross_entropy`` = ``logsumexp(z) − z_y`` (logits ``z``, class ``y``);
 ``mse`` = the mean over outputs of ``(f(x) − y)²``. λ is the optimizers' ``weight_decay``: coupled
@@ -10,7 +12,7 @@ Losses, per row: ``cross_entropy`` = ``logsumexp(z) − z_y`` (logits ``z``, cla
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -33,8 +35,8 @@ LR_SCHEDULES = RUN_OPTIONS["lr_schedule"].choices
 LOSSES = RUN_OPTIONS["loss"].choices
 OPTIMIZER_OPTION_NAMES = tuple(o.name for o in OPTIMIZER_OPTIONS)
 
-__all__ = ["Member", "TrainConfig", "MemberResult", "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES",
-           "lr_multiplier"]
+__all__ = ["Member", "TrainConfig", "MemberResult", "judged", "diverged_result", "parameter_shapes",
+           "check_same_architecture", "OPTIMIZERS", "DECAY_SCALINGS", "LR_SCHEDULES", "LOSSES", "lr_multiplier"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,46 @@ class MemberResult:
     wall_time: float                   # seconds; batched: the chunk's time divided by its members
     eval: dict[str, dict[str, float]] = field(default_factory=dict)   # name → {"loss", "accuracy"}
     state_dict: dict[str, torch.Tensor] | None = None                 # final weights if asked for
+
+
+def diverged_result(epochs_run: int, steps: int, eval_names) -> MemberResult:
+    """The result of a member that diverged: NaN losses, accuracies and norm, no weights."""
+    nan = float("nan")
+    return MemberResult(nan, nan, nan, nan, epochs_run, steps, True, 0.0,
+                        {name: {"loss": nan, "accuracy": nan} for name in eval_names})
+
+
+def judged(result: MemberResult, member: Member, kind: str, y: torch.Tensor,
+           evals: Mapping[str, tuple[torch.Tensor, torch.Tensor]]) -> MemberResult:
+    """``result``, or :func:`diverged_result` if a loss it reports is non-finite or runaway
+    (:func:`decaylab.train.divergence.reported_diverging`): the train loss and the validation loss (when
+    ``member`` has validation rows) at the runaway limit of the targets ``y``, each evaluation set's loss (when
+    it has rows) at that of its own targets. Both trainers end with it."""
+    from decaylab.train.divergence import reported_diverging, runaway_limit
+
+    losses = [result.train_loss] + ([result.val_loss] if member.val_index else [])
+    bad = reported_diverging(losses, runaway_limit(kind, y)) or any(
+        reported_diverging([result.eval[name]["loss"]], runaway_limit(kind, ey))
+        for name, (_, ey) in evals.items() if len(ey))
+    return diverged_result(result.epochs_run, result.steps, result.eval) if bad and not result.diverged else result
+
+
+def parameter_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Parameter name → shape: a model's architecture as the trainers compare it."""
+    return {name: tuple(p.shape) for name, p in model.named_parameters()}
+
+
+def check_same_architecture(model_factory, first: Mapping[str, tuple[int, ...]], model: nn.Module) -> None:
+    """Refuse a factory whose build ``model`` has other parameter shapes than its first build's ``first``
+    (:func:`parameter_shapes`): every member of a sweep trains the same architecture."""
+    first, shapes = {n: tuple(shape) for n, shape in first.items()}, parameter_shapes(model)
+    if shapes == first:
+        return
+    differ = [f"{n} {first.get(n, 'absent')} then {shapes.get(n, 'absent')}"
+              for n in sorted(set(first) | set(shapes)) if first.get(n) != shapes.get(n)]
+    name = getattr(model_factory, "__qualname__", type(model_factory).__name__)
+    raise InputError(f"model factory {name!r} builds a different architecture on another call: parameter shapes "
+                     f"{'; '.join(differ[:3])}{' …' if len(differ) > 3 else ''}; every member must be the same model")
 
 
 def lr_multiplier(schedule: str, step: int | torch.Tensor, total_steps: int | torch.Tensor):

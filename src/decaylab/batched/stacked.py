@@ -2,7 +2,8 @@
 
 How members are stacked. ``model_factory()`` is called once per member on the global generator
 seeded with ``member.seed`` (:func:`decaylab._isolation.isolated`: the caller's generator is left as
-it was), so member g starts from exactly the weights it would have alone.
+it was), so member g starts from exactly the weights it would have alone; a build whose parameter shapes
+differ from the first member's is refused (:func:`~decaylab.batched.members.check_same_architecture`).
 The G parameter sets are stacked (``torch.func.stack_module_state``) and the forward pass is
 ``vmap(functional_call(base, params, x))`` over members — for ``Linear`` layers this runs as batched
 matmuls, for ``Conv2d`` as grouped convolutions. One backward pass of ``Σ_g loss_g`` gives every member
@@ -32,7 +33,13 @@ from torch import nn
 from decaylab._checks import InputError
 from decaylab._isolation import isolated
 from decaylab.batched._torch_internals import relu_backward_
-from decaylab.batched.members import Member, TrainConfig, _per_sample_loss
+from decaylab.batched.members import (
+    Member,
+    TrainConfig,
+    _per_sample_loss,
+    check_same_architecture,
+    parameter_shapes,
+)
 from decaylab.batched.stacked_layers import batch_lengths, grouped_losses
 from decaylab.batched.stacked_linear import StackedLinear
 
@@ -62,6 +69,7 @@ class _StackedModel:
         for member in members:
             with isolated(member.seed):
                 models.append(model_factory().to(config.dtype))
+            check_same_architecture(model_factory, parameter_shapes(models[0]), models[-1])
         reason = check_batchable(models[0])
         if reason is not None:
             raise InputError(f"model cannot be trained batched: {reason}; use engine='sequential'")

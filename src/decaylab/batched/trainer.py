@@ -28,7 +28,9 @@ otherwise the per-member functional update runs (the reference the tests compare
 
 Divergence. A member whose batch loss is non-finite or runaway (:mod:`decaylab.train.divergence`) or
 whose parameters become non-finite is marked ``diverged`` at that epoch, frozen (its parameters are
-zeroed so NaN cannot spread) and reported with NaN losses; the other members are unaffected. The step is
+zeroed so NaN cannot spread) and reported with NaN losses; the other members are unaffected. A member whose
+final train, validation or evaluation loss is non-finite or runaway is reported diverged too
+(:func:`~decaylab.batched.members.judged`, as :func:`train_alone`). The step is
 not recomputed: members share no parameters, so the others' gradients (and BatchNorm statistics, updated
 once) are exactly those of the step as computed, and the idle diverged member's update is discarded.
 
@@ -66,6 +68,8 @@ from decaylab.batched.members import (
     _as_tensors,
     _check_members,
     _per_sample_loss,
+    diverged_result,
+    judged,
     lr_multiplier,
 )
 from decaylab.batched.stacked import _losses_and_grads, _StackedModel, check_batchable
@@ -355,15 +359,15 @@ def _summarize_batched(stacked, features, y, rows, members, config, evals, alive
         evaluated = {name: {"loss": float(loss[g]), "accuracy": float(acc[g])}
                      for name, (loss, acc) in eval_out.items()}
         if not bool(alive[g]):
-            results.append(MemberResult(nan, nan, nan, nan, int(epochs_run[g]), int(steps[g]), True, 0.0,
-                                        {name: {"loss": nan, "accuracy": nan} for name in evals}))
+            results.append(diverged_result(int(epochs_run[g]), int(steps[g]), evals))
             continue
         val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
         val_acc = nan if per_hit is None else _rows_mean(per_hit[g], val_rows)
         result = MemberResult(_rows_mean(per_loss[g], rows[g]), _rows_mean(per_loss[g], val_rows), val_acc,
                               math.sqrt(float(sq[g])) if torch.is_tensor(sq) else 0.0,
                               int(epochs_run[g]), int(steps[g]), False, 0.0, evaluated)
-        if keep_weights:
+        result = judged(result, member, config.loss, y, evals)
+        if keep_weights and not result.diverged:
             result.state_dict = stacked.state_dict(g)
         results.append(result)
     return results

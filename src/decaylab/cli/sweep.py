@@ -286,8 +286,8 @@ def run(args: argparse.Namespace) -> int:
         return 130
     print_summary(result, out_dir)
     if result.best_lambda is None:
-        print(f"decaylab sweep: no usable member: all {len(result.table)} diverged (NaN or runaway loss); try a "
-              "smaller --lr or a smaller λ range", file=sys.stderr)
+        print(f"decaylab sweep: no usable member: all {len(result.table)} diverged (NaN or runaway loss: "
+              f"{result.diverged_members(3)}); try a smaller --lr or a smaller λ range", file=sys.stderr)
         return 1
     return 0
 
@@ -392,6 +392,8 @@ def print_summary(result, out_dir) -> None:
     print(f"\nbest λ = {result.best_lambda}  (lr {result.best_lr}),  λ_1se = {result.lambda_1se},  "
           f"{result.trained} trained, {len(result.table) - result.trained} from the store, "
           f"{result.n_diverged} diverged", file=sys.stdout)
+    if result.n_diverged:
+        print(f"diverged (NaN or runaway loss): {result.diverged_members()}", file=sys.stdout)
     if result.path:
         print(f"engine: {result.path}", file=sys.stdout)
     print(f"wrote {out_dir / 'results.json'}, results.csv, validation_curve.png, index.html", file=sys.stdout)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int, error_line
+from decaylab.batched.members import check_same_architecture, parameter_shapes
 from decaylab.runspec import check_seeds
 
 __all__ = ["BUILTIN_MODELS", "resolve_data", "resolve_model", "check_values_fit", "check_forward", "check_seeds",
@@ -121,8 +122,9 @@ def resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: b
                          "results in the store: pass model_key='a name for this model' (change it when the "
                          "model's code changes), or define the factory at module level")
     check_forward(probe, name, X, y, classification)
-    shapes = {n: list(p.shape) for n, p in probe.named_parameters()}
-    return model, {"factory": name, "parameters": shapes}
+    shapes = parameter_shapes(probe)
+    check_same_architecture(model, shapes, model())      # a factory of a new architecture per call is refused
+    return model, {"factory": name, "parameters": {n: list(s) for n, s in shapes.items()}}
 
 
 def check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor, classification: bool) -> None:

@@ -48,6 +48,13 @@ class SweepResult:
     def n_diverged(self) -> int:
         return sum(bool(r["diverged"]) for r in self.table)
 
+    def diverged_members(self, most: int = 5) -> str:
+        """The diverged members named by λ, lr, fold and seed (the first ``most``, then how many more), or ``""``."""
+        names = [f"λ={r['lambda']:.3g} lr={r['lr']:.3g} fold={r['fold']} seed={r['seed']}"
+                 for r in self.table if r["diverged"]]
+        more = f" and {len(names) - most} more" if len(names) > most else ""
+        return "; ".join(names[:most]) + more
+
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
         """The member table as CSV text (also written to ``path`` if given)."""
         buffer = io.StringIO()

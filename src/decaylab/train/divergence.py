@@ -5,7 +5,9 @@ loss is NaN/±inf or exceeds ``RUNAWAY_FACTOR × max(1, reference)``, where ``re
 a model that knows nothing: ``ln K`` for a K-class cross-entropy, ``mean(y²)`` (predicting 0) for the
 MSE, or at the end of an epoch whose parameters are not all finite. A loss a million times that is not
 training any more (lr = 1000 reaches 1e35 within a few steps); it is stopped before it overflows (that
-batch takes no step), and reported as diverged.
+batch takes no step), and reported as diverged. The losses a trainer reports at the end (train, validation,
+evaluation sets) pass the same rule (:func:`reported_diverging`): a member that ends with a non-finite or
+runaway loss on any of them is reported as diverged too.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ def runaway_limit(kind: str, y: torch.Tensor) -> float:
 def diverging(loss: torch.Tensor, limit: float) -> torch.Tensor:
     """Elementwise: is this loss non-finite or above ``limit``? (A bool tensor of ``loss``'s shape.)"""
     return ~torch.isfinite(loss) | (loss > limit)
+
+
+def reported_diverging(losses, limit: float) -> bool:
+    """Is any of the final reported ``losses`` (floats; give only those of rows that exist) non-finite or above
+    ``limit``? The end-of-run form of :func:`diverging`."""
+    return any(not math.isfinite(loss) or loss > limit for loss in losses)
 
 
 def all_finite(parameters) -> bool:
