@@ -12,11 +12,20 @@ from decaylab._checks import InputError
 from decaylab.batched.members import Member, TrainConfig
 from decaylab.batched.standardization import MemberFeatures, Standardization
 from decaylab.cli import main
-from decaylab.cli.sweep import standardize as standardize_all_rows
 from decaylab.sweeps.grid import fold_splits
 
 FAST = dict(lambdas=[1e-4, 1e-2], folds=3, epochs=3, batch_size=16, hidden=(4,), lr=1e-2)
 
+
+
+def standardize_all_rows(X):
+    """``X`` standardized with the statistics of all its rows (what the CLI did before per-member standardization)."""
+    import torch
+
+    from decaylab.batched.standardization import Standardization
+
+    X = torch.as_tensor(np.asarray(X, dtype=float))
+    return Standardization.fit(X).apply(X).numpy().astype(np.float32)
 
 def _data(n=60, seed=0):
     """Features on very different scales and offsets (standardization matters), a linear class boundary."""

@@ -190,19 +190,6 @@ def load_npz(path: str, target: str | None) -> tuple[np.ndarray, np.ndarray]:
     return X, y.astype(float)
 
 
-def standardize(X: np.ndarray) -> np.ndarray:
-    """Columns to mean 0, standard deviation 1 over all rows of ``X`` (constant columns to 0), as float32:
-    :class:`decaylab.batched.standardization.Standardization` fitted on ``X`` itself (its columns are first
-    divided by their largest magnitude, so values near ±1e308 standardize like small ones). The sweep no
-    longer uses it (it standardizes per member, on the training rows only)."""
-    import torch
-
-    from decaylab.batched.standardization import Standardization
-
-    X = torch.as_tensor(np.asarray(X, dtype=float))
-    return Standardization.fit(X).apply(X).numpy().astype(np.float32)
-
-
 def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool = False):
     """``((X, y), task)`` from a CSV/NPZ: float64 feature rows, flattened, for the built-in models (the sweep
     standardizes them per member, ``standardize=True``; ``as_stored``: X as the file holds it, for the user's own
