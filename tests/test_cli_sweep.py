@@ -205,6 +205,19 @@ def test_your_own_model_bad_input(tmp_path, capsys, user_models, model, message)
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
+@pytest.mark.parametrize("body, message", [
+    ("import sys\nsys.exit(0)\n", "called sys.exit(0): guard the script part with `if __name__ == \"__main__\":`"),
+    ("raise RuntimeError('no GPU here')\n", "failed: RuntimeError: no GPU here"),
+])
+def test_your_own_model_file_that_exits_or_raises_at_import(tmp_path, capsys, user_models, body, message):
+    name = f"script_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(body)
+    code, out, err = run_cli(capsys, "images.npz", "--model", f"{name}.py:Net", "--out", tmp_path / "x")
+    assert code == 2 and err.count("\n") == 1 and f"--model '{name}.py:Net': importing {name!r}" in err, err
+    assert message in err, err
+    assert not (tmp_path / "x").exists()                        # refused before anything was made
+
+
 def test_hidden_is_for_the_mlp_only(tmp_path, capsys, csv_file):
     code, _, err = run_cli(capsys, csv_file, "--target", "label", "--model", "linear", "--hidden", "8",
                            "--out", tmp_path / "h")
