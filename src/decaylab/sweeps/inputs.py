@@ -99,8 +99,10 @@ def resolve_data(data, test_data):
     return X, y, eval_sets, spec
 
 
-def resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: bool = False):
-    """``(factory, spec)``: a built-in name or a user factory (its spec names it and its parameter shapes)."""
+def resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: bool = False,
+                  dtype: torch.dtype | None = None):
+    """``(factory, spec)``: a built-in name or a user factory (its spec names it and its parameter shapes); a
+    factory is checked (:func:`check_forward`) in ``dtype``, the sweep's training dtype."""
     if isinstance(model, str):
         check_choice("model", model, BUILTIN_MODELS)
 
@@ -120,16 +122,22 @@ def resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: b
         raise InputError(f"model factory {name!r} has no stable name, so two different factories would share "
                          "results in the store: pass model_key='a name for this model' (change it when the "
                          "model's code changes), or define the factory at module level")
-    check_forward(probe, name, X, y, classification)
+    check_forward(probe, name, X, y, classification, dtype)
     shapes = {n: list(p.shape) for n, p in probe.named_parameters()}
     return model, {"factory": name, "parameters": shapes}
 
 
-def check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor, classification: bool) -> None:
+def check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor, classification: bool,
+                  dtype: torch.dtype | None = None) -> None:
     """The user's model runs on two rows of the data and returns what the loss needs — ``(rows, classes)``
     logits covering every class in ``y``, or ``(rows, targets per row)`` for mse — else an :class:`InputError`
-    saying so before anything trains (not a torch error from deep inside a training step)."""
-    rows = X[:2].to(torch.get_default_dtype()) if X.is_floating_point() else X[:2]
+    saying so before anything trains (not a torch error from deep inside a training step).
+
+    Model and floating rows are cast to ``dtype`` (the sweep's training dtype; ``None``: torch's default), as
+    training casts them; integer rows (token ids) stay integers."""
+    dtype = dtype or torch.get_default_dtype()
+    probe = probe.to(dtype)
+    rows = X[:2].to(dtype) if X.is_floating_point() else X[:2]
     try:
         with torch.no_grad():
             out = probe.eval()(rows)

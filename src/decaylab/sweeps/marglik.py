@@ -138,7 +138,7 @@ def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> M
         X = scaler.apply(X).to(dtype)
         eval_sets = {name: (scaler.apply(torch.as_tensor(ex)).to(dtype), ey) for name, (ex, ey) in eval_sets.items()}
     factory, model_spec = resolve_model(model, X, y, loss == "cross_entropy", values["hidden"], values["model_key"],
-                                        keyed=store is not None)
+                                        keyed=store is not None, dtype=dtype)
     X = X.to(dtype) if X.is_floating_point() else X
     y = y.to(dtype) if torch.is_floating_point(y) else y
     shown = decay_key(decay_values)
