@@ -71,8 +71,9 @@ def register(subparsers) -> None:
     parser.add_argument("--target", metavar="COL", help="target column of a CSV (required for CSV) or target "
                                                         "array of an NPZ (default: y)")
     parser.add_argument("--task", choices=("auto", "classification", "regression"), default="auto",
-                        help="auto: classification if the target holds at most 50 distinct integers (or as "
-                             "--loss says)")
+                        help="auto: classification if every target value is an integer (class labels), else "
+                             "regression (or as --loss says); pass --task regression for integer-valued "
+                             "quantities to predict")
     parser.add_argument("--lambdas", default=None, help=f"λ grid (default: {GRID_LAMBDAS}); with --method marglik "
                                                         "one starting λ (default: 1/N)")
     parser.add_argument("--model", default="mlp", metavar="{mlp,linear,MODULE:NAME}",
@@ -204,7 +205,9 @@ def standardize(X: np.ndarray) -> np.ndarray:
 def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool = False):
     """``((X, y), task)`` from a CSV/NPZ: float64 feature rows, flattened, for the built-in models (the sweep
     standardizes them per member, ``standardize=True``; ``as_stored``: X as the file holds it, for the user's own
-    model — shape kept, integers as int64, floats as float32), integer classes or float targets."""
+    model — shape kept, integers as int64, floats as float32), integer classes or float targets. ``task``
+    ``"auto"`` is classification when every target value is an integer, as ``decaylab.sweep`` takes integer
+    targets for classes, else regression."""
     if os.path.isdir(path):
         raise UsageError(f"DATA {path!r} is a directory: give a .csv or .npz file, or a built-in dataset "
                          f"({', '.join(BUILTIN_DATASETS)})")
@@ -223,8 +226,8 @@ def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool 
     if len(X) < 2:
         raise UsageError(f"DATA {path!r} needs at least 2 rows, got {len(X)}")
     values = np.unique(y)
-    if task == "auto":
-        task = "classification" if np.all(values == np.round(values)) and len(values) <= 50 else "regression"
+    if task == "auto":                               # integers are class labels, as in decaylab.sweep
+        task = "classification" if np.all(values == np.round(values)) else "regression"
     if as_stored:
         X = X.astype(np.int64) if X.dtype.kind in "biu" else X.astype(np.float32)
     else:
@@ -268,6 +271,36 @@ def run(args: argparse.Namespace) -> int:
     if standardize:                                  # per member, on its own training rows
         options.setdefault("standardize", True)
     options["store"] = options.get("store") or str(out_dir / "sweep.sqlite")
+    from decaylab.sweeps.inputs import ModelOutputError
+
+    try:
+        return _train_and_report(args, method, model, data, options, out_dir)
+    except ModelOutputError as exc:
+        if isinstance(data, str):                    # a built-in dataset: its task is fixed
+            raise
+        raise UsageError(with_task_hint(exc, data[1])) from None
+
+
+def with_task_hint(exc, y: np.ndarray) -> str:
+    """The model-output error's message, with the ``--task`` that fixes it when the other task's loss takes the
+    model's output shape (one output per target value for regression; at least one logit per distinct integer
+    of the target for classification)."""
+    other = "regression" if exc.task == "classification" else "classification"
+    shape, rows = exc.shape, exc.rows
+    if other == "regression":
+        fits = shape == (rows, int(np.prod(y.shape[1:])))
+    else:
+        values = np.unique(y)
+        fits = (bool(np.all(values == np.round(values))) and len(shape) == 2 and shape[0] == rows
+                and shape[1] >= len(values))
+    if not fits:
+        return str(exc)
+    return f"{exc}; if the target is {'class labels' if other == 'classification' else 'values to predict'}, " \
+           f"pass --task {other}"
+
+
+def _train_and_report(args, method: str, model, data, options: dict, out_dir) -> int:
+    """Train (grid or marglik), write the files and print the summary; the exit code."""
     if method == "marglik":
         from decaylab.cli.sweep_marglik import run_marglik
 

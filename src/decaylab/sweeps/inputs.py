@@ -22,8 +22,8 @@ from torch import nn
 from decaylab._checks import InputError, InputTypeError, check_choice, check_int, error_line
 from decaylab.runspec import check_seeds
 
-__all__ = ["BUILTIN_MODELS", "resolve_data", "resolve_model", "check_values_fit", "check_forward", "check_seeds",
-           "fingerprint"]
+__all__ = ["BUILTIN_MODELS", "ModelOutputError", "resolve_data", "resolve_model", "check_values_fit", "check_forward",
+           "check_seeds", "fingerprint"]
 
 BUILTIN_MODELS = ("mlp", "linear")
 
@@ -127,6 +127,15 @@ def resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: b
     return model, {"factory": name, "parameters": shapes}
 
 
+class ModelOutputError(InputError):
+    """The user's model returns outputs of a shape the loss cannot use: ``shape`` (its output's shape on ``rows``
+    rows) and ``task`` (``"classification"`` or ``"regression"``, the one it was checked for) say which."""
+
+    def __init__(self, message: str, shape: tuple[int, ...], rows: int, task: str):
+        super().__init__(message)
+        self.shape, self.rows, self.task = shape, rows, task
+
+
 def check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor, classification: bool,
                   dtype: torch.dtype | None = None) -> None:
     """The user's model runs on two rows of the data and returns what the loss needs — ``(rows, classes)``
@@ -149,14 +158,15 @@ def check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor,
     if classification:
         classes = int(y.max()) + 1
         if out.dim() != 2 or out.shape[0] != len(rows) or out.shape[1] < classes:
-            raise InputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; cross-entropy "
-                             f"needs ({len(rows)}, classes) logits with at least {classes} classes (y holds 0…"
-                             f"{classes - 1})")
+            raise ModelOutputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; "
+                                   f"cross-entropy needs ({len(rows)}, classes) logits with at least {classes} "
+                                   f"classes (y holds 0…{classes - 1})", tuple(out.shape), len(rows), "classification")
         return
     per_row = int(np.prod(y.shape[1:]))
     if out.dim() != 2 or tuple(out.shape) != (len(rows), per_row):
-        raise InputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; mse needs "
-                         f"({len(rows)}, {per_row}): one output per target value of a row")
+        raise ModelOutputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; mse needs "
+                               f"({len(rows)}, {per_row}): one output per target value of a row", tuple(out.shape),
+                               len(rows), "regression")
 
 
 class _BuiltinFactory:
