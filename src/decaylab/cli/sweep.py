@@ -206,8 +206,8 @@ def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool 
     """``((X, y), task)`` from a CSV/NPZ: float64 feature rows, flattened, for the built-in models (the sweep
     standardizes them per member, ``standardize=True``; ``as_stored``: X as the file holds it, for the user's own
     model — shape kept, integers as int64, floats as float32), integer classes or float targets. ``task``
-    ``"auto"`` is classification when every target value is an integer, as ``decaylab.sweep`` takes integer
-    targets for classes, else regression."""
+    ``"auto"`` is classification when every target value is an integer (of at most 2**53, float64's exact
+    integers), as ``decaylab.sweep`` takes integer targets for classes, else regression."""
     if os.path.isdir(path):
         raise UsageError(f"DATA {path!r} is a directory: give a .csv or .npz file, or a built-in dataset "
                          f"({', '.join(BUILTIN_DATASETS)})")
@@ -227,7 +227,8 @@ def prepare_file_data(path: str, target: str | None, task: str, as_stored: bool 
         raise UsageError(f"DATA {path!r} needs at least 2 rows, got {len(X)}")
     values = np.unique(y)
     if task == "auto":                               # integers are class labels, as in decaylab.sweep
-        task = "classification" if np.all(values == np.round(values)) else "regression"
+        integers = np.all(values == np.round(values)) and np.abs(values).max() <= 2.0 ** 53
+        task = "classification" if integers else "regression"
     if as_stored:
         X = X.astype(np.int64) if X.dtype.kind in "biu" else X.astype(np.float32)
     else:

@@ -217,6 +217,8 @@ def _grid_sweep(model, data, lambdas, values: Mapping, given) -> SweepResult:
         if db is not None:
             found.update({k: v["result"] for k, v in db.get(keys).items()})
         pending = [(k, members[k]) for k in dict.fromkeys(keys) if k not in found]
+        if db is not None:
+            db.refuse_missing(len(pending), len(members), "members")
 
         bar = progress_bar(total=len(pending), desc="sweep", unit="member", enabled=progress and bool(pending))
 

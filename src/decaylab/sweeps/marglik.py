@@ -159,6 +159,8 @@ def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> M
         if db is not None:
             finished.update({k: v["result"] for k, v in db.get(keys).items()})
         pending = [(k, one) for k, one in zip(keys, runs) if k not in finished]
+        if db is not None:
+            db.refuse_missing(len(pending), len(runs), "runs")
         bar = progress_bar(total=len(pending), desc="marglik", unit="run", enabled=progress and bool(pending))
         trained = 0
         with bar:
