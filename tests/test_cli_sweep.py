@@ -205,6 +205,71 @@ def test_your_own_model_bad_input(tmp_path, capsys, user_models, model, message)
     assert code == 2 and err.count("\n") == 1 and message in err, err
 
 
+@pytest.mark.parametrize("body, message", [
+    ("import sys\nsys.exit(0)\n", "called sys.exit(0): guard the script part with `if __name__ == \"__main__\":`"),
+    ("raise RuntimeError('no GPU here')\n", "failed: RuntimeError: no GPU here"),
+])
+def test_your_own_model_file_that_exits_or_raises_at_import(tmp_path, capsys, user_models, body, message):
+    name = f"script_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(body)
+    code, out, err = run_cli(capsys, "images.npz", "--model", f"{name}.py:Net", "--out", tmp_path / "x")
+    assert code == 2 and err.count("\n") == 1 and f"--model '{name}.py:Net': importing {name!r}" in err, err
+    assert message in err, err
+    assert not (tmp_path / "x").exists()                        # refused before anything was made
+
+
+MANY_CLASSES = """
+from torch import nn
+
+def logits():
+    return nn.Linear(3, 58)
+
+def one_output():
+    return nn.Linear(3, 1)
+"""
+
+
+@pytest.fixture
+def many_classes(tmp_path, monkeypatch):
+    """A 58-class integer target as an NPZ and a CSV, and a models file with a 58-logit and a 1-output model."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    name = f"manyclasses_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(MANY_CLASSES)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(116, 3))
+    y = np.arange(116) % 58
+    np.savez(tmp_path / "many.npz", X=X, y=y)
+    lines = ["a,b,c,label"] + [f"{a:.4f},{b:.4f},{c:.4f},{t}" for (a, b, c), t in zip(X, y)]
+    (tmp_path / "many.csv").write_text("\n".join(lines) + "\n")
+    return name
+
+
+@pytest.mark.parametrize("data", ["many.npz", "many.csv"])
+def test_an_integer_target_with_many_classes_is_classification(tmp_path, capsys, many_classes, data):
+    common = [data, "--target", "label"] if data.endswith(".csv") else [data]
+    code, out, err = run_cli(capsys, *common, "--lambdas", "1e-4,1e-1", "--holdout", "0.5", "--out", tmp_path / "b",
+                             *FAST)
+    assert code == 0, err
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert results["metric"] == "accuracy" and results["config"]["train"]["loss"] == "cross_entropy"
+    code, out, err = run_cli(capsys, *common, "--model", f"{many_classes}:logits", "--lambdas", "1e-4",
+                             "--holdout", "0.5", "--epochs", "1", "--out", tmp_path / "u")
+    assert code == 0, err
+    code, out, err = run_cli(capsys, *common, "--model", f"{many_classes}:one_output", "--out", tmp_path / "r")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "cross-entropy needs (2, classes) logits with at least 58 classes" in err, err
+    assert err.rstrip().endswith("; if the target is values to predict, pass --task regression"), err
+    code, out, err = run_cli(capsys, *common, "--model", f"{many_classes}:logits", "--task", "regression",
+                             "--out", tmp_path / "c")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.rstrip().endswith("; if the target is class labels, pass --task classification"), err
+    code, out, err = run_cli(capsys, *common, "--model", f"{many_classes}:one_output", "--task", "regression",
+                             "--lambdas", "1e-4", "--holdout", "0.5", "--epochs", "1", "--out", tmp_path / "m")
+    assert code == 0, err
+    assert json.loads((tmp_path / "m" / "results.json").read_text())["config"]["train"]["loss"] == "mse"
+
+
 def test_hidden_is_for_the_mlp_only(tmp_path, capsys, csv_file):
     code, _, err = run_cli(capsys, csv_file, "--target", "label", "--model", "linear", "--hidden", "8",
                            "--out", tmp_path / "h")

@@ -76,3 +76,52 @@ def test_concurrent_writers(tmp_path):
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """``tmp_path/"ro"`` made read-only (file 0o444, directory 0o555); as root, where chmod does not stop writes,
+    the store's writability check is also monkeypatched to see the location as read-only."""
+    import os
+
+    from decaylab.sweeps import store as store_module
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+
+    def lock():
+        for path in folder.iterdir():
+            path.chmod(0o444)
+        folder.chmod(0o555)
+        if os.geteuid() == 0:                       # root writes through chmod: see the location as a user would
+            monkeypatch.setattr(store_module, "_writable", lambda path: False)
+
+    yield folder, lock
+    folder.chmod(0o755)
+
+
+def test_a_read_only_finished_store_is_read(read_only):
+    from sklearn.datasets import make_moons
+
+    import decaylab
+
+    folder, lock = read_only
+    data = make_moons(n_samples=60, noise=0.2, random_state=0)
+    path = folder / "sweep.sqlite"
+    kwargs = dict(folds=2, epochs=2, batch_size=16, hidden=(4,), lr=0.01, store=path)
+    first = decaylab.sweep("mlp", data, [1e-4, 1e-2], **kwargs)
+    lock()
+    names, content = sorted(p.name for p in folder.iterdir()), path.read_bytes()
+    again = decaylab.sweep("mlp", data, [1e-4, 1e-2], **kwargs)
+    assert all(r["from_store"] for r in again.table) and len(again.table) == 4
+    assert [r["val_loss"] for r in again.table] == [r["val_loss"] for r in first.table]
+    with pytest.raises(ValueError, match=r"is read-only and 2 of 6 members are not in it: copy it to a writable "
+                                         r"place \(e.g. cp .*sweep.sqlite ./sweep.sqlite\) and pass the copy"):
+        decaylab.sweep("mlp", data, [1e-4, 1e-2, 1.0], **kwargs)
+    with pytest.raises(ValueError, match="is read-only and 1 of 1 runs are not in it"):
+        decaylab.sweep("mlp", data, None, method="marglik", epochs=1, hidden=(4,), store=path)
+    with ResultStore(path) as store:
+        assert store.read_only and len(store) == 4
+        with pytest.raises(ValueError, match="is read-only and 1 of 1 members are not in it"):
+            store.put("k", "s", {}, {})
+    assert sorted(p.name for p in folder.iterdir()) == names and path.read_bytes() == content   # nothing written

@@ -158,6 +158,19 @@ def test_auto_engine_trains_unbatchable_models_one_at_a_time():
         decaylab.sweep(with_dropout, moons(), [1e-3], folds=2, epochs=1, engine="batched")
 
 
+def _float64_net():
+    return nn.Sequential(nn.Linear(2, 8, dtype=torch.float64), nn.ReLU(), nn.Linear(8, 2, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("method", ["grid", "marglik"])
+def test_a_float64_model_is_checked_in_the_sweeps_dtype(method):
+    grid = [1e-3, 1e-1] if method == "grid" else None
+    extra = {"folds": 2} if method == "grid" else {}
+    result = decaylab.sweep(_float64_net, moons(), grid, method=method, epochs=2, batch_size=32, lr=1e-2,
+                            dtype=torch.float64, **extra)
+    assert result.config["train"]["dtype"] == "torch.float64"
+
+
 def test_regression_sweep_on_torch_dataset_chooses_by_loss():
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(80, 4, generator=gen)

@@ -4,8 +4,9 @@
 function — returning a fresh ``nn.Module``; ``MODULE`` is imported with the current directory first on
 ``sys.path`` (then ``PYTHONPATH``), so a ``models.py`` beside the data works, and spawned ``--workers``
 import it the same way. ``MODULE`` may also be a path to a ``.py`` file (``nets/conv.py:ConvNet``): its
-directory goes first on ``sys.path`` and the file is imported by its name. Every way this can fail is a
-:class:`~decaylab.cli.UsageError` (exit 2) naming ``--model``, the value and what was expected.
+directory goes first on ``sys.path`` and the file is imported by its name. Every way this can fail — a module
+that raises or calls ``sys.exit()`` while it is imported included — is a :class:`~decaylab.cli.UsageError`
+(exit 2) naming ``--model``, the value and what was expected.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ def resolve_model(spec: str) -> str | Callable:
     except ModuleNotFoundError as exc:
         raise UsageError(f"--model {spec!r}: no module named {exc.name!r} in the current directory or on "
                          "PYTHONPATH") from None
+    except SystemExit as exc:                # sys.exit() at import: the module is a script, not a library
+        raise UsageError(f"--model {spec!r}: importing {module_name!r} called sys.exit({exc.code!r}): guard the "
+                         "script part with `if __name__ == \"__main__\":`") from None
     except Exception as exc:  # noqa: BLE001 - the user's module failed while importing
         raise UsageError(f"--model {spec!r}: importing {module_name!r} failed: {error_line(exc)}") from None
     for part in attr.split("."):

@@ -185,7 +185,7 @@ def _grid_sweep(model, data, lambdas, values: Mapping, given) -> SweepResult:
     if metric == "accuracy" and not classification:
         raise InputError(f"metric='accuracy' needs a classification loss, got loss={config.loss!r}")
     model_factory, model_spec = resolve_model(model, X, y, classification, values["hidden"], values["model_key"],
-                                              keyed=store is not None)
+                                              keyed=store is not None, dtype=config.dtype)
     if isinstance(model, str):                      # built-in MLPs take features: integer X becomes float
         X = X if torch.is_floating_point(X) else X.to(torch.float64)
         eval_sets = {k: (torch.as_tensor(ex).to(torch.float64), ey) for k, (ex, ey) in eval_sets.items()}
@@ -218,6 +218,8 @@ def _grid_sweep(model, data, lambdas, values: Mapping, given) -> SweepResult:
         if db is not None:
             found.update({k: v["result"] for k, v in db.get(keys).items()})
         pending = [(k, members[k]) for k in dict.fromkeys(keys) if k not in found]
+        if db is not None:
+            db.refuse_missing(len(pending), len(members), "members")
 
         bar = progress_bar(total=len(pending), desc="sweep", unit="member", enabled=progress and bool(pending))
 

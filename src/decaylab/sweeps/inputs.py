@@ -23,8 +23,8 @@ from decaylab._checks import InputError, InputTypeError, check_choice, check_int
 from decaylab.batched.members import check_same_architecture, parameter_shapes
 from decaylab.runspec import check_seeds
 
-__all__ = ["BUILTIN_MODELS", "resolve_data", "resolve_model", "check_values_fit", "check_forward", "check_seeds",
-           "fingerprint"]
+__all__ = ["BUILTIN_MODELS", "ModelOutputError", "resolve_data", "resolve_model", "check_values_fit", "check_forward",
+           "check_seeds", "fingerprint"]
 
 BUILTIN_MODELS = ("mlp", "linear")
 
@@ -100,8 +100,10 @@ def resolve_data(data, test_data):
     return X, y, eval_sets, spec
 
 
-def resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: bool = False):
-    """``(factory, spec)``: a built-in name or a user factory (its spec names it and its parameter shapes)."""
+def resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: bool = False,
+                  dtype: torch.dtype | None = None):
+    """``(factory, spec)``: a built-in name or a user factory (its spec names it and its parameter shapes); a
+    factory is checked (:func:`check_forward`) in ``dtype``, the sweep's training dtype."""
     if isinstance(model, str):
         check_choice("model", model, BUILTIN_MODELS)
 
@@ -121,17 +123,32 @@ def resolve_model(model, X, y, classification: bool, hidden, model_key, keyed: b
         raise InputError(f"model factory {name!r} has no stable name, so two different factories would share "
                          "results in the store: pass model_key='a name for this model' (change it when the "
                          "model's code changes), or define the factory at module level")
-    check_forward(probe, name, X, y, classification)
+    check_forward(probe, name, X, y, classification, dtype)
     shapes = parameter_shapes(probe)
     check_same_architecture(model, shapes, model())      # a factory of a new architecture per call is refused
     return model, {"factory": name, "parameters": {n: list(s) for n, s in shapes.items()}}
 
 
-def check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor, classification: bool) -> None:
+class ModelOutputError(InputError):
+    """The user's model returns outputs of a shape the loss cannot use: ``shape`` (its output's shape on ``rows``
+    rows) and ``task`` (``"classification"`` or ``"regression"``, the one it was checked for) say which."""
+
+    def __init__(self, message: str, shape: tuple[int, ...], rows: int, task: str):
+        super().__init__(message)
+        self.shape, self.rows, self.task = shape, rows, task
+
+
+def check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor, classification: bool,
+                  dtype: torch.dtype | None = None) -> None:
     """The user's model runs on two rows of the data and returns what the loss needs — ``(rows, classes)``
     logits covering every class in ``y``, or ``(rows, targets per row)`` for mse — else an :class:`InputError`
-    saying so before anything trains (not a torch error from deep inside a training step)."""
-    rows = X[:2].to(torch.get_default_dtype()) if X.is_floating_point() else X[:2]
+    saying so before anything trains (not a torch error from deep inside a training step).
+
+    Model and floating rows are cast to ``dtype`` (the sweep's training dtype; ``None``: torch's default), as
+    training casts them; integer rows (token ids) stay integers."""
+    dtype = dtype or torch.get_default_dtype()
+    probe = probe.to(dtype)
+    rows = X[:2].to(dtype) if X.is_floating_point() else X[:2]
     try:
         with torch.no_grad():
             out = probe.eval()(rows)
@@ -143,14 +160,15 @@ def check_forward(probe: nn.Module, name: str, X: torch.Tensor, y: torch.Tensor,
     if classification:
         classes = int(y.max()) + 1
         if out.dim() != 2 or out.shape[0] != len(rows) or out.shape[1] < classes:
-            raise InputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; cross-entropy "
-                             f"needs ({len(rows)}, classes) logits with at least {classes} classes (y holds 0…"
-                             f"{classes - 1})")
+            raise ModelOutputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; "
+                                   f"cross-entropy needs ({len(rows)}, classes) logits with at least {classes} "
+                                   f"classes (y holds 0…{classes - 1})", tuple(out.shape), len(rows), "classification")
         return
     per_row = int(np.prod(y.shape[1:]))
     if out.dim() != 2 or tuple(out.shape) != (len(rows), per_row):
-        raise InputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; mse needs "
-                         f"({len(rows)}, {per_row}): one output per target value of a row")
+        raise ModelOutputError(f"model {name!r} returns shape {tuple(out.shape)} for {len(rows)} rows; mse needs "
+                               f"({len(rows)}, {per_row}): one output per target value of a row", tuple(out.shape),
+                               len(rows), "regression")
 
 
 class _BuiltinFactory:

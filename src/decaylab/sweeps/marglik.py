@@ -138,7 +138,7 @@ def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> M
         X = scaler.apply(X).to(dtype)
         eval_sets = {name: (scaler.apply(torch.as_tensor(ex)).to(dtype), ey) for name, (ex, ey) in eval_sets.items()}
     factory, model_spec = resolve_model(model, X, y, loss == "cross_entropy", values["hidden"], values["model_key"],
-                                        keyed=store is not None)
+                                        keyed=store is not None, dtype=dtype)
     X = X.to(dtype) if X.is_floating_point() else X
     y = y.to(dtype) if torch.is_floating_point(y) else y
     shown = decay_key(decay_values)
@@ -159,6 +159,8 @@ def marglik_sweep(model, data, lambdas, values: Mapping, given=frozenset()) -> M
         if db is not None:
             finished.update({k: v["result"] for k, v in db.get(keys).items()})
         pending = [(k, one) for k, one in zip(keys, runs) if k not in finished]
+        if db is not None:
+            db.refuse_missing(len(pending), len(runs), "runs")
         bar = progress_bar(total=len(pending), desc="marglik", unit="run", enabled=progress and bool(pending))
         trained = 0
         with bar:

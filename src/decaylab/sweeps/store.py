@@ -20,6 +20,7 @@ import math
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -61,6 +62,13 @@ def _check_store_path(path: str) -> None:
         raise InputError(f"store {path!r} cannot be created: {parent!r} is not writable; {_FIX}")
 
 
+def _writable(path: str) -> bool:
+    """Whether the existing store at ``path`` can be written: the file, and its directory (where SQLite's WAL
+    puts its ``-wal`` and ``-shm`` files)."""
+    parent = os.path.dirname(os.path.abspath(path))
+    return os.access(path, os.W_OK) and os.access(parent, os.W_OK | os.X_OK)
+
+
 def plain_json(value: Any) -> Any:
     """Plain JSON values: tuples → lists, numpy/torch scalars → Python numbers, NaN → None."""
     if isinstance(value, Mapping):
@@ -85,24 +93,39 @@ def config_key(*parts: Mapping[str, Any]) -> str:
 
 
 class ResultStore:
-    """A SQLite file of finished members. Use as a context manager or call :meth:`close`."""
+    """A SQLite file of finished members. Use as a context manager or call :meth:`close`.
+
+    An existing store that cannot be written (a read-only file or directory) is opened read-only — SQLite's
+    ``mode=ro&immutable=1``, which writes nothing beside it (``mode=ro`` when a ``-wal`` file holds results) —
+    so its results can be read; :attr:`read_only`
+    says so, :meth:`refuse_missing` refuses to train what it lacks, and writing raises :class:`InputError`."""
 
     def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0):
         path = os.fspath(path)
         self.path = path
         _check_store_path(path)
+        self.read_only = os.path.exists(path) and not _writable(path)
         self._conn = None
         try:
-            self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+            if self.read_only:
+                wal = f"{path}-wal"                  # results a killed writer left in the WAL need SQLite's reader
+                mode = "ro" if os.path.exists(wal) and os.path.getsize(wal) else "ro&immutable=1"
+                uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
+                self._conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+            else:
+                self._conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             tables = {name for (name,) in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if tables and "members" not in tables:
                 raise InputError(f"store {path!r} is a SQLite database but not a decaylab results store (its tables: "
                                  f"{', '.join(sorted(tables))}); it was left untouched: {_FIX}")
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            with self._transaction():
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    self._conn.execute(statement)
+            if self.read_only and not tables:
+                raise InputError(f"store {path!r} is read-only and holds no results: {_FIX}")
+            if not self.read_only:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                with self._transaction():
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        self._conn.execute(statement)
             columns = [row[1] for row in self._conn.execute("PRAGMA table_info(members)")]
             if columns != list(_COLUMNS):
                 raise InputError(f"store {path!r} has a 'members' table that is not a decaylab store's "
@@ -112,10 +135,19 @@ class ResultStore:
                 raise sqlite3.DatabaseError(f"integrity check: {verdict}")
         except sqlite3.DatabaseError as exc:
             self.close()
-            raise InputError(f"store {path!r} cannot be used ({exc}): {_FIX}") from None
+            fix = "copy it to a writable place and pass the copy as the store" if self.read_only else _FIX
+            raise InputError(f"store {path!r} cannot be used ({exc}): {fix}") from None
         except BaseException:
             self.close()
             raise
+
+    def refuse_missing(self, missing: int, total: int, unit: str) -> None:
+        """A read-only store serves the results it holds; ``missing`` of ``total`` ``unit`` still to train (and
+        store) is an :class:`InputError` saying how to go on with a writable copy."""
+        if self.read_only and missing:
+            raise InputError(f"store {self.path!r} is read-only and {missing} of {total} {unit} are not in it: copy "
+                             f"it to a writable place (e.g. cp {self.path} ./sweep.sqlite) and pass the copy as the "
+                             "store (--store FILE / store=); nothing in it is retrained")
 
     @contextlib.contextmanager
     def _transaction(self):
@@ -134,6 +166,7 @@ class ResultStore:
 
     def put_many(self, rows: Iterable[tuple[str, str, Mapping[str, Any], Mapping[str, Any]]]) -> int:
         """Store several finished members in one transaction; returns how many were new."""
+        self.refuse_missing(1, 1, "members")
         now = time.time()
         params = [(k, s, canonical_json(c), canonical_json(r), now) for k, s, c, r in rows]
         with self._transaction():
