@@ -119,8 +119,8 @@ class TrainConfig:
         return self.optimizer.is_adam
 
     def decayed_names(self, model: nn.Module) -> dict[str, bool]:
-        """Parameter name → whether it decays, by ``self.decay.classify`` (the one rule)."""
-        return {d.name: d.decay for d in self.decay.classify(model)}
+        """Parameter name → whether it decays, by the config's :class:`~decaylab.groups.DecayRule` (the one rule)."""
+        return self.decay.decays(model)
 
 
 @dataclass

@@ -86,7 +86,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from decaylab.diagnostics.optimizer_decay import group_decay
+from decaylab.diagnostics.optimizer_decay import GroupDecay, group_decay
 from decaylab.optim._decay import scale_of_reading
 from decaylab.optim.muon import DEFAULT_A, DEFAULT_B, DEFAULT_C, DEFAULT_NS_STEPS, adjusted_lr
 
@@ -102,12 +102,12 @@ SATURATED_RTOL = 0.1
 
 
 
-def optimizer_kind(optimizer: torch.optim.Optimizer, group: dict) -> str | None:
+def optimizer_kind(optimizer: torch.optim.Optimizer, group: dict, decay: GroupDecay | None = None) -> str | None:
     """``"muon"``, ``"lion"`` or ``None``: which update rule ``group`` (one of ``optimizer.param_groups``)
     runs, read from the one table of optimizers (:func:`decaylab.diagnostics.optimizer_decay.group_decay`:
     decaylab's and torch's ``Muon``, a :class:`~decaylab.optim.MuonAdamW` group with ``use_muon=True``,
     decaylab's ``Lion``); anything else ``None``."""
-    family = group_decay(optimizer, group).family
+    family = (decay or group_decay(optimizer, group)).family      # ``decay``: the group's reading, if read
     return family if family in ("muon", "lion") else None
 
 
@@ -252,10 +252,10 @@ class GroupBounds:
         return self.lr * ratio * rms * math.sqrt(min(rows, cols) * k / (2 * self.step_decay))
 
 
-def group_bounds(optimizer: torch.optim.Optimizer, group: dict) -> GroupBounds | None:
+def group_bounds(optimizer: torch.optim.Optimizer, group: dict, decay: GroupDecay | None = None) -> GroupBounds | None:
     """The :class:`GroupBounds` of a Muon or Lion ``group`` of ``optimizer``; ``None`` for other rules.
     A group without decaylab's keys (torch's Muon) decays with decay_scaling ``"lr"``."""
-    kind = optimizer_kind(optimizer, group)
+    kind = optimizer_kind(optimizer, group, decay)
     if kind is None:
         return None
     lr = float(group.get("lr", 0.0))
@@ -276,18 +276,20 @@ def _or_nan(value: float | None) -> float:
     return math.nan if value is None else float(value)
 
 
-def tensor_predictions(optimizer: torch.optim.Optimizer, group: dict, shapes: Sequence[Sequence[int]]) -> np.ndarray:
+def tensor_predictions(optimizer: torch.optim.Optimizer, group: dict, shapes: Sequence[Sequence[int]],
+                       decay: GroupDecay | None = None) -> np.ndarray:
     """The :data:`PREDICTIONS` for parameters of ``shapes`` in ``group``, one row each (NaN: none).
 
     Muon groups: the equilibrium angle and norm and the spectral bound (section 1 and 3 of the module
     docstring); Lion groups: the ℓ∞ bound (section 2; no angle: Lion's sign of a two-β interpolation
     has no equilibrium-angle derivation here); other groups: the equilibrium angle and AdamW's 1/λ
-    bound of :class:`decaylab.diagnostics.optimizer_decay.GroupDecay`.
+    bound of :class:`decaylab.diagnostics.optimizer_decay.GroupDecay` (``decay``: the group's reading, if the
+    caller has it; else it is read here, once).
     """
     out = np.full((len(shapes), len(PREDICTIONS)), np.nan)
-    bounds = group_bounds(optimizer, group)
+    decay = decay or group_decay(optimizer, group)
+    bounds = group_bounds(optimizer, group, decay)
     if bounds is None:
-        decay = group_decay(optimizer, group)
         out[:, 0], out[:, 1] = _or_nan(decay.equilibrium_angle), _or_nan(decay.max_abs_bound)
     elif bounds.kind == "lion":
         out[:, 1] = _or_nan(bounds.max_abs_bound)

@@ -314,7 +314,7 @@ class DecayMonitor:
             if len(rows):
                 d = group_decay(self.optimizer, group)
                 predicted[rows, :2] = d.lr, d.weight_decay
-                predicted[rows, 2:] = tensor_predictions(self.optimizer, group, [self._shapes[i] for i in rows])
+                predicted[rows, 2:] = tensor_predictions(self.optimizer, group, [self._shapes[i] for i in rows], d)
         self._pending.append((self._steps, parts, predicted))
         if len(self._pending) >= _PENDING:
             self._flush()
