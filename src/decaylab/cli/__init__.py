@@ -34,6 +34,7 @@ COMMANDS = (
     "demo",
     "convert",
     "sweep",
+    "scale",
     "repro",
 )
 
