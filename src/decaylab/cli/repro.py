@@ -29,11 +29,12 @@ SCALING_TITLE = "λ across scale: the scaling rules fitted on small runs and che
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "repro", help="reproduce a published weight-decay result (decoupling: lr × λ maps; scaling: λ scaling rules)",
+        "repro",
+        help="reproduce a published weight-decay result (decoupling: lr × λ maps; scaling: λ scaling rules)",
         description="Reproduce a published weight-decay result at small scale and write DIR/index.html "
                     "and DIR/summary.json. decoupling: lr × λ maps for SGD, SGDW, Adam, AdamW "
-                    "(Loshchilov & Hutter 2019, Figure 2) with the slope of log(best λ) vs log(lr). scaling: the λ scaling "
-                    "rules fitted on ladders of small runs, each predicting a held-out larger run.")
+                    "(Loshchilov & Hutter 2019, Figure 2) with the slope of log(best λ) vs log(lr). scaling: the λ "
+                    "scaling rules fitted on ladders of small runs, each predicting a held-out larger run.")
     parser.add_argument("study", choices=STUDIES, help="which result to reproduce")
     parser.add_argument("--out", metavar="DIR", default="decaylab-repro",
                         help="directory for index.html and summary.json (default: %(default)s)")
@@ -71,9 +72,8 @@ def run(args: argparse.Namespace) -> int:
         check_int("--workers", args.workers, low=1, high=64)
     if args.study == "scaling":
         return _run_scaling(args, out_dir)
-    from decaylab.experiments.decoupling import run_decoupling
-
     from decaylab._workers import WorkerDied
+    from decaylab.experiments.decoupling import run_decoupling
 
     try:
         result = run_decoupling(quick=args.quick, seeds=args.seeds, epochs=args.epochs, progress=args.progress,

@@ -34,8 +34,9 @@ def register(subparsers) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR[@KEY=V,…]",
                         help="decaylab sweep --out directories, results.json files or results stores; @KEY=V,… "
                              f"gives settings a run does not record ({', '.join(KEYS)})")
-    parser.add_argument("--to", required=True, metavar="KEY=V,…", help=f"the target run's settings ({', '.join(KEYS)}); "
-                                                                       "it must set the variable the runs differ in")
+    parser.add_argument("--to", required=True, metavar="KEY=V,…",
+                        help=f"the target run's settings ({', '.join(KEYS)}); it must set the variable the runs "
+                             "differ in")
     parser.add_argument("--vary", choices=VARIABLES, default=None,
                         help="the variable the runs differ in (default: found; runs that differ in more are refused)")
     parser.add_argument("--boot", type=int, default=1000, metavar="N", help="bootstrap draws (default: %(default)s)")

@@ -1,8 +1,9 @@
-"""The scaling study: do the λ scaling rules hold here? Ladders swept with the batched engine, the largest rung held out.
+"""The scaling study: do the λ scaling rules hold here? Ladders swept by the batched engine, the largest held out.
 
 Three ladders on MNIST-1D (generated locally: ``mnist1d.data.make_dataset(get_dataset_args())`` through
 :mod:`decaylab.data`), each varying one thing of an MLP 40-w-10 (one hidden ReLU layer) trained with torch-convention
-AdamW (``decay_scaling="lr"``, lr 3e-3, constant) for 100 epochs, λ on a log grid 1e-2 … 1e2 (13 values; quick: 9):
+AdamW (``decay_scaling="lr"``, lr 3e-3, constant) for 100 epochs, λ on a log grid 1e-2 … 1e2 (13 values;
+quick: 9):
 
 - ``rows``: training rows N = 125 × 1, 2, 4, 8, 16 (quick: × 1, 2, 4) at width 128, batch 32;
 - ``width``: hidden widths 64 … 1024 (quick: 64 … 256) at 4× the base N, batch 32;
@@ -14,8 +15,9 @@ MNIST-1D's 4000 training rows (the rows of a smaller rung are a subset of a larg
 and the fitted power law (:func:`decaylab.scaling.predict`) are fitted on every rung but the largest and predict
 the largest; its measured curve then scores each prediction by |log10 λ_pred − log10 λ_best| and the regret:
 validation loss at λ_pred (trained there: one more sweep of the largest rung at the predicted λ, the same seeds
-and holdout) minus the grid's lowest mean, against the standard error over seeds at that best grid point. The tokens-per-parameter ladder of a small GPT (Power
-Lines' own setting) needs next-token sweeps, which decaylab does not run yet; the report says so.
+and holdout) minus the grid's lowest mean, against the standard error over seeds at that best grid point. The
+tokens-per-parameter ladder of a small GPT (Power Lines' own setting) needs next-token sweeps, which decaylab
+does not run yet; the report says so.
 """
 
 from __future__ import annotations
@@ -134,10 +136,9 @@ def _figure(ladder: Ladder, rungs, scores, prediction) -> bytes:
     from decaylab._figures import fig_to_png, new_figure
 
     fig, ax = new_figure(7.0, 4.2, feature="the scaling report's figures")
-    cmap = fig.colormaps["viridis"] if hasattr(fig, "colormaps") else None
     for k, rung in enumerate(rungs):
-        colour = cmap(k / max(1, len(rungs) - 1)) if cmap else None
         last = k == len(rungs) - 1
+        colour = "tab:blue" if last else str(round(0.75 - 0.45 * k / max(1, len(rungs) - 2), 3))   # greys: fitted
         ax.errorbar(rung.lambdas, rung.mean, yerr=rung.se, marker="o", ms=3, capsize=2, color=colour,
                     lw=2.2 if last else 1.0, label=f"{ladder.vary} = {rung.settings.value(ladder.vary):g}"
                     + (" (held out)" if last else " (fitted)"))

@@ -31,7 +31,7 @@ import numpy as np
 
 from decaylab._checks import InputError, InputTypeError, check_int, check_real
 from decaylab.conventions import convert
-from decaylab.scaling.fit import PowerLaw, fit_power_law, percentile_interval
+from decaylab.scaling.fit import fit_power_law, percentile_interval
 from decaylab.scaling.rules import RULES, Rule, tau_ratio
 from decaylab.scaling.rungs import Rung, rung_from_result
 from decaylab.scaling.settings import RunSettings, apply_settings, differing, ladder_variable, parse_settings

@@ -61,8 +61,8 @@ class Rung:
         order = np.argsort(lam)
         lam, vals = lam[order], vals[order]
         if lam.size < MIN_LAMBDAS or len(np.unique(lam)) != lam.size:
-            raise InputError(f"rung {self.source or self.label!r}: its grid needs at least {MIN_LAMBDAS} distinct λ > 0, "
-                             f"got {lam.tolist()}")
+            raise InputError(f"rung {self.source or self.label!r}: its grid needs at least {MIN_LAMBDAS} distinct "
+                             f"λ > 0, got {lam.tolist()}")
         finite = vals[np.isfinite(vals)]
         if finite.size == 0:
             raise InputError(f"rung {self.source or self.label!r}: every member diverged, so it has no best λ")
