@@ -45,6 +45,8 @@ code                        severity  what
 ``run-length-unknown``      info      a ``scheduler`` was given without ``total_steps`` and its length cannot
                                       be read from it (a ``LambdaLR`` over a closure, ``StepLR``, …): the
                                       checks that compare τ with the run were skipped
+``tau-unsupported``         info      with ``steps_per_epoch``: τ_epoch over 10× outside the range where the
+                                      scaling rules were checked on measured ladders (:mod:`decaylab.scaling.support`)
 ==========================  ========  ==================================================================
 
 The strength findings (``decay-dominates``, ``lambda-convention``, ``decay-inert``, ``decay-weak``) are one
@@ -280,6 +282,29 @@ def _check_strength(s: Setup) -> list[Finding]:
     return [f for f in found if f is not None]
 
 
+def _check_tau_support(s: Setup) -> list[Finding]:
+    """``tau-unsupported`` for a decaying group with no strength finding whose τ_epoch = τ_iter/steps_per_epoch lies
+    far outside the τ_epoch range :mod:`decaylab.scaling.support` says the scaling rules were measured on."""
+    from decaylab.scaling.support import MEASURED_BY, MEASURED_TAU_EPOCH, unsupported
+
+    out = []
+    for gi, _, d in s.decayed_groups() if s.steps_per_epoch is not None else ():
+        tau = d.timescale_iters
+        if tau is None or not math.isfinite(tau) or not unsupported(tau / s.steps_per_epoch) or \
+                _strength_finding(s, gi, d) is not None:
+            continue
+        lo, hi = MEASURED_TAU_EPOCH
+        out.append(Finding(
+            "info", "tau-unsupported", s.group_names(gi),
+            f"{d.optimizer} group {gi}: τ_epoch = {tau / s.steps_per_epoch:.3g} epochs (τ_iter {tau:.3g} steps at "
+            f"{s.steps_per_epoch} steps per epoch) is far outside the {lo:g}–{hi:g} epochs where the scaling rules "
+            f"were checked on measured ladders ({MEASURED_BY}): a λ carried there from smaller runs by a rule "
+            "is unchecked",
+            "nothing to change if this τ was measured on runs like this one; else sweep λ on smaller runs (decaylab "
+            "sweep) and carry it to this one with decaylab scale, which says how far it extrapolates"))
+    return out
+
+
 def _check_reference_lr(s: Setup) -> list[Finding]:
     """Schedule-scaled decay divides by lr_0 (``decay_reference_lr``); an optimizer re-created mid-run takes
     its current, lower lr as lr_0 and then decays peak/lr_0 times too strongly."""
@@ -353,7 +378,8 @@ def _check_foreign(s: Setup) -> list[Finding]:
 
 # Thresholds of the Muon and Lion recipe checks.
 CHECKS: tuple[Callable[[Setup], list[Finding]], ...] = (
-    _check_missing, _check_unknown, _check_coupled, _check_no_decay_params, _check_strength, _check_reference_lr,
+    _check_missing, _check_unknown, _check_coupled, _check_no_decay_params, _check_strength, _check_tau_support,
+    _check_reference_lr,
     _check_decay_off, _check_double_decay, _check_frozen, _check_foreign, check_muon, check_lion)
 
 

@@ -36,7 +36,7 @@ from decaylab.scaling.rules import RULES, Rule, tau_ratio
 from decaylab.scaling.rungs import Rung, rung_from_result
 from decaylab.scaling.settings import RunSettings, apply_settings, differing, ladder_variable, parse_settings
 
-__all__ = ["predict_lambda", "ScalingPrediction", "RulePrediction", "extrapolation", "FITTED"]
+__all__ = ["predict_lambda", "ScalingPrediction", "RulePrediction", "extrapolation", "carry_lambda", "FITTED"]
 
 FITTED = "power-law"
 
@@ -143,6 +143,20 @@ def _lambda_factor(rule: Rule, s: RunSettings, t: RunSettings, m: float) -> floa
         return 1.0
     tau_s = convert(1.0, s.convention, "tau-iter", **_context(s))
     return convert(tau_s * tau_ratio(rule, s, t, m), "tau-iter", t.convention, **_context(t))
+
+
+def carry_lambda(rule: str | Rule, lam: float, source: RunSettings, target: RunSettings, m: float = 0.0) -> float:
+    """``lam`` (in ``source.convention``) carried from the run ``source`` to ``target`` by ``rule`` (a name in
+    :data:`~decaylab.scaling.rules.RULES`), in ``target.convention``'s units; ``m``: Power Lines' exponent for
+    ``power-lines-fit``."""
+    if not isinstance(rule, Rule):
+        if rule not in RULES:
+            raise InputError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+        rule = RULES[rule]
+    missing = _missing(rule, [source, target])
+    if missing:
+        raise InputError(f"rule {rule.name!r} {missing}")
+    return check_real("lam", lam, low=0.0) * _lambda_factor(rule, source, target, m)
 
 
 def _missing(rule: Rule, runs: Sequence[RunSettings]) -> str | None:
