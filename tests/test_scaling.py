@@ -150,7 +150,8 @@ def test_extrapolation_distance_in_words():
 ])
 def test_bad_input_is_refused_in_one_line(rungs, target, vary, message):
     made = {"one": [_rung(100, 1.0)], "ok": [_rung(100, 1.0), _rung(200, 0.5)],
-            "two-vars": [_rung(100, 1.0), _rung(200, 0.5, width=128)], "same": [_rung(100, 1.0), _rung(100, 1.0)]}[rungs]
+            "two-vars": [_rung(100, 1.0), _rung(200, 0.5, width=128)],
+            "same": [_rung(100, 1.0), _rung(100, 1.0)]}[rungs]
     with pytest.raises(InputError, match=message) as err:
         predict(made, target, vary=vary)
     assert "\n" not in str(err.value)

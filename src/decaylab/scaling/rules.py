@@ -58,6 +58,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from decaylab._checks import InputError
 from decaylab.scaling.settings import RunSettings
 
 __all__ = ["Rule", "RULES", "tau_ratio"]
@@ -126,5 +127,5 @@ RULES: dict[str, Rule] = {r.name: r for r in (
 def tau_ratio(rule: Rule, source: RunSettings, target: RunSettings, m: float = 0.0) -> float:
     """τ_iter,t/τ_iter,s under ``rule`` (not for ``keep``, which holds λ instead)."""
     if rule.ratio is None:
-        raise ValueError("the keep rule holds λ, not τ")
+        raise InputError("rule 'keep' holds λ, not τ: it has no τ ratio")
     return float(rule.ratio(source, target, m))
