@@ -54,7 +54,10 @@ def test_keller_jordans_recipe_gets_the_numbers_and_no_warning():
     opt = dopt.MuonAdamW(dopt.muon_param_groups(model), muon=dict(lr=0.02, weight_decay=0.01),
                          adamw=dict(lr=3e-4, betas=(0.9, 0.95), eps=1e-10, weight_decay=0.01))
     findings = doctor(model, opt, **RUN)
-    assert findings.codes == ["muon-decay"], str(findings)
+    # no warning; besides muon-decay, the AdamW companion's τ_epoch (3.3e5 steps / 500 = 667 epochs) is far outside
+    # the τ_epoch range the scaling ladders measured, an info (decaylab.scaling.support)
+    assert findings.codes == ["tau-unsupported", "muon-decay"], str(findings)
+    assert by_code(findings, "tau-unsupported").params == ("head.weight",)
     info = by_code(findings, "muon-decay")
     assert set(info.params) == {"up.weight", "down.weight"}
     # per step lr·λ = 2e-4; the update RMS lr/√B (B = 32 and 64); relative to it, AdamW λ's 0.01·0.2·√B
