@@ -77,7 +77,8 @@ class _StackedModel:
             raise InputError(f"model cannot be trained batched: {reason}; use engine='sequential'")
         params, buffers = torch.func.stack_module_state(models)
         self.names = list(params)
-        self.params = [params[n].detach().clone().to(device).requires_grad_(True) for n in self.names]
+        # stack_module_state's tensors are fresh copies: no clone (one copy of the members' weights less)
+        self.params = [params[n].detach().to(device).requires_grad_(True) for n in self.names]
         # buffers (BatchNorm running statistics) stacked [G, …] per member, updated in place
         self.buffer_names = list(buffers)
         self.buffers = [buffers[n].detach().clone().to(device) for n in self.buffer_names]

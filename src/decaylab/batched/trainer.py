@@ -319,6 +319,7 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
                 if not overflowing_step(error):
                     raise
                 _drop(alive & (s < per_epoch), alive, epochs_run, epoch, optimizer)
+            del grads                              # before the next step's: one set of gradients at a time
         epochs_run[alive] = epoch + 1
         finite = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0).cpu()
         _drop(alive & ~finite, alive, epochs_run, epoch, optimizer)
