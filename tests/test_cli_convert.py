@@ -70,3 +70,14 @@ def test_entry_point_subprocess():
                            "--to", "coupled"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert float(proc.stdout.splitlines()[0]) == pytest.approx(0.02)
+
+
+def test_mlp_alpha_says_what_it_assumes_of_the_batches(capsys):
+    code, out, _ = run(capsys, "convert", "1e-4", "--from", "mlp-alpha", "--to", "coupled", "--batch-size", "200")
+    assert code == 0 and float(out.splitlines()[0]) == pytest.approx(5e-7)
+    assert "exact only with full batches: assumes every sklearn batch has b = 200 rows" in out
+    code, out, _ = run(capsys, "convert", "1e-4", "--from", "mlp-alpha", "--to", "coupled", "--batch-size", "200",
+                       "--dataset-size", "1437")
+    assert code == 0 and float(out.splitlines()[0]) == pytest.approx(5e-7 * 1.5507, rel=1e-4)
+    assert "not exact: the epoch-average decay per step: sklearn's last batch has 37 of 1437 rows" in out
+    assert "1.55×" in out

@@ -12,6 +12,7 @@ from decaylab.conventions import (
     convert,
     formula,
     is_exact,
+    mlp_alpha_batch_factor,
     normalized_weight_decay,
     required_context,
     timescale_epochs,
@@ -32,8 +33,10 @@ def test_every_pair_round_trips_and_needs_only_what_it_says(src, dst):
     assert convert(there, dst, src, **CTX) == pytest.approx(value, rel=1e-12)
     needs = required_context(src, dst)
     assert set(needs) == set(required_context(dst, src))
-    # exactly the declared context is needed: with it alone the conversion works...
-    assert convert(value, src, dst, **{k: CTX[k] for k in needs}) == pytest.approx(there, rel=1e-12)
+    # exactly the declared context is needed: with it alone (and, for mlp-alpha, the rows whose short last
+    # batch it counts) the conversion works...
+    optional = ("dataset_size",) if "mlp-alpha" in (src, dst) and "batch_size" in needs else ()
+    assert convert(value, src, dst, **{k: CTX[k] for k in (*needs, *optional)}) == pytest.approx(there, rel=1e-12)
     # ...and without any one of it the conversion refuses, naming it
     for k in needs:
         with pytest.raises(ValueError, match=rf"converting '{src}' to '{dst}' needs .*{k}"):
@@ -42,12 +45,14 @@ def test_every_pair_round_trips_and_needs_only_what_it_says(src, dst):
 
 @pytest.mark.parametrize("src,dst", PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS])
 def test_printed_formula_computes_the_converted_value(src, dst):
-    lhs, rhs = formula(src, dst).split(" = ")
+    # mlp-alpha with the rows (CTX's 50,000 in batches of 64: a short last batch) carries c
+    lhs, rhs = formula(src, dst, batch_factor=True).split(" = ")
     assert lhs == CONVENTIONS[dst].symbol
     expr = rhs.replace(CONVENTIONS[src].symbol, "V").replace("·", "*").replace("^", "**")
     expr = re.sub(r"√(\w+)", r"sqrt(\1)", expr).replace("√(", "sqrt(")
     names = dict(V=0.0123, lr=CTX["lr"], b=CTX["batch_size"], N=CTX["dataset_size"], T=CTX["epochs"], sqrt=math.sqrt,
-                 A=CTX["shape"][0], B=CTX["shape"][1], r=CTX["update_rms"], q=CTX["adam_lr_ratio"], max=max)
+                 A=CTX["shape"][0], B=CTX["shape"][1], r=CTX["update_rms"], q=CTX["adam_lr_ratio"], max=max,
+                 c=mlp_alpha_batch_factor(CTX["batch_size"], CTX["dataset_size"]))
     assert eval(expr, {"__builtins__": {}}, names) == pytest.approx(convert(0.0123, src, dst, **CTX), rel=1e-12)
 
 
@@ -264,3 +269,34 @@ def test_keras_has_two_named_conventions_and_the_bare_name_is_refused():
     assert convert(0.01, "keras-l2", "keras-optimizer", lr=0.1) == 0.02      # ×2, exact
     with pytest.raises(InputError, match="'keras' is ambiguous.*keras-optimizer.*keras-l2"):
         get_convention("keras")
+
+
+def test_mlp_alpha_with_the_rows_counts_sklearns_short_last_batch():
+    """One epoch of sklearn's own SGD over 1437 rows in batches of 200 (X = 0: the first layer's weights get
+    only the penalty's gradient, α·W/n with n each batch's own rows): its decay is that of the converted
+    coupled λ over the epoch's 8 steps when the rows are given, 1.55× that of the full-batch α/b."""
+    from sklearn.neural_network import MLPRegressor
+
+    from decaylab.conventions import is_exact, mlp_alpha_batch_factor
+
+    N, b, lr, alpha = 1437, 200, 0.01, 0.5
+    X, y = np.zeros((N, 3)), np.random.default_rng(0).normal(size=N)
+
+    def first_layer(a):
+        m = MLPRegressor(hidden_layer_sizes=(4,), alpha=a, solver="sgd", learning_rate_init=lr, momentum=0.0,
+                         batch_size=b, shuffle=False, random_state=0)
+        return m.partial_fit(X, y).coefs_[0]
+
+    sklearn_decay = 1 - float(np.mean(first_layer(alpha) / first_layer(0.0)))
+    steps = -(-N // b)
+    lam = convert(alpha, "mlp-alpha", "coupled", batch_size=b, dataset_size=N)
+    assert sklearn_decay == pytest.approx(1 - (1 - lr * lam) ** steps, rel=1e-4)
+    full_batches = convert(alpha, "mlp-alpha", "coupled", batch_size=b)
+    assert sklearn_decay / (1 - (1 - lr * full_batches) ** steps) == pytest.approx(1.5507, rel=1e-3)
+    assert mlp_alpha_batch_factor(b, N) == pytest.approx((7 / 200 + 1 / 37) / 8 * 200)
+    assert convert(lam, "coupled", "mlp-alpha", batch_size=b, dataset_size=N) == pytest.approx(alpha)
+    assert not is_exact("mlp-alpha", "coupled", batch_size=b, dataset_size=N)
+    assert is_exact("mlp-alpha", "coupled", batch_size=b, dataset_size=1400)
+    assert convert(alpha, "mlp-alpha", "coupled", batch_size=b, dataset_size=1400) == full_batches
+    # lbfgs, or a batch_size over N (sklearn clips it): one batch of N rows, α/N
+    assert convert(alpha, "mlp-alpha", "coupled", batch_size=500, dataset_size=150) == pytest.approx(alpha / 150)

@@ -62,3 +62,27 @@ def test_the_cli_names_the_members_when_none_is_usable(tmp_path, capsys):
     assert code == 1 and err.count("\n") == 1, err
     assert "no usable member: all 4 diverged" in err and "λ=0 lr=1e+30 fold=0 seed=0; " in err
     assert "diverged (NaN or runaway loss): λ=0 lr=1e+30 fold=0 seed=0; λ=0 lr=1e+30 fold=1 seed=0; " in out
+
+
+@pytest.mark.parametrize("engine", ["batched", "sequential"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgdw", "sgd"])
+def test_a_step_too_large_for_the_dtype_is_divergence_not_a_crash(engine, optimizer):
+    # lr 1e40 is beyond float32's range: torch refuses the step's scalar ("cannot be converted to type float
+    # without overflow"); the members taking it are diverged and named, the sweep ends normally
+    import decaylab
+
+    X, y = _data()
+    result = decaylab.sweep("linear", (X.float(), y.float()), [0.0, 1e-3], lr=1e40, folds=2, epochs=1,
+                            batch_size=8, optimizer=optimizer, loss="mse", engine=engine)
+    assert [r["diverged"] for r in result.table] == [True] * 4
+    assert result.best_lambda is None and result.diverged_members().startswith("λ=0 lr=1e+40 fold=0 seed=0; ")
+
+
+def test_the_cli_reports_lr_1e40_as_diverged_members(tmp_path, capsys):
+    from decaylab.cli import main
+
+    code = main(["sweep", "moons", "--model", "linear", "--lambdas", "0,1e-3", "--lr", "1e40", "--folds", "2",
+                 "--epochs", "1", "--optimizer", "adam", "--out", str(tmp_path / "out")])
+    _, err = capsys.readouterr()
+    assert code == 1 and err.count("\n") == 1, err
+    assert "no usable member: all 4 diverged" in err and "lr=1e+40" in err and "bug" not in err

@@ -26,8 +26,8 @@ name                      the number is                                         
                           (Loshchilov & Hutter 2019, Alg. 1–2; Composer DecoupledAdamW)
 ``ridge-alpha``           sklearn ``Ridge(alpha)``: ‖y − Xw‖² + α‖w‖² (a *sum* of squares;    2·lr·α/N
                           against a mean-squared-error loss, MSELoss)
-``mlp-alpha``             sklearn ``MLPClassifier/MLPRegressor(alpha)``: (α/(2b))·‖W‖² added  lr·α/b
-                          to each batch's mean loss
+``mlp-alpha``             sklearn ``MLPClassifier/MLPRegressor(alpha)``: (α/(2n))·‖W‖² added  lr·α/b (full batches;
+                          to each batch's mean loss, n the batch's own rows                   with N: epoch average)
 ``prior-precision``       δ of a Gaussian prior N(0, 1/δ) on the weights, the loss being the     lr·δ/N
                           mean negative log-likelihood (cross-entropy; the Laplace evidence,
                           decaylab.marglik): coupled λ = δ/N
@@ -96,8 +96,15 @@ the value with the same per-step decay of the weights themselves, and says so.
 sklearn details (``sklearn/neural_network/_multilayer_perceptron.py``): the MLP's penalty is
 ``0.5·alpha·Σ‖W‖² / n_samples`` with ``n_samples`` the size of the batch the gradient is taken
 on — ``batch_size`` (default ``min(200, N)``) for the ``sgd``/``adam`` solvers, N for
-``lbfgs`` — and only the weight matrices decay, not the intercepts. ``MLPRegressor``'s data loss
-is ``½``·MSE; against torch's ``MSELoss`` (no ½) the equivalent coefficient is twice as large.
+``lbfgs`` — and only the weight matrices decay, not the intercepts. The last batch of an epoch over N rows
+has only ``r = N − ⌊N/b⌋·b`` rows (when N is not a multiple of b) and takes ``α/r``: with N = 1437 and b = 200
+that batch decays 5.4× as hard as the others and the epoch's decay is 1.55× that of ``α/b`` per step.
+Without ``dataset_size`` a conversion from or to ``mlp-alpha`` assumes every batch is full (``α/b`` per step:
+exact when N is a multiple of b); with it, the value is the epoch-average decay per step,
+``α·(⌊N/b⌋/b + 1/r)/⌈N/b⌉`` (b clipped to N, as sklearn does; :func:`mlp_alpha_batch_factor`), the same
+decay over each epoch but not at each step, so such a conversion is not exact (:func:`is_exact`).
+``MLPRegressor``'s data loss is ``½``·MSE; against torch's ``MSELoss`` (no ½) the equivalent coefficient
+is twice as large.
 ``Ridge`` does not penalize the intercept.
 
 Length: over 400 lines because this docstring's table of every convention, with its formula and source,
@@ -107,6 +114,7 @@ is the reference of ``decaylab convert``; the code below it is ~250 lines.
 from __future__ import annotations
 
 import decimal
+import fractions
 import math
 import sys
 from dataclasses import dataclass, field
@@ -115,7 +123,8 @@ from typing import Any
 from decaylab._checks import InputError, InputTypeError, check_int, check_real
 
 __all__ = ["Convention", "CONVENTIONS", "CONTEXT", "get_convention", "convert", "required_context",
-           "formula", "is_exact", "update_matched", "update_matched_lr", "normalized_weight_decay",
+           "formula", "is_exact", "counts_short_last_batch", "mlp_alpha_batch_factor", "mlp_alpha_assumption",
+           "update_matched", "update_matched_lr", "normalized_weight_decay",
            "timescale_iters", "timescale_epochs"]
 
 #: The context a conversion may need: argument name -> (symbol in formulas, meaning).
@@ -195,8 +204,9 @@ CONVENTIONS: dict[str, Convention] = {c.name: c for c in (
                "sklearn Ridge alpha: ‖y − Xw‖² + α‖w‖² (vs a mean-squared-error loss)", 2.0, 1,
                {"lr": 1, "dataset_size": -1}, ("ridge", "sklearn-ridge")),
     Convention("mlp-alpha", "α_mlp", "penalty",
-               "sklearn MLPClassifier/MLPRegressor alpha: α/(2b)·‖W‖² added to the batch mean loss "
-               "(b = batch_size; N for lbfgs)", 1.0, 1, {"lr": 1, "batch_size": -1}, ("mlp", "sklearn-mlp")),
+               "sklearn MLPClassifier/MLPRegressor alpha: α/(2n)·‖W‖² added to each batch's mean loss (n its rows: "
+               "b if every batch is full, N for lbfgs; with dataset_size, sklearn's short last batch counted)",
+               1.0, 1, {"lr": 1, "batch_size": -1}, ("mlp", "sklearn-mlp")),
     Convention("prior-precision", "δ", "penalty",
                "Gaussian prior precision δ (θ ~ N(0, 1/δ)) with a mean negative-log-likelihood loss over N rows "
                "(cross-entropy): coupled λ = δ/N (decaylab.marglik)", 1.0, 1, {"lr": 1, "dataset_size": -1},
@@ -281,17 +291,82 @@ def required_context(from_: Any, to: Any) -> tuple[str, ...]:
     return _arguments(_net_exponents(get_convention(from_, "from_"), get_convention(to, "to")))
 
 
-def is_exact(from_: Any, to: Any) -> bool:
+def is_exact(from_: Any, to: Any, *, batch_size: float | None = None, dataset_size: float | None = None) -> bool:
     """True when equal numbers give the same update: both conventions in the same family (penalty or
     decoupled), and, for an update-matched pair, normalized alike (``basis``: two Muon conventions, or
     AdamW and Keras' AdamW variables); False when one is a gradient term and the other a decoupled decay
     (then they agree for plain SGD without momentum only), or when the pair matches different update
     normalizations (AdamW's update RMS 0.2·lr is a measured typical value, Newton–Schulz's O is only
-    nearly orthogonal)."""
+    nearly orthogonal). A pair with ``mlp-alpha`` on one side is exact only if every batch is full: False
+    when ``dataset_size`` N is given and is not a multiple of ``batch_size`` (sklearn's short last batch
+    decays harder, the conversion matches the epoch's average); without N it is exact under that assumption
+    (:func:`mlp_alpha_assumption` says so)."""
     src, dst = get_convention(from_, "from_"), get_convention(to, "to")
     if update_matched(src, dst):
         return src.basis == dst.basis
+    if _one_side_mlp_alpha(src, dst) and batch_size is not None and dataset_size is not None:
+        if _short_last_batch(batch_size, dataset_size):
+            return False
     return src.family == dst.family
+
+
+def _one_side_mlp_alpha(src: Convention, dst: Convention) -> bool:
+    return (src.name == "mlp-alpha") != (dst.name == "mlp-alpha")
+
+
+def _whole(name: str, value: Any) -> int:
+    """A count of rows: an integer ≥ 1 (a float such as the CLI's 200.0 when it is whole)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return check_int(name, value, low=1)
+
+
+def _short_last_batch(batch_size: float, dataset_size: float) -> int:
+    """Rows of sklearn's short last batch of an epoch over ``dataset_size`` rows (0: every batch is full)."""
+    b, n = _whole("batch_size", batch_size), _whole("dataset_size", dataset_size)
+    return n % min(b, n)
+
+
+def counts_short_last_batch(from_: Any, to: Any, batch_size: float | None, dataset_size: float | None) -> bool:
+    """Whether :func:`convert` counts sklearn's short last batch: ``mlp-alpha`` on one side, its ``b`` not
+    cancelled, and both ``batch_size`` and ``dataset_size`` given (then the value is scaled by
+    :func:`mlp_alpha_batch_factor`, the ``c`` of :func:`formula`'s ``batch_factor``)."""
+    src, dst = get_convention(from_, "from_"), get_convention(to, "to")
+    return (_one_side_mlp_alpha(src, dst) and "batch_size" in _net_exponents(src, dst)
+            and batch_size is not None and dataset_size is not None)
+
+
+def mlp_alpha_batch_factor(batch_size: float, dataset_size: float) -> float:
+    """sklearn MLP's epoch-average penalty per step over N = ``dataset_size`` rows in batches of b =
+    ``batch_size`` (clipped to N), as a multiple of the full-batch ``α/b``: ``b·(⌊N/b⌋/b + 1/r)/⌈N/b⌉`` with
+    the last batch's ``r`` rows (the ``1/r`` term only when r > 0); 1 when N is a multiple of b. E.g. 1.55 for
+    N = 1437, b = 200 (seven batches of 200 at α/200, one of 37 at α/37). Both must be integers ≥ 1."""
+    b_given, n = _whole("batch_size", batch_size), _whole("dataset_size", dataset_size)
+    b = min(b_given, n)
+    full, rest = divmod(n, b)
+    per_epoch = fractions.Fraction(full, b) + (fractions.Fraction(1, rest) if rest else 0)
+    return float(b_given * per_epoch / (full + (1 if rest else 0)))       # exactly 1 when N is a multiple of b
+
+
+def mlp_alpha_assumption(from_: Any, to: Any, *, batch_size: float | None = None,
+                         dataset_size: float | None = None) -> str | None:
+    """What a conversion from or to ``mlp-alpha`` assumes about sklearn's batches, in one line (``None`` for
+    any other pair): every batch full (no ``dataset_size``), every batch full because N is a multiple of b,
+    or the epoch-average of a short last batch (with its rows and the factor over ``α/b``)."""
+    src, dst = get_convention(from_, "from_"), get_convention(to, "to")
+    if not _one_side_mlp_alpha(src, dst) or "batch_size" not in (*src.exponents, *dst.exponents):
+        return None
+    if batch_size is None:
+        return None
+    if dataset_size is None:
+        return (f"assumes every sklearn batch has b = {batch_size:g} rows, true only when the training rows are a "
+                "multiple of b; give the rows (dataset_size, --dataset-size) to count sklearn's short last batch")
+    rest = _short_last_batch(batch_size, dataset_size)
+    if rest == 0:
+        return f"every batch is full ({dataset_size:g} rows in batches of {min(batch_size, dataset_size):g})"
+    factor = mlp_alpha_batch_factor(batch_size, dataset_size)
+    return (f"the epoch-average decay per step: sklearn's last batch has {rest} of {dataset_size:g} rows and takes "
+            f"α/{rest}, so an epoch decays {factor:.3g}× what α/b per step gives; not the same decay at each step")
 
 
 def update_matched_lr(lr: float, from_: Any, to: Any, **context: Any) -> float:
@@ -339,7 +414,10 @@ def convert(value: float, from_: Any, to: Any, *, lr: float | None = None, batch
     ``ValueError``. Example: a torch ``AdamW(lr=1e-3, weight_decay=0.05)`` is
     ``convert(0.05, "torch-adamw", "schedule", lr=1e-3) == 5e-5``; AdamW's λ = 0.1 for torch's Muon
     with ``"original"`` scaling on 1024×1024 matrices is ``convert(0.1, "torch-adamw", "muon-original",
-    shape=(1024, 1024)) == 0.015625`` (with :func:`update_matched_lr`'s lr, 6.4× AdamW's).
+    shape=(1024, 1024)) == 0.015625`` (with :func:`update_matched_lr`'s lr, 6.4× AdamW's). ``mlp-alpha``
+    assumes full batches of ``batch_size`` rows; given ``dataset_size`` too, it counts sklearn's short last
+    batch and gives the epoch-average decay (:func:`mlp_alpha_batch_factor`: ``convert(1e-4, "mlp-alpha",
+    "coupled", batch_size=200, dataset_size=1437)`` is 1.55 × 5e-7).
     """
     src, dst = get_convention(from_, "from_"), get_convention(to, "to")
     value = check_real("value", value, low=0.0, low_open=src.power < 0)
@@ -352,9 +430,13 @@ def convert(value: float, from_: Any, to: Any, *, lr: float | None = None, batch
                          f"({meanings}), got none for {'it' if len(missing) == 1 else 'them'}")
     if value == 0.0:
         return math.inf if dst.power < 0 else 0.0
+    batches = 1.0                                # mlp-alpha with N: sklearn's short last batch, on the d level
+    if counts_short_last_batch(src, dst, batch_size, dataset_size):
+        factor = mlp_alpha_batch_factor(batch_size, dataset_size)
+        batches = factor if src.name == "mlp-alpha" else 1 / factor
     with decimal.localcontext() as exact:       # decimal: 1e-300 stays 1e-300, 1/(0.1·1e-3) is 10000
         exact.prec = 40
-        d = _decimal(coef) * _decimal_power(_decimal(value), src.power)
+        d = _decimal(coef) * _decimal(batches) * _decimal_power(_decimal(value), src.power)
         for k, e in net.items():
             d *= _decimal_power(_decimal(ctx[k]), e)
         result = _decimal_power(d, 1 / dst.power)
@@ -393,12 +475,16 @@ def _product(factors: list[tuple[str, float]]) -> str:
     return "·".join(whole)
 
 
-def formula(from_: Any, to: Any) -> str:
-    """The one-line formula of a conversion, e.g. ``'wd_sched = wd_adamw·lr'``."""
+def formula(from_: Any, to: Any, *, batch_factor: bool = False) -> str:
+    """The one-line formula of a conversion, e.g. ``'wd_sched = wd_adamw·lr'``. ``batch_factor``: an
+    ``mlp-alpha`` side carries ``c``, sklearn's epoch-average factor of :func:`mlp_alpha_batch_factor` (the
+    conversion :func:`counts_short_last_batch`)."""
     src, dst = get_convention(from_, "from_"), get_convention(to, "to")
     coef, net = _route(src, dst)
     num, den = [], []
     (num if src.power > 0 else den).append((src.symbol, 1))
+    if batch_factor and _one_side_mlp_alpha(src, dst):
+        (num if src.name == "mlp-alpha" else den).append(("c", 1))
     for k, e in net.items():
         (num if e > 0 else den).append((CONTEXT[k][0], abs(e)))
     if dst.power < 0:

@@ -29,6 +29,7 @@ from decaylab.batched.epochs import (
     _shuffle_generator,
     _steps_per_epoch,
     _train_rows,
+    evaluation_passes,
 )
 from decaylab.batched.members import (
     Member,
@@ -45,7 +46,7 @@ from decaylab.batched.members import (
     parameter_shapes,
 )
 from decaylab.batched.standardization import MemberFeatures
-from decaylab.train.divergence import all_finite, diverging, runaway_limit
+from decaylab.train.divergence import all_finite, diverging, overflowing_step, runaway_limit
 
 __all__ = ["train_alone", "alone_step", "member_optimizer"]
 
@@ -73,11 +74,13 @@ def member_optimizer(model: nn.Module, member: Member, config: TrainConfig) -> t
     return spec.build([g for g in groups if g["params"]], lr=member.lr), decay
 
 
-def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, float]:
+def _evaluate_alone(model: nn.Module, X, y, rows, kind: str, rows_per_pass: int) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``X[rows]``, in passes of ``rows_per_pass`` consecutive rows of
+    ``rows`` (:func:`~decaylab.batched.epochs.evaluation_passes`, as the batched engine evaluates)."""
     if rows is None or len(rows) == 0:
         return float("nan"), float("nan")
     with torch.no_grad():
-        out = model(X[rows])
+        out = torch.cat([model(X[part]) for part in evaluation_passes(rows, rows_per_pass)])
         target = y[rows]
         return (float(_per_sample_loss(kind, out, target).mean()),
                 float(_accuracy(kind, out.unsqueeze(0), target.unsqueeze(0))[0]))
@@ -86,14 +89,21 @@ def _evaluate_alone(model: nn.Module, X, y, rows, kind: str) -> tuple[float, flo
 def alone_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, target: torch.Tensor,
                kind: str, limit: float) -> bool:
     """One training step on the batch ``(x, target)``: the mean loss, backward, the optimizer's step;
-    ``False`` (and no step) if the loss diverges (:func:`~decaylab.train.divergence.diverging` at ``limit``)."""
+    ``False`` (and no step) if the loss diverges (:func:`~decaylab.train.divergence.diverging` at ``limit``) or
+    the step's size overflows the dtype (:func:`~decaylab.train.divergence.overflowing_step`; the parameters may
+    be partly updated: the member is diverged)."""
     per_sample = _per_sample_loss(kind, model(x), target)
     loss = (per_sample * torch.full_like(per_sample, 1.0 / len(x))).sum()      # as batched
     if bool(diverging(loss.detach(), limit)):
         return False
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    try:
+        optimizer.step()
+    except RuntimeError as error:                 # the step's size overflows the dtype: divergence
+        if not overflowing_step(error):
+            raise
+        return False
     return True
 
 
@@ -165,12 +175,12 @@ def _summarize_alone(model, X, y, rows, member, config, evals, diverged, epochs_
     if diverged:
         return diverged_result(epochs_run, steps, evals)
     model.eval()                              # BatchNorm: evaluate with the running statistics
-    train_loss, _ = _evaluate_alone(model, X, y, rows, config.loss)
+    train_loss, _ = _evaluate_alone(model, X, y, rows, config.loss, config.batch_size)
     val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
-    val_loss, val_acc = _evaluate_alone(model, X, y, val_rows, config.loss)
+    val_loss, val_acc = _evaluate_alone(model, X, y, val_rows, config.loss, config.batch_size)
     evaluated = {}
     for name, (ex, ey) in evals.items():
-        loss, acc = _evaluate_alone(model, ex, ey, torch.arange(len(ex)), config.loss)
+        loss, acc = _evaluate_alone(model, ex, ey, torch.arange(len(ex)), config.loss, config.batch_size)
         evaluated[name] = {"loss": loss, "accuracy": acc}
     norm = math.sqrt(sum(float((p.detach().double() ** 2).sum()) for p in decay))
     result = MemberResult(train_loss, val_loss, val_acc, norm, epochs_run, steps, False, 0.0, evaluated)

@@ -1,10 +1,13 @@
 """How many members one batched chunk stacks: each member's memory, measured, against a stated budget.
 
-A member's bytes (:func:`member_bytes`) = its parameters × (1 + 1 gradient + the optimizer's state
+A member's bytes (:func:`member_bytes`) = its parameters × (1 + 1 gradient + the optimizer's S state
 tensors: 2 for Adam, 3 with AMSGrad, 1 for SGD with momentum, 0 without, 1 for Lion, 2 for Muon — its
-matrices hold 1, the AdamW companion's parameters 2: the larger is counted) + its buffers + the
+matrices hold 1, the AdamW companion's parameters 2: the larger is counted) + its parameters × (1 + S)
+again (the copy of parameters and state the trainer keeps at a step where some members are idle) +
+``UPDATE_TEMPORARIES`` × its largest parameter tensor (the update's temporaries) + its buffers + the
 activations autograd saves for one training batch of ``batch_size`` rows (measured on one copy with
 ``torch.autograd.graph.saved_tensors_hooks``, each storage counted once) + that batch's output.
+``benchmarks/chunk_memory.py`` measures a chunk's peak resident memory against this estimate.
 The budget (:func:`memory_budget`, unless given): on CUDA 80% of the device's free memory; on the CPU
 a quarter of the available memory (``/proc/meminfo``'s MemAvailable), at most 4 GiB.
 A chunk holds ``⌊budget / member bytes⌋`` members (at least 1); a requested ``chunk_size`` that would
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import torch
 
 CPU_BUDGET_CAP = 4 << 30
+UPDATE_TEMPORARIES = 4     # tensors of one stacked tensor's size an update step allocates (Adam: g + λw, √v, …)
 CPU_BUDGET_FRACTION = 0.25
 CUDA_BUDGET_FRACTION = 0.8
 
@@ -79,6 +83,7 @@ def member_bytes(model: torch.nn.Module, x_batch: torch.Tensor, optimizer_states
     """Bytes one member needs in a chunk: state (parameters, gradients, optimizer, buffers) and the
     activations saved by one forward/backward on ``x_batch`` (a training batch of one member)."""
     params = sum(p.numel() * p.element_size() for p in model.parameters())
+    largest = max((p.numel() * p.element_size() for p in model.parameters()), default=0)
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
     seen: dict[int, int] = {}
 
@@ -90,7 +95,11 @@ def member_bytes(model: torch.nn.Module, x_batch: torch.Tensor, optimizer_states
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = model(x_batch)
     activations = sum(seen.values()) + out.numel() * out.element_size()
-    return params * (2 + optimizer_states) + buffers + activations
+    # parameters, gradients and optimizer state; the copy of parameters and state kept for idle members
+    # (a step where some members' epoch is over); the update's temporaries, UPDATE_TEMPORARIES of the
+    # largest tensor
+    held = params * (2 + optimizer_states) + params * (1 + optimizer_states)
+    return held + UPDATE_TEMPORARIES * largest + buffers + activations
 
 
 def optimizer_state_count(config) -> int:

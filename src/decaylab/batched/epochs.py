@@ -4,7 +4,14 @@ Member g trains on the rows ``train_index`` of ``X`` (all rows if ``None``). Eac
 ``perm = randperm(len(train_index))`` from its own generator seeded with ``member.seed`` and cuts it
 into batches of ``batch_size`` (the last one smaller): exactly a shuffled ``DataLoader`` over its own
 training rows. A member's batch loss is the mean over its batch. In the batched trainer, members whose
-epoch has fewer batches are idle on the extra steps (padding rows get weight 0).
+epoch has fewer batches are idle on the extra steps (padding rows get weight 0, and a model that may mix
+the rows of a batch never sees them: :mod:`decaylab.batched.stacked`).
+
+Evaluation, both trainers: each set a member is scored on (its training rows, its validation rows, each
+evaluation set) in passes of ``batch_size`` consecutive rows of that set, in its order
+(:func:`evaluation_passes`); a pass holds only that set's rows of that member, so a model whose forward
+mixes the rows of its input (BatchNorm without running statistics, a user's ``x − x.mean(0)``) gives the
+same numbers on both engines.
 """
 
 from __future__ import annotations
@@ -30,6 +37,11 @@ def _train_rows(member: Member, n_rows: int) -> torch.Tensor:
 
 def _steps_per_epoch(n_train: int, batch_size: int) -> int:
     return -(-n_train // batch_size)
+
+
+def evaluation_passes(rows: torch.Tensor, rows_per_pass: int) -> list[torch.Tensor]:
+    """The row indices ``rows`` of one evaluated set cut into passes of ``rows_per_pass`` (the last shorter)."""
+    return [rows[i:i + rows_per_pass] for i in range(0, len(rows), rows_per_pass)]
 
 
 def _epoch_order(rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

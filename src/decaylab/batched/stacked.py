@@ -18,7 +18,9 @@ Which stacked tensors decay: ``config.decayed_names`` (:func:`decaylab.param_gro
 0's model; with ``optimizer="muon"``, which are Muon's: the spec's :class:`~decaylab.optim.MuonRule` on it.
 Supported: any model without dropout or recurrent layers (:func:`check_batchable` says why not), BatchNorm
 included — its running statistics are buffers stacked ``[G, …]`` per member and updated in place, and each
-member's batch statistics come from its own real rows (padding rows never enter them); which of the paths
+member's batch statistics come from its own real rows. Any model but a plain MLP may mix the rows of a batch
+(BatchNorm, a user's ``x − x.mean(0)``): padding rows never enter its training passes, and its evaluation
+passes (:meth:`_StackedModel.predict_rows`) hold one member's rows of one set; which of the paths
 (fast, folded, vmap) a model takes: :func:`decaylab.batched.stacked_layers.batch_path`.
 """
 
@@ -40,7 +42,7 @@ from decaylab.batched.members import (
     check_same_architecture,
     parameter_shapes,
 )
-from decaylab.batched.stacked_layers import batch_lengths, grouped_losses
+from decaylab.batched.stacked_layers import batch_lengths, grouped_losses, groups_by_length
 from decaylab.batched.stacked_linear import StackedLinear
 
 __all__ = ["check_batchable"]
@@ -75,7 +77,8 @@ class _StackedModel:
             raise InputError(f"model cannot be trained batched: {reason}; use engine='sequential'")
         params, buffers = torch.func.stack_module_state(models)
         self.names = list(params)
-        self.params = [params[n].detach().clone().to(device).requires_grad_(True) for n in self.names]
+        # stack_module_state's tensors are fresh copies: no clone (one copy of the members' weights less)
+        self.params = [params[n].detach().to(device).requires_grad_(True) for n in self.names]
         # buffers (BatchNorm running statistics) stacked [G, …] per member, updated in place
         self.buffer_names = list(buffers)
         self.buffers = [buffers[n].detach().clone().to(device) for n in self.buffer_names]
@@ -87,7 +90,9 @@ class _StackedModel:
             halves = {d.name: d.use_muon for d in config.optimizer.muon_rule().classify(models[0])}
             self.use_muon = [halves.get(n, False) for n in self.names]
         self.linear_stack = None if self.buffers else _linear_stack_plan(self.base, self.names)
-        self.batch_statistics = stacked_layers.has_batch_statistics(self.base)
+        # any model but a plain MLP (Linear and elementwise layers) may mix the rows of a batch (BatchNorm,
+        # a user's x − x.mean(0)): it only ever sees one member's real rows of one set in a pass
+        self.rows_independent = self.linear_stack is not None
         self.folded, not_folded = None, "no sample rows to check the folded path on"
         if self.linear_stack is None and sample is not None:
             folded = FoldedModel(self.base, self.names, self.buffer_names)
@@ -138,6 +143,41 @@ class _StackedModel:
                 return torch.cat(passes, dim=1)
         finally:
             self._train(True)
+
+    def predict_rows(self, x: torch.Tensor, rows: Sequence[torch.Tensor], rows_per_pass: int) -> torch.Tensor:
+        """Every member's outputs ``[G, L, …]`` on its own rows ``rows[g]`` of ``x`` (eval mode; ``L`` the longest;
+        member g's first ``len(rows[g])`` outputs are its rows', the rest zeros), in passes of ``rows_per_pass``
+        consecutive rows of each member's list. A pass holds member g's rows only: members whose pass is
+        shorter (their last) run apart, grouped by length, so no padding row and no other member's row enters
+        a forward pass of a model that may mix rows (a plain MLP, whose rows are independent, takes the
+        padded pass at once)."""
+        G, lengths = len(rows), torch.tensor([len(r) for r in rows])
+        index = torch.zeros(G, max(1, int(lengths.max())), dtype=torch.long)
+        for g, r in enumerate(rows):
+            index[g, :len(r)] = r.cpu()
+        index = index.to(x.device)
+        out = None
+        self._train(False)
+        try:
+            with torch.no_grad():
+                for start in range(0, int(lengths.max()), rows_per_pass):
+                    pass_lengths = torch.clamp(lengths - start, 0, rows_per_pass)
+                    stop = start + int(pass_lengths.max())
+                    if self.rows_independent or bool((pass_lengths == pass_lengths[0]).all()):
+                        parts = [(None, self.forward(x[index[:, start:stop]]))]
+                    else:
+                        parts = [(group, self.forward(x[index[group.to(x.device), start:start + length]],
+                                                      members=group.to(x.device)))
+                                 for length, group in groups_by_length(pass_lengths)]
+                    for group, part in parts:
+                        if out is None:
+                            out = torch.zeros((G, index.shape[1]) + part.shape[2:], dtype=part.dtype,
+                                              device=part.device)
+                        where = slice(None) if group is None else group.to(part.device)
+                        out[where, start:start + part.shape[1]] = part
+        finally:
+            self._train(True)
+        return out
 
     def _train(self, mode: bool) -> None:
         self.base.train(mode)
@@ -256,7 +296,7 @@ def _relu_mlp_losses_and_grads(plan: list, params: Sequence[torch.Tensor], x: to
 
 def _member_losses(stacked: _StackedModel, X, y, idx: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
     """Each member's batch loss ``[G]``: the weighted sum of its rows' losses (weights 1/batch length, 0 on padding)."""
-    if stacked.batch_statistics:                       # BatchNorm sees only real rows
+    if not stacked.rows_independent:                   # a model that may mix rows sees only real rows
         lengths = batch_lengths(weight).cpu()
         if bool((lengths != idx.shape[1]).any()):     # padding rows at this step: real rows only, by length
             return grouped_losses(

@@ -19,10 +19,11 @@ Paths (:func:`batch_path`), fastest first:
 
 BatchNorm (``_BatchNorm``): its running statistics are buffers, stacked ``[G, C]`` like the parameters
 and updated in place by each member's own batch statistics (vmap's batch-norm rule); evaluation switches
-the base module to eval mode so each member normalizes with its own running statistics. Batch statistics
-must see only a member's real rows: at a step where members' batches differ in length (the last batch of
-an epoch over folds of different sizes) or some members are idle, :func:`grouped_losses` runs the members
-in groups of equal batch length on their real rows only, so every member equals its run alone.
+the base module to eval mode so each member normalizes with its own running statistics. A model that may
+mix the rows of a batch (any but a plain MLP: BatchNorm, a user's ``x − x.mean(0)``) must see only a
+member's real rows: at a step where members' batches differ in length (the last batch of an epoch over
+folds of different sizes) or some members are idle, :func:`grouped_losses` runs the members in groups of
+equal batch length on their real rows only, so every member equals its run alone.
 """
 
 from __future__ import annotations
@@ -62,11 +63,6 @@ def unbatchable_reason(model: nn.Module) -> str | None:
         if isinstance(module, nn.RNNBase):
             return f"{where} is {type(module).__name__} (recurrent layers are not stacked)"
     return None
-
-
-def has_batch_statistics(model: nn.Module) -> bool:
-    """Whether a layer of ``model`` normalizes with statistics of its training batch (BatchNorm)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
 
 
 def batch_path(model: nn.Module, is_plain_mlp: bool, folded=None, not_folded: str | None = None) -> BatchPath:
@@ -145,15 +141,18 @@ def batch_lengths(weight: torch.Tensor) -> torch.Tensor:
     return (weight > 0).sum(1)
 
 
+def groups_by_length(lengths: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """``(L, members)`` for each distinct length ``L > 0`` of ``lengths`` ``[G]``, shortest first."""
+    return [(length, torch.nonzero(lengths == length).squeeze(1)) for length in sorted(set(lengths.tolist()))
+            if length > 0]
+
+
 def grouped_losses(forward_group, losses_of, lengths: torch.Tensor, G: int, dtype, device) -> torch.Tensor:
     """Each member's batch loss ``[G]`` when members' batch lengths differ: every group of members with the
     same length ``L > 0`` runs ``forward_group(members, L)`` on its first ``L`` rows (its real rows) and
     ``losses_of`` turns that into the group's losses; idle members (``L = 0``) get 0 and no forward pass, so
     no padding row ever enters a batch statistic."""
     losses = torch.zeros(G, dtype=dtype, device=device)
-    for length in sorted(set(lengths.tolist())):
-        if length == 0:
-            continue
-        group = torch.nonzero(lengths == length).squeeze(1)
+    for length, group in groups_by_length(lengths):
         losses = losses.index_put((group.to(device),), losses_of(forward_group(group, length), group, length))
     return losses

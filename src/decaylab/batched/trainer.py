@@ -27,15 +27,18 @@ with one op per stacked tensor and torch's fused Adam/SGD kernel (``weight_decay
 otherwise the per-member functional update runs (the reference the tests compare the fast path against).
 
 Divergence. A member whose batch loss is non-finite or runaway (:mod:`decaylab.train.divergence`) or
-whose parameters become non-finite is marked ``diverged`` at that epoch, frozen (its parameters are
-zeroed so NaN cannot spread) and reported with NaN losses; the other members are unaffected. A member whose
-final train, validation or evaluation loss is non-finite or runaway is reported diverged too
-(:func:`~decaylab.batched.members.judged`, as :func:`train_alone`). The step is
-not recomputed: members share no parameters, so the others' gradients (and BatchNorm statistics, updated
+whose parameters become non-finite, or whose step overflows the dtype
+(:func:`~decaylab.train.divergence.overflowing_step`: ``lr = 1e40`` in float32), is marked ``diverged``
+at that epoch, frozen (its parameters are zeroed so NaN cannot spread) and reported with NaN losses; the
+other members are unaffected. A member whose final train, validation or evaluation loss is non-finite or
+runaway is reported diverged too (:func:`~decaylab.batched.members.judged`, as :func:`train_alone`). The
+step is not recomputed: members share no parameters, so the others' gradients (and BatchNorm statistics, updated
 once) are exactly those of the step as computed, and the idle diverged member's update is discarded.
 
-Evaluation runs every member on the shared rows in passes of ``batch_size`` rows per member, so it never
-needs more memory than a training step (which the chunk's memory budget covers).
+Evaluation runs every member on each set it is scored on (its training rows, its validation rows, each
+evaluation set) in passes of ``batch_size`` rows of that set per member (:mod:`decaylab.batched.epochs`), as
+:func:`train_alone` does: it never needs more memory than a training step (which the chunk's memory budget
+covers), and no pass mixes a member's rows with another set's or another member's.
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ from decaylab.batched.stacked import _losses_and_grads, _StackedModel, check_bat
 from decaylab.batched.standardization import MemberFeatures
 from decaylab.optim._decay import scale_for
 from decaylab.optim.options import FORMAT_2_OPTIMIZERS
-from decaylab.train.divergence import diverging, runaway_limit
+from decaylab.train.divergence import diverging, overflowing_step, runaway_limit
 
 CHECK_ROWS = 16      # input rows the folded path is checked on before training (decaylab.batched.folded)
 
@@ -310,7 +313,13 @@ def train_batched(model_factory: Callable[[], nn.Module], X, y, members: Sequenc
             newly = alive & (s < per_epoch) & diverging(losses, limit).cpu()
             if bool(newly.any()):                 # diverged on this batch: frozen, idle from this step on
                 _drop(newly, alive, epochs_run, epoch, optimizer)
-            optimizer.step(grads, alive & (s < per_epoch))
+            try:
+                optimizer.step(grads, alive & (s < per_epoch))
+            except RuntimeError as error:          # the step's size overflows the dtype: its members diverge
+                if not overflowing_step(error):
+                    raise
+                _drop(alive & (s < per_epoch), alive, epochs_run, epoch, optimizer)
+            del grads                              # before the next step's: one set of gradients at a time
         epochs_run[alive] = epoch + 1
         finite = torch.stack([torch.isfinite(p.detach()).view(G, -1).all(1) for p in stacked.params]).all(0).cpu()
         _drop(alive & ~finite, alive, epochs_run, epoch, optimizer)
@@ -333,20 +342,32 @@ def _drop(newly: torch.Tensor, alive: torch.Tensor, epochs_run: torch.Tensor, ep
         optimizer.freeze(newly)
 
 
-def _rows_mean(per_row: torch.Tensor, rows: torch.Tensor | None) -> float:
-    if rows is None or len(rows) == 0:
-        return float("nan")
-    return float(per_row[rows].double().mean())
+def _member_scores(stacked, features, y, rows: Sequence[torch.Tensor], config) -> list[tuple[float, float]]:
+    """Each member's mean loss and accuracy on its own rows ``rows[g]`` of the data (NaN where it has none),
+    evaluated in passes of ``batch_size`` of its rows only (:meth:`_StackedModel.predict_rows`)."""
+    nan = float("nan")
+    if not any(len(r) for r in rows):
+        return [(nan, nan)] * len(rows)
+    offsets = [0] * len(rows) if features.offsets is None else features.offsets.tolist()
+    index = [r + offset for r, offset in zip(rows, offsets)]              # into features.X: the member's block
+    out = stacked.predict_rows(features.X, index, config.batch_size)       # [G, L, outputs]
+    scores = []
+    for g, r in enumerate(rows):
+        if len(r) == 0:
+            scores.append((nan, nan))
+            continue
+        o, t = out[g, :len(r)], y[r.to(y.device)]
+        acc = float(_accuracy(config.loss, o.unsqueeze(0), t.unsqueeze(0))[0])
+        scores.append((float(_per_sample_loss(config.loss, o, t).double().mean()), acc))
+    return scores
 
 
 def _summarize_batched(stacked, features, y, rows, members, config, evals, alive, epochs_run, steps,
                        keep_weights) -> list[MemberResult]:
-    nan = float("nan")
+    val_rows = [torch.tensor(m.val_index or (), dtype=torch.long) for m in members]
     with torch.no_grad():
-        out = stacked.predict(features.X, config.batch_size, features.offsets)     # [G, N, outputs]
-        target = y.expand(len(members), *y.shape)
-        per_loss = _per_sample_loss(config.loss, out, target)           # [G, N]
-        per_hit = (out.argmax(-1) == target).double() if config.loss == "cross_entropy" else None
+        train_scores = _member_scores(stacked, features, y, rows, config)
+        val_scores = _member_scores(stacked, features, y, val_rows, config)
         eval_out = {}
         for name, (ex, ey) in evals.items():
             o = stacked.predict(ex, config.batch_size, features.block_offsets(ex))
@@ -361,9 +382,8 @@ def _summarize_batched(stacked, features, y, rows, members, config, evals, alive
         if not bool(alive[g]):
             results.append(diverged_result(int(epochs_run[g]), int(steps[g]), evals))
             continue
-        val_rows = None if member.val_index is None else torch.tensor(member.val_index, dtype=torch.long)
-        val_acc = nan if per_hit is None else _rows_mean(per_hit[g], val_rows)
-        result = MemberResult(_rows_mean(per_loss[g], rows[g]), _rows_mean(per_loss[g], val_rows), val_acc,
+        val_loss, val_acc = val_scores[g]          # NaN accuracy for regression, as _accuracy gives
+        result = MemberResult(train_scores[g][0], val_loss, val_acc,
                               math.sqrt(float(sq[g])) if torch.is_tensor(sq) else 0.0,
                               int(epochs_run[g]), int(steps[g]), False, 0.0, evaluated)
         result = judged(result, member, config.loss, y, evals)

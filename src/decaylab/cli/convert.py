@@ -5,7 +5,9 @@
     decaylab convert --list
 
 With ``--to`` prints the converted value on the first line and the formula (and whether the two
-conventions give the same update for every optimizer or only for plain SGD) on the second; between
+conventions give the same update for every optimizer or only for plain SGD; for sklearn's ``mlp-alpha``,
+what it assumes of the batches: full ones, or with ``--dataset-size`` the epoch average over sklearn's
+short last batch) on the second; between
 two update-normalized optimizers (Muon, Lion, AdamW: the value keeps the decay relative to the
 update) a third line gives the lr that makes it the same run (with ``--lr``: its value).
 Without ``--to`` prints one line per convention: the value where the given context suffices, else
@@ -63,10 +65,16 @@ def _list_lines() -> list[str]:
     return lines
 
 
-def _exactness(src, dst) -> str:
-    from decaylab.conventions import get_convention, is_exact, update_matched
+def _exactness(src, dst, context: dict) -> str:
+    from decaylab.conventions import get_convention, is_exact, mlp_alpha_assumption, update_matched
 
     src, dst = get_convention(src), get_convention(dst)
+    rows = {k: context[k] for k in ("batch_size", "dataset_size") if k in context}
+    assumption = mlp_alpha_assumption(src, dst, **rows)
+    if assumption is not None:
+        exact = ("exact only with full batches" if "dataset_size" not in rows
+                 else "exact" if is_exact(src, dst, **rows) else "not exact")
+        return f"{exact}: {assumption}"
     if update_matched(src, dst):
         if is_exact(src, dst):
             return f"exact: the same decay relative to the update, both normalize it alike ({src.basis})"
@@ -92,6 +100,16 @@ def _lr_line(src, dst, context: dict) -> str:
     if "lr" in context:
         return f"with lr {update_matched_lr(context['lr'], src, dst, **shape_context):.6g} (= lr × {ratio:.6g}): {same}"
     return f"with lr × {ratio:.6g} on the {dst.name} side: {same} (pass --lr for its value)"
+
+
+def _formula(src, dst, context: dict) -> str:
+    """The conversion's formula; with sklearn's short last batch counted, ``c`` and its value."""
+    from decaylab.conventions import counts_short_last_batch, formula, mlp_alpha_batch_factor
+
+    b, n = context.get("batch_size"), context.get("dataset_size")
+    if not counts_short_last_batch(src, dst, b, n):
+        return formula(src, dst)
+    return f"{formula(src, dst, batch_factor=True)}, c = {mlp_alpha_batch_factor(b, n):.6g}"
 
 
 def _shape(text: str | None) -> tuple[int, int] | None:
@@ -125,7 +143,7 @@ def _converted(value: float, src, dst, context: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from decaylab.conventions import CONVENTIONS, convert, formula, get_convention, update_matched
+    from decaylab.conventions import CONVENTIONS, convert, get_convention, update_matched
 
     if args.list:
         print("\n".join(_list_lines()))
@@ -144,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"converting {src.name!r} to {dst.name!r} needs {missing}")
         value = convert(args.value, src, dst, **context)
         print(f"{value:.6g}")
-        print(f"{formula(src, dst)}   [{_exactness(src, dst)}]")
+        print(f"{_formula(src, dst, context)}   [{_exactness(src, dst, context)}]")
         if update_matched(src, dst):
             print(_lr_line(src, dst, context))
         return 0
@@ -155,5 +173,5 @@ def run(args: argparse.Namespace) -> int:
             continue
         missing = _missing_flags(src, dst, context)
         shown = f"needs {missing}" if missing else _converted(args.value, src, dst, context)
-        print(f"{dst.name:<{width}} {shown:<34} {formula(src, dst)}")
+        print(f"{dst.name:<{width}} {shown:<34} {_formula(src, dst, context)}")
     return 0

@@ -7,7 +7,9 @@ MSE, or at the end of an epoch whose parameters are not all finite. A loss a mil
 training any more (lr = 1000 reaches 1e35 within a few steps); it is stopped before it overflows (that
 batch takes no step), and reported as diverged. The losses a trainer reports at the end (train, validation,
 evaluation sets) pass the same rule (:func:`reported_diverging`): a member that ends with a non-finite or
-runaway loss on any of them is reported as diverged too.
+runaway loss on any of them is reported as diverged too. A step whose size does not fit the parameters'
+dtype (``lr = 1e40`` on float32: torch refuses the scalar, "value cannot be converted to type float without
+overflow") is divergence as well (:func:`overflowing_step`): the members taking it are reported diverged.
 """
 
 from __future__ import annotations
@@ -42,3 +44,10 @@ def reported_diverging(losses, limit: float) -> bool:
 def all_finite(parameters) -> bool:
     """Are all of one model's ``parameters`` finite? (A run whose parameters are not has diverged.)"""
     return all(bool(torch.isfinite(p.detach()).all()) for p in parameters)
+
+
+def overflowing_step(error: BaseException) -> bool:
+    """Is ``error`` torch refusing an optimizer step's scalar (lr, lr·λ, Adam's lr/(1 − β₁ᵗ)) that overflows the
+    parameters' dtype? Such a step cannot be taken: the trainers count it as divergence."""
+    text = str(error)
+    return isinstance(error, RuntimeError) and "cannot be converted to type" in text and "without overflow" in text
